@@ -1,0 +1,36 @@
+// Command cocoon-agent is the confidential-container guest agent: it serves
+// the Kata agent API and enforces the pod's attested policy.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/daemon"
+)
+
+func main() {
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	res, err := config.Load(config.Sources{
+		Cmdline: string(cmdline), LookupEnv: os.LookupEnv, Args: os.Args[1:], ReadFile: os.ReadFile,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: res.Config.LogLevel}))
+	for _, k := range res.Ignored {
+		log.Debug("ignoring unknown kernel parameter", "key", k)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := daemon.Run(ctx, res.Config, log, nil); err != nil {
+		log.Error("agent failed", "error", err.Error())
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,89 @@
+// Package config turns the agent's inputs — defaults, a TOML file, the kernel
+// command line, environment variables and flags — into one immutable Config.
+//
+// Precedence, lowest first: built-in defaults, the TOML file named by
+// --config or agent.config_file, the kernel command line (agent.* keys, as
+// the Kata agent reads them), the KATA_AGENT_* environment variables, and
+// finally explicit flags.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// DefaultServerAddr is where the Kata runtime expects the agent: any CID, port 1024.
+const DefaultServerAddr = "vsock://-1:1024"
+
+// Config is the agent's complete configuration. It is built once at start-up
+// and never changed afterwards.
+type Config struct {
+	ServerAddr           string        `toml:"server_addr"`
+	LogLevel             slog.Level    `toml:"-"`
+	LogLevelName         string        `toml:"log_level"`
+	DebugConsole         bool          `toml:"debug_console"`
+	DevMode              bool          `toml:"dev_mode"`
+	HotplugTimeout       time.Duration `toml:"-"`
+	ImagePullTimeout     time.Duration `toml:"-"`
+	LaunchProcessTimeout time.Duration `toml:"-"`
+	CDHAPITimeout        time.Duration `toml:"-"`
+	DebugConsoleVport    uint32        `toml:"debug_console_vport"`
+	LogVport             uint32        `toml:"log_vport"`
+	ContainerPipeSize    int32         `toml:"container_pipe_size"`
+	HTTPSProxy           string        `toml:"https_proxy"`
+	NoProxy              string        `toml:"no_proxy"`
+	// GuestComponentsRestAPI is one of all, attestation, resource.
+	GuestComponentsRestAPI string `toml:"guest_components_rest_api"`
+	// GuestComponentsProcs is one of attestation-agent, confidential-data-hub,
+	// api-server-rest, none.
+	GuestComponentsProcs string `toml:"guest_components_procs"`
+	UnifiedCgroup        bool   `toml:"unified_cgroup_hierarchy"`
+	PolicyFile           string `toml:"policy_file"`
+	// ConfigFile is the TOML file the configuration was read from, if any.
+	ConfigFile string `toml:"-"`
+
+	// cocoon's own settings.
+
+	// DecisionLog is where every policy decision is appended.
+	DecisionLog string `toml:"decision_log"`
+	// InitdataDevice is the block device (or file) holding the initdata image.
+	InitdataDevice string `toml:"initdata_device"`
+	// Confidential makes the agent refuse to fall back to permissive defaults.
+	Confidential bool `toml:"confidential"`
+}
+
+// Default returns the configuration used when nothing overrides it. The
+// values match the Kata agent's defaults.
+func Default() Config {
+	return Config{
+		ServerAddr:             DefaultServerAddr,
+		LogLevel:               slog.LevelInfo,
+		LogLevelName:           "info",
+		HotplugTimeout:         3 * time.Second,
+		ImagePullTimeout:       1200 * time.Second,
+		LaunchProcessTimeout:   6 * time.Second,
+		CDHAPITimeout:          50 * time.Second,
+		DebugConsoleVport:      1026,
+		LogVport:               1025,
+		GuestComponentsRestAPI: "resource",
+		GuestComponentsProcs:   "api-server-rest",
+		DecisionLog:            "/run/cocoon/decisions.log",
+	}
+}
+
+// ParseLogLevel maps the logrus-style level names Kata accepts onto slog levels.
+// slog has no level above error, so fatal, panic and critical log as errors.
+func ParseLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "trace", "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error", "critical", "fatal", "panic":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("invalid log level %q (want trace, debug, info, warn, error, critical, fatal or panic)", s)
+}

@@ -1,0 +1,231 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// maxConfigFile bounds the TOML file we read.
+const maxConfigFile = 1 << 20
+
+// Sources are the raw inputs of the configuration. Tests fill them in
+// directly; main reads them from the running system.
+type Sources struct {
+	// Cmdline is the content of /proc/cmdline ("" when not read).
+	Cmdline string
+	// LookupEnv reads an environment variable; nil means no environment.
+	LookupEnv func(string) (string, bool)
+	// Args are the command-line arguments, without the program name.
+	Args []string
+	// ReadFile reads the TOML configuration file.
+	ReadFile func(string) ([]byte, error)
+}
+
+// Result is a loaded Config plus what the loader noticed but did not act on.
+type Result struct {
+	Config Config
+	// Ignored lists the unknown agent.* kernel parameters.
+	Ignored []string
+}
+
+// Load builds the configuration from src. Any malformed value is an error
+// that names its source; nothing is silently replaced by a default.
+func Load(src Sources) (Result, error) {
+	c := Default()
+	fl, err := parseFlags(src.Args)
+	if err != nil {
+		return Result{}, err
+	}
+
+	// The file is named by the flag or, failing that, the command line.
+	file := fl.config
+	if file == "" {
+		probe := Default()
+		if _, err := applyCmdline(&probe, src.Cmdline); err == nil {
+			file = probe.ConfigFile
+		}
+	}
+	if file != "" {
+		if err := applyFile(&c, file, src.ReadFile); err != nil {
+			return Result{}, err
+		}
+		c.ConfigFile = file
+	}
+
+	unknown, err := applyCmdline(&c, src.Cmdline)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := applyEnv(&c, src.LookupEnv); err != nil {
+		return Result{}, err
+	}
+	if err := fl.apply(&c); err != nil {
+		return Result{}, err
+	}
+	c.ConfigFile = file
+
+	r := Result{Config: c}
+	for _, u := range unknown {
+		r.Ignored = append(r.Ignored, u.Key)
+	}
+	return r, nil
+}
+
+func applyEnv(c *Config, lookup func(string) (string, bool)) error {
+	if lookup == nil {
+		return nil
+	}
+	if v, ok := lookup("KATA_AGENT_SERVER_ADDR"); ok && v != "" {
+		c.ServerAddr = v
+	}
+	if v, ok := lookup("KATA_AGENT_LOG_LEVEL"); ok && v != "" {
+		lvl, err := ParseLogLevel(v)
+		if err != nil {
+			return fmt.Errorf("KATA_AGENT_LOG_LEVEL: %w", err)
+		}
+		c.LogLevel, c.LogLevelName = lvl, v
+	}
+	if v, ok := lookup("KATA_AGENT_POLICY_FILE"); ok && v != "" {
+		c.PolicyFile = v
+	}
+	return nil
+}
+
+// fileConfig is the TOML shape: Kata's keys, with timeouts in seconds.
+type fileConfig struct {
+	Config
+	HotplugTimeout       *uint32 `toml:"hotplug_timeout"`
+	ImagePullTimeout     *uint32 `toml:"image_pull_timeout"`
+	LaunchProcessTimeout *uint32 `toml:"launch_process_timeout"`
+	CDHAPITimeout        *uint32 `toml:"cdh_api_timeout"`
+}
+
+func applyFile(c *Config, path string, read func(string) ([]byte, error)) error {
+	if read == nil {
+		return fmt.Errorf("config file %s: no file system to read it from", path)
+	}
+	data, err := read(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	fc := fileConfig{Config: *c}
+	if err := decodeTOML(data, &fc); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if fc.LogLevelName != c.LogLevelName {
+		if fc.LogLevel, err = ParseLogLevel(fc.LogLevelName); err != nil {
+			return fmt.Errorf("config file %s: log_level: %w", path, err)
+		}
+	}
+	for _, t := range []struct {
+		src *uint32
+		dst *time.Duration
+	}{
+		{fc.HotplugTimeout, &fc.Config.HotplugTimeout},
+		{fc.ImagePullTimeout, &fc.Config.ImagePullTimeout},
+		{fc.LaunchProcessTimeout, &fc.Config.LaunchProcessTimeout},
+		{fc.CDHAPITimeout, &fc.Config.CDHAPITimeout},
+	} {
+		if t.src == nil {
+			continue
+		}
+		if *t.dst = time.Duration(*t.src) * time.Second; *t.dst > maxTimeout {
+			return fmt.Errorf("config file %s: timeout %s exceeds %s", path, *t.dst, maxTimeout)
+		}
+	}
+	if fc.ContainerPipeSize < 0 || fc.ContainerPipeSize > maxPipeSize {
+		return fmt.Errorf("config file %s: container_pipe_size %d out of range", path, fc.ContainerPipeSize)
+	}
+	*c = fc.Config
+	return nil
+}
+
+// decodeTOML decodes strictly: unknown keys are an error, not a surprise later.
+func decodeTOML(data []byte, v any) error {
+	if len(data) > maxConfigFile {
+		return fmt.Errorf("%d bytes is larger than %d", len(data), maxConfigFile)
+	}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(v)
+	if err != nil {
+		return err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+type flags struct {
+	set                     map[string]bool
+	config, addr, logLevel  string
+	policyFile, decisionLog string
+	initdataDevice          string
+	confidential            bool
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{set: map[string]bool{}}
+	fs := flag.NewFlagSet("cocoon-agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.config, "config", "", "TOML configuration file")
+	fs.StringVar(&f.addr, "addr", "", "listen address: vsock://CID:PORT, unix:///path, unix://@name, tcp://host:port")
+	fs.StringVar(&f.logLevel, "log-level", "", "log level")
+	fs.StringVar(&f.policyFile, "policy-file", "", "default Rego policy file")
+	fs.StringVar(&f.decisionLog, "decision-log", "", "policy decision log path")
+	fs.StringVar(&f.initdataDevice, "initdata", "", "initdata block device or image file")
+	fs.BoolVar(&f.confidential, "confidential", false, "refuse permissive fallbacks")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, fmt.Errorf("usage: cocoon-agent %s", usage(fs))
+		}
+		return nil, fmt.Errorf("flags: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	return f, nil
+}
+
+func usage(fs *flag.FlagSet) string {
+	var b strings.Builder
+	fs.VisitAll(func(fl *flag.Flag) { fmt.Fprintf(&b, "[--%s] ", fl.Name) })
+	return b.String()
+}
+
+func (f *flags) apply(c *Config) error {
+	if f.set["addr"] {
+		c.ServerAddr = f.addr
+	}
+	if f.set["log-level"] {
+		lvl, err := ParseLogLevel(f.logLevel)
+		if err != nil {
+			return fmt.Errorf("--log-level: %w", err)
+		}
+		c.LogLevel, c.LogLevelName = lvl, f.logLevel
+	}
+	if f.set["policy-file"] {
+		c.PolicyFile = f.policyFile
+	}
+	if f.set["decision-log"] {
+		c.DecisionLog = f.decisionLog
+	}
+	if f.set["initdata"] {
+		c.InitdataDevice = f.initdataDevice
+	}
+	if f.set["confidential"] {
+		c.Confidential = f.confidential
+	}
+	return nil
+}

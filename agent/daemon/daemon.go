@@ -1,0 +1,70 @@
+// Package daemon assembles the agent from its configuration and runs it until
+// its context ends: init duties when PID 1, the listener, the services and a
+// graceful shutdown.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/initsys"
+	"github.com/cocoon-tee/cocoon/agent/rpc"
+	"github.com/cocoon-tee/cocoon/agent/server"
+	"github.com/cocoon-tee/cocoon/agent/transport"
+	"github.com/cocoon-tee/cocoon/agent/version"
+)
+
+// shutdownGrace bounds how long in-flight requests may finish after a signal.
+const shutdownGrace = 5 * time.Second
+
+// Run serves the agent API as configured until ctx is cancelled.
+// ready, when not nil, is called with the listener's address once the
+// agent accepts connections.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(net.Addr)) error {
+	addr, err := transport.ParseAddr(cfg.ServerAddr)
+	if err != nil {
+		return fmt.Errorf("server address: %w", err)
+	}
+	if initsys.IsInit() {
+		if err := initsys.Setup(cfg.UnifiedCgroup); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+	}
+
+	svc := rpc.New(rpc.Deps{Log: log})
+	srv, err := server.New(server.Options{
+		Agent:  svc,
+		Health: rpc.Health{AgentVersion: version.Version, APIVersion: version.APIVersion},
+		Log:    log,
+	})
+	if err != nil {
+		return err
+	}
+	l, err := transport.Listen(addr)
+	if err != nil {
+		return err
+	}
+	log.Info("agent serving", "addr", addr.String(), "version", version.Version)
+	if ready != nil {
+		ready(l.Addr())
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(context.WithoutCancel(ctx), l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("agent shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return <-errc
+}

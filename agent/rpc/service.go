@@ -1,0 +1,30 @@
+// Package rpc adapts the Kata agent ttrpc API onto cocoon's domain packages.
+// Handlers decode, call the domain and return; errors keep their errdefs
+// class and are turned into ttrpc status codes by the server, never here.
+// Policy is enforced by the server's interceptor chain, not in handlers.
+package rpc
+
+import (
+	"log/slog"
+
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// Service implements grpc.AgentService. An rpc it does not define answers
+// Unimplemented through the embedded fallback.
+type Service struct {
+	unimplemented
+	log *slog.Logger
+}
+
+var _ agentpb.AgentServiceService = (*Service)(nil)
+
+// Deps are the domain objects the service adapts.
+type Deps struct {
+	Log *slog.Logger
+}
+
+// New returns the AgentService implementation over deps.
+func New(d Deps) *Service {
+	return &Service{log: d.Log}
+}

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+const agentServicePrefix = "/grpc.AgentService/"
+
+// chain is the one interceptor every request passes through.
+type chain struct {
+	gate Gate
+	log  *slog.Logger
+}
+
+func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp any, err error) {
+	start := time.Now()
+	var req any
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", shortName(info.FullMethod), p)
+		}
+		err = toStatus(err)
+		c.logCall(info.FullMethod, req, start, err)
+	}()
+
+	gated := c.gate != nil && strings.HasPrefix(info.FullMethod, agentServicePrefix)
+	var finish func(error)
+	decode := func(v any) error {
+		if err := unmarshal(v); err != nil {
+			return status.Errorf(codes.InvalidArgument, "%s: malformed request: %v", shortName(info.FullMethod), err)
+		}
+		req = v
+		if !gated {
+			return nil
+		}
+		f, err := c.gate(ctx, shortName(info.FullMethod), v)
+		if err != nil {
+			return err
+		}
+		finish = f
+		return nil
+	}
+	resp, err = method(ctx, decode)
+	if finish != nil {
+		finish(err)
+	}
+	return resp, err
+}
+
+func (c *chain) logCall(method string, req any, start time.Time, err error) {
+	lvl := slog.LevelDebug
+	attrs := []slog.Attr{
+		slog.String("method", shortName(method)),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if m, ok := req.(proto.Message); ok {
+		attrs = appendID(attrs, m, "container_id")
+		attrs = appendID(attrs, m, "exec_id")
+	}
+	if err != nil {
+		st, _ := status.FromError(err)
+		attrs = append(attrs, slog.String("code", st.Code().String()), slog.String("error", st.Message()))
+		if st.Code() != codes.NotFound && st.Code() != codes.Unimplemented {
+			lvl = slog.LevelWarn
+		}
+	}
+	c.log.LogAttrs(context.Background(), lvl, "rpc", attrs...)
+}
+
+func appendID(attrs []slog.Attr, m proto.Message, field protoreflect.Name) []slog.Attr {
+	r := m.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName(field)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return attrs
+	}
+	if v := r.Get(fd).String(); v != "" {
+		attrs = append(attrs, slog.String(string(field), v))
+	}
+	return attrs
+}
+
+// shortName turns "/grpc.AgentService/CreateContainer" into "CreateContainer".
+func shortName(full string) string {
+	return full[strings.LastIndexByte(full, '/')+1:]
+}

@@ -1,0 +1,73 @@
+// Package server runs the agent's ttrpc endpoint: it registers the Kata
+// AgentService and Health services and wraps every call in one interceptor
+// chain — panic recovery, logging, request decoding, the policy gate and the
+// mapping of domain errors to ttrpc status codes.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/containerd/ttrpc"
+
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// Gate is consulted for every AgentService request after it is decoded and
+// before its handler runs. A nil error admits the request; finish, when not
+// nil, is called with the handler's error so that state a decision changes is
+// committed only when the operation succeeded. Health requests never reach it.
+type Gate func(ctx context.Context, method string, req any) (finish func(error), err error)
+
+// Options configure a Server.
+type Options struct {
+	Agent  agentpb.AgentServiceService
+	Health agentpb.HealthService
+	// Gate may be nil: every request is then admitted.
+	Gate Gate
+	Log  *slog.Logger
+}
+
+// Server serves the agent API on any number of listeners.
+type Server struct {
+	ttrpc *ttrpc.Server
+}
+
+// New builds a server; it does not listen yet.
+func New(o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	chain := &chain{gate: o.Gate, log: o.Log}
+	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(chain.intercept))
+	if err != nil {
+		return nil, err
+	}
+	agentpb.RegisterAgentServiceService(ts, o.Agent)
+	agentpb.RegisterHealthService(ts, o.Health)
+	return &Server{ttrpc: ts}, nil
+}
+
+// Serve accepts connections on l until Shutdown or Close. Each connection
+// handles its requests concurrently: the Kata runtime blocks several calls
+// (WaitProcess, ReadStdout, GetOOMEvent) on one connection at once.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	err := s.ttrpc.Serve(ctx, l)
+	if errors.Is(err, ttrpc.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for idle ones to close,
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.ttrpc.Shutdown(ctx)
+}
+
+// Close stops the server at once.
+func (s *Server) Close() error {
+	return s.ttrpc.Close()
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install everything the build and the tests need on a fresh Debian 12 machine (root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(
+	make gcc git ca-certificates
+	protobuf-compiler        # make protos
+	busybox-static           # test container rootfs
+	runc                     # benchmark baseline
+	iproute2 iptables        # network rpcs, tested in network namespaces
+	docker-registry skopeo umoci gnupg  # image pull tests: real registry, signing, encryption
+	cryptsetup-bin erofs-utils e2fsprogs cpio  # guest image builder
+)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+ci/install-protoc-plugins.sh
