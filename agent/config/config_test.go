@@ -163,7 +163,6 @@ func TestParseBool(t *testing.T) {
 	}
 }
 
-
 func FuzzCmdline(f *testing.F) {
 	for _, s := range []string{"", "agent.log=debug", "agent.debug_console agent.hotplug_timeout=5", "agent.server_addr=vsock://-1:1024 =", "agent.=", "cgroup_no_v1=all agent.container_pipe_size=4096"} {
 		f.Add(s)

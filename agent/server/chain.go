@@ -19,9 +19,15 @@ const agentServicePrefix = "/grpc.AgentService/"
 
 // chain is the one interceptor every request passes through.
 type chain struct {
-	gate Gate
-	log  *slog.Logger
+	gate   Gate
+	denied func(ctx context.Context, method string, req any, err error) (any, bool)
+	log    *slog.Logger
 }
+
+// errDenied marks a gate refusal inside the handler call.
+type errDenied struct{ err error }
+
+func (e errDenied) Error() string { return e.err.Error() }
 
 func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp any, err error) {
 	start := time.Now()
@@ -47,12 +53,20 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 		}
 		f, err := c.gate(ctx, shortName(info.FullMethod), v)
 		if err != nil {
-			return err
+			return errDenied{err}
 		}
 		finish = f
 		return nil
 	}
 	resp, err = method(ctx, decode)
+	if d, ok := err.(errDenied); ok {
+		if c.denied != nil {
+			if r, ok := c.denied(ctx, shortName(info.FullMethod), req, d.err); ok {
+				return r, nil
+			}
+		}
+		return nil, d.err
+	}
 	if finish != nil {
 		finish(err)
 	}

@@ -27,7 +27,11 @@ type Options struct {
 	Health agentpb.HealthService
 	// Gate may be nil: every request is then admitted.
 	Gate Gate
-	Log  *slog.Logger
+	// Denied may be nil. When set, it is offered every request the gate
+	// refused and may answer it instead of the error — so that, for example, a
+	// denied ReadStdout reads as EOF while the agent keeps draining the pipe.
+	Denied func(ctx context.Context, method string, req any, err error) (resp any, ok bool)
+	Log    *slog.Logger
 }
 
 // Server serves the agent API on any number of listeners.
@@ -40,7 +44,7 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	chain := &chain{gate: o.Gate, log: o.Log}
+	chain := &chain{gate: o.Gate, denied: o.Denied, log: o.Log}
 	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(chain.intercept))
 	if err != nil {
 		return nil, err

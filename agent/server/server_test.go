@@ -181,3 +181,35 @@ func TestGateSeesDecodedRequestAndOutcome(t *testing.T) {
 		t.Fatalf("gate saw %v; Health must not be gated", seen)
 	}
 }
+
+func TestDeniedHookMayAnswer(t *testing.T) {
+	gate := func(_ context.Context, method string, _ any) (func(error), error) {
+		return nil, status.Error(codes.PermissionDenied, method+" is blocked by policy")
+	}
+	a := &testAgent{Service: rpc.New(rpc.Deps{})}
+	var hooked string
+	srv, err := server.New(server.Options{Agent: a, Health: rpc.Health{}, Gate: gate,
+		Denied: func(_ context.Context, method string, req any, _ error) (any, bool) {
+			if method != "ReadStdout" {
+				return nil, false
+			}
+			hooked = req.(*agentpb.ReadStreamRequest).ContainerId
+			return &agentpb.ReadStreamResponse{}, true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("unix", filepath.Join(t.TempDir(), "a.sock"))
+	go srv.Serve(context.Background(), l)
+	defer srv.Close()
+	conn, _ := net.Dial("unix", l.Addr().String())
+	c := agentpb.NewAgentServiceClient(ttrpc.NewClient(conn))
+	ctx := context.Background()
+	r, err := c.ReadStdout(ctx, &agentpb.ReadStreamRequest{ContainerId: "c9", Len: 10})
+	if err != nil || len(r.Data) != 0 || hooked != "c9" {
+		t.Fatalf("denied read answered %v, %v (hook saw %q)", r, err, hooked)
+	}
+	if _, err := c.ReadStderr(ctx, &agentpb.ReadStreamRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("unhooked denial: %v", err)
+	}
+}
