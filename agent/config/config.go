@@ -45,6 +45,13 @@ type Config struct {
 
 	// cocoon's own settings.
 
+	// KataRunDir is the root under which the runtime may place container
+	// bundles, rootfs and mounts (Kata: /run/kata-containers). Host paths
+	// outside it are refused.
+	KataRunDir string `toml:"kata_run_dir"`
+	// StateDir holds the agent's own state: container state, sockets, logs.
+	StateDir string `toml:"state_dir"`
+
 	// DecisionLog is where every policy decision is appended.
 	DecisionLog string `toml:"decision_log"`
 	// InitdataDevice is the block device (or file) holding the initdata image.
@@ -69,6 +76,8 @@ func Default() Config {
 		GuestComponentsRestAPI: "resource",
 		GuestComponentsProcs:   "api-server-rest",
 		DecisionLog:            "/run/cocoon/decisions.log",
+		KataRunDir:             "/run/kata-containers",
+		StateDir:               "/run/cocoon",
 	}
 }
 
