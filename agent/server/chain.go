@@ -75,6 +75,16 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 
 func (c *chain) logCall(method string, req any, start time.Time, err error) {
 	lvl := slog.LevelDebug
+	var code codes.Code
+	if err != nil {
+		code = status.Code(err)
+		if code != codes.NotFound && code != codes.Unimplemented {
+			lvl = slog.LevelWarn
+		}
+	}
+	if !c.log.Enabled(context.Background(), lvl) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("method", shortName(method)),
 		slog.Duration("duration", time.Since(start)),
@@ -85,10 +95,7 @@ func (c *chain) logCall(method string, req any, start time.Time, err error) {
 	}
 	if err != nil {
 		st, _ := status.FromError(err)
-		attrs = append(attrs, slog.String("code", st.Code().String()), slog.String("error", st.Message()))
-		if st.Code() != codes.NotFound && st.Code() != codes.Unimplemented {
-			lvl = slog.LevelWarn
-		}
+		attrs = append(attrs, slog.String("code", code.String()), slog.String("error", st.Message()))
 	}
 	c.log.LogAttrs(context.Background(), lvl, "rpc", attrs...)
 }
