@@ -1,0 +1,387 @@
+// Package copyfile implements CopyFile: the runtime pushes files (hostname,
+// resolv.conf, secrets, config maps) into the guest when there is no shared
+// file system. Everything lands under one root directory; every path
+// component is opened with O_NOFOLLOW relative to its parent, so neither
+// "..", nor a symlink planted by an earlier request, nor a symlinked parent
+// can make a write land outside the root. Regular files are written to a
+// temporary sibling and renamed into place on their last chunk, so a reader
+// never sees a half-written file.
+package copyfile
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/agent/safepath"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// MaxChunk is the largest data field accepted in one request. The runtime
+// sends files in chunks well below the 4 MiB ttrpc message limit.
+const MaxChunk = 4 << 20
+
+// DefaultMaxFileSize bounds file_size unless the Copier is told otherwise:
+// config maps and secrets are at most 1 MiB in Kubernetes, images never
+// travel this way.
+const DefaultMaxFileSize = 64 << 20
+
+// maxDepth bounds both the path and recursive removal.
+const maxDepth = 128
+
+// Kata masks: implicit parents get rwx bits only, the target may carry
+// setuid/setgid/sticky.
+const (
+	dirPermMask  = 0o777
+	filePermMask = 0o7777
+)
+
+// Copier writes CopyFile requests under Root.
+type Copier struct {
+	root        string
+	maxFileSize int64
+}
+
+// New returns a Copier confined to root (normally
+// <KataRunDir>/shared/containers). maxFileSize <= 0 means DefaultMaxFileSize.
+func New(root string, maxFileSize int64) *Copier {
+	if maxFileSize <= 0 {
+		maxFileSize = DefaultMaxFileSize
+	}
+	return &Copier{root: path.Clean(root), maxFileSize: maxFileSize}
+}
+
+// Root is the directory every copy lands in.
+func (c *Copier) Root() string { return c.root }
+
+func invalid(format string, a ...any) error {
+	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
+}
+
+// kind is the file type requested through file_mode's S_IFMT bits.
+type kind int
+
+const (
+	regular kind = iota
+	directory
+	symlink
+)
+
+// check validates the request and returns the path components under root.
+func (c *Copier) check(req *agentpb.CopyFileRequest) ([]string, kind, error) {
+	if req == nil {
+		return nil, 0, invalid("copy file request is null")
+	}
+	if err := safepath.Within(req.GetPath(), c.root); err != nil {
+		return nil, 0, fmt.Errorf("copy file: %w", err)
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(req.GetPath(), c.root), "/")
+	if rel == "" {
+		return nil, 0, invalid("copy file: path %q is the shared directory itself", req.GetPath())
+	}
+	parts := strings.Split(rel, "/")
+	if len(parts) > maxDepth {
+		return nil, 0, invalid("copy file: path %q is deeper than %d", req.GetPath(), maxDepth)
+	}
+	for _, p := range parts {
+		if len(p) > unix.NAME_MAX {
+			return nil, 0, invalid("copy file: component %.32q... is longer than %d bytes", p, unix.NAME_MAX)
+		}
+	}
+	var k kind
+	switch req.GetFileMode() & unix.S_IFMT {
+	case 0, unix.S_IFREG:
+		k = regular
+	case unix.S_IFDIR:
+		k = directory
+	case unix.S_IFLNK:
+		k = symlink
+	default:
+		return nil, 0, invalid("copy file: %s: file type %#o is not a regular file, directory or symlink", req.GetPath(), req.GetFileMode()&unix.S_IFMT)
+	}
+	if req.GetUid() < -1 || req.GetGid() < -1 {
+		return nil, 0, invalid("copy file: %s: uid %d / gid %d out of range", req.GetPath(), req.GetUid(), req.GetGid())
+	}
+	if len(req.GetData()) > MaxChunk {
+		return nil, 0, invalid("copy file: %s: chunk of %d bytes, more than %d", req.GetPath(), len(req.GetData()), MaxChunk)
+	}
+	if k == regular {
+		size, off, n := req.GetFileSize(), req.GetOffset(), int64(len(req.GetData()))
+		switch {
+		case size < 0 || size > c.maxFileSize:
+			return nil, 0, invalid("copy file: %s: file_size %d out of range 0-%d", req.GetPath(), size, c.maxFileSize)
+		case off < 0 || off > size || n > size-off:
+			return nil, 0, invalid("copy file: %s: chunk [%d, +%d) does not fit file_size %d", req.GetPath(), off, n, size)
+		}
+	}
+	if k == symlink {
+		if err := c.checkTarget(req.GetPath(), string(req.GetData())); err != nil {
+			return nil, 0, err
+		}
+	}
+	return parts, k, nil
+}
+
+// checkTarget refuses symlinks that point outside the root: the runtime
+// only creates links inside a volume (config maps' "..data" links), and a
+// link out of the root would later be followed by whoever reads the volume.
+// A ".." component is refused outright rather than resolved lexically: after
+// "a -> ." a link "b -> a/.." looks like the root but the kernel resolves it
+// to the root's parent.
+func (c *Copier) checkTarget(at, target string) error {
+	if target == "" || len(target) > safepath.MaxPath || strings.ContainsRune(target, 0) {
+		return invalid("copy file: %s: symlink target is empty, too long or contains NUL", at)
+	}
+	for _, p := range strings.Split(target, "/") {
+		if p == ".." {
+			return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("copy file: %s: symlink target %q contains \"..\"", at, target))
+		}
+	}
+	resolved := target
+	if !path.IsAbs(target) {
+		resolved = path.Join(path.Dir(at), target)
+	}
+	resolved = path.Clean(resolved)
+	if resolved == c.root || strings.HasPrefix(resolved, c.root+"/") {
+		return nil
+	}
+	return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("copy file: %s: symlink target %q leaves %s", at, target, c.root))
+}
+
+// Copy applies one CopyFile request.
+func (c *Copier) Copy(_ context.Context, req *agentpb.CopyFileRequest) error {
+	parts, k, err := c.check(req)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.root, 0o755); err != nil {
+		return fmt.Errorf("copy file: create %s: %w", c.root, err)
+	}
+	rootfd, err := unix.Open(c.root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("copy file: open %s: %w", c.root, err)
+	}
+	defer unix.Close(rootfd)
+	dfd, err := openParents(rootfd, parts[:len(parts)-1], req.GetDirMode()&dirPermMask)
+	if err != nil {
+		return fmt.Errorf("copy file %s: %w", req.GetPath(), err)
+	}
+	defer unix.Close(dfd)
+	if len(parts) > 1 {
+		// Kata gives the immediate parent the file's owner: a volume's
+		// directory must be readable by the pod's user.
+		if err := unix.Fchown(dfd, int(req.GetUid()), int(req.GetGid())); err != nil {
+			return fmt.Errorf("copy file %s: chown parent: %w", req.GetPath(), err)
+		}
+	}
+	name := parts[len(parts)-1]
+	switch k {
+	case directory:
+		err = makeDir(dfd, name, req)
+	case symlink:
+		err = makeSymlink(dfd, name, req)
+	default:
+		err = writeChunk(dfd, name, req)
+	}
+	if err != nil {
+		return fmt.Errorf("copy file %s: %w", req.GetPath(), err)
+	}
+	return nil
+}
+
+// classify turns the errors a hostile tree produces into request errors.
+func classify(op, name string, err error) error {
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s %q: is a symlink, refusing to follow it", op, name))
+	case errors.Is(err, unix.ENOTDIR):
+		return invalid("%s %q: not a directory", op, name)
+	case errors.Is(err, unix.EISDIR):
+		return invalid("%s %q: is a directory", op, name)
+	}
+	return fmt.Errorf("%s %q: %w", op, name, err)
+}
+
+// openDir opens a directory entry of dfd, refusing symlinks. With
+// O_DIRECTORY|O_NOFOLLOW a symlink fails as ENOTDIR, so it is told apart
+// from a regular file by looking at the entry.
+func openDir(dfd int, name string) (int, error) {
+	fd, err := unix.Openat(dfd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		return fd, nil
+	}
+	var st unix.Stat_t
+	if errors.Is(err, unix.ENOTDIR) && unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		err = unix.ELOOP
+	}
+	return -1, classify("open directory", name, err)
+}
+
+// openParents walks (and creates) the parent directories one component at
+// a time, never following a symlink.
+func openParents(rootfd int, parents []string, mode uint32) (int, error) {
+	fd, err := unix.Dup(rootfd)
+	if err != nil {
+		return -1, err
+	}
+	for _, p := range parents {
+		created := false
+		if err := unix.Mkdirat(fd, p, mode); err == nil {
+			created = true
+		} else if !errors.Is(err, unix.EEXIST) {
+			unix.Close(fd)
+			return -1, classify("create directory", p, err)
+		}
+		next, err := openDir(fd, p)
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+		if created {
+			// The umask must not narrow what the host asked for.
+			if err := unix.Fchmod(fd, mode); err != nil {
+				unix.Close(fd)
+				return -1, fmt.Errorf("chmod %q: %w", p, err)
+			}
+		}
+	}
+	return fd, nil
+}
+
+func makeDir(dfd int, name string, req *agentpb.CopyFileRequest) error {
+	// An existing directory is kept (its contents may have been copied
+	// already); anything else in the way goes.
+	if err := unix.Unlinkat(dfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EISDIR) {
+		return classify("remove", name, err)
+	}
+	if err := unix.Mkdirat(dfd, name, dirPermMask&req.GetFileMode()); err != nil && !errors.Is(err, unix.EEXIST) {
+		return classify("create directory", name, err)
+	}
+	fd, err := openDir(dfd, name)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, req.GetFileMode()&filePermMask); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := unix.Fchown(fd, int(req.GetUid()), int(req.GetGid())); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	return nil
+}
+
+func makeSymlink(dfd int, name string, req *agentpb.CopyFileRequest) error {
+	if err := removeAllAt(dfd, name, 0); err != nil {
+		return err
+	}
+	if err := unix.Symlinkat(string(req.GetData()), dfd, name); err != nil {
+		return classify("create symlink", name, err)
+	}
+	if err := unix.Fchownat(dfd, name, int(req.GetUid()), int(req.GetGid()), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("chown symlink: %w", err)
+	}
+	return nil
+}
+
+// tempName is the hidden sibling a file is assembled in; hashed so that it
+// fits NAME_MAX whatever the target's length.
+func tempName(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return ".cocoon-copy-" + hex.EncodeToString(h[:12]) + ".tmp"
+}
+
+func writeChunk(dfd int, name string, req *agentpb.CopyFileRequest) error {
+	tmp := tempName(name)
+	flags := unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if req.GetOffset() == 0 {
+		flags |= unix.O_CREAT | unix.O_TRUNC
+	}
+	fd, err := unix.Openat(dfd, tmp, flags, 0o600)
+	if errors.Is(err, unix.ENOENT) {
+		return invalid("no upload in progress for offset %d (the first chunk must have offset 0)", req.GetOffset())
+	}
+	if err != nil {
+		return classify("open", tmp, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return invalid("temporary file %q is not a regular file", tmp)
+	}
+	if st.Size() != req.GetOffset() {
+		return invalid("offset %d does not continue the upload (%d bytes received so far)", req.GetOffset(), st.Size())
+	}
+	if _, err := f.WriteAt(req.GetData(), req.GetOffset()); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if req.GetOffset()+int64(len(req.GetData())) != req.GetFileSize() {
+		return nil // more chunks to come
+	}
+	if err := unix.Fchmod(fd, req.GetFileMode()&filePermMask); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := unix.Fchown(fd, int(req.GetUid()), int(req.GetGid())); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	// rename(2) replaces files and symlinks atomically but not directories.
+	var ost unix.Stat_t
+	if err := unix.Fstatat(dfd, name, &ost, unix.AT_SYMLINK_NOFOLLOW); err == nil && ost.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := removeAllAt(dfd, name, 0); err != nil {
+			return err
+		}
+	}
+	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
+		return classify("rename into", name, err)
+	}
+	return nil
+}
+
+// removeAllAt removes name under dfd and, for a directory, everything in
+// it, without following symlinks.
+func removeAllAt(dfd int, name string, depth int) error {
+	if depth > maxDepth {
+		return invalid("remove %q: tree deeper than %d", name, maxDepth)
+	}
+	err := unix.Unlinkat(dfd, name, 0)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) {
+		return classify("remove", name, err)
+	}
+	fd, err := unix.Openat(dfd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return classify("open directory", name, err)
+	}
+	d := os.NewFile(uintptr(fd), name)
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("read directory %q: %w", name, err)
+	}
+	for _, n := range names {
+		if err := removeAllAt(fd, n, depth+1); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	d.Close()
+	if err := unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+		return classify("remove directory", name, err)
+	}
+	return nil
+}
