@@ -1,0 +1,134 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cocoon-tee/cocoon/policy/decisionlog"
+	"github.com/cocoon-tee/cocoon/policy/input"
+)
+
+// Engine holds the policy in force and enforces it on agent requests.
+type Engine struct {
+	log  *slog.Logger
+	dlog *decisionlog.Log
+	cur  atomic.Pointer[Policy]
+}
+
+// NewEngine returns an engine enforcing p. dlog may be nil (no decision log).
+func NewEngine(p *Policy, dlog *decisionlog.Log, log *slog.Logger) *Engine {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{log: log, dlog: dlog}
+	e.install(p)
+	return e
+}
+
+// Policy returns the policy in force.
+func (e *Engine) Policy() *Policy { return e.cur.Load() }
+
+func (e *Engine) install(p *Policy) {
+	e.cur.Store(p)
+	e.record(decisionlog.Entry{Kind: decisionlog.KindPolicy, PolicySHA256: p.digest, Source: p.source})
+	e.log.Info("policy installed", "source", p.source, "sha256", p.digest, "allow_failures", p.allowFailures)
+}
+
+// SetPolicy compiles text and makes it the policy in force with fresh state.
+// A policy that does not load leaves the current one in place.
+func (e *Engine) SetPolicy(ctx context.Context, text, source string) error {
+	p, err := Load(ctx, text, source)
+	if err != nil {
+		return errdefs.ErrInvalidArgument.WithMessage("SetPolicy: " + err.Error())
+	}
+	e.install(p)
+	return nil
+}
+
+// Gate decides an AgentService request; its signature is the server's Gate.
+// A denial is PERMISSION_DENIED "<Name> is blocked by policy: <prints>";
+// an undefined or malformed result is INTERNAL. For an allowed decision with
+// ops, finish commits the state change only when the operation succeeded.
+func (e *Engine) Gate(ctx context.Context, method string, req any) (func(error), error) {
+	msg, ok := req.(proto.Message)
+	if !ok {
+		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: request is %T, not a protobuf message", method, req))
+	}
+	name := string(msg.ProtoReflect().Descriptor().Name())
+	in, err := input.ForRequest(msg)
+	if err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: %v", name, err))
+	}
+	return e.Check(ctx, name, in)
+}
+
+// Check enforces the policy in force on one request input.
+func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (func(error), error) {
+	p := e.cur.Load()
+	d, pend, err := p.Decide(ctx, name, in)
+	entry := decisionlog.Entry{
+		Kind:         decisionlog.KindDecision,
+		Request:      name,
+		InputSHA256:  inputDigest(in),
+		PolicySHA256: p.digest,
+		Ops:          d.Ops,
+	}
+	if err != nil {
+		entry.Message = err.Error()
+		e.record(entry)
+		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: internal error %v", name, err))
+	}
+	entry.Allowed = &d.Allowed
+	if d.Overridden {
+		entry.Message = "denied, allowed by AllowRequestsFailingPolicy"
+		e.log.Warn("policy: ignoring denial", "request", name, "prints", d.Prints)
+	}
+	e.record(entry)
+	if !d.Allowed {
+		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is blocked by policy: %s", name, d.Prints))
+	}
+	if pend == nil {
+		return nil, nil
+	}
+	return func(opErr error) {
+		ok := opErr == nil
+		c := decisionlog.Entry{Kind: decisionlog.KindCommit, Request: name, InputSHA256: entry.InputSHA256, PolicySHA256: p.digest, Committed: &ok}
+		if ok {
+			if err := pend.Commit(context.WithoutCancel(ctx)); err != nil {
+				ok = false
+				c.Message = err.Error()
+				e.log.Error("policy state commit failed", "request", name, "error", err)
+			}
+		} else {
+			pend.Discard()
+		}
+		e.record(c)
+	}, nil
+}
+
+func (e *Engine) record(en decisionlog.Entry) {
+	if e.dlog == nil {
+		return
+	}
+	if _, err := e.dlog.Append(en); err != nil {
+		e.log.Error("decision log append failed", "error", err)
+	}
+}
+
+// inputDigest is the sha256 of the input's canonical JSON (sorted keys).
+func inputDigest(in map[string]any) string {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
