@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/initdata"
 	"github.com/cocoon-tee/cocoon/agent/initsys"
 	"github.com/cocoon-tee/cocoon/agent/rpc"
 	"github.com/cocoon-tee/cocoon/agent/server"
 	"github.com/cocoon-tee/cocoon/agent/transport"
 	"github.com/cocoon-tee/cocoon/agent/version"
+	"github.com/cocoon-tee/cocoon/policy"
 )
 
 // shutdownGrace bounds how long in-flight requests may finish after a signal.
@@ -35,10 +37,31 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 		}
 	}
 
-	svc := rpc.New(rpc.Deps{Log: log})
+	// The policy, including one from initdata, is in force before the
+	// listener exists: no request is ever served unchecked.
+	idata, err := initdata.Discover(cfg.InitdataDevice, cfg.Confidential || initsys.IsInit())
+	if err != nil {
+		if cfg.Confidential {
+			return fmt.Errorf("initdata: %w", err)
+		}
+		log.Warn("initdata ignored", "error", err)
+	}
+	pol, err := policy.Boot(ctx, policy.BootConfig{
+		PolicyFile:   cfg.PolicyFile,
+		DecisionLog:  cfg.DecisionLog,
+		Confidential: cfg.Confidential,
+		Initdata:     idata,
+	}, log)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	defer pol.Close()
+
+	svc := rpc.New(rpc.Deps{Log: log, Policy: pol})
 	srv, err := server.New(server.Options{
 		Agent:  svc,
 		Health: rpc.Health{AgentVersion: version.Version, APIVersion: version.APIVersion},
+		Gate:   pol.Gate,
 		Log:    log,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ package rpc
 import (
 	"log/slog"
 
+	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -14,7 +15,8 @@ import (
 // Unimplemented through the embedded fallback.
 type Service struct {
 	unimplemented
-	log *slog.Logger
+	log    *slog.Logger
+	policy *policy.Engine
 }
 
 var _ agentpb.AgentServiceService = (*Service)(nil)
@@ -22,9 +24,11 @@ var _ agentpb.AgentServiceService = (*Service)(nil)
 // Deps are the domain objects the service adapts.
 type Deps struct {
 	Log *slog.Logger
+	// Policy is the engine SetPolicy replaces the policy of; nil refuses SetPolicy.
+	Policy *policy.Engine
 }
 
 // New returns the AgentService implementation over deps.
 func New(d Deps) *Service {
-	return &Service{log: d.Log}
+	return &Service{log: d.Log, policy: d.Policy}
 }
