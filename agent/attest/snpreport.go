@@ -226,10 +226,10 @@ func Bytes(v []int) []byte {
 }
 
 var certNames = map[string]string{
-	sevabi.VcekGUID: "VCEK",
-	sevabi.VlekGUID: "VLEK",
-	sevabi.AskGUID:  "ASK",
-	sevabi.ArkGUID:  "ARK",
+	sevabi.VcekGUID:                        "VCEK",
+	sevabi.VlekGUID:                        "VLEK",
+	sevabi.AskGUID:                         "ASK",
+	sevabi.ArkGUID:                         "ARK",
 	"92f81bc3-5811-4d3d-97ff-d19f88dc67ea": "CRL",
 }
 
