@@ -1,0 +1,181 @@
+package image
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/containers/ocicrypt/blockcipher"
+	"github.com/containers/ocicrypt/keywrap/jwe"
+	"go.podman.io/image/v5/types"
+)
+
+// Annotations carrying wrapped layer keys and public cipher options.
+const (
+	annJWE        = "org.opencontainers.image.enc.keys.jwe"
+	annAAProvider = "org.opencontainers.image.enc.keys.provider.attestation-agent"
+	annPubOpts    = "org.opencontainers.image.enc.pubopts"
+	// maxAnnotation bounds each key annotation we decode.
+	maxAnnotation = 64 << 10
+)
+
+// errDecrypt classes layers we cannot decrypt; it is final, not retried.
+var errDecrypt = fmt.Errorf("layer decryption: %w", errdefs.ErrPermissionDenied)
+
+// KeyResolver fetches the key-encryption key named by a key id such as
+// kbs:///default/key/1 (the attestation side implements it against the KBS).
+type KeyResolver interface {
+	ResolveKey(ctx context.Context, kid string) ([]byte, error)
+}
+
+// AAAnnotation is the attestation-agent key-provider annotation, decoded.
+type AAAnnotation struct {
+	Kid         string `json:"kid"`
+	WrappedData string `json:"wrapped_data"`
+	IV          string `json:"iv"`
+	WrapType    string `json:"wrap_type"`
+}
+
+// ParseAAAnnotation decodes the key-provider annotation: comma-separated
+// base64 JSON packets, one per recipient, tried in order by the caller.
+func ParseAAAnnotation(b64 string) ([]AAAnnotation, error) {
+	if len(b64) > maxAnnotation {
+		return nil, errdefs.ErrInvalidArgument.WithMessage("key-provider annotation too large")
+	}
+	var out []AAAnnotation
+	for _, part := range strings.Split(b64, ",") {
+		raw, err := base64.StdEncoding.DecodeString(part)
+		if err != nil {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("key-provider annotation: %v", err))
+		}
+		var a AAAnnotation
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("key-provider annotation: %v", err))
+		}
+		if a.Kid == "" || a.WrappedData == "" || a.IV == "" {
+			return nil, errdefs.ErrInvalidArgument.WithMessage("key-provider annotation: kid, wrapped_data and iv are required")
+		}
+		if a.WrapType != "" && a.WrapType != "A256GCM" {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("key-provider annotation: wrap_type %q (want A256GCM)", a.WrapType))
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Unwrap opens the wrapped layer options with a 32-byte AES-256-GCM key.
+func (a AAAnnotation) Unwrap(kek []byte) ([]byte, error) {
+	if len(kek) != 32 {
+		return nil, fmt.Errorf("key %s is %d bytes, A256GCM needs 32: %w", a.Kid, len(kek), errDecrypt)
+	}
+	ct, err := base64.StdEncoding.DecodeString(a.WrappedData)
+	if err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("wrapped_data: %v", err))
+	}
+	iv, err := base64.StdEncoding.DecodeString(a.IV)
+	if err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("iv: %v", err))
+	}
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCMWithNonceSize(block, len(iv))
+	if err != nil || len(iv) == 0 {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("iv of %d bytes", len(iv)))
+	}
+	plain, err := gcm.Open(nil, iv, ct, nil)
+	if err != nil {
+		return nil, fmt.Errorf("unwrap with key %s: %v: %w", a.Kid, err, errDecrypt)
+	}
+	return plain, nil
+}
+
+// privateOpts recovers the layer's private cipher options (its symmetric
+// key) from whichever key annotation we can open.
+func (p *Puller) privateOpts(ctx context.Context, ann map[string]string) ([]byte, error) {
+	var tried []string
+	if v := ann[annJWE]; v != "" {
+		if p.decrypt == nil {
+			tried = append(tried, "jwe: no decryption keys configured (decryption_keys_dir)")
+		} else {
+			kw := jwe.NewKeyWrapper()
+			for _, part := range strings.Split(v, ",") {
+				raw, err := base64.StdEncoding.DecodeString(part)
+				if err != nil || len(raw) > maxAnnotation {
+					return nil, errdefs.ErrInvalidArgument.WithMessage("jwe key annotation is not valid base64")
+				}
+				opts, err := kw.UnwrapKey(p.decrypt, raw)
+				if err == nil {
+					return opts, nil
+				}
+				tried = append(tried, "jwe: "+err.Error())
+			}
+		}
+	}
+	if v := ann[annAAProvider]; v != "" {
+		anns, err := ParseAAAnnotation(v)
+		if err != nil {
+			return nil, err
+		}
+		if p.o.KeyResolver == nil {
+			tried = append(tried, "attestation-agent: no key resolver (KBS) available")
+		}
+		for _, a := range anns {
+			if p.o.KeyResolver == nil {
+				break
+			}
+			kek, err := p.o.KeyResolver.ResolveKey(ctx, a.Kid)
+			if err != nil {
+				tried = append(tried, fmt.Sprintf("attestation-agent %s: %v", a.Kid, err))
+				continue
+			}
+			opts, err := a.Unwrap(kek)
+			if err == nil {
+				return opts, nil
+			}
+			tried = append(tried, err.Error())
+		}
+	}
+	if len(tried) == 0 {
+		return nil, fmt.Errorf("no supported key annotation (jwe or provider.attestation-agent): %w", errDecrypt)
+	}
+	return nil, fmt.Errorf("no key could open the layer key (%s): %w", strings.Join(tried, "; "), errDecrypt)
+}
+
+// decryptLayer wraps r with the layer's block cipher. Integrity: the HMAC is
+// checked at the end of the stream and the diff_id after decompression.
+func (p *Puller) decryptLayer(ctx context.Context, r io.Reader, info types.BlobInfo) (io.Reader, error) {
+	privData, err := p.privateOpts(ctx, info.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	var opts blockcipher.LayerBlockCipherOptions
+	if err := json.Unmarshal(privData, &opts.Private); err != nil {
+		return nil, fmt.Errorf("layer key options: %v: %w", err, errDecrypt)
+	}
+	if pub := info.Annotations[annPubOpts]; pub != "" {
+		raw, err := base64.StdEncoding.DecodeString(pub)
+		if err != nil || len(raw) > maxAnnotation {
+			return nil, errdefs.ErrInvalidArgument.WithMessage("pubopts annotation is not valid base64")
+		}
+		if err := json.Unmarshal(raw, &opts.Public); err != nil {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("pubopts annotation: %v", err))
+		}
+	}
+	h, err := blockcipher.NewLayerBlockCipherHandler()
+	if err != nil {
+		return nil, err
+	}
+	dr, _, err := h.Decrypt(r, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, errDecrypt)
+	}
+	return dr, nil
+}

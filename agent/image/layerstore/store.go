@@ -1,0 +1,182 @@
+// Package layerstore owns the on-disk store of unpacked image layers, keyed
+// by diff_id and shared by every container of the pod. Layers are
+// reference counted and removed when their last user releases them; a
+// layer becomes visible only after it was unpacked in a temporary directory
+// and verified, then renamed into place, so a crash or a failed pull never
+// leaves a half-written layer behind. Concurrent requests for the same
+// layer wait for one fill instead of downloading twice.
+package layerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+)
+
+// Fill writes a layer into dir (an empty directory) and returns nil only
+// when the content is verified.
+type Fill func(ctx context.Context, dir string) error
+
+// Store is the layer store rooted at one directory:
+//
+//	<root>/layers/<algo>-<hex>   complete layers, named by diff_id
+//	<root>/tmp/                  fills in progress (wiped at start)
+type Store struct {
+	root string
+
+	mu      sync.Mutex
+	refs    map[digest.Digest]int
+	pending map[digest.Digest]*fill
+}
+
+type fill struct {
+	done chan struct{}
+	err  error
+}
+
+// Open creates (or adopts) a store at root. Leftovers of interrupted fills
+// are deleted; complete layers from an earlier run are kept and reused.
+func Open(root string) (*Store, error) {
+	if err := os.RemoveAll(filepath.Join(root, "tmp")); err != nil {
+		return nil, fmt.Errorf("layer store: clear temp: %w", err)
+	}
+	for _, d := range []string{"layers", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("layer store: %w", err)
+		}
+	}
+	return &Store{root: root, refs: map[digest.Digest]int{}, pending: map[digest.Digest]*fill{}}, nil
+}
+
+// Root is the store's directory.
+func (s *Store) Root() string { return s.root }
+
+// Path is where the layer with this diff_id lives once complete.
+func (s *Store) Path(id digest.Digest) string {
+	return filepath.Join(s.root, "layers", id.Algorithm().String()+"-"+id.Encoded())
+}
+
+// Acquire returns the directory of layer id, calling fill when the store
+// does not hold it yet, and takes one reference. The caller must Release
+// it. fill runs at most once at a time per id; other callers wait for it.
+func (s *Store) Acquire(ctx context.Context, id digest.Digest, f Fill) (string, bool, error) {
+	if err := id.Validate(); err != nil {
+		return "", false, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer diff_id %q: %v", id, err))
+	}
+	for {
+		s.mu.Lock()
+		if p, ok := s.pending[id]; ok {
+			s.mu.Unlock()
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+				return "", false, ctx.Err()
+			}
+			if p.err != nil {
+				// The filler's failure (e.g. its context ended) need not
+				// be ours: try again as filler.
+				if ctx.Err() != nil {
+					return "", false, ctx.Err()
+				}
+			}
+			continue
+		}
+		final := s.Path(id)
+		if _, err := os.Lstat(final); err == nil {
+			s.refs[id]++
+			s.mu.Unlock()
+			return final, false, nil
+		}
+		p := &fill{done: make(chan struct{})}
+		s.pending[id] = p
+		s.mu.Unlock()
+
+		p.err = s.fill(ctx, id, final, f)
+		s.mu.Lock()
+		delete(s.pending, id)
+		if p.err == nil {
+			s.refs[id]++
+		}
+		s.mu.Unlock()
+		close(p.done)
+		if p.err != nil {
+			return "", false, p.err
+		}
+		return final, true, nil
+	}
+}
+
+func (s *Store) fill(ctx context.Context, id digest.Digest, final string, f Fill) error {
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), id.Encoded()[:12]+"-")
+	if err != nil {
+		return fmt.Errorf("layer store: %w", err)
+	}
+	layer := filepath.Join(tmp, "fs")
+	if err := os.Mkdir(layer, 0o755); err != nil {
+		return errors.Join(err, os.RemoveAll(tmp))
+	}
+	if err := f(ctx, layer); err != nil {
+		return errors.Join(err, removeAll(tmp))
+	}
+	if err := os.Rename(layer, final); err != nil {
+		return errors.Join(fmt.Errorf("layer store: commit %s: %w", id, err), removeAll(tmp))
+	}
+	return removeAll(tmp)
+}
+
+// Release drops one reference; the layer's directory is removed when no
+// reference is left.
+func (s *Store) Release(id digest.Digest) error {
+	s.mu.Lock()
+	n, ok := s.refs[id]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("layer %s is not held: %w", id, errdefs.ErrNotFound)
+	}
+	if n > 1 {
+		s.refs[id] = n - 1
+		s.mu.Unlock()
+		return nil
+	}
+	delete(s.refs, id)
+	// Move it out of the namespace under the lock so a concurrent Acquire
+	// cannot adopt a directory being deleted.
+	final := s.Path(id)
+	doomed, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "gc-")
+	if err == nil {
+		err = os.Rename(final, filepath.Join(doomed, "fs"))
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("layer store: collect %s: %w", id, err)
+	}
+	return removeAll(doomed)
+}
+
+// Refs reports the reference count of a layer, for tests and diagnostics.
+func (s *Store) Refs(id digest.Digest) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refs[id]
+}
+
+// removeAll also clears immutable-free read-only directories that RemoveAll
+// could not enter; layers may contain mode 0 directories.
+func removeAll(p string) error {
+	if err := os.RemoveAll(p); err != nil {
+		_ = filepath.Walk(p, func(q string, fi os.FileInfo, err error) error {
+			if err == nil && fi.IsDir() {
+				_ = os.Chmod(q, 0o700)
+			}
+			return nil
+		})
+		return os.RemoveAll(p)
+	}
+	return nil
+}
