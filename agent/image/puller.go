@@ -68,7 +68,7 @@ type Options struct {
 	Unpack unpack.Options
 	// Platform overrides the OS/architecture chosen from manifest lists.
 	OS, Arch string
-	Log *slog.Logger
+	Log      *slog.Logger
 }
 
 // Puller pulls images into the layer store.
