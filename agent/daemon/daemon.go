@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 	"github.com/cocoon-tee/cocoon/agent/initsys"
+	"github.com/cocoon-tee/cocoon/agent/reaper"
 	"github.com/cocoon-tee/cocoon/agent/rpc"
 	"github.com/cocoon-tee/cocoon/agent/server"
 	"github.com/cocoon-tee/cocoon/agent/transport"
@@ -57,11 +59,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 	}
 	defer pol.Close()
 
-	svc := rpc.New(rpc.Deps{Log: log, Policy: pol})
+	pod, err := newSandbox(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer destroyOnExit(ctx, pod, log)
+	// DestroySandbox ends serving when the agent is the guest's init; the VM
+	// is powered off once the server has answered and drained.
+	ctx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	var powerOff atomic.Bool
+	go reaper.Run(ctx)
+
+	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, AfterDestroy: func() {
+		if initsys.IsInit() {
+			powerOff.Store(true)
+			stopServing()
+		}
+	}})
 	srv, err := server.New(server.Options{
 		Agent:  svc,
 		Health: rpc.Health{AgentVersion: version.Version, APIVersion: version.APIVersion},
 		Gate:   pol.Gate,
+		Denied: svc.AnswerDenied,
 		Log:    log,
 	})
 	if err != nil {
@@ -89,5 +109,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
-	return <-errc
+	err = <-errc
+	if powerOff.Load() {
+		return initsys.PowerOff()
+	}
+	return err
 }

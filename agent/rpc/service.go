@@ -7,6 +7,7 @@ package rpc
 import (
 	"log/slog"
 
+	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -17,6 +18,9 @@ type Service struct {
 	unimplemented
 	log    *slog.Logger
 	policy *policy.Engine
+	// sandbox and afterDestroy serve the container lifecycle rpcs.
+	sandbox      *sandbox.Sandbox
+	afterDestroy func()
 }
 
 var _ agentpb.AgentServiceService = (*Service)(nil)
@@ -26,9 +30,14 @@ type Deps struct {
 	Log *slog.Logger
 	// Policy is the engine SetPolicy replaces the policy of; nil refuses SetPolicy.
 	Policy *policy.Engine
+	// Sandbox runs the pod's containers; nil answers their rpcs Unimplemented.
+	Sandbox *sandbox.Sandbox
+	// AfterDestroy, when set, runs once DestroySandbox has answered (the
+	// daemon powers the VM off there when the agent is PID 1).
+	AfterDestroy func()
 }
 
 // New returns the AgentService implementation over deps.
 func New(d Deps) *Service {
-	return &Service{log: d.Log, policy: d.Policy}
+	return &Service{log: d.Log, policy: d.Policy, sandbox: d.Sandbox, afterDestroy: d.AfterDestroy}
 }

@@ -11,10 +11,12 @@ import (
 	"syscall"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 )
 
 func main() {
+	container.InitIfRequested() // "cocoon-agent init": libcontainer's container init
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	res, err := config.Load(config.Sources{
 		Cmdline: string(cmdline), LookupEnv: os.LookupEnv, Args: os.Args[1:], ReadFile: os.ReadFile,

@@ -1,0 +1,194 @@
+package container
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// Update applies new cgroup limits. Only the limits the request sets change;
+// device rules are left as they are (the runtime sends none on update).
+func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{
+		CgroupName: c.id,
+		Spec:       &specs.Spec{Linux: &specs.Linux{Resources: r, CgroupsPath: c.spec.Linux.CgroupsPath}},
+	}, nil)
+	if err != nil {
+		return errdefs.ErrInvalidArgument.WithMessage("resources: " + err.Error())
+	}
+	cfg := c.lc.Config()
+	cur, nr := cfg.Cgroups.Resources, cg.Resources
+	setIf(&cur.Memory, nr.Memory)
+	setIf(&cur.MemoryReservation, nr.MemoryReservation)
+	setIf(&cur.MemorySwap, nr.MemorySwap)
+	setIf(&cur.CpuShares, nr.CpuShares)
+	setIf(&cur.CpuQuota, nr.CpuQuota)
+	setIf(&cur.CpuPeriod, nr.CpuPeriod)
+	setIf(&cur.CpuRtRuntime, nr.CpuRtRuntime)
+	setIf(&cur.CpuRtPeriod, nr.CpuRtPeriod)
+	setIf(&cur.CpusetCpus, nr.CpusetCpus)
+	setIf(&cur.CpusetMems, nr.CpusetMems)
+	setIf(&cur.BlkioWeight, nr.BlkioWeight)
+	setIf(&cur.BlkioLeafWeight, nr.BlkioLeafWeight)
+	setIf(&cur.CpuWeight, nr.CpuWeight)
+	if nr.PidsLimit != nil {
+		cur.PidsLimit = nr.PidsLimit
+	}
+	if nr.MemorySwappiness != nil {
+		cur.MemorySwappiness = nr.MemorySwappiness
+	}
+	if len(nr.HugetlbLimit) > 0 {
+		cur.HugetlbLimit = nr.HugetlbLimit
+	}
+	if len(nr.BlkioWeightDevice) > 0 {
+		cur.BlkioWeightDevice = nr.BlkioWeightDevice
+	}
+	for _, t := range []struct {
+		dst *[]*cgroups.ThrottleDevice
+		src []*cgroups.ThrottleDevice
+	}{
+		{&cur.BlkioThrottleReadBpsDevice, nr.BlkioThrottleReadBpsDevice},
+		{&cur.BlkioThrottleWriteBpsDevice, nr.BlkioThrottleWriteBpsDevice},
+		{&cur.BlkioThrottleReadIOPSDevice, nr.BlkioThrottleReadIOPSDevice},
+		{&cur.BlkioThrottleWriteIOPSDevice, nr.BlkioThrottleWriteIOPSDevice},
+	} {
+		if len(t.src) > 0 {
+			*t.dst = t.src
+		}
+	}
+	if err := c.lc.Set(cfg); err != nil {
+		return fmt.Errorf("update %q: %w", c.id, err)
+	}
+	return nil
+}
+
+func setIf[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}
+
+// Stats returns the container's cgroup statistics and the network counters
+// of its network namespace (the sandbox's).
+func (c *Container) Stats(ctx context.Context) (*agentpb.StatsContainerResponse, error) {
+	st, err := c.lc.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("stats of %q: %w", c.id, err)
+	}
+	resp := &agentpb.StatsContainerResponse{CgroupStats: cgroupStats(st.CgroupStats)}
+	if !c.init.Exited() {
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/dev", c.init.pid)); err == nil {
+			resp.NetworkStats = ParseNetDev(data)
+		}
+	}
+	return resp, nil
+}
+
+func cgroupStats(s *cgroups.Stats) *agentpb.CgroupStats {
+	if s == nil {
+		return nil
+	}
+	out := &agentpb.CgroupStats{
+		CpuStats: &agentpb.CpuStats{
+			CpuUsage: &agentpb.CpuUsage{
+				TotalUsage:        s.CpuStats.CpuUsage.TotalUsage,
+				PercpuUsage:       s.CpuStats.CpuUsage.PercpuUsage,
+				UsageInKernelmode: s.CpuStats.CpuUsage.UsageInKernelmode,
+				UsageInUsermode:   s.CpuStats.CpuUsage.UsageInUsermode,
+			},
+			ThrottlingData: &agentpb.ThrottlingData{
+				Periods:          s.CpuStats.ThrottlingData.Periods,
+				ThrottledPeriods: s.CpuStats.ThrottlingData.ThrottledPeriods,
+				ThrottledTime:    s.CpuStats.ThrottlingData.ThrottledTime,
+			},
+		},
+		MemoryStats: &agentpb.MemoryStats{
+			Cache:        s.MemoryStats.Cache,
+			Usage:        memData(s.MemoryStats.Usage),
+			SwapUsage:    memData(s.MemoryStats.SwapUsage),
+			KernelUsage:  memData(s.MemoryStats.KernelUsage),
+			UseHierarchy: s.MemoryStats.UseHierarchy,
+			Stats:        s.MemoryStats.Stats,
+		},
+		PidsStats: &agentpb.PidsStats{Current: s.PidsStats.Current, Limit: s.PidsStats.Limit},
+		BlkioStats: &agentpb.BlkioStats{
+			IoServiceBytesRecursive: blkio(s.BlkioStats.IoServiceBytesRecursive),
+			IoServicedRecursive:     blkio(s.BlkioStats.IoServicedRecursive),
+			IoQueuedRecursive:       blkio(s.BlkioStats.IoQueuedRecursive),
+			IoServiceTimeRecursive:  blkio(s.BlkioStats.IoServiceTimeRecursive),
+			IoWaitTimeRecursive:     blkio(s.BlkioStats.IoWaitTimeRecursive),
+			IoMergedRecursive:       blkio(s.BlkioStats.IoMergedRecursive),
+			IoTimeRecursive:         blkio(s.BlkioStats.IoTimeRecursive),
+			SectorsRecursive:        blkio(s.BlkioStats.SectorsRecursive),
+		},
+	}
+	if len(s.HugetlbStats) > 0 {
+		out.HugetlbStats = make(map[string]*agentpb.HugetlbStats, len(s.HugetlbStats))
+		for k, v := range s.HugetlbStats {
+			out.HugetlbStats[k] = &agentpb.HugetlbStats{Usage: v.Usage, MaxUsage: v.MaxUsage, Failcnt: v.Failcnt}
+		}
+	}
+	return out
+}
+
+func memData(m cgroups.MemoryData) *agentpb.MemoryData {
+	return &agentpb.MemoryData{Usage: m.Usage, MaxUsage: m.MaxUsage, Failcnt: m.Failcnt, Limit: m.Limit}
+}
+
+func blkio(in []cgroups.BlkioStatEntry) []*agentpb.BlkioStatsEntry {
+	out := make([]*agentpb.BlkioStatsEntry, 0, len(in))
+	for _, e := range in {
+		out = append(out, &agentpb.BlkioStatsEntry{Major: e.Major, Minor: e.Minor, Op: e.Op, Value: e.Value})
+	}
+	return out
+}
+
+// ParseNetDev parses /proc/<pid>/net/dev: two header lines, then
+// "iface: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed
+// multicast tx_bytes tx_packets tx_errs tx_drop ...". Malformed lines are
+// skipped; the loopback interface is left out, as in Kata.
+func ParseNetDev(data []byte) []*agentpb.NetworkStats {
+	var out []*agentpb.NetworkStats
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		name = strings.TrimSpace(name)
+		f := strings.Fields(rest)
+		if name == "" || name == "lo" || len(f) < 12 {
+			continue
+		}
+		var v [12]uint64
+		bad := false
+		for i := range v {
+			n, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				bad = true
+				break
+			}
+			v[i] = n
+		}
+		if bad {
+			continue
+		}
+		out = append(out, &agentpb.NetworkStats{
+			Name: name, RxBytes: v[0], RxPackets: v[1], RxErrors: v[2], RxDropped: v[3],
+			TxBytes: v[8], TxPackets: v[9], TxErrors: v[10], TxDropped: v[11],
+		})
+	}
+	return out
+}

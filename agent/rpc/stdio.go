@@ -1,0 +1,106 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/cocoon-tee/cocoon/agent/stream"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// maxWrite bounds one WriteStdin; the runtime writes in chunks far smaller.
+const maxWrite = 4 << 20
+
+// WriteStdin writes to a process's stdin; empty data closes it, as in Kata.
+func (s *Service) WriteStdin(ctx context.Context, r *agentpb.WriteStreamRequest) (*agentpb.WriteStreamResponse, error) {
+	_, p, err := s.process(r.ContainerId, r.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Data) > maxWrite {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("stdin write of %d bytes, more than %d", len(r.Data), maxWrite))
+	}
+	n, err := p.IO.Write(r.Data)
+	if errors.Is(err, stream.ErrStdinClosed) {
+		return nil, errdefs.ErrFailedPrecondition.WithMessage("stdin is closed")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &agentpb.WriteStreamResponse{Len: uint32(n)}, nil
+}
+
+// ReadStdout returns one chunk of stdout; empty data is EOF.
+func (s *Service) ReadStdout(ctx context.Context, r *agentpb.ReadStreamRequest) (*agentpb.ReadStreamResponse, error) {
+	return s.read(r, stream.Stdout)
+}
+
+// ReadStderr returns one chunk of stderr; empty data is EOF.
+func (s *Service) ReadStderr(ctx context.Context, r *agentpb.ReadStreamRequest) (*agentpb.ReadStreamResponse, error) {
+	return s.read(r, stream.Stderr)
+}
+
+func (s *Service) read(r *agentpb.ReadStreamRequest, w stream.Which) (*agentpb.ReadStreamResponse, error) {
+	_, p, err := s.process(r.ContainerId, r.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	data, err := p.IO.Read(w, int(r.Len))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", w, err)
+	}
+	return &agentpb.ReadStreamResponse{Data: data}, nil
+}
+
+// CloseStdin closes a process's stdin.
+func (s *Service) CloseStdin(ctx context.Context, r *agentpb.CloseStdinRequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(r.ContainerId, r.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	return okEmpty(p.IO.CloseStdin())
+}
+
+// TtyWinResize resizes a process's terminal.
+func (s *Service) TtyWinResize(ctx context.Context, r *agentpb.TtyWinResizeRequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(r.ContainerId, r.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if r.Row > 0xffff || r.Column > 0xffff {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("window size %dx%d is too large", r.Row, r.Column))
+	}
+	err = p.IO.Resize(uint16(r.Row), uint16(r.Column))
+	if stream.ErrNoTerminal(err) {
+		return nil, errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("process %q has no terminal", r.ExecId))
+	}
+	return okEmpty(err)
+}
+
+// AnswerDenied is the server's Denied hook. A ReadStdout or ReadStderr the
+// policy refuses switches that stream to discard mode — the agent keeps
+// draining the pipe so the workload never blocks on it — and answers EOF.
+// Every other denial stays an error.
+func (s *Service) AnswerDenied(ctx context.Context, method string, req any, err error) (any, bool) {
+	var w stream.Which
+	switch method {
+	case "ReadStdout":
+		w = stream.Stdout
+	case "ReadStderr":
+		w = stream.Stderr
+	default:
+		return nil, false
+	}
+	r, ok := req.(*agentpb.ReadStreamRequest)
+	if !ok {
+		return nil, false
+	}
+	if _, p, perr := s.process(r.ContainerId, r.ExecId); perr == nil {
+		p.IO.Discard(w)
+	}
+	return &agentpb.ReadStreamResponse{}, true
+}

@@ -1,0 +1,253 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-tee/cocoon/agent/container"
+	"github.com/cocoon-tee/cocoon/agent/safepath"
+	"github.com/cocoon-tee/cocoon/agent/storage"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// MaxStorages bounds the storages of one CreateContainer.
+const MaxStorages = 256
+
+// ContainerRequest is what CreateContainer carries.
+type ContainerRequest struct {
+	ID           string
+	ExecID       string
+	StringUser   *agentpb.StringUser
+	Storages     []*agentpb.Storage
+	OCI          *agentpb.Spec
+	SandboxPidns bool
+}
+
+// CreateContainer mounts the container's storages, prepares its spec and
+// creates it with its init waiting for Start. On any error nothing of it is
+// left: storages released, no cgroup, no state directory.
+func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *container.Container, err error) {
+	if err := safepath.ValidateID("container", r.ID); err != nil {
+		return nil, err
+	}
+	if r.ExecID != "" {
+		if err := safepath.ValidateID("exec", r.ExecID); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.Storages) > MaxStorages {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d storages, more than %d", len(r.Storages), MaxStorages))
+	}
+	spec, err := container.SpecFromProto(r.OCI)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Process == nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage("OCI spec has no process")
+	}
+	if err := s.reserve(r.ID); err != nil {
+		return nil, err
+	}
+	defer s.unreserve(r.ID)
+
+	mounted, err := s.o.Storage.Add(ctx, r.ID, r.Storages)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.o.Storage.Release(context.WithoutCancel(ctx), r.ID))
+		}
+	}()
+	if err := s.prepareSpec(spec, mounted, r); err != nil {
+		return nil, err
+	}
+
+	s.mu.Lock()
+	pidNS, first := s.pidNS, len(s.containers) == 0
+	ipc, uts := s.ipcNS, s.utsNS
+	s.mu.Unlock()
+	if r.SandboxPidns && pidNS == "" && !first {
+		return nil, errdefs.ErrFailedPrecondition.WithMessage("sandbox has no shared PID namespace")
+	}
+	setNamespaces(spec, ipc, uts, pidNS, r.SandboxPidns)
+
+	c, err := container.Create(ctx, container.Options{
+		ID:           r.ID,
+		ExecID:       r.ExecID,
+		Spec:         spec,
+		StateRoot:    filepath.Join(s.o.StateDir, "containers"),
+		CgroupParent: s.o.CgroupParent,
+		PipeSize:     s.o.PipeSize,
+		NoPivotRoot:  s.noPivotRoot,
+		OnOOM:        s.onOOM,
+		Log:          s.o.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	if s.pidNS == "" && first {
+		// Kata's rule: without a pause process, the first container's init
+		// is the pod's PID namespace.
+		s.pidNS = fmt.Sprintf("/proc/%d/ns/pid", c.Init().Pid())
+	}
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *Sandbox) reserve(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.containers[id]; ok || s.pending[id] {
+		return errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("container %q already exists", id))
+	}
+	s.pending[id] = true
+	return nil
+}
+
+func (s *Sandbox) unreserve(id string) {
+	s.mu.Lock()
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+// prepareSpec decides the rootfs, applies a pulled image's config and the
+// string user, and confines every path from the host.
+func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r ContainerRequest) error {
+	var image *storage.Mounted
+	for i := range mounted {
+		if mounted[i].Image != nil {
+			image = &mounted[i]
+		}
+	}
+	if image != nil {
+		if spec.Root == nil {
+			spec.Root = &specs.Root{}
+		}
+		spec.Root.Path = image.Path
+		if err := container.ApplyImageConfig(spec.Process, image.Image, image.Path); err != nil {
+			return err
+		}
+	}
+	if spec.Root == nil || spec.Root.Path == "" {
+		return errdefs.ErrInvalidArgument.WithMessage("OCI spec has no root path")
+	}
+	root, err := s.confine("root path", spec.Root.Path)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("root path %q is not a directory", spec.Root.Path))
+	}
+	spec.Root.Path = root
+	if err := ApplyStringUser(spec.Process, r.StringUser, root); err != nil {
+		return err
+	}
+	if len(spec.Process.Args) == 0 {
+		return errdefs.ErrInvalidArgument.WithMessage("OCI spec has no process args")
+	}
+	for i := range spec.Mounts {
+		m := &spec.Mounts[i]
+		if !filepath.IsAbs(m.Destination) {
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount destination %q is not absolute", m.Destination))
+		}
+		if !isBind(m) {
+			continue
+		}
+		src, err := s.confine("mount source", m.Source)
+		if err != nil {
+			return err
+		}
+		m.Source = src
+	}
+	// Hooks would run host-chosen binaries in the guest; Kata drops them too.
+	spec.Hooks = nil
+	return nil
+}
+
+// confine checks that a host path lies in the Kata run directory (or the
+// agent's state directory) after resolving symlinks, and returns the
+// resolved path.
+func (s *Sandbox) confine(what, p string) (string, error) {
+	if err := safepath.Within(p, s.o.KataRunDir, s.runDir, s.o.StateDir); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	resolved, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s %q: %v", what, p, err))
+	}
+	if err := safepath.Within(resolved, s.runDir, s.o.StateDir); err != nil {
+		return "", fmt.Errorf("%s %q resolves outside: %w", what, p, err)
+	}
+	return resolved, nil
+}
+
+func isBind(m *specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+// setNamespaces rewrites the spec's namespaces the way the Kata agent does:
+// host-given paths are dropped (they would name guest processes the host
+// cannot know), IPC and UTS join the sandbox's, the network namespace is the
+// sandbox's own (no new one), and the PID namespace is new unless the
+// sandbox's is to be shared.
+func setNamespaces(spec *specs.Spec, ipc, uts, pidNS string, sharePid bool) {
+	var out []specs.LinuxNamespace
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.PIDNamespace, specs.NetworkNamespace:
+			continue
+		case specs.IPCNamespace:
+			ns.Path = ipc
+		case specs.UTSNamespace:
+			ns.Path = uts
+			if uts != "" {
+				// The sandbox's UTS namespace already carries the pod's hostname.
+				spec.Hostname = ""
+			}
+		default:
+			ns.Path = ""
+		}
+		out = append(out, ns)
+	}
+	pid := specs.LinuxNamespace{Type: specs.PIDNamespace}
+	if sharePid {
+		pid.Path = pidNS
+	}
+	spec.Linux.Namespaces = append(out, pid)
+}
+
+// ApplyStringUser resolves the request's string user (names or numbers)
+// against the rootfs.
+func ApplyStringUser(p *specs.Process, su *agentpb.StringUser, rootfs string) error {
+	if su == nil || su.Uid == "" {
+		return nil
+	}
+	spec := su.Uid
+	if su.Gid != "" {
+		spec += ":" + su.Gid
+	}
+	u, err := container.ResolveUser(rootfs, spec)
+	if err != nil {
+		return err
+	}
+	p.User.UID, p.User.GID = u.UID, u.GID
+	p.User.AdditionalGids = u.AdditionalGids
+	for _, g := range su.AdditionalGids {
+		gid, err := container.ResolveGroup(rootfs, g)
+		if err != nil {
+			return err
+		}
+		p.User.AdditionalGids = append(p.User.AdditionalGids, gid)
+	}
+	return nil
+}

@@ -1,0 +1,294 @@
+// Package sandbox owns the pod: its identity, hostname and DNS, the IPC and
+// UTS namespaces its containers share, the PID namespace of its first
+// container, its storages, and the registry of its containers. It prepares a
+// container's spec from what the host sent (rootfs and mount sources confined
+// to the Kata run directory, namespaces rewritten to the sandbox's) and hands
+// it to package container; it also collects OOM events for GetOOMEvent.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/agent/container"
+	"github.com/cocoon-tee/cocoon/agent/safepath"
+	"github.com/cocoon-tee/cocoon/agent/storage"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// oomBacklog is how many OOM events are kept while nobody calls GetOOMEvent.
+const oomBacklog = 64
+
+// Options configure a Sandbox.
+type Options struct {
+	// KataRunDir confines host-supplied rootfs paths and bind-mount sources.
+	KataRunDir string
+	// StateDir holds the sandbox's own files (namespaces, resolv.conf,
+	// libcontainer state).
+	StateDir string
+	// CgroupParent is the cgroup containers are created under ("/cocoon").
+	CgroupParent string
+	// PipeSize is agent.container_pipe_size.
+	PipeSize int
+	Storage  *storage.Manager
+	Log      *slog.Logger
+}
+
+// Sandbox is the pod. All methods are safe for concurrent use.
+type Sandbox struct {
+	o           Options
+	runDir      string // KataRunDir with symlinks resolved
+	noPivotRoot bool
+
+	mu         sync.Mutex
+	created    bool
+	id         string
+	hostname   string
+	ipcNS      string
+	utsNS      string
+	pidNS      string // /proc/<pid>/ns/pid of the first container's init
+	containers map[string]*container.Container
+	pending    map[string]bool // ids being created
+	oom        chan string
+	destroyed  chan struct{} // closed by Destroy; wakes GetOOMEvent
+}
+
+// New returns an empty sandbox; CreateSandbox configures it.
+func New(o Options) (*Sandbox, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Storage == nil {
+		o.Storage = storage.NewManager()
+	}
+	if o.CgroupParent == "" {
+		o.CgroupParent = "/cocoon"
+	}
+	if err := os.MkdirAll(o.KataRunDir, 0o755); err != nil {
+		return nil, fmt.Errorf("kata run dir: %w", err)
+	}
+	runDir, err := filepath.EvalSymlinks(o.KataRunDir)
+	if err != nil {
+		return nil, fmt.Errorf("kata run dir: %w", err)
+	}
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if sd, err := filepath.EvalSymlinks(o.StateDir); err == nil {
+		o.StateDir = sd
+	}
+	return &Sandbox{
+		o: o, runDir: runDir, noPivotRoot: rootIsRamfs(),
+		containers: map[string]*container.Container{}, pending: map[string]bool{},
+		oom: make(chan string, oomBacklog), destroyed: make(chan struct{}),
+	}, nil
+}
+
+// Config is what CreateSandbox carries.
+type Config struct {
+	ID       string
+	Hostname string
+	DNS      []string
+	Storages []*agentpb.Storage
+	Modules  []*agentpb.KernelModule
+}
+
+// Create configures the sandbox once: kernel modules, shared namespaces,
+// sandbox storages and resolv.conf. A second call is AlreadyExists. On error
+// everything this call did is undone.
+func (s *Sandbox) Create(ctx context.Context, c Config) (err error) {
+	if c.ID != "" {
+		if err := safepath.ValidateID("sandbox", c.ID); err != nil {
+			return err
+		}
+	}
+	if len(c.Hostname) > 64 || strings.ContainsAny(c.Hostname, "\x00/\n") {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("hostname %q is not a valid host name", c.Hostname))
+	}
+	resolv, err := resolvConf(c.DNS)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.created {
+		return errdefs.ErrAlreadyExists.WithMessage("sandbox already created")
+	}
+	for _, m := range c.Modules {
+		if err := loadModule(ctx, m); err != nil {
+			return err
+		}
+	}
+	dir := s.sandboxDir()
+	ipc, uts, err := persistentNS(filepath.Join(dir, "ns"), c.Hostname)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, releaseNS(ipc, uts))
+		}
+	}()
+	if _, err := s.o.Storage.Add(ctx, "", c.Storages); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.o.Storage.Release(ctx, ""))
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), resolv, 0o644); err != nil {
+		return fmt.Errorf("write resolv.conf: %w", err)
+	}
+	s.created, s.id, s.hostname, s.ipcNS, s.utsNS = true, c.ID, c.Hostname, ipc, uts
+	return nil
+}
+
+func (s *Sandbox) sandboxDir() string { return filepath.Join(s.o.StateDir, "sandbox") }
+
+// ResolvConf is where CreateSandbox wrote the pod's DNS configuration.
+func (s *Sandbox) ResolvConf() string { return filepath.Join(s.sandboxDir(), "resolv.conf") }
+
+// maxDNSLines bounds CreateSandbox's dns list.
+const maxDNSLines = 64
+
+// resolvConf builds resolv.conf from the runtime's lines ("nameserver
+// 10.0.0.10", "search ns.svc.cluster.local", "options ndots:5").
+func resolvConf(lines []string) ([]byte, error) {
+	if len(lines) > maxDNSLines {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d dns lines, more than %d", len(lines), maxDNSLines))
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		if len(l) > 1024 || strings.ContainsAny(l, "\x00\n\r") {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("dns line %q is malformed", l))
+		}
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return []byte(b.String()), nil
+}
+
+// Container returns a created container. An unknown id is
+// INVALID_ARGUMENT, as the Kata runtime expects.
+func (s *Sandbox) Container(id string) (*container.Container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid container id %q", id))
+	}
+	return c, nil
+}
+
+// Containers lists the container ids.
+func (s *Sandbox) Containers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.containers))
+	for id := range s.containers {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Remove destroys a container and releases its storages. ctx bounds the wait
+// for its processes to die.
+func (s *Sandbox) Remove(ctx context.Context, id string) error {
+	c, err := s.Container(id)
+	if err != nil {
+		return err
+	}
+	if err := c.Destroy(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.containers, id)
+	if len(s.containers) == 0 {
+		s.pidNS = ""
+	}
+	s.mu.Unlock()
+	return s.o.Storage.Release(ctx, id)
+}
+
+// Destroy removes every container, the sandbox storages and namespaces,
+// and wakes GetOOMEvent callers. The sandbox can be created again.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	var errs []error
+	for _, id := range s.Containers() {
+		if err := s.Remove(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.o.Storage.Release(ctx, ""); err != nil {
+		errs = append(errs, err)
+	}
+	if err := releaseNS(s.ipcNS, s.utsNS); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(s.sandboxDir()); err != nil {
+		errs = append(errs, err)
+	}
+	s.created, s.id, s.hostname, s.ipcNS, s.utsNS, s.pidNS = false, "", "", "", "", ""
+	close(s.destroyed)
+	s.destroyed = make(chan struct{})
+	return errors.Join(errs...)
+}
+
+// WaitOOM blocks until a container's memory cgroup hits OOM and returns the
+// container's id; it fails when the sandbox is destroyed or ctx ends.
+func (s *Sandbox) WaitOOM(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	destroyed := s.destroyed
+	s.mu.Unlock()
+	select {
+	case id := <-s.oom:
+		return id, nil
+	case <-destroyed:
+		return "", errdefs.ErrUnavailable.WithMessage("sandbox destroyed")
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func (s *Sandbox) onOOM(id string) {
+	select {
+	case s.oom <- id:
+	default:
+		s.o.Log.Warn("OOM event dropped: nobody is reading them", "container_id", id)
+	}
+}
+
+// rootIsRamfs reports whether / is an initramfs, where pivot_root fails and
+// libcontainer must use MS_MOVE + chroot instead.
+func rootIsRamfs() bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	// The last mount on / is the one in effect.
+	ramfs := false
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[4] != "/" {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) {
+				ramfs = f[i+1] == "rootfs" || f[i+1] == "ramfs"
+				break
+			}
+		}
+	}
+	return ramfs
+}

@@ -1,0 +1,156 @@
+package stream
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// reader is one output stream. mu serialises reads (the runtime has one read
+// loop per stream; the lock only keeps a discard drain and a late read from
+// interleaving); st guards the state flags, which are also read without mu.
+type reader struct {
+	mu sync.Mutex
+
+	st         sync.Mutex
+	f          *os.File
+	eof        bool
+	discarding bool
+	closed     bool
+}
+
+func (r *reader) setFile(f *os.File) {
+	r.st.Lock()
+	r.f = f
+	r.st.Unlock()
+}
+
+// snapshot returns the file to read, or nil when the stream reads as EOF.
+func (r *reader) snapshot() *os.File {
+	r.st.Lock()
+	defer r.st.Unlock()
+	if r.eof || r.discarding || r.closed {
+		return nil
+	}
+	return r.f
+}
+
+func (r *reader) setEOF() {
+	r.st.Lock()
+	r.eof = true
+	r.st.Unlock()
+}
+
+func (r *reader) read(n int, exited *atomic.Bool) ([]byte, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	if r.snapshot() == nil {
+		return nil, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.snapshot()
+	if f == nil {
+		return nil, nil
+	}
+	buf := make([]byte, n)
+	k, eof, err := readChunk(f, buf, exited)
+	if eof {
+		r.setEOF()
+	}
+	return buf[:k], err
+}
+
+// readChunk performs one read. Before the process is reaped it blocks for as
+// long as it takes; afterwards it waits at most DrainWindow for data.
+func readChunk(f *os.File, buf []byte, exited *atomic.Bool) (n int, eof bool, err error) {
+	armDeadline(f, exited)
+	for {
+		n, err = f.Read(buf)
+		if n > 0 {
+			return n, false, nil
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !exited.Load() {
+				// A deadline from an earlier drain cannot apply to a live
+				// process; re-arm and keep waiting.
+				armDeadline(f, exited)
+				continue
+			}
+			return 0, true, nil
+		case errors.Is(err, io.EOF), errors.Is(err, os.ErrClosed), errors.Is(err, syscall.EIO):
+			// EIO is how a terminal master reports that every slave is closed.
+			return 0, true, nil
+		}
+		return 0, false, err
+	}
+}
+
+// armDeadline sets the read deadline for the process's current state. The
+// second look at exited closes the race with Exited, which may have set the
+// drain deadline between our load and our SetReadDeadline.
+func armDeadline(f *os.File, exited *atomic.Bool) {
+	if !exited.Load() {
+		_ = f.SetReadDeadline(time.Time{})
+		if !exited.Load() {
+			return
+		}
+	}
+	_ = f.SetReadDeadline(time.Now().Add(DrainWindow))
+}
+
+// wake starts the drain window of a read blocked right now.
+func (r *reader) wake() {
+	r.st.Lock()
+	f := r.f
+	r.st.Unlock()
+	if f != nil {
+		_ = f.SetReadDeadline(time.Now().Add(DrainWindow))
+	}
+}
+
+// discard turns the stream into a sink: a goroutine reads and drops
+// everything until EOF, so the writer never blocks.
+func (r *reader) discard(exited *atomic.Bool) {
+	r.st.Lock()
+	if r.discarding || r.eof || r.closed || r.f == nil {
+		r.discarding = true
+		r.st.Unlock()
+		return
+	}
+	r.discarding = true
+	f := r.f
+	r.st.Unlock()
+	go func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		buf := make([]byte, 64<<10)
+		for {
+			_, eof, err := readChunk(f, buf, exited)
+			if eof || err != nil {
+				r.setEOF()
+				return
+			}
+		}
+	}()
+}
+
+func (r *reader) close() {
+	r.st.Lock()
+	defer r.st.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	if r.f != nil {
+		r.f.Close()
+	}
+}
