@@ -1,0 +1,95 @@
+package conformance
+
+import (
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// SpecOption adjusts the OCI spec (or adds a storage) of a container.
+type SpecOption struct {
+	apply   func(*agentpb.Spec)
+	storage *agentpb.Storage
+}
+
+// WithMemoryLimit sets the container's memory limit in bytes.
+func WithMemoryLimit(bytes int64) SpecOption {
+	return SpecOption{apply: func(s *agentpb.Spec) {
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &agentpb.LinuxResources{}
+		}
+		s.Linux.Resources.Memory = &agentpb.LinuxMemory{Limit: bytes}
+	}}
+}
+
+// WithStorage sends a storage with the container and bind-mounts its mount
+// point at dest, as the runtime does for a volume.
+func WithStorage(st *agentpb.Storage, dest string) SpecOption {
+	return SpecOption{storage: st, apply: func(s *agentpb.Spec) {
+		s.Mounts = append(s.Mounts, &agentpb.Mount{Destination: dest, Source: st.MountPoint, Type: "bind", Options: []string{"rbind", "rw"}})
+	}}
+}
+
+// WithTerminal gives the container's init a terminal.
+func WithTerminal() SpecOption {
+	return SpecOption{apply: func(s *agentpb.Spec) { s.Process.Terminal = true }}
+}
+
+// defaultCaps is the capability set container engines grant by default.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// process is a root process with the default environment.
+func (h *Harness) process(args []string) *agentpb.Process {
+	return &agentpb.Process{
+		Args: args,
+		Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"},
+		Cwd:  "/",
+		User: &agentpb.User{UID: 0, GID: 0},
+		Capabilities: &agentpb.LinuxCapabilities{
+			Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,
+		},
+		NoNewPrivileges: true,
+	}
+}
+
+// Spec builds the OCI spec the runtime would send for a busybox container:
+// what containerd generates, minus what the runtime strips (hooks, network,
+// cgroup and time namespaces, namespace paths).
+func (h *Harness) Spec(cid string, args []string, opts ...SpecOption) *agentpb.Spec {
+	s := &agentpb.Spec{
+		Version:  "1.1.0",
+		Process:  h.process(args),
+		Root:     &agentpb.Root{Path: h.RootfsPath(cid)},
+		Hostname: "conformance",
+		Mounts: []*agentpb.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Annotations: map[string]string{
+			"io.kubernetes.cri.container-type": "container",
+			"io.kubernetes.cri.sandbox-id":     h.sandboxID,
+			"io.kubernetes.cri.container-name": cid,
+		},
+		Linux: &agentpb.Linux{
+			CgroupsPath: "/kubepods/conformance/" + cid,
+			Namespaces:  []*agentpb.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+			MaskedPaths: []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+	if cid == h.sandboxID {
+		s.Annotations["io.kubernetes.cri.container-type"] = "sandbox"
+	}
+	for _, o := range opts {
+		if o.apply != nil {
+			o.apply(s)
+		}
+	}
+	return s
+}
