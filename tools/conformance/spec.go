@@ -77,9 +77,9 @@ func (h *Harness) Spec(cid string, args []string, opts ...SpecOption) *agentpb.S
 			"io.kubernetes.cri.container-name": cid,
 		},
 		Linux: &agentpb.Linux{
-			CgroupsPath: "/kubepods/conformance/" + cid,
-			Namespaces:  []*agentpb.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
-			MaskedPaths: []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
+			CgroupsPath:   "/kubepods/conformance/" + cid,
+			Namespaces:    []*agentpb.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
