@@ -63,6 +63,7 @@ func newRoot() *cobra.Command {
 		"agent address: unix:///path, unix://@name, tcp://host:port, vsock://CID:PORT, hvsock:///path:PORT")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 30*time.Second, "deadline for each call (0 = none)")
 	root.AddCommand(newCheck(g), newVersion(g), newCall(g))
+	root.AddCommand(newPolicy(g), newInitdata())
 	root.AddCommand(newConformance(g))
 	root.AddCommand(newPolicy(g), newInitdata())
 	return root

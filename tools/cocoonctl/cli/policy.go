@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cocoon-tee/cocoon/agent/initdata"
+	"github.com/cocoon-tee/cocoon/policy"
+	"github.com/cocoon-tee/cocoon/policy/decisionlog"
+	"github.com/cocoon-tee/cocoon/policy/input"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+func newPolicy(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Evaluate, inspect and install agent policies; verify decision logs",
+	}
+	cmd.AddCommand(newPolicyEval(), newPolicyVerifyLog(), newPolicyBuiltin(), newPolicySet(g))
+	return cmd
+}
+
+// readPolicy reads a policy file, or a shipped one as "builtin:<name>".
+func readPolicy(ref string) (string, error) {
+	if name, ok := strings.CutPrefix(ref, "builtin:"); ok {
+		return policy.Builtin(name)
+	}
+	b, err := readFileBounded(ref, policy.MaxPolicySize)
+	return string(b), err
+}
+
+func readFileBounded(path string, limit int64) ([]byte, error) {
+	if path == "-" {
+		return readBounded(os.Stdin, limit)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := readBounded(f, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+func newPolicyEval() *cobra.Command {
+	var polRef, kind, in string
+	cmd := &cobra.Command{
+		Use:   "eval --policy FILE|builtin:NAME --kind REQUEST --input FILE",
+		Short: "Evaluate one request offline with the agent's engine",
+		Long: "Evaluates a request (JSON in the Kata policy-input shape, e.g. from a Kata\n" +
+			"test case or a decision log investigation) against a policy, with fresh\n" +
+			"state. --kind is the request message name (CreateContainerRequest) or the\n" +
+			"rpc name (CreateContainer). Prints the decision; exit status 1 when denied.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			text, err := readPolicy(polRef)
+			if err != nil {
+				return err
+			}
+			p, err := policy.Load(cmd.Context(), text, polRef)
+			if err != nil {
+				return err
+			}
+			if n, err := input.RequestName(kind); err == nil {
+				kind = n
+			}
+			raw, err := readFileBounded(in, input.MaxDocument)
+			if err != nil {
+				return err
+			}
+			doc, err := evalInput(kind, raw)
+			if err != nil {
+				return err
+			}
+			d, err := p.Evaluate(cmd.Context(), kind, doc)
+			if err != nil {
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+			out := map[string]any{"request": kind, "allowed": d.Allowed, "prints": d.Prints, "policy_sha256": p.Digest()}
+			if d.Ops != nil {
+				out["ops"] = d.Ops
+			}
+			if d.Overridden {
+				out["overridden_by"] = "AllowRequestsFailingPolicy"
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(out); err != nil {
+				return err
+			}
+			if !d.Allowed {
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&polRef, "policy", "", "policy file, or builtin:NAME")
+	cmd.Flags().StringVar(&kind, "kind", "", "request kind, e.g. CreateContainerRequest")
+	cmd.Flags().StringVar(&in, "input", "-", "request JSON file (- for stdin)")
+	_ = cmd.MarkFlagRequired("policy")
+	_ = cmd.MarkFlagRequired("kind")
+	return cmd
+}
+
+// evalInput normalises a request document to exactly what the agent would
+// evaluate: decoded into the request message and encoded again, so missing
+// fields appear as the agent sends them. CopyFile inputs are already in
+// their policy form.
+func evalInput(kind string, raw []byte) (map[string]any, error) {
+	if kind == "CopyFileRequest" {
+		var doc map[string]any
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return nil, fmt.Errorf("input: %w", err)
+		}
+		return input.CopyFileDefaults(doc), nil
+	}
+	m, err := input.NewRequest(kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := input.Decode(raw, m); err != nil {
+		return nil, fmt.Errorf("input: %w", err)
+	}
+	return input.Encode(m), nil
+}
+
+func newPolicyVerifyLog() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify-log FILE...",
+		Short: "Verify a decision log's hash chain (rotated files oldest first)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var srcs []decisionlog.Source
+			for _, a := range args {
+				f, err := os.Open(a)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				srcs = append(srcs, decisionlog.Source{Name: a, R: f})
+			}
+			res, err := decisionlog.Verify(srcs)
+			if err != nil {
+				return err
+			}
+			from := "genesis"
+			if res.Continued {
+				from = "an earlier rotated file"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries from seq %d (chained to %s), last hash %s\n",
+				res.Entries, res.FirstSeq, from, res.LastHash)
+			return nil
+		},
+	}
+}
+
+func newPolicyBuiltin() *cobra.Command {
+	return &cobra.Command{
+		Use:   "builtin [NAME]",
+		Short: "List the policies shipped with the agent, or print one",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				for _, n := range policy.BuiltinNames() {
+					fmt.Fprintln(cmd.OutOrStdout(), n)
+				}
+				return nil
+			}
+			text, err := policy.Builtin(args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), text)
+			return err
+		},
+	}
+}
+
+func newPolicySet(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set FILE|builtin:NAME",
+		Short: "Replace the agent's policy with SetPolicy (if the current policy allows it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			text, err := readPolicy(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.callContext(cmd.Context())
+			defer cancel()
+			c, err := g.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Agent.SetPolicy(ctx, &agentpb.SetPolicyRequest{Policy: text}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "policy %s installed\n", policy.Digest(text))
+			return nil
+		},
+	}
+}
+
+// maxInitdataInput bounds files read into initdata.
+const maxInitdataInput = initdata.MaxTOML
