@@ -8,7 +8,7 @@ TAGS      := osusergo,netgo
 BINARIES  := bin/cocoon-agent bin/cocoonctl
 GOFILES   := $(shell find . -name '*.go' -not -path './bin/*' -not -path './build/*')
 
-.PHONY: all build test run protos bench lint fuzz clean
+.PHONY: all build test run protos bench lint fuzz clean rootfs e2e
 
 all: build
 
@@ -43,6 +43,14 @@ lint:
 FUZZTIME ?= 10s
 fuzz:
 	ci/fuzz.sh $(FUZZTIME)
+
+# Guest image: rootfs tree, initrd, dm-verity disk, Kata config fragment under build/.
+rootfs: bin/cocoon-agent
+	rootfs/build.sh
+
+# Boot the guest image under QEMU (TCG) and drive the agent inside it.
+e2e: bin/cocoon-agent
+	$(GO) test -count=1 -timeout 15m -v ./ci/e2e/...
 
 clean:
 	rm -rf bin build

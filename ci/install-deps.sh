@@ -11,6 +11,7 @@ pkgs=(
 	iproute2 iptables        # network rpcs, tested in network namespaces
 	docker-registry skopeo umoci gnupg  # image pull tests: real registry, signing, encryption
 	cryptsetup-bin erofs-utils e2fsprogs cpio  # guest image builder
+	dmsetup fdisk kmod qemu-system-x86  # guest image: stage-1 initrd, partition table, depmod; VM test
 )
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
