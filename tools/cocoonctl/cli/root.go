@@ -65,7 +65,6 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCheck(g), newVersion(g), newCall(g))
 	root.AddCommand(newPolicy(g), newInitdata())
 	root.AddCommand(newConformance(g))
-	root.AddCommand(newPolicy(g), newInitdata())
 	return root
 }
 
