@@ -1,0 +1,32 @@
+package api_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/cocoon-tee/cocoon/agent/attest"
+	"github.com/cocoon-tee/cocoon/agent/attest/api"
+)
+
+func FuzzHandler(f *testing.F) {
+	f.Add("/cdh/resource/a/b/c", "x=1")
+	f.Add("/aa/evidence", "runtime_data=abc&encoding=base64")
+	f.Add("/aa/token", "token_type=kbs")
+	h, err := api.NewHandler(api.Deps{Attester: attest.Sample{}}, api.ModeAll)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, path, query string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.URL = &url.URL{Path: path, RawQuery: query}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case 200, 400, 403, 404, 503:
+		default:
+			t.Fatalf("GET %q?%q = %d", path, query, w.Code)
+		}
+	})
+}
