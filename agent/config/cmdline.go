@@ -105,6 +105,13 @@ func applyAgentParam(c *Config, key, value string, hasValue bool) (bool, error) 
 		if hasValue {
 			c.Confidential, err = parseBool(value)
 		}
+	case "agent.aa_kbc_params":
+		c.AAKBCParams, err = nonEmpty(value)
+	case "agent.attest_sample":
+		c.AttestSample = true
+		if hasValue {
+			c.AttestSample, err = parseBool(value)
+		}
 	default:
 		return false, nil
 	}

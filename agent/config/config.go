@@ -58,6 +58,12 @@ type Config struct {
 	InitdataDevice string `toml:"initdata_device"`
 	// Confidential makes the agent refuse to fall back to permissive defaults.
 	Confidential bool `toml:"confidential"`
+	// AAKBCParams is the older "cc_kbc::<KBS URL>" form of the KBS address,
+	// used when initdata names no KBS.
+	AAKBCParams string `toml:"aa_kbc_params"`
+	// AttestSample enables the unsigned sample attester when no TEE is
+	// found (development only; refused in confidential mode).
+	AttestSample bool `toml:"attest_sample"`
 }
 
 // Default returns the configuration used when nothing overrides it. The

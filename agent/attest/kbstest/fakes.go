@@ -118,3 +118,12 @@ func VerifySNP(p *attest.ParsedSNP, ark *x509.Certificate) error {
 	}
 	return nil
 }
+
+// SetHostData changes the HOST_DATA of later reports (the host sets it at
+// launch; tests set it once the initdata is known).
+func (f *FakeSNP) SetHostData(hostData []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hostData = [32]byte{}
+	copy(f.hostData[:], hostData)
+}

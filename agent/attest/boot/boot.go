@@ -1,0 +1,255 @@
+// Package boot assembles the agent's attestation side at start-up: it picks
+// the attester, verifies the initdata binding (refusing to run on a
+// mismatch), opens the runtime measurement log, builds the KBS client from
+// initdata (or agent.aa_kbc_params), prefetches credentials, and serves the
+// workload API. The daemon calls Start before it listens.
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/agent/attest"
+	"github.com/cocoon-tee/cocoon/agent/attest/api"
+	"github.com/cocoon-tee/cocoon/agent/attest/eventlog"
+	"github.com/cocoon-tee/cocoon/agent/attest/kbs"
+	"github.com/cocoon-tee/cocoon/agent/attest/sealed"
+	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/initdata"
+)
+
+// Options for Start.
+type Options struct {
+	Config   config.Config
+	Initdata *initdata.Initdata
+	Log      *slog.Logger
+	// Attest overrides TEE probing (tests inject fake devices); Confidential
+	// and AllowSample are taken from Config.
+	Attest attest.Options
+	// CredentialRoot is where [[credentials]] paths are rooted ("/" when empty).
+	CredentialRoot string
+	// APIAddr is where the workload API listens (api.DefaultAddr when empty).
+	APIAddr string
+}
+
+// Attestation is the running attestation side. Its methods are safe to call
+// when parts are absent: they fail with FAILED_PRECONDITION and a reason.
+type Attestation struct {
+	Attester attest.Attester
+	KBS      *kbs.Client
+	Events   *eventlog.Log
+	Unsealer *sealed.Unsealer
+	// APIAddr is the workload API's address, when it is served.
+	APIAddr net.Addr
+
+	log  *slog.Logger
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// Start brings attestation up. An error means the agent must not serve.
+func Start(ctx context.Context, o Options) (*Attestation, error) {
+	cfg := o.Config
+	a := &Attestation{log: o.Log}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	ao := o.Attest
+	ao.AllowSample, ao.Confidential = cfg.AttestSample, cfg.Confidential
+	ao.EventLog = func() ([]byte, error) { return eventlog.CCEventLog(eventlog.CCELPath, a.Events) }
+	att, err := attest.New(ao)
+	switch {
+	case errors.Is(err, attest.ErrNoTEE):
+		if cfg.Confidential && o.Initdata != nil {
+			return nil, fmt.Errorf("confidential mode with initdata, but %w: its binding cannot be verified", err)
+		}
+		a.log.Info("attestation disabled", "reason", err.Error())
+		return a, nil
+	case err != nil:
+		return nil, err
+	}
+	a.Attester = att
+	if id := o.Initdata; id != nil {
+		if err := attest.CheckInitdata(ctx, att, id.Algorithm, id.Digest, id.Raw); err != nil {
+			return nil, err
+		}
+		a.log.Info("initdata binding verified", "tee", att.Tee(), "algorithm", id.Algorithm, "digest", id.DigestHex())
+	}
+	if err := a.openEvents(cfg.StateDir, att.Tee()); err != nil {
+		return nil, err
+	}
+	if err := a.startKBS(ctx, o); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Unsealer = &sealed.Unsealer{}
+	if a.KBS != nil {
+		a.Unsealer.KBS = a.KBS
+	}
+	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
+	if cfg.GuestComponentsProcs == "api-server-rest" {
+		a.serveAPI(ctx, cfg.GuestComponentsRestAPI, o.APIAddr)
+	}
+	return a, nil
+}
+
+func (a *Attestation) openEvents(stateDir, tee string) error {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("eventlog: %w", err)
+	}
+	var ext eventlog.Extender
+	if tee == attest.TeeTDX {
+		var err error
+		if ext, err = eventlog.DetectRTMR(); err != nil {
+			return err
+		}
+	}
+	l, err := eventlog.Open(filepath.Join(stateDir, "eventlog"), ext)
+	if err != nil {
+		return err
+	}
+	a.Events = l
+	return nil
+}
+
+func (a *Attestation) startKBS(ctx context.Context, o Options) error {
+	cfg := o.Config
+	var aaTOML, cdhTOML, raw []byte
+	if id := o.Initdata; id != nil {
+		aaTOML, cdhTOML, raw = []byte(id.Data[initdata.KeyAA]), []byte(id.Data[initdata.KeyCDH]), id.Raw
+	}
+	kc, err := kbs.ParseConfig(aaTOML, cdhTOML)
+	if err != nil {
+		return fmt.Errorf("initdata: %w", err)
+	}
+	if kc.URL == "" && cfg.AAKBCParams != "" {
+		if kc, err = kbs.ParseKBCParams(cfg.AAKBCParams); err != nil {
+			return err
+		}
+	}
+	if kc.URL == "" {
+		a.log.Info("no KBS configured: kbs:// resources and sealed secrets are unavailable")
+		return nil
+	}
+	a.KBS, err = kbs.New(kbs.Options{Config: kc, Attester: a.Attester, Initdata: raw, Log: a.log})
+	if err != nil {
+		return err
+	}
+	if len(kc.Credentials) > 0 {
+		root := o.CredentialRoot
+		if root == "" {
+			root = "/"
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.KBS.FetchCredentials(ctx, root); err != nil {
+				a.log.Error("fetching KBS credentials failed", "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+func (a *Attestation) serveAPI(ctx context.Context, mode, addr string) {
+	d := api.Deps{Attester: a.Attester, Log: a.log}
+	if a.KBS != nil {
+		d.Resources, d.Tokens = a.KBS, a.KBS
+	}
+	h, err := api.NewHandler(d, mode)
+	if err != nil {
+		a.log.Error("workload API disabled", "err", err)
+		return
+	}
+	if addr == "" {
+		addr = api.DefaultAddr
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		a.log.Error("workload API disabled", "addr", addr, "err", err)
+		return
+	}
+	a.APIAddr = l.Addr()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := api.Serve(ctx, l, h); err != nil {
+			a.log.Error("workload API stopped", "err", err)
+		}
+	}()
+	a.log.Info("workload API serving", "addr", l.Addr().String(), "mode", mode)
+}
+
+// Close stops the workload API and closes the event log.
+func (a *Attestation) Close() {
+	if a.stop != nil {
+		a.stop()
+	}
+	a.wg.Wait()
+	if a.Events != nil {
+		a.Events.Close()
+	}
+}
+
+var errNoKBS = errdefs.ErrFailedPrecondition.WithMessage("no KBS configured (initdata aa.toml/cdh.toml or agent.aa_kbc_params)")
+
+// Resolve fetches a kbs:/// resource (image policy, auth.json, ...).
+func (a *Attestation) Resolve(ctx context.Context, uri string) ([]byte, error) {
+	if a.KBS == nil {
+		return nil, errNoKBS
+	}
+	return a.KBS.Resolve(ctx, uri)
+}
+
+// ResolveKey fetches an image layer key-encryption key by kid.
+func (a *Attestation) ResolveKey(ctx context.Context, kid string) ([]byte, error) {
+	if a.KBS == nil {
+		return nil, errNoKBS
+	}
+	return a.KBS.FetchKey(ctx, kid)
+}
+
+// UnsealEnv replaces sealed values in a container's environment.
+func (a *Attestation) UnsealEnv(ctx context.Context, env []string) ([]string, error) {
+	sealedAny := false
+	for _, kv := range env {
+		if _, v, _ := strings.Cut(kv, "="); sealed.IsSealed(v) {
+			sealedAny = true
+			break
+		}
+	}
+	if !sealedAny {
+		return env, nil
+	}
+	if a.Unsealer == nil {
+		return nil, errdefs.ErrFailedPrecondition.WithMessage("sealed secrets need attestation, which is disabled (no TEE)")
+	}
+	return a.Unsealer.UnsealEnv(ctx, env)
+}
+
+// Record appends to the runtime measurement log; without a TEE it is a no-op.
+func (a *Attestation) Record(domain, operation, content string) error {
+	if a.Events == nil {
+		return nil
+	}
+	return a.Events.Record(domain, operation, content)
+}
+
+// RecordPull measures a pulled image as CoCo does (domain
+// github.com/confidential-containers, operation PullImage).
+func (a *Attestation) RecordPull(ref, digest string) error {
+	content := ref
+	if digest != "" && !strings.Contains(ref, "@") {
+		content = ref + "@" + digest
+	}
+	return a.Record(eventlog.DomainCoCo, eventlog.OpPullImage, content)
+}
