@@ -15,9 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
@@ -174,11 +176,36 @@ func (c *Container) Start(ctx context.Context) error {
 	if c.started {
 		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %q already started", c.id))
 	}
+	initExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.init.pid))
 	if err := c.lc.Exec(); err != nil {
 		return fmt.Errorf("start container %q: %w", c.id, err)
 	}
 	c.started = true
+	c.awaitExec(ctx, initExe)
 	return nil
+}
+
+// awaitExec waits until the init has replaced libcontainer's init binary
+// with the workload. Exec returns when the init has been released, a moment
+// before its execve; a signal in that window would reach runc's Go init,
+// which dies of SIGTERM with status 2 instead of running the workload's
+// handler or being turned into SIGKILL.
+func (c *Container) awaitExec(ctx context.Context, initExe string) {
+	if initExe == "" {
+		return
+	}
+	link := fmt.Sprintf("/proc/%d/exe", c.init.pid)
+	delay := 50 * time.Microsecond
+	for i := 0; i < 200; i++ {
+		exe, err := os.Readlink(link)
+		if err != nil || exe != initExe || c.init.Exited() || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(delay)
+		if delay < 5*time.Millisecond {
+			delay *= 2
+		}
+	}
 }
 
 // Exec starts another process in the container.

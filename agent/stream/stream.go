@@ -97,7 +97,7 @@ func New(o Options) (*IO, Child, error) {
 		}
 		return nil, Child{}, e
 	}
-	r, w, err := pipe()
+	r, w, err := stdinPipe()
 	if err != nil {
 		return fail(err)
 	}
@@ -132,6 +132,17 @@ func pipe() (r, w *os.File, err error) {
 		return nil, nil, fmt.Errorf("pipe: %w", err)
 	}
 	return pollable(p[0], "pipe-r"), os.NewFile(uintptr(p[1]), "pipe-w"), nil
+}
+
+// stdinPipe is pipe reversed: the process reads a blocking end (O_NONBLOCK
+// lives on the shared file description, so the process would see EAGAIN),
+// the agent writes a polled one.
+func stdinPipe() (r, w *os.File, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	return os.NewFile(uintptr(p[0]), "stdin-r"), pollable(p[1], "stdin-w"), nil
 }
 
 // pollable wraps fd so that Go's poller owns it and deadlines work.
