@@ -1,0 +1,135 @@
+package container
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+func TestSpecFromProto(t *testing.T) {
+	p := &agentpb.Spec{
+		Process: &agentpb.Process{
+			Terminal: true, ConsoleSize: &agentpb.Box{Height: 24, Width: 80},
+			User: &agentpb.User{UID: 1, GID: 2, AdditionalGids: []uint32{3}}, Args: []string{"a"}, Env: []string{"E=1"}, Cwd: "/w",
+			Capabilities:    &agentpb.LinuxCapabilities{Bounding: []string{"CAP_CHOWN"}},
+			Rlimits:         []*agentpb.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 10, Soft: 5}},
+			NoNewPrivileges: true, OOMScoreAdj: -500,
+		},
+		Root:        &agentpb.Root{Path: "/r", Readonly: true},
+		Hostname:    "h",
+		Mounts:      []*agentpb.Mount{{Destination: "/d", Source: "s", Type: "bind", Options: []string{"rbind"}}},
+		Hooks:       &agentpb.Hooks{Prestart: []*agentpb.Hook{{Path: "/evil"}}},
+		Annotations: map[string]string{"k": "v"},
+		Linux: &agentpb.Linux{
+			Sysctl: map[string]string{"net.ipv4.ip_forward": "1"},
+			Resources: &agentpb.LinuxResources{
+				Devices:        []*agentpb.LinuxDeviceCgroup{{Allow: false, Access: "rwm", Major: -1, Minor: -1}},
+				Memory:         &agentpb.LinuxMemory{Limit: 100, DisableOOMKiller: true},
+				CPU:            &agentpb.LinuxCPU{Shares: 2, Quota: 1000, Period: 100000, Cpus: "0"},
+				Pids:           &agentpb.LinuxPids{Limit: 5},
+				BlockIO:        &agentpb.LinuxBlockIO{Weight: 10, ThrottleReadBpsDevice: []*agentpb.LinuxThrottleDevice{{Major: 8, Minor: 0, Rate: 9}}},
+				HugepageLimits: []*agentpb.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4}},
+			},
+			Namespaces:    []*agentpb.LinuxNamespace{{Type: "pid", Path: "/proc/1/ns/pid"}},
+			Devices:       []*agentpb.LinuxDevice{{Path: "/dev/x", Type: "c", Major: 1, Minor: 3, FileMode: 0o666}},
+			Seccomp:       &agentpb.LinuxSeccomp{DefaultAction: "SCMP_ACT_ALLOW", Syscalls: []*agentpb.LinuxSyscall{{Names: []string{"mount"}, Action: "SCMP_ACT_ERRNO", ErrnoRet: &agentpb.LinuxSyscall_Errnoret{Errnoret: 1}}}},
+			MaskedPaths:   []string{"/proc/kcore"},
+			ReadonlyPaths: []string{"/proc/sys"},
+		},
+	}
+	s, err := SpecFromProto(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case s.Hooks != nil:
+		t.Error("hooks kept")
+	case !s.Process.Terminal || s.Process.ConsoleSize.Width != 80 || s.Process.User.AdditionalGids[0] != 3 || *s.Process.OOMScoreAdj != -500:
+		t.Errorf("process %+v", s.Process)
+	case s.Root.Path != "/r" || !s.Root.Readonly || s.Hostname != "h" || s.Annotations["k"] != "v":
+		t.Errorf("root/hostname/annotations %+v", s)
+	case s.Mounts[0].Options[0] != "rbind":
+		t.Errorf("mounts %+v", s.Mounts)
+	case *s.Linux.Resources.Memory.Limit != 100 || s.Linux.Resources.Memory.Reservation != nil || !*s.Linux.Resources.Memory.DisableOOMKiller:
+		t.Errorf("memory %+v", s.Linux.Resources.Memory)
+	case s.Linux.Resources.Devices[0].Major != nil:
+		t.Error("-1 major should be the wildcard")
+	case *s.Linux.Resources.Pids.Limit != 5 || *s.Linux.Resources.BlockIO.Weight != 10 || s.Linux.Resources.BlockIO.ThrottleReadBpsDevice[0].Rate != 9:
+		t.Errorf("pids/blkio %+v", s.Linux.Resources)
+	case *s.Linux.Seccomp.Syscalls[0].ErrnoRet != 1 || *s.Linux.Devices[0].FileMode != 0o666:
+		t.Errorf("seccomp/devices %+v", s.Linux)
+	}
+	bad := []*agentpb.Spec{
+		nil,
+		{Process: &agentpb.Process{Args: make([]string, MaxArgs+1)}},
+		{Process: &agentpb.Process{OOMScoreAdj: 1001}},
+		{Mounts: []*agentpb.Mount{nil}},
+		{Linux: &agentpb.Linux{Namespaces: []*agentpb.LinuxNamespace{nil}}},
+		{Linux: &agentpb.Linux{Resources: &agentpb.LinuxResources{BlockIO: &agentpb.LinuxBlockIO{Weight: 70000}}}},
+	}
+	for i, b := range bad {
+		if _, err := SpecFromProto(b); err == nil {
+			t.Errorf("bad spec %d accepted", i)
+		}
+	}
+}
+
+func FuzzSpecFromProto(f *testing.F) {
+	seed, _ := proto.Marshal(&agentpb.Spec{Process: &agentpb.Process{Args: []string{"a"}}, Root: &agentpb.Root{Path: "/r"},
+		Linux: &agentpb.Linux{Resources: &agentpb.LinuxResources{Memory: &agentpb.LinuxMemory{Limit: 1}}}})
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p agentpb.Spec
+		if proto.Unmarshal(data, &p) != nil {
+			return
+		}
+		_, _ = SpecFromProto(&p)
+	})
+}
+
+func TestSignalInMasks(t *testing.T) {
+	status := "Name:\tsh\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000004\nSigCgt:\t0000000000004002\n"
+	for sig, want := range map[syscall.Signal]bool{syscall.SIGTERM: true, syscall.SIGINT: true, syscall.SIGQUIT: true, syscall.SIGKILL: false, syscall.SIGHUP: false, 0: false, 65: false} {
+		if got := SignalInMasks(status, sig); got != want {
+			t.Errorf("%v: %v", sig, got)
+		}
+	}
+	if SignalInMasks("SigCgt:\tzz\n", syscall.SIGTERM) {
+		t.Error("garbage mask read as set")
+	}
+}
+
+func FuzzSignalInMasks(f *testing.F) {
+	f.Add("SigCgt:\t0000000000004002\n", 15)
+	f.Fuzz(func(t *testing.T, s string, sig int) {
+		_ = SignalInMasks(s, syscall.Signal(sig))
+	})
+}
+
+func TestParseNetDev(t *testing.T) {
+	data := `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+  eth0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0
+  bad: x y
+`
+	got := ParseNetDev([]byte(data))
+	if len(got) != 1 || got[0].Name != "eth0" || got[0].RxBytes != 1000 || got[0].RxDropped != 2 || got[0].TxBytes != 2000 || got[0].TxDropped != 4 {
+		t.Fatalf("%v", got)
+	}
+}
+
+func FuzzParseNetDev(f *testing.F) {
+	f.Add([]byte("eth0: 1 2 3 4 5 6 7 8 9 10 11 12\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, s := range ParseNetDev(data) {
+			if s.Name == "" || strings.Contains(s.Name, ":") {
+				t.Fatalf("bad name %q", s.Name)
+			}
+		}
+	})
+}
