@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.podman.io/image/v5/signature/sigstore"
 )
 
 // GPG is a throw-away GnuPG home with one signing key.
@@ -59,7 +61,8 @@ type SigstoreKey struct {
 	Private, Public, PassphraseFile string
 }
 
-// NewSigstoreKey runs skopeo generate-sigstore-key.
+// NewSigstoreKey generates a sigstore (cosign-format, ECDSA P-256) key
+// pair with containers/image, passphrase-protected as skopeo expects.
 func NewSigstoreKey(t testing.TB) *SigstoreKey {
 	t.Helper()
 	dir := t.TempDir()
@@ -67,8 +70,18 @@ func NewSigstoreKey(t testing.TB) *SigstoreKey {
 	if err := os.WriteFile(pass, []byte("cocoon-test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	Run(t, nil, "skopeo", "generate-sigstore-key", "--output-prefix", filepath.Join(dir, "key"), "--passphrase-file", pass)
-	return &SigstoreKey{Private: filepath.Join(dir, "key.private"), Public: filepath.Join(dir, "key.pub"), PassphraseFile: pass}
+	kp, err := sigstore.GenerateKeyPair([]byte("cocoon-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &SigstoreKey{Private: filepath.Join(dir, "key.private"), Public: filepath.Join(dir, "key.pub"), PassphraseFile: pass}
+	if err := os.WriteFile(k.Private, kp.PrivateKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.Public, kp.PublicKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // RSAKeyPair writes an RSA key pair for JWE layer encryption and returns
