@@ -71,7 +71,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 	var powerOff atomic.Bool
 	go reaper.Run(ctx)
 
-	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, AfterDestroy: func() {
+	system, closeSystem, err := newSystem(cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer closeSystem()
+
+	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, System: system, AfterDestroy: func() {
 		if initsys.IsInit() {
 			powerOff.Store(true)
 			stopServing()

@@ -21,6 +21,8 @@ type Service struct {
 	// sandbox and afterDestroy serve the container lifecycle rpcs.
 	sandbox      *sandbox.Sandbox
 	afterDestroy func()
+	// system serves networking, guest management, CopyFile and metrics.
+	system System
 }
 
 var _ agentpb.AgentServiceService = (*Service)(nil)
@@ -35,9 +37,11 @@ type Deps struct {
 	// AfterDestroy, when set, runs once DestroySandbox has answered (the
 	// daemon powers the VM off there when the agent is PID 1).
 	AfterDestroy func()
+	// System holds the guest-wide domain objects (see System).
+	System System
 }
 
 // New returns the AgentService implementation over deps.
 func New(d Deps) *Service {
-	return &Service{log: d.Log, policy: d.Policy, sandbox: d.Sandbox, afterDestroy: d.AfterDestroy}
+	return &Service{log: d.Log, policy: d.Policy, sandbox: d.Sandbox, afterDestroy: d.AfterDestroy, system: d.System}
 }
