@@ -3,6 +3,7 @@ package testregistry
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +34,30 @@ func Build(t testing.TB, dir string, cmd []string, layers ...Layer) string {
 	}
 	args = append(args, "--config.env", "COCOON_TEST=1", "--config.workingdir", "/")
 	Run(t, nil, "umoci", args...)
+	Run(t, nil, "umoci", "gc", "--layout", layout)
+	return "oci:" + image
+}
+
+// Extend copies the OCI layout of image src ("oci:DIR:latest", from Build)
+// to dir and adds layers on top, so both images share src's layers.
+func Extend(t testing.TB, src, dir string, layers ...Layer) string {
+	t.Helper()
+	layout := filepath.Join(dir, "oci")
+	from := strings.TrimSuffix(strings.TrimPrefix(src, "oci:"), ":latest")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, nil, "cp", "-a", from, layout)
+	image := layout + ":latest"
+	bundle := filepath.Join(dir, "bundle")
+	for _, l := range layers {
+		Run(t, nil, "umoci", "unpack", "--image", image, bundle)
+		l(t, filepath.Join(bundle, "rootfs"))
+		Run(t, nil, "umoci", "repack", "--image", image, bundle)
+		if err := os.RemoveAll(bundle); err != nil {
+			t.Fatal(err)
+		}
+	}
 	Run(t, nil, "umoci", "gc", "--layout", layout)
 	return "oci:" + image
 }

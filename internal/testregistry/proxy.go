@@ -33,8 +33,8 @@ func NewProxy(t testing.TB, r *Registry) *Proxy {
 	p := &Proxy{blobGets: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = func(resp *http.Response) error {
-		if resp.Request.Method == http.MethodGet && strings.Contains(resp.Request.URL.Path, "/blobs/sha256:") && resp.StatusCode == http.StatusOK {
-			resp.Body = p.wrap(resp.Request.URL.Path, resp.Body)
+		if resp.Request.Method == http.MethodGet && strings.Contains(resp.Request.URL.Path, "/blobs/sha256:") && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
+			resp.Body = p.wrap(resp.Request.URL.Path, resp.ContentLength, resp.Body)
 		}
 		return nil
 	}
@@ -51,7 +51,8 @@ func NewProxy(t testing.TB, r *Registry) *Proxy {
 	return p
 }
 
-// CutFirst makes the first n blob downloads stop after `after` bytes.
+// CutFirst makes the next n blob downloads larger than `after` bytes stop
+// after `after` bytes.
 func (p *Proxy) CutFirst(n int, after int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -83,7 +84,7 @@ func (p *Proxy) Bytes() int64 {
 	return p.bytes
 }
 
-func (p *Proxy) wrap(path string, body interface {
+func (p *Proxy) wrap(path string, size int64, body interface {
 	Read([]byte) (int, error)
 	Close() error
 }) *faultyBody {
@@ -91,7 +92,7 @@ func (p *Proxy) wrap(path string, body interface {
 	defer p.mu.Unlock()
 	p.blobGets[path]++
 	fb := &faultyBody{body: body, p: p, limit: -1}
-	if p.cutFirst > 0 {
+	if p.cutFirst > 0 && size > p.cutAfter {
 		p.cutFirst--
 		fb.limit = p.cutAfter
 	}
