@@ -38,7 +38,11 @@ type agent struct {
 	run, state string
 }
 
-func startAgent(t *testing.T, policyText string) *agent {
+func startAgent(t *testing.T, policyText string) *agent { return startAgentTB(t, policyText) }
+
+func startAgentB(b *testing.B) *agent { return startAgentTB(b, "") }
+
+func startAgentTB(t testing.TB, policyText string) *agent {
 	t.Helper()
 	testenv.RequiresRoot(t)
 	dir := t.TempDir()
@@ -77,7 +81,9 @@ func startAgent(t *testing.T, policyText string) *agent {
 }
 
 // rootfs lays out busybox where the Kata runtime puts a container's rootfs.
-func (a *agent) rootfs(t *testing.T, cid string) string {
+func (a *agent) rootfs(t *testing.T, cid string) string { return a.rootfsB(t, cid) }
+
+func (a *agent) rootfsB(t testing.TB, cid string) string {
 	t.Helper()
 	r := filepath.Join(a.run, "shared", "containers", cid, "rootfs")
 	testenv.BusyboxRootfs(t, r)
