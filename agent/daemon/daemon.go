@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 	"github.com/cocoon-tee/cocoon/agent/initsys"
@@ -48,6 +49,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 		}
 		log.Warn("initdata ignored", "error", err)
 	}
+	// The TEE must carry this initdata's digest before anything is served.
+	att, err := attestboot.Start(ctx, attestboot.Options{Config: cfg, Initdata: idata, Log: log})
+	if err != nil {
+		return fmt.Errorf("attestation: %w", err)
+	}
+	defer att.Close()
 	pol, err := policy.Boot(ctx, policy.BootConfig{
 		PolicyFile:   cfg.PolicyFile,
 		DecisionLog:  cfg.DecisionLog,

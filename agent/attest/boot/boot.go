@@ -69,8 +69,10 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 	att, err := attest.New(ao)
 	switch {
 	case errors.Is(err, attest.ErrNoTEE):
-		if cfg.Confidential && o.Initdata != nil {
-			return nil, fmt.Errorf("confidential mode with initdata, but %w: its binding cannot be verified", err)
+		// Without a TEE nothing is confidential and the host sees all, so
+		// refusing to run would protect nothing; say what is missing.
+		if o.Initdata != nil {
+			a.log.Warn("initdata binding not verified", "reason", err.Error())
 		}
 		a.log.Info("attestation disabled", "reason", err.Error())
 		return a, nil
