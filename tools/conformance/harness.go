@@ -166,12 +166,20 @@ func (h *Harness) cleanup(cid string) {
 }
 
 // ReadAll reads a process's stdout (or stderr) with 32 KiB reads until the
-// agent reports end of stream: empty data, or an error once the process is
-// gone.
+// agent reports end of stream, and returns everything read.
 func (h *Harness) ReadAll(ctx context.Context, cid, execID string, stderr bool) ([]byte, error) {
 	var out []byte
+	err := h.ReadStream(ctx, cid, execID, stderr, func(b []byte) { out = append(out, b...) })
+	return out, err
+}
+
+// ReadStream calls sink with each chunk of a process's stdout (or stderr),
+// read with the runtime's 32 KiB reads, until the agent reports end of
+// stream: empty data, or an error once the process is gone (the runtime's
+// copy loop ends on any error too).
+func (h *Harness) ReadStream(ctx context.Context, cid, execID string, stderr bool, sink func([]byte)) error {
+	req := &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: execID, Len: readLen}
 	for {
-		req := &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: execID, Len: readLen}
 		var resp *agentpb.ReadStreamResponse
 		var err error
 		if stderr {
@@ -181,17 +189,17 @@ func (h *Harness) ReadAll(ctx context.Context, cid, execID string, stderr bool) 
 		}
 		if err != nil {
 			if ctx.Err() != nil || status.Code(err) == codes.Unimplemented {
-				return out, err
+				return err
 			}
-			return out, nil // the runtime's copy loop ends on any error too
+			return nil
 		}
 		if len(resp.Data) == 0 {
-			return out, nil
+			return nil
 		}
 		if len(resp.Data) > readLen {
-			return out, fmt.Errorf("ReadStream returned %d bytes for a %d-byte read", len(resp.Data), readLen)
+			return fmt.Errorf("ReadStream returned %d bytes for a %d-byte read", len(resp.Data), readLen)
 		}
-		out = append(out, resp.Data...)
+		sink(resp.Data)
 	}
 }
 

@@ -1,0 +1,216 @@
+package conformance_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	"github.com/cocoon-tee/cocoon/tools/conformance"
+)
+
+// benchPod is an agent with a sandbox and one prepared root file system.
+type benchPod struct {
+	h   *conformance.Harness
+	cid string
+}
+
+func newBenchPod(b *testing.B, cid string) benchPod {
+	a := startAgent(b)
+	ctx := context.Background()
+	h, err := conformance.NewHarness(ctx, conformance.Config{Addr: a.addr, KataRunDir: a.runDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	for _, s := range conformance.Scenarios() {
+		if s.Name == "pod/create-sandbox" {
+			if r := conformance.RunOne(ctx, h, s, 0); r.Err != nil {
+				b.Logf("sandbox set-up: %v", r.Err) // containers still run without guest details
+			}
+		}
+	}
+	return benchPod{h: h, cid: cid}
+}
+
+// BenchmarkAgentRunTrue is create + start + wait + remove of /bin/true
+// through the agent's API, the same container id and root file system
+// every time (what BenchmarkRuncRunTrue does with runc).
+func BenchmarkAgentRunTrue(b *testing.B) {
+	p := newBenchPod(b, "bench-true")
+	ctx := context.Background()
+	// The first create writes the root file system; later ones reuse it.
+	if err := p.h.Create(ctx, p.cid, []string{"/bin/true"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.h.Agent.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: p.cid}); err != nil {
+		b.Fatal(err)
+	}
+	spec := p.h.Spec(p.cid, []string{"/bin/true"})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.h.Agent.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: p.cid, ExecId: p.cid, OCI: spec}); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.h.Start(ctx, p.cid); err != nil {
+			b.Fatal(err)
+		}
+		if st, err := p.h.Wait(ctx, p.cid, p.cid); err != nil || st != 0 {
+			b.Fatalf("status %d: %v", st, err)
+		}
+		if _, err := p.h.Agent.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: p.cid}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRuncRunTrue is `runc run` of /bin/true on a bundle with the same
+// root file system, namespaces and mounts as BenchmarkAgentRunTrue's spec.
+func BenchmarkRuncRunTrue(b *testing.B) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Fatalf("runc is needed for the baseline (apt-get install runc): %v", err)
+	}
+	p := newBenchPod(b, "bench-runc")
+	ctx := context.Background()
+	if err := p.h.Create(ctx, p.cid, []string{"/bin/true"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.h.Agent.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: p.cid}); err != nil {
+		b.Fatal(err)
+	}
+	bundle := b.TempDir()
+	writeRuncBundle(b, bundle, p.h.RootfsPath(p.cid))
+	state := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, "bench-"+strconv.Itoa(i))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("runc run: %v: %s", err, out)
+		}
+	}
+}
+
+// writeRuncBundle writes a config.json equivalent to Harness.Spec.
+func writeRuncBundle(b *testing.B, bundle, rootfs string) {
+	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+		"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
+	s := specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Args: []string{"/bin/true"}, Env: []string{"PATH=/bin"}, Cwd: "/", NoNewPrivileges: true,
+			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+		},
+		Root:     &specs.Root{Path: rootfs},
+		Hostname: "bench",
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces:    []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// streamBytes is how much one iteration of the stream benchmarks moves.
+const streamBytes = 64 << 20
+
+// producer writes streamBytes of zeros in 1 MiB writes, so that the
+// producer is never what limits the stream (busybox head writes 4 KiB at a
+// time and tops out near 200 MB/s on a pipe).
+var producer = []string{"/bin/dd", "if=/dev/zero", "bs=1048576", "count=" + strconv.Itoa(streamBytes>>20)}
+
+// BenchmarkReadStdout is stdout throughput through ReadStdout with 32 KiB
+// reads, the runtime's loop: an exec'd dd writes 64 MiB of zeros, the
+// timer runs only while the stream is read.
+func BenchmarkReadStdout(b *testing.B) {
+	p := newBenchPod(b, "bench-stream")
+	ctx := context.Background()
+	if err := p.h.Create(ctx, p.cid, []string{"/bin/sleep", "100000"}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.h.Remove(context.Background(), p.cid) })
+	if err := p.h.Start(ctx, p.cid); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(streamBytes)
+	reads := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		id := "p" + strconv.Itoa(i)
+		if err := p.h.Exec(ctx, p.cid, id, false, producer...); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		n := 0
+		err := p.h.ReadStream(ctx, p.cid, id, false, func(d []byte) { n += len(d); reads++ })
+		b.StopTimer()
+		if err != nil || n != streamBytes {
+			b.Fatalf("read %d bytes: %v", n, err)
+		}
+		if st, err := p.h.Wait(ctx, p.cid, id); err != nil || st != 0 {
+			b.Fatalf("status %d: %v", st, err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(streamBytes)*float64(b.N)/float64(reads), "B/read")
+}
+
+// BenchmarkReadPipeDirect reads the same producer's stdout straight from a
+// pipe with 32 KiB reads: the ceiling BenchmarkReadStdout is compared with.
+func BenchmarkReadPipeDirect(b *testing.B) {
+	buf := make([]byte, 32<<10)
+	b.SetBytes(streamBytes)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		cmd := exec.Command("/bin/busybox", append([]string{"dd"}, producer[1:]...)...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		n := 0
+		for {
+			k, err := out.Read(buf)
+			n += k
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		if err := cmd.Wait(); err != nil || n != streamBytes {
+			b.Fatalf("read %d: %v", n, err)
+		}
+		b.StartTimer()
+	}
+}
