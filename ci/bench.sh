@@ -13,3 +13,14 @@ go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" ./... | tee "$out/g
 
 echo "== agent start-up, idle RSS, binary size"
 ci/bench-agent.sh | tee "$out/agent.txt"
+
+echo "== containers: agent vs runc, ReadStdout vs a bare pipe (from the Go benchmarks above)"
+awk '
+	/^BenchmarkAgentRunTrue/   { agent = $3 }
+	/^BenchmarkRuncRunTrue/    { runc = $3 }
+	/^BenchmarkReadStdout/     { for (i = 1; i <= NF; i++) if ($i == "MB/s") rs = $(i-1) }
+	/^BenchmarkReadPipeDirect/ { for (i = 1; i <= NF; i++) if ($i == "MB/s") rp = $(i-1) }
+	END {
+		if (agent && runc) printf "create+start+wait+remove /bin/true: agent %.1f ms, runc run %.1f ms, ratio %.2f (goal <= 0.6)\n", agent/1e6, runc/1e6, agent/runc
+		if (rs && rp) printf "stdout, 32 KiB reads: ReadStdout %.0f MB/s, bare pipe %.0f MB/s, ratio %.3f (goal >= 500 MB/s)\n", rs, rp, rs/rp
+	}' "$out/go.txt" | tee "$out/containers.txt"
