@@ -10,6 +10,7 @@ pkgs=(
 	runc                     # benchmark baseline
 	iproute2 iptables        # network rpcs, tested in network namespaces
 	docker-registry skopeo umoci gnupg  # image pull tests: real registry, signing, encryption
+	libgpgme-dev             # plain `go build`/`go vet` of image signature code (make uses the openpgp tag)
 	cryptsetup-bin erofs-utils e2fsprogs cpio  # guest image builder
 	dmsetup fdisk kmod qemu-system-x86  # guest image: stage-1 initrd, partition table, depmod; VM test
 )

@@ -66,7 +66,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 	}
 	defer pol.Close()
 
-	pod, err := newSandbox(cfg, log)
+	imageDriver, err := newImageDriver(cfg, idata, att, log)
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	pod, err := newSandbox(cfg, log, imageDriver)
 	if err != nil {
 		return err
 	}

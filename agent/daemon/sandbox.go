@@ -15,13 +15,18 @@ import (
 // newSandbox builds the container side of the agent: the storage driver
 // table and the sandbox that runs containers. The agent becomes a child
 // subreaper so that orphans inside the guest are collected (package reaper).
-func newSandbox(cfg config.Config, log *slog.Logger) (*sandbox.Sandbox, error) {
+func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver) (*sandbox.Sandbox, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
 	}
 	stor, err := storage.NewDefault(storage.Options{KataRunDir: cfg.KataRunDir, HotplugTimeout: cfg.HotplugTimeout, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
+	}
+	if imageDriver != nil {
+		if err := stor.Register("image_guest_pull", imageDriver); err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
 	}
 	pod, err := sandbox.New(sandbox.Options{
 		KataRunDir: cfg.KataRunDir,

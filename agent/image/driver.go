@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -39,6 +40,12 @@ var containerTypeKeys = []string{"io.kubernetes.cri.container-type", "io.kuberne
 // mounts an overlay of the image's layers (read-only, shared through the
 // store) with a private upper directory at Storage.mount_point.
 type Driver struct {
+	// root holds the per-mount upper and work directories.
+	root string
+	// puller is built on first use: the documents it needs may live in the
+	// KBS, which is not worth contacting before an image is wanted.
+	mu     sync.Mutex
+	build  func(ctx context.Context) (*Puller, error)
 	puller *Puller
 	// kataRunDir bounds mount points.
 	kataRunDir string
@@ -46,12 +53,36 @@ type Driver struct {
 	pauseBundle string
 }
 
-// NewDriver returns the storage driver. pauseBundle "" means DefaultPauseBundle.
+// NewDriver returns the storage driver over an existing puller.
+// pauseBundle "" means DefaultPauseBundle.
 func NewDriver(p *Puller, kataRunDir, pauseBundle string) *Driver {
+	d := NewLazyDriver(p.o.Store.Root(), func(context.Context) (*Puller, error) { return p, nil }, kataRunDir, pauseBundle)
+	d.puller = p
+	return d
+}
+
+// NewLazyDriver returns a driver that builds its puller on the first image
+// pull, and again on the next one if building failed. root is the layer
+// store's directory.
+func NewLazyDriver(root string, build func(ctx context.Context) (*Puller, error), kataRunDir, pauseBundle string) *Driver {
 	if pauseBundle == "" {
 		pauseBundle = DefaultPauseBundle
 	}
-	return &Driver{puller: p, kataRunDir: kataRunDir, pauseBundle: pauseBundle}
+	return &Driver{root: root, build: build, kataRunDir: kataRunDir, pauseBundle: pauseBundle}
+}
+
+func (d *Driver) getPuller(ctx context.Context) (*Puller, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.puller != nil {
+		return d.puller, nil
+	}
+	p, err := d.build(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("image pull configuration: %w", err)
+	}
+	d.puller = p
+	return p, nil
 }
 
 // ParseDriverOptions finds the image_guest_pull={"metadata":{...}} option
@@ -119,7 +150,11 @@ func (d *Driver) Mount(ctx context.Context, r storage.Request) (storage.Mounted,
 	if s.GetSource() == "" {
 		return storage.Mounted{}, errdefs.ErrInvalidArgument.WithMessage("image_guest_pull storage without a source image")
 	}
-	im, err := d.puller.Pull(ctx, s.GetSource())
+	p, err := d.getPuller(ctx)
+	if err != nil {
+		return storage.Mounted{}, err
+	}
+	im, err := p.Pull(ctx, s.GetSource())
 	if err != nil {
 		return storage.Mounted{}, err
 	}
@@ -183,7 +218,7 @@ func pauseConfig(raw []byte) (*ocispec.ImageConfig, error) {
 // target and returns the undo.
 func (d *Driver) overlay(mp, target string, lowers []string) (func() error, error) {
 	sum := sha256.Sum256([]byte(mp))
-	priv := filepath.Join(d.puller.o.Store.Root(), "containers", hex.EncodeToString(sum[:12]))
+	priv := filepath.Join(d.root, "containers", hex.EncodeToString(sum[:12]))
 	upper, work := filepath.Join(priv, "upper"), filepath.Join(priv, "work")
 	for _, l := range lowers {
 		if strings.ContainsAny(l, ":,") {

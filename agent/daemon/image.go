@@ -1,0 +1,40 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+
+	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
+	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/image"
+	"github.com/cocoon-tee/cocoon/agent/initdata"
+)
+
+// newImageDriver builds the image_guest_pull driver from initdata's
+// cdh.toml; kbs:/// documents and layer keys go through the attestation
+// side, and every pull is recorded in its measurement log.
+func newImageDriver(cfg config.Config, idata *initdata.Initdata, att *attestboot.Attestation, log *slog.Logger) (*image.Driver, error) {
+	var cdh []byte
+	if idata != nil {
+		cdh = []byte(idata.Data[initdata.KeyCDH])
+	}
+	d := image.AgentDeps{
+		CDHConfig:    cdh,
+		KataRunDir:   cfg.KataRunDir,
+		StateDir:     cfg.StateDir,
+		HTTPSProxy:   cfg.HTTPSProxy,
+		NoProxy:      cfg.NoProxy,
+		Timeout:      cfg.ImagePullTimeout,
+		Confidential: cfg.Confidential,
+		Log:          log.With("subsystem", "image"),
+	}
+	if att != nil {
+		d.KBS, d.Keys = att, att
+		d.OnPull = func(_ context.Context, ev image.PullEvent) {
+			if err := att.RecordPull(ev.Resolved, string(ev.ManifestDigest)); err != nil {
+				log.Error("recording image pull failed", "image", ev.Resolved, "error", err)
+			}
+		}
+	}
+	return image.NewAgentDriver(d)
+}
