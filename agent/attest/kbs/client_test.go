@@ -256,3 +256,27 @@ func TestNewRefusesMissingURL(t *testing.T) {
 		t.Fatalf("no URL: %v", err)
 	}
 }
+
+// Concurrent first requests share one attestation.
+func TestConcurrentRequestsAttestOnce(t *testing.T) {
+	s := newKBS(t, kbstest.Options{})
+	c := newClient(t, kbs.Options{Config: kbs.Config{URL: s.URL}, Attester: sampleAttester(t)})
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			got, err := c.Resolve(context.Background(), "kbs:///default/secret/a")
+			if err == nil && string(got) != "hello" {
+				err = errors.New("wrong payload " + string(got))
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Count("attest"); n != 1 {
+		t.Fatalf("%d attestations for concurrent first requests, want 1", n)
+	}
+}

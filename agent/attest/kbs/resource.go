@@ -118,3 +118,8 @@ func writeFileAtomic(dst string, data []byte) error {
 	}
 	return os.Rename(f.Name(), dst)
 }
+
+// ResolveKey is FetchKey under the name the image puller's KeyResolver uses.
+func (c *Client) ResolveKey(ctx context.Context, kid string) ([]byte, error) {
+	return c.FetchKey(ctx, kid)
+}
