@@ -125,10 +125,16 @@ func (b *builtin) overlay(ctx context.Context, r Request) (Mounted, error) {
 	if err != nil {
 		return Mounted{}, err
 	}
-	var made []string // directories this call created (upper/work), to remove with the mount
+	// Upper and work directories this call created go with the mount: their
+	// content recursively, the parents created on the way only when empty
+	// (something else may have been mounted or put there since).
+	var made, madeParents []string
 	undo := func() {
 		for i := len(made) - 1; i >= 0; i-- {
 			_ = os.RemoveAll(made[i])
+		}
+		for i := len(madeParents) - 1; i >= 0; i-- {
+			_ = os.Remove(madeParents[i])
 		}
 	}
 	if contains(o.Kata, overlayRW) {
@@ -168,7 +174,10 @@ func (b *builtin) overlay(ctx context.Context, r Request) (Mounted, error) {
 				return Mounted{}, fmt.Errorf("overlay %s: %w", key, err)
 			}
 			t.close()
-			made = append(made, t.created...)
+			if n := len(t.created); n > 0 && t.created[n-1] == t.path {
+				made = append(made, t.path)
+				madeParents = append(madeParents, t.created[:n-1]...)
+			}
 		}
 	}
 	if lowers == 0 {
