@@ -16,7 +16,7 @@ import (
 
 // fixture is one test's registry, configuration files and layer store.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	reg   *testregistry.Registry
 	conf  imgconfig.Config
