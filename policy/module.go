@@ -25,34 +25,54 @@ const packagePath = "data.agent_policy"
 // compile errors.
 const moduleFile = "policy.rego"
 
+// compiled is a policy module compiled twice. Rego print() calls are
+// rewritten into comprehensions that render their operands — genpolicy's
+// rules print the whole input and dozens of intermediate values per
+// CreateContainer — which made printing most of the cost of a decision.
+// Kata only reports print output for denials, so decisions run against
+// quiet, with print calls erased, and a denial is evaluated again against
+// verbose to collect its output.
+type compiled struct {
+	quiet, verbose *ast.Compiler
+}
+
 // compile parses text as Rego v1 and, failing that, as Rego v0 (what Kata's
 // genpolicy emits: `import future.keywords...`, rules without `if`), checks
-// the package and compiles it with print statements kept, because Kata
-// reports a denied rule's print output to the host.
-func compile(text string) (*ast.Compiler, error) {
+// the package and compiles it with and without print statements. Both
+// compilations must succeed, so a policy loads exactly when it would with
+// print statements kept.
+func compile(text string) (compiled, error) {
 	if len(text) > MaxPolicySize {
-		return nil, fmt.Errorf("policy of %d bytes exceeds %d", len(text), MaxPolicySize)
+		return compiled{}, fmt.Errorf("policy of %d bytes exceeds %d", len(text), MaxPolicySize)
 	}
 	mod, err := ast.ParseModuleWithOpts(moduleFile, text, ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
 		m0, err0 := ast.ParseModuleWithOpts(moduleFile, text, ast.ParserOptions{RegoVersion: ast.RegoV0})
 		if err0 != nil {
-			return nil, fmt.Errorf("parse policy: not Rego v1 (%v), nor Rego v0 (%v)", err, err0)
+			return compiled{}, fmt.Errorf("parse policy: not Rego v1 (%v), nor Rego v0 (%v)", err, err0)
 		}
 		mod = m0
 	}
 	if mod == nil {
-		return nil, fmt.Errorf("parse policy: empty module")
+		return compiled{}, fmt.Errorf("parse policy: empty module")
 	}
 	if got := mod.Package.Path.String(); got != packagePath {
-		return nil, fmt.Errorf("policy declares package %s, want package agent_policy", trimData(got))
+		return compiled{}, fmt.Errorf("policy declares package %s, want package agent_policy", trimData(got))
 	}
-	c := ast.NewCompiler().WithEnablePrintStatements(true)
-	c.Compile(map[string]*ast.Module{moduleFile: mod})
-	if c.Failed() {
-		return nil, fmt.Errorf("compile policy: %w", c.Errors)
+	var out compiled
+	// The compiler copies the modules it is given, so one parse serves both.
+	for _, c := range []struct {
+		dst   **ast.Compiler
+		print bool
+	}{{&out.verbose, true}, {&out.quiet, false}} {
+		comp := ast.NewCompiler().WithEnablePrintStatements(c.print)
+		comp.Compile(map[string]*ast.Module{moduleFile: mod})
+		if comp.Failed() {
+			return compiled{}, fmt.Errorf("compile policy: %w", comp.Errors)
+		}
+		*c.dst = comp
 	}
-	return c, nil
+	return out, nil
 }
 
 func trimData(path string) string {

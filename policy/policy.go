@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,10 +10,8 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/topdown/print"
 )
 
 // allowFailuresRule, when true, turns every denial into a logged allow.
@@ -28,12 +25,11 @@ const initialState = `{"pstate":{}}`
 // concurrent use; state changes go through Decide's commit.
 type Policy struct {
 	text, digest, source string
-	compiler             *ast.Compiler
 	store                storage.Store
 	allowFailures        bool
 
-	prepMu  sync.Mutex
-	queries sync.Map // request name → *rego.PreparedEvalQuery
+	// quiet decides; verbose, which keeps print() calls, explains denials.
+	quiet, verbose *queries
 
 	// opsMu is held from a decision that changes state until its operation
 	// finishes, so such requests run one at a time against the state they
@@ -54,14 +50,16 @@ func Load(ctx context.Context, text, source string) (*Policy, error) {
 	if err := json.Unmarshal([]byte(initialState), &doc); err != nil {
 		return nil, err
 	}
+	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false))
 	p := &Policy{
 		text: text, digest: Digest(text), source: source,
-		compiler: c,
-		store:    inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false)),
-		state:    []byte(initialState),
+		store:   store,
+		quiet:   &queries{compiler: c.quiet, store: store},
+		verbose: &queries{compiler: c.verbose, store: store, print: true},
+		state:   []byte(initialState),
 	}
 	// Kata evaluates this once per policy, with an empty input.
-	if d, err := p.eval(ctx, allowFailuresRule, map[string]any{}); err == nil && d.defined {
+	if d, err := p.eval(ctx, allowFailuresRule, ast.NewObject(), false); err == nil && d.defined {
 		p.allowFailures = d.Allowed
 	}
 	return p, nil
@@ -96,125 +94,6 @@ type Decision struct {
 	defined bool
 }
 
-// errUndefined is returned when the policy has no value for a request.
-var errUndefined = errors.New("policy has no decision for this request (rule undefined)")
-
-func (p *Policy) query(ctx context.Context, name string) (*rego.PreparedEvalQuery, error) {
-	if q, ok := p.queries.Load(name); ok {
-		return q.(*rego.PreparedEvalQuery), nil
-	}
-	p.prepMu.Lock()
-	defer p.prepMu.Unlock()
-	if q, ok := p.queries.Load(name); ok {
-		return q.(*rego.PreparedEvalQuery), nil
-	}
-	if !validRuleName(name) {
-		return nil, fmt.Errorf("invalid request name %q", name)
-	}
-	pq, err := rego.New(
-		rego.Query(packagePath+"."+name),
-		rego.Compiler(p.compiler),
-		rego.Store(p.store),
-		rego.EnablePrintStatements(true),
-	).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("prepare %s: %w", name, err)
-	}
-	p.queries.Store(name, &pq)
-	return &pq, nil
-}
-
-func validRuleName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i, r := range s {
-		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-type printer struct{ lines []string }
-
-func (pr *printer) Print(_ print.Context, s string) error {
-	pr.lines = append(pr.lines, s)
-	return nil
-}
-
-// eval evaluates one rule. It does not touch state.
-func (p *Policy) eval(ctx context.Context, name string, in map[string]any) (Decision, error) {
-	d := Decision{Name: name}
-	q, err := p.query(ctx, name)
-	if err != nil {
-		return d, err
-	}
-	v, err := ast.InterfaceToValue(in)
-	if err != nil {
-		return d, fmt.Errorf("input: %w", err)
-	}
-	pr := &printer{}
-	rs, err := q.Eval(ctx, rego.EvalParsedInput(v), rego.EvalPrintHook(pr))
-	d.Prints = strings.Join(pr.lines, " ")
-	if err != nil {
-		return d, fmt.Errorf("evaluate: %w", err)
-	}
-	if len(rs) == 0 {
-		return d, errUndefined
-	}
-	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
-		return d, fmt.Errorf("unexpected result shape: %d results", len(rs))
-	}
-	d.defined = true
-	switch r := rs[0].Expressions[0].Value.(type) {
-	case bool:
-		d.Allowed = r
-	case map[string]any:
-		allowed, ok := r["allowed"].(bool)
-		if !ok {
-			return d, fmt.Errorf("result object has no boolean \"allowed\"")
-		}
-		d.Allowed = allowed
-		if ops, present := r["ops"]; present && ops != nil && allowed {
-			raw, err := json.Marshal(ops)
-			if err != nil {
-				return d, fmt.Errorf("ops: %w", err)
-			}
-			patch, err := jsonpatch.DecodePatch(raw)
-			if err != nil {
-				return d, fmt.Errorf("ops are not a JSON Patch: %w", err)
-			}
-			if len(patch) > 0 {
-				d.Ops = raw
-			}
-		}
-	default:
-		return d, fmt.Errorf("result is %T, want a boolean or {\"allowed\", \"ops\"}", r)
-	}
-	return d, nil
-}
-
-// Evaluate decides one request without changing state: the offline path
-// (cocoonctl policy eval) and the first step of Decide. An undefined rule
-// is an error unless the policy allows failures; a denial under
-// AllowRequestsFailingPolicy comes back allowed and Overridden.
-func (p *Policy) Evaluate(ctx context.Context, name string, in map[string]any) (Decision, error) {
-	d, err := p.eval(ctx, name, in)
-	if errors.Is(err, errUndefined) && p.allowFailures {
-		d.Allowed, d.Overridden = true, true
-		return d, nil
-	}
-	if err != nil {
-		return d, err
-	}
-	if !d.Allowed && p.allowFailures {
-		d.Allowed, d.Overridden = true, true
-	}
-	return d, nil
-}
-
 // Pending is an allowed decision whose state change waits for the outcome
 // of the operation. Exactly one of Commit or Discard must be called.
 type Pending struct {
@@ -229,14 +108,23 @@ type Pending struct {
 // evaluated against state changed meanwhile is evaluated again under the
 // lock, so ops always apply to the state they were computed from.
 func (p *Policy) Decide(ctx context.Context, name string, in map[string]any) (Decision, *Pending, error) {
-	v := p.version.Load()
-	d, err := p.Evaluate(ctx, name, in)
+	v, err := ast.InterfaceToValue(in)
+	if err != nil {
+		return Decision{Name: name}, nil, fmt.Errorf("input: %w", err)
+	}
+	return p.decideValue(ctx, name, v)
+}
+
+// decideValue is Decide over an input already in OPA's form.
+func (p *Policy) decideValue(ctx context.Context, name string, in ast.Value) (Decision, *Pending, error) {
+	ver := p.version.Load()
+	d, err := p.decide(ctx, name, in, false)
 	if err != nil || len(d.Ops) == 0 {
 		return d, nil, err
 	}
 	p.opsMu.Lock()
-	if p.version.Load() != v {
-		if d, err = p.Evaluate(ctx, name, in); err != nil || len(d.Ops) == 0 {
+	if p.version.Load() != ver {
+		if d, err = p.decide(ctx, name, in, false); err != nil || len(d.Ops) == 0 {
 			p.opsMu.Unlock()
 			return d, nil, err
 		}

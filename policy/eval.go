@@ -1,0 +1,185 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown/print"
+)
+
+// queries prepares, once per request name, the query for one compiled
+// variant of the policy. Preparing compiles the query against the policy
+// and is far dearer than an evaluation.
+type queries struct {
+	compiler *ast.Compiler
+	store    storage.Store
+	print    bool
+
+	mu       sync.Mutex
+	prepared sync.Map // request name → *rego.PreparedEvalQuery
+}
+
+func (qs *queries) get(ctx context.Context, name string) (*rego.PreparedEvalQuery, error) {
+	if q, ok := qs.prepared.Load(name); ok {
+		return q.(*rego.PreparedEvalQuery), nil
+	}
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	if q, ok := qs.prepared.Load(name); ok {
+		return q.(*rego.PreparedEvalQuery), nil
+	}
+	if !validRuleName(name) {
+		return nil, fmt.Errorf("invalid request name %q", name)
+	}
+	pq, err := rego.New(
+		rego.Query(packagePath+"."+name),
+		rego.Compiler(qs.compiler),
+		rego.Store(qs.store),
+		rego.EnablePrintStatements(qs.print),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", name, err)
+	}
+	qs.prepared.Store(name, &pq)
+	return &pq, nil
+}
+
+func validRuleName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i, r := range s {
+		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+type printer struct{ lines []string }
+
+func (pr *printer) Print(_ print.Context, s string) error {
+	pr.lines = append(pr.lines, s)
+	return nil
+}
+
+// errUndefined is returned when the policy has no value for a request.
+var errUndefined = errors.New("policy has no decision for this request (rule undefined)")
+
+// eval evaluates one rule against the quiet variant, or with verbose set
+// against the one that keeps print() calls, collecting their output. It
+// does not touch state.
+func (p *Policy) eval(ctx context.Context, name string, in ast.Value, verbose bool) (Decision, error) {
+	d := Decision{Name: name}
+	qs := p.quiet
+	if verbose {
+		qs = p.verbose
+	}
+	q, err := qs.get(ctx, name)
+	if err != nil {
+		return d, err
+	}
+	opts := []rego.EvalOption{rego.EvalParsedInput(in)}
+	var pr *printer
+	if verbose {
+		pr = &printer{}
+		opts = append(opts, rego.EvalPrintHook(pr))
+	}
+	rs, err := q.Eval(ctx, opts...)
+	if pr != nil {
+		d.Prints = strings.Join(pr.lines, " ")
+	}
+	if err != nil {
+		return d, fmt.Errorf("evaluate: %w", err)
+	}
+	if len(rs) == 0 {
+		return d, errUndefined
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return d, fmt.Errorf("unexpected result shape: %d results", len(rs))
+	}
+	d.defined = true
+	switch r := rs[0].Expressions[0].Value.(type) {
+	case bool:
+		d.Allowed = r
+	case map[string]any:
+		allowed, ok := r["allowed"].(bool)
+		if !ok {
+			return d, fmt.Errorf("result object has no boolean \"allowed\"")
+		}
+		d.Allowed = allowed
+		if ops, present := r["ops"]; present && ops != nil && allowed {
+			raw, err := json.Marshal(ops)
+			if err != nil {
+				return d, fmt.Errorf("ops: %w", err)
+			}
+			patch, err := jsonpatch.DecodePatch(raw)
+			if err != nil {
+				return d, fmt.Errorf("ops are not a JSON Patch: %w", err)
+			}
+			if len(patch) > 0 {
+				d.Ops = raw
+			}
+		}
+	default:
+		return d, fmt.Errorf("result is %T, want a boolean or {\"allowed\", \"ops\"}", r)
+	}
+	return d, nil
+}
+
+// decide evaluates quietly and, for a denial or an undefined rule, again
+// with print() output, which is what the host sees in the error. The
+// decision is the quiet one: should the state change in between, the
+// output may describe the newer state, never a different verdict.
+func (p *Policy) decide(ctx context.Context, name string, in ast.Value, verbose bool) (Decision, error) {
+	d, err := p.eval(ctx, name, in, verbose)
+	if !verbose && (errors.Is(err, errUndefined) || (err == nil && !d.Allowed)) {
+		if v, _ := p.eval(ctx, name, in, true); v.Prints != "" {
+			d.Prints = v.Prints
+		}
+	}
+	if errors.Is(err, errUndefined) && p.allowFailures {
+		d.Allowed, d.Overridden = true, true
+		return d, nil
+	}
+	if err != nil {
+		return d, err
+	}
+	if !d.Allowed && p.allowFailures {
+		d.Allowed, d.Overridden = true, true
+	}
+	return d, nil
+}
+
+// Evaluate decides one request without changing state: the offline path
+// (cocoonctl policy eval) and the first step of Decide. An undefined rule
+// is an error unless the policy allows failures; a denial under
+// AllowRequestsFailingPolicy comes back allowed and Overridden. Prints is
+// filled for denials and undefined rules only; Explain fills it always.
+func (p *Policy) Evaluate(ctx context.Context, name string, in map[string]any) (Decision, error) {
+	v, err := ast.InterfaceToValue(in)
+	if err != nil {
+		return Decision{Name: name}, fmt.Errorf("input: %w", err)
+	}
+	return p.decide(ctx, name, v, false)
+}
+
+// Explain is Evaluate with the rule's print() output collected whatever
+// the verdict, for investigating a policy offline. It is as slow as
+// printing makes it.
+func (p *Policy) Explain(ctx context.Context, name string, in map[string]any) (Decision, error) {
+	v, err := ast.InterfaceToValue(in)
+	if err != nil {
+		return Decision{Name: name}, fmt.Errorf("input: %w", err)
+	}
+	return p.decide(ctx, name, v, true)
+}
