@@ -413,3 +413,34 @@ func names(es []os.DirEntry) []string {
 	}
 	return n
 }
+
+// The sandbox share the guest mounted at boot is left alone; any other
+// virtio-fs tag needs a device this machine does not have (VM test).
+func TestVirtioFSPremountedShare(t *testing.T) {
+	m, run := newEnv(t)
+	mp := filepath.Join(run, "shared")
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("kataShared", mp, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(mp, unix.MNT_DETACH)
+	_, err := m.Add(context.Background(), "", []*agentpb.Storage{{Driver: "virtio-fs", Source: "kataShared", Fstype: "virtiofs", MountPoint: mp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Release(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mountAt(t, mp); !ok {
+		t.Fatal("releasing the premounted share unmounted it")
+	}
+	_, err = m.Add(context.Background(), "", []*agentpb.Storage{{Driver: "virtio-fs", Source: "no-such-tag", Fstype: "virtiofs", MountPoint: filepath.Join(run, "vfs")}})
+	if err == nil {
+		t.Fatal("mounted a virtio-fs tag that does not exist")
+	}
+	if err := unix.Unmount(mp, 0); err != nil {
+		t.Fatal(err)
+	}
+}
