@@ -198,3 +198,48 @@ func ephemeralVolume(ctx context.Context, h *Harness) error {
 	}
 	return nil
 }
+
+// overlayRootfs gives a container its root file system as an overlayfs
+// storage (a read-only lower layer plus the agent-made writable upper that
+// io.katacontainers.fs-opt.overlay-rw asks for) mounted at Root.Path, the
+// guest-pull location <run dir>/<id>/rootfs. Writes land in the upper layer,
+// the lower layer stays untouched.
+func overlayRootfs(ctx context.Context, h *Harness) error {
+	cid := newID("overlay")
+	lower := filepath.Join(h.cfg.KataRunDir, "shared", ".conformance", "lower-"+cid)
+	if err := h.rootfs.build(lower); err != nil {
+		return err
+	}
+	defer os.RemoveAll(lower)
+	root := filepath.Join(h.cfg.KataRunDir, cid, "rootfs")
+	st := &agentpb.Storage{
+		Driver: "overlayfs", Source: "overlay", Fstype: "overlay", MountPoint: root,
+		Options: []string{"lowerdir=" + lower, "io.katacontainers.fs-opt.overlay-rw"},
+	}
+	spec := h.Spec(cid, []string{"/bin/sh", "-c", "echo changed > /etc/hosts && grep ' / ' /proc/mounts && cat /etc/hosts"})
+	spec.Root.Path = root
+	if _, err := h.Agent.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: cid, ExecId: cid, OCI: spec, Storages: []*agentpb.Storage{st}}); err != nil {
+		return fmt.Errorf("CreateContainer with an overlay rootfs: %w", err)
+	}
+	defer h.cleanup(cid)
+	if err := h.Start(ctx, cid); err != nil {
+		return err
+	}
+	o, err := h.Collect(ctx, cid, cid, false)
+	if err != nil {
+		return err
+	}
+	if o.Status != 0 || !strings.Contains(string(o.Stdout), "overlay") || !strings.HasSuffix(string(o.Stdout), "changed\n") {
+		return fmt.Errorf("stdout %q stderr %q status %d", o.Stdout, o.Stderr, o.Status)
+	}
+	if b, _ := os.ReadFile(filepath.Join(lower, "etc", "hosts")); string(b) == "changed\n" {
+		return errors.New("the write reached the read-only lower layer")
+	}
+	if err := h.Remove(ctx, cid); err != nil {
+		return err
+	}
+	if n := h.mountsUnderRunDir()[root]; n != 0 {
+		return fmt.Errorf("overlay rootfs still mounted after RemoveContainer")
+	}
+	return nil
+}

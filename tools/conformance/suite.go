@@ -77,6 +77,7 @@ func Scenarios() []Scenario {
 		{Name: "errors/unknown-container", Run: unknownContainer},
 		{Name: "errors/unknown-exec", Run: unknownExec},
 		{Name: "storage/ephemeral-volume", Run: ephemeralVolume},
+		{Name: "storage/overlay-rootfs", Run: overlayRootfs},
 		{Name: "stress/100-create-remove", Run: createRemoveCycles},
 		{Name: "pod/destroy-sandbox", Always: true, Run: destroySandbox},
 	}
