@@ -11,7 +11,8 @@
 # unprivileged CI containers too.
 #
 # Environment: OUT (build), AGENT (bin/cocoon-agent), ROOTFS_TYPE (erofs|ext4),
-# POLICY (name of the default policy, without .rego), KERNEL_PKG (pin a kernel).
+# POLICY (name of the default policy, without .rego), KERNEL_PKG (pin a kernel),
+# KERNEL_CACHE (where fetched kernels are kept, default $OUT/kernel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=rootfs
@@ -30,7 +31,7 @@ rm -rf "$work"
 mkdir -p "$work"
 log() { echo "rootfs: $*" >&2; }
 
-kdir=$("$src"/kernel.sh "$OUT/kernel")
+kdir=$("$src"/kernel.sh "${KERNEL_CACHE:-$OUT/kernel}")
 kver=$(basename "$(echo "$kdir"/lib/modules/*)")
 log "kernel $kver"
 
@@ -173,6 +174,14 @@ printf 'dm-mod.create="dm-verity,,,ro,0 %d verity 1 /dev/vda1 /dev/vda2 %d %d %d
 
 # ---- stock kernel + stage-1 initrd (what the VM test boots) -------------------
 install -m 0644 "$kdir/boot/vmlinuz-$kver" "$OUT/vmlinuz"
+# Also the uncompressed ELF: QEMU boots it through its PVH entry point, which
+# skips the in-guest xz decompression that takes ~20 s under TCG.
+xzoff=$(LC_ALL=C grep -m1 -obUaP '\xfd7zXZ\x00' "$OUT/vmlinuz" | cut -d: -f1)
+if [ -n "$xzoff" ] && grep -q '^CONFIG_PVH=y' "$kdir/boot/config-$kver"; then
+	# xz stops at the end of its stream and complains about the trailer.
+	{ tail -c +$((xzoff + 1)) "$OUT/vmlinuz" | xz -dc 2>/dev/null || true; } >"$OUT/vmlinux"
+	[ "$(head -c 4 "$OUT/vmlinux" | tail -c 3)" = ELF ] || { log "could not unpack vmlinux"; rm -f "$OUT/vmlinux"; }
+fi
 s1=$work/stage1
 mkdir -p "$s1"/{etc/initrd.d,proc,sys,dev,newroot,lib64,lib/x86_64-linux-gnu}
 install -m 0755 "$src/boot/init" "$s1/init"
@@ -192,8 +201,8 @@ sed -e "s|@ROOTFS_TYPE@|$ROOTFS_TYPE|" -e "s|@VERITY@|$verity|" "$src/configurat
 	echo "kernel_version=$kver"
 	echo "rootfs_type=$ROOTFS_TYPE"
 	echo "root_hash=$root_hash"
-	for f in cocoon-rootfs.img cocoon-initrd.img cocoon-boot-initrd.img vmlinuz; do
-		echo "size.$f=$(stat -c %s "$OUT/$f")"
+	for f in cocoon-rootfs.img cocoon-initrd.img cocoon-boot-initrd.img vmlinuz vmlinux; do
+		[ ! -e "$OUT/$f" ] || echo "size.$f=$(stat -c %s "$OUT/$f")"
 	done
 	echo "size.agent=$(stat -c %s "$AGENT")"
 } >"$OUT/manifest.txt"

@@ -45,6 +45,19 @@ func Setup(unified bool) error {
 	return LoopbackUp()
 }
 
+// KernelCmdline returns the kernel command line. As PID 1 the agent starts
+// before anything has mounted /proc, so it mounts proc first; Setup later
+// finds it mounted and keeps it.
+func KernelCmdline() (string, error) {
+	if IsInit() {
+		if err := mountOnce(baseMounts[0]); err != nil {
+			return "", err
+		}
+	}
+	b, err := os.ReadFile("/proc/cmdline")
+	return string(b), err
+}
+
 func mountOnce(m mountSpec) error {
 	if err := os.MkdirAll(m.target, 0o755); err != nil {
 		return fmt.Errorf("mkdir %s: %w", m.target, err)

@@ -13,11 +13,13 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/agent/initsys"
 )
 
 func main() {
 	container.InitIfRequested() // "cocoon-agent init": libcontainer's container init
-	cmdline, _ := os.ReadFile("/proc/cmdline")
+	// As PID 1 nothing has mounted /proc yet; KernelCmdline does.
+	cmdline, _ := initsys.KernelCmdline()
 	res, err := config.Load(config.Sources{
 		Cmdline: string(cmdline), LookupEnv: os.LookupEnv, Args: os.Args[1:], ReadFile: os.ReadFile,
 	})

@@ -1,0 +1,202 @@
+// Command guestprobe runs inside the VM test's guest only, never in a
+// shipped image. The test appends it to the stage-1 initrd; a hook starts it
+// before the hand-over to the agent.
+//
+// This machine has no vhost-vsock, so the host cannot reach the agent's
+// AF_VSOCK listener directly. guestprobe stands in for that host side: it
+// accepts TCP on the user-mode network and relays every byte to the agent at
+// vsock CID 1 (the guest itself, via vsock_loopback) port 1024 — the agent's
+// real, unmodified Kata listener. Every rpc the test sends therefore crosses
+// AF_VSOCK. A second port reports what only the guest can see: PID 1's
+// command line, memory and mounts.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/vsock"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	iface := flag.String("iface", "eth0", "interface to configure")
+	addr := flag.String("addr", "10.0.2.15/24", "address for iface (QEMU user networking's default guest address)")
+	relay := flag.String("relay", ":1024", "TCP address relayed to the agent")
+	port := flag.Uint("vsock-port", 1024, "agent vsock port at CID 1")
+	status := flag.String("status", ":1099", "TCP address answering with PID 1's status")
+	flag.Parse()
+	log.SetPrefix("guestprobe: ")
+	log.SetFlags(0)
+
+	if err := configure(*iface, *addr); err != nil {
+		log.Fatal(err)
+	}
+	rl, err := net.Listen("tcp", *relay)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sl, err := net.Listen("tcp", *status)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var pr prober
+	go serve(sl, pr.report)
+	serve(rl, func(c net.Conn) { relayVsock(c, uint32(*port)) })
+}
+
+func serve(l net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		go handle(c)
+	}
+}
+
+// configure gives iface a static address and brings it up; there is no DHCP
+// client in the guest and the agent only configures interfaces on request.
+func configure(name, cidr string) error {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("address %q: want an IPv4 prefix", cidr)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	// virtio_net binds asynchronously after the module loads.
+	var ifr *unix.Ifreq
+	for i := 0; ; i++ {
+		if ifr, err = unix.NewIfreq(name); err != nil {
+			return err
+		}
+		if err = unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err == nil {
+			break
+		}
+		if i == 100 {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	flags := ifr.Uint16()
+	ip := p.Addr().As4()
+	if err := ifr.SetInet4Addr(ip[:]); err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
+		return fmt.Errorf("set address on %s: %w", name, err)
+	}
+	mask := net.CIDRMask(p.Bits(), 32)
+	if err := ifr.SetInet4Addr(mask); err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
+		return fmt.Errorf("set netmask on %s: %w", name, err)
+	}
+	ifr.SetUint16(flags | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up %s: %w", name, err)
+	}
+	return nil
+}
+
+// relayVsock copies c to and from the agent. The agent may still be starting
+// when the first connection arrives, so the dial is retried for a while.
+func relayVsock(c net.Conn, port uint32) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var v net.Conn
+	for {
+		var err error
+		if v, err = vsock.DialContext(ctx, unix.VMADDR_CID_LOCAL, port, nil); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			log.Printf("dial vsock 1:%d: %v", port, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer v.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		copyHalf(v, c)
+	}()
+	copyHalf(c, v)
+	wg.Wait()
+}
+
+// copyHalf copies src to dst, then half-closes dst so the peer sees EOF.
+func copyHalf(dst, src net.Conn) {
+	if _, err := io.Copy(dst, src); err != nil && !errors.Is(err, net.ErrClosed) {
+		log.Printf("relay: %v", err)
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	} else {
+		dst.Close()
+	}
+}
+
+// procDir is a private procfs mount; the stage-1 /proc is gone after the
+// hand-over and the agent's own /proc lives in a root we cannot see.
+const procDir = "/probe-proc"
+
+// prober mounts its procfs once, on the first status request.
+type prober struct {
+	once sync.Once
+	err  error
+}
+
+func (p *prober) report(c net.Conn) {
+	defer c.Close()
+	if err := p.mountProc(); err != nil {
+		fmt.Fprintf(c, "error %v\n", err)
+		return
+	}
+	cmdline, _ := os.ReadFile(procDir + "/1/cmdline")
+	fmt.Fprintf(c, "pid1.cmdline %s\n", strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " "))
+	if st, err := os.ReadFile(procDir + "/1/status"); err == nil {
+		for _, line := range strings.Split(string(st), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "VmRSS" || k == "VmHWM" || k == "Threads") {
+				fmt.Fprintf(c, "pid1.%s %s\n", k, strings.TrimSpace(v))
+			}
+		}
+	}
+	if mi, err := os.ReadFile(procDir + "/1/mountinfo"); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(mi)), "\n") {
+			fmt.Fprintf(c, "pid1.mount %s\n", line)
+		}
+	}
+	if mods, err := os.ReadFile(procDir + "/modules"); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(mods)), "\n") {
+			fmt.Fprintf(c, "module %s\n", strings.Fields(line)[0])
+		}
+	}
+}
+
+func (p *prober) mountProc() error {
+	p.once.Do(func() {
+		if p.err = os.MkdirAll(procDir, 0o555); p.err == nil {
+			p.err = unix.Mount("proc", procDir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		}
+	})
+	return p.err
+}

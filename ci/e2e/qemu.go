@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	"github.com/cocoon-tee/cocoon/tools/client"
+)
+
+// VMConfig describes one boot.
+type VMConfig struct {
+	// Name names the console log (build/e2e/logs/<Name>.console.log).
+	Name string
+	// Kernel and Initrd default to the artefacts' test kernel and initrd.
+	Kernel, Initrd string
+	// Disk is the root disk; empty boots without one (initrd mode).
+	Disk string
+	// Extra are appended to the kernel command line.
+	Extra []string
+	// Drives are further read-only raw disks (e.g. an initdata image).
+	Drives []string
+	// NoNet leaves the VM without a network card.
+	NoNet bool
+}
+
+// VM is a running QEMU guest.
+type VM struct {
+	cmd        *exec.Cmd
+	ConsoleLog string
+	// AgentAddr reaches the agent through guestprobe's relay; StatusAddr
+	// reaches guestprobe's status port.
+	AgentAddr, StatusAddr string
+	exited                chan struct{}
+	waitErr               error
+}
+
+// Boot starts QEMU under TCG (this machine, like CI, has no usable KVM).
+func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
+	if cfg.Kernel == "" {
+		cfg.Kernel = a.Kernel
+	}
+	logs := filepath.Join(a.Dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	v := &VM{ConsoleLog: filepath.Join(logs, cfg.Name+".console.log"), exited: make(chan struct{})}
+	os.Remove(v.ConsoleLog)
+	cmdline := append([]string{"console=ttyS0", "panic=-1", "quiet"}, cfg.Extra...)
+	args := []string{
+		"-accel", "tcg", "-m", "1024", "-smp", "1",
+		"-nodefaults", "-display", "none", "-no-reboot",
+		"-serial", "file:" + v.ConsoleLog,
+		"-kernel", cfg.Kernel,
+	}
+	if cfg.Initrd != "" {
+		args = append(args, "-initrd", cfg.Initrd)
+	}
+	if cfg.Disk != "" {
+		args = append(args, "-drive", "file="+cfg.Disk+",if=virtio,format=raw,readonly=on")
+	}
+	for _, d := range cfg.Drives {
+		args = append(args, "-drive", "file="+d+",if=virtio,format=raw,readonly=on")
+	}
+	if !cfg.NoNet {
+		agentPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		statusPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		v.AgentAddr = "tcp://127.0.0.1:" + strconv.Itoa(agentPort)
+		v.StatusAddr = "127.0.0.1:" + strconv.Itoa(statusPort)
+		args = append(args, "-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:1024,hostfwd=tcp:127.0.0.1:%d-:1099", agentPort, statusPort))
+	}
+	args = append(args, "-append", strings.Join(cmdline, " "))
+	// Not CommandContext: the VM's lifetime is managed by Kill and Wait, and
+	// a dead QEMU must be noticed even after ctx ends.
+	v.cmd = exec.Command("qemu-system-x86_64", args...)
+	out, err := os.Create(v.ConsoleLog + ".qemu")
+	if err != nil {
+		return nil, err
+	}
+	v.cmd.Stdout, v.cmd.Stderr = out, out
+	if err := v.cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	go func() {
+		v.waitErr = v.cmd.Wait()
+		out.Close()
+		close(v.exited)
+	}()
+	return v, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Console reads and parses the console log so far.
+func (v *VM) Console() Console {
+	data, _ := os.ReadFile(v.ConsoleLog)
+	return ParseConsole(data)
+}
+
+// Exited reports whether QEMU has stopped.
+func (v *VM) Exited() bool {
+	select {
+	case <-v.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait waits for QEMU to stop on its own (the guest powered off).
+func (v *VM) Wait(ctx context.Context) error {
+	select {
+	case <-v.exited:
+		return v.waitErr
+	case <-ctx.Done():
+		return fmt.Errorf("VM still running: %w", ctx.Err())
+	}
+}
+
+// Kill stops QEMU if it still runs.
+func (v *VM) Kill() {
+	if !v.Exited() {
+		v.cmd.Process.Kill()
+		<-v.exited
+	}
+}
+
+// ConnectAgent retries until the agent answers Health.Check through the
+// relay, the VM dies or ctx ends.
+func (v *VM) ConnectAgent(ctx context.Context) (*client.Client, error) {
+	var last error
+	for {
+		if v.Exited() {
+			return nil, fmt.Errorf("VM stopped before the agent answered (last error: %v)", last)
+		}
+		c, err := v.tryAgent(ctx)
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent did not answer: %w (last error: %v)", ctx.Err(), last)
+		case <-v.exited:
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (v *VM) tryAgent(ctx context.Context) (*client.Client, error) {
+	if v.AgentAddr == "" {
+		return nil, errors.New("VM has no network")
+	}
+	c, err := client.Dial(ctx, v.AgentAddr)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	resp, err := c.Health.Check(cctx, &agentpb.CheckRequest{})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if resp.Status != agentpb.HealthCheckResponse_SERVING {
+		c.Close()
+		return nil, fmt.Errorf("health status %v", resp.Status)
+	}
+	return c, nil
+}
+
+// Status asks guestprobe about PID 1.
+func (v *VM) Status(ctx context.Context) (Status, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", v.StatusAddr)
+	if err != nil {
+		return Status{}, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	data, err := io.ReadAll(io.LimitReader(conn, maxStatus+1))
+	if err != nil {
+		return Status{}, err
+	}
+	return ParseStatus(data)
+}

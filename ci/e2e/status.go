@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// maxStatus bounds a guestprobe status reply.
+const maxStatus = 1 << 20
+
+// Mount is one line of PID 1's mountinfo.
+type Mount struct {
+	Point, FSType, Source, Options string
+}
+
+// Status is what guestprobe reports about PID 1 from inside the guest.
+type Status struct {
+	Cmdline string
+	RSSKiB  int64
+	HWMKiB  int64
+	Mounts  []Mount
+	Modules map[string]bool
+}
+
+// ParseStatus decodes guestprobe's "key value" lines. Unknown keys are
+// ignored so the probe can grow; malformed known lines are errors.
+func ParseStatus(data []byte) (Status, error) {
+	if len(data) > maxStatus {
+		return Status{}, fmt.Errorf("status reply is %d bytes, more than %d", len(data), maxStatus)
+	}
+	st := Status{Modules: map[string]bool{}}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), maxStatus)
+	for sc.Scan() {
+		key, val, _ := strings.Cut(sc.Text(), " ")
+		var err error
+		switch key {
+		case "error":
+			return Status{}, fmt.Errorf("guestprobe: %s", val)
+		case "pid1.cmdline":
+			st.Cmdline = val
+		case "pid1.VmRSS":
+			st.RSSKiB, err = parseKiB(val)
+		case "pid1.VmHWM":
+			st.HWMKiB, err = parseKiB(val)
+		case "pid1.mount":
+			var m Mount
+			m, err = parseMountinfo(val)
+			st.Mounts = append(st.Mounts, m)
+		case "module":
+			st.Modules[val] = true
+		}
+		if err != nil {
+			return Status{}, fmt.Errorf("status line %q: %w", sc.Text(), err)
+		}
+	}
+	return st, sc.Err()
+}
+
+func parseKiB(s string) (int64, error) {
+	num, unit, _ := strings.Cut(strings.TrimSpace(s), " ")
+	if unit != "kB" {
+		return 0, fmt.Errorf("want \"<n> kB\", got %q", s)
+	}
+	return strconv.ParseInt(num, 10, 64)
+}
+
+// parseMountinfo reads the fields of proc(5) mountinfo the tests look at:
+// mount point (5th), options (6th), and after the " - " separator the file
+// system type and source.
+func parseMountinfo(line string) (Mount, error) {
+	pre, post, ok := strings.Cut(line, " - ")
+	f := strings.Fields(pre)
+	g := strings.Fields(post)
+	if !ok || len(f) < 6 || len(g) < 2 {
+		return Mount{}, fmt.Errorf("malformed mountinfo line")
+	}
+	return Mount{Point: f[4], Options: f[5], FSType: g[0], Source: g[1]}, nil
+}
+
+// Mount returns the last mount at point (the one visible there).
+func (s Status) Mount(point string) (Mount, bool) {
+	for i := len(s.Mounts) - 1; i >= 0; i-- {
+		if s.Mounts[i].Point == point {
+			return s.Mounts[i], true
+		}
+	}
+	return Mount{}, false
+}
