@@ -3,9 +3,13 @@ package conformance_test
 import (
 	"bytes"
 	"context"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cocoon-tee/cocoon/agent/rpc"
+	"github.com/cocoon-tee/cocoon/agent/server"
 	"github.com/cocoon-tee/cocoon/tools/cocoonctl/cli"
 	"github.com/cocoon-tee/cocoon/tools/conformance"
 )
@@ -47,12 +51,42 @@ func TestCocoonctlConformance(t *testing.T) {
 	}
 }
 
-// Against an agent that cannot run containers the suite reports failures
-// and the command exits 1.
+// Against an agent that serves the API but runs no containers (every
+// container rpc Unimplemented) the suite reports each failure on its line,
+// the summary counts them and the command exits 1; an unreachable agent is
+// an error too.
 func TestCocoonctlConformanceReportsFailures(t *testing.T) {
+	addr := startEmptyAgent(t)
 	var out, errOut bytes.Buffer
-	code := cli.Execute([]string{"--addr", "unix:///nonexistent/agent.sock", "conformance"}, &out, &errOut)
+	code := cli.Execute([]string{"--addr", addr, "conformance", "--rootfs-dir", t.TempDir(), "--run", "^exit/3$"}, &out, &errOut)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if code != 1 || len(lines) != 4 || lines[3] != "0 passed, 3 failed" {
+		t.Fatalf("exit %d, stdout:\n%s", code, out.String())
+	}
+	for _, l := range lines[:3] {
+		if !strings.HasPrefix(l, "FAIL ") || !strings.Contains(l, "Unimplemented") {
+			t.Errorf("line %q does not report the Unimplemented failure", l)
+		}
+	}
+	out.Reset()
+	code = cli.Execute([]string{"--addr", "unix:///nonexistent/agent.sock", "conformance"}, &out, &errOut)
 	if code == 0 {
 		t.Fatalf("exit 0 for an unreachable agent: %s", out.String())
 	}
+}
+
+// startEmptyAgent serves the agent API with no domain objects behind it.
+func startEmptyAgent(t *testing.T) string {
+	srv, err := server.New(server.Options{Agent: rpc.New(rpc.Deps{}), Health: rpc.Health{AgentVersion: "empty"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "empty.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(context.Background(), l) }()
+	t.Cleanup(func() { srv.Close() })
+	return "unix://" + sock
 }
