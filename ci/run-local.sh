@@ -54,6 +54,10 @@ read_stream() {
 	done
 }
 
+# A previous run killed mid-pod may have left mounts below $RUN; unmount them
+# before deleting, so that rm never reaches into a mounted file system.
+awk -v run="$RUN" '$5 == run || index($5, run "/") == 1 { print $5 }' /proc/self/mountinfo |
+	sort -r | while read -r mp; do umount -l "$mp"; done
 rm -rf "$RUN"
 mkdir -p "$RUN" "$KATA"
 cat >"$RUN/agent.toml" <<EOF
