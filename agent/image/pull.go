@@ -71,11 +71,15 @@ func (p *Puller) Pull(ctx context.Context, ref string) (*Image, error) {
 	}
 	defer src.Close()
 
-	verifiedBy, err := p.checkPolicy(ctx, iref, src)
+	// One UnparsedImage for the policy check and for what we pull: it caches
+	// the manifest, so the registry cannot show the policy one manifest and
+	// hand us another.
+	unparsed := image.UnparsedInstance(src, nil)
+	verifiedBy, err := p.checkPolicy(ctx, iref, unparsed)
 	if err != nil {
 		return nil, err
 	}
-	top, topType, err := src.GetManifest(ctx, nil)
+	top, topType, err := unparsed.Manifest(ctx)
 	if err != nil {
 		return nil, classifyRegistryErr(fmt.Errorf("image %s: manifest: %w", named, err))
 	}
@@ -131,7 +135,7 @@ func (p *Puller) parseRef(ref string) (reference.Named, error) {
 	return reference.TagNameOnly(named), nil
 }
 
-func (p *Puller) checkPolicy(ctx context.Context, iref types.ImageReference, src types.ImageSource) (string, error) {
+func (p *Puller) checkPolicy(ctx context.Context, iref types.ImageReference, unparsed types.UnparsedImage) (string, error) {
 	if p.policy == nil {
 		return "none", nil
 	}
@@ -140,7 +144,7 @@ func (p *Puller) checkPolicy(ctx context.Context, iref types.ImageReference, src
 		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy: %v", err))
 	}
 	defer pc.Destroy()
-	ok, err := pc.IsRunningImageAllowed(ctx, image.UnparsedInstance(src, nil))
+	ok, err := pc.IsRunningImageAllowed(ctx, unparsed)
 	if !ok || err != nil {
 		if err == nil {
 			err = errors.New("rejected")

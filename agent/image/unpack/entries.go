@@ -17,6 +17,11 @@ import (
 // directory.
 func (u *unpacker) clear(pfd int, base string) error {
 	err := unix.Unlinkat(pfd, base, 0)
+	if err == nil || !errors.Is(err, unix.ENOENT) {
+		// Something was (or may have been) removed: it could be a
+		// directory the cache holds open.
+		u.forget()
+	}
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}

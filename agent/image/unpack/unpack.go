@@ -74,7 +74,8 @@ func Unpack(ctx context.Context, r io.Reader, dir string, o Options) (Stats, err
 	}
 	defer unix.Close(rootFD)
 	cr := &countingReader{r: r, max: o.MaxBytes}
-	u := &unpacker{root: rootFD, o: o, buf: make([]byte, 256<<10)}
+	u := &unpacker{root: rootFD, o: o, buf: make([]byte, 256<<10), lastFD: -1}
+	defer u.forget()
 	st, err := u.run(ctx, tar.NewReader(cr))
 	st.Bytes = cr.n
 	if err != nil {
@@ -113,6 +114,18 @@ type unpacker struct {
 	o    Options
 	buf  []byte
 	dirs []dirTimes
+	// Entries of one directory come together in a tar: keep the last
+	// parent open instead of walking the path again for every entry.
+	// Dropped whenever an entry removes or replaces something.
+	lastRel string
+	lastFD  int
+}
+
+func (u *unpacker) forget() {
+	if u.lastFD >= 0 {
+		unix.Close(u.lastFD)
+	}
+	u.lastRel, u.lastFD = "", -1
 }
 
 func (u *unpacker) run(ctx context.Context, tr *tar.Reader) (Stats, error) {
@@ -247,6 +260,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr *tar.Reader) error {
 // openDir opens rel (relative to the layer root) as a directory without
 // following any symlink, creating missing components when create is set.
 func (u *unpacker) openDir(rel string, create bool) (int, error) {
+	if rel != "" && rel == u.lastRel && u.lastFD >= 0 {
+		return unix.Dup(u.lastFD)
+	}
 	fd, err := unix.Dup(u.root)
 	if err != nil {
 		return -1, err
@@ -281,6 +297,10 @@ func (u *unpacker) openDir(rel string, create bool) (int, error) {
 			return -1, fmt.Errorf("open parent %s: %w", rel, err)
 		}
 		fd = next
+	}
+	if c, err := unix.Dup(fd); err == nil {
+		u.forget()
+		u.lastRel, u.lastFD = rel, c
 	}
 	return fd, nil
 }
