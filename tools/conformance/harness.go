@@ -39,6 +39,9 @@ type Harness struct {
 	agentPID int
 	// baseMounts are the mounts under the run dir before the sandbox existed.
 	baseMounts map[string]int
+	// shmPath is the sandbox's shm storage once CreateSandbox made it;
+	// containers then get it as /dev/shm.
+	shmPath string
 }
 
 // NewHarness connects to the agent named by cfg.

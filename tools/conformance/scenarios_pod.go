@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
@@ -26,11 +28,19 @@ func createSandbox(ctx context.Context, h *Harness) error {
 		detailsErr = fmt.Errorf("GetGuestDetails: %w", err)
 	}
 	h.baseMounts = h.mountsUnderRunDir()
+	// The runtime sends the pod's /dev/shm as an ephemeral storage and
+	// bind-mounts it into every container.
+	shm := filepath.Join(h.cfg.KataRunDir, "sandbox", "shm")
 	if _, err := h.Agent.CreateSandbox(ctx, &agentpb.CreateSandboxRequest{
 		Hostname: "conformance", SandboxId: h.sandboxID, Dns: []string{"nameserver 127.0.0.1"},
+		Storages: []*agentpb.Storage{{
+			Driver: "ephemeral", Source: "shm", Fstype: "tmpfs", MountPoint: shm,
+			Options: []string{"noexec", "nosuid", "nodev", "mode=1777", "size=67108864"},
+		}},
 	}); err != nil {
 		return fmt.Errorf("CreateSandbox: %w", err)
 	}
+	h.shmPath = shm
 	if err := h.Create(ctx, h.sandboxID, []string{"/bin/sleep", "100000"}); err != nil {
 		return fmt.Errorf("pause container: %w", err)
 	}
@@ -97,4 +107,27 @@ func (h *Harness) noLeaks(ctx context.Context, before map[string]int) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// sandboxShm checks that the pod's /dev/shm is one tmpfs shared by its
+// containers: what one container writes there, the next one reads.
+func sandboxShm(ctx context.Context, h *Harness) error {
+	if h.shmPath == "" {
+		return fmt.Errorf("the sandbox has no shm storage (pod/create-sandbox failed)")
+	}
+	o, err := h.RunContainer(ctx, newID("shm-writer"), []string{"/bin/sh", "-c", "grep ' /dev/shm ' /proc/mounts && echo shared > /dev/shm/token"})
+	if err != nil {
+		return err
+	}
+	if o.Status != 0 || !strings.Contains(string(o.Stdout), "tmpfs") {
+		return fmt.Errorf("writer: stdout %q stderr %q status %d", o.Stdout, o.Stderr, o.Status)
+	}
+	o, err = h.RunContainer(ctx, newID("shm-reader"), []string{"/bin/cat", "/dev/shm/token"})
+	if err != nil {
+		return err
+	}
+	if o.Status != 0 || string(o.Stdout) != "shared\n" {
+		return fmt.Errorf("reader: stdout %q stderr %q status %d", o.Stdout, o.Stderr, o.Status)
+	}
+	return nil
 }

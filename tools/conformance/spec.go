@@ -83,6 +83,13 @@ func (h *Harness) Spec(cid string, args []string, opts ...SpecOption) *agentpb.S
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+	if h.shmPath != "" {
+		for _, m := range s.Mounts {
+			if m.Destination == "/dev/shm" {
+				m.Type, m.Source, m.Options = "bind", h.shmPath, []string{"rbind"}
+			}
+		}
+	}
 	if cid == h.sandboxID {
 		s.Annotations["io.kubernetes.cri.container-type"] = "sandbox"
 	}

@@ -78,6 +78,7 @@ func Scenarios() []Scenario {
 		{Name: "errors/unknown-exec", Run: unknownExec},
 		{Name: "storage/ephemeral-volume", Run: ephemeralVolume},
 		{Name: "storage/overlay-rootfs", Run: overlayRootfs},
+		{Name: "storage/sandbox-shm", Run: sandboxShm},
 		{Name: "stress/100-create-remove", Run: createRemoveCycles},
 		{Name: "pod/destroy-sandbox", Always: true, Run: destroySandbox},
 	}
