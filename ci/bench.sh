@@ -24,3 +24,6 @@ awk '
 		if (agent && runc) printf "create+start+wait+remove /bin/true: agent %.1f ms, runc run %.1f ms, ratio %.2f (goal <= 0.6)\n", agent/1e6, runc/1e6, agent/runc
 		if (rs && rp) printf "stdout, 32 KiB reads: ReadStdout %.0f MB/s, bare pipe %.0f MB/s, ratio %.3f (goal >= 500 MB/s)\n", rs, rp, rs/rp
 	}' "$out/go.txt" | tee "$out/containers.txt"
+
+echo "== image pull: ~150 MB image, agent puller vs skopeo copy + umoci unpack"
+ci/bench-image.sh | tee "$out/image.txt"
