@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/containerd/errdefs"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
@@ -18,9 +19,10 @@ import (
 
 // Engine holds the policy in force and enforces it on agent requests.
 type Engine struct {
-	log  *slog.Logger
-	dlog *decisionlog.Log
-	cur  atomic.Pointer[Policy]
+	log    *slog.Logger
+	dlog   *decisionlog.Log
+	cur    atomic.Pointer[Policy]
+	inputs input.Values
 }
 
 // NewEngine returns an engine enforcing p. dlog may be nil (no decision log).
@@ -63,23 +65,34 @@ func (e *Engine) Gate(ctx context.Context, method string, req any) (func(error),
 		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: request is %T, not a protobuf message", method, req))
 	}
 	name := string(msg.ProtoReflect().Descriptor().Name())
-	in, err := input.ForRequest(msg)
+	// The input goes straight from the message to OPA's value form.
+	in, err := e.inputs.ForRequest(msg)
 	if err != nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: %v", name, err))
 	}
-	return e.Check(ctx, name, in)
+	return e.check(ctx, name, in)
 }
 
 // Check enforces the policy in force on one request input.
 func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (func(error), error) {
+	v, err := ast.InterfaceToValue(in)
+	if err != nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: input: %v", name, err))
+	}
+	return e.check(ctx, name, v)
+}
+
+func (e *Engine) check(ctx context.Context, name string, in ast.Value) (func(error), error) {
 	p := e.cur.Load()
-	d, pend, err := p.Decide(ctx, name, in)
+	d, pend, err := p.decideValue(ctx, name, in)
 	entry := decisionlog.Entry{
 		Kind:         decisionlog.KindDecision,
 		Request:      name,
-		InputSHA256:  inputDigest(in),
 		PolicySHA256: p.digest,
 		Ops:          d.Ops,
+	}
+	if e.dlog != nil {
+		entry.InputSHA256 = inputDigest(in)
 	}
 	if err != nil {
 		entry.Message = err.Error()
@@ -123,9 +136,14 @@ func (e *Engine) record(en decisionlog.Entry) {
 	}
 }
 
-// inputDigest is the sha256 of the input's canonical JSON (sorted keys).
-func inputDigest(in map[string]any) string {
-	b, err := json.Marshal(in)
+// inputDigest is the sha256 of the input's canonical JSON (sorted keys),
+// the bytes encoding/json writes for the generic form of the input.
+func inputDigest(in ast.Value) string {
+	doc, err := ast.JSON(in)
+	if err != nil {
+		return ""
+	}
+	b, err := json.Marshal(doc)
 	if err != nil {
 		return ""
 	}

@@ -1,0 +1,179 @@
+package input_test
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/cocoon-tee/cocoon/policy/input"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// sameInput fails unless the direct OPA value of m equals the conversion of
+// Encode's document, both as a Rego value and in its JSON text (numbers
+// keep their spelling: "1.0" stays "1.0").
+func sameInput(t *testing.T, vs *input.Values, name string, m proto.Message) {
+	t.Helper()
+	want, err := ast.InterfaceToValue(input.Encode(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := vs.Value(m)
+	if ast.Compare(got, want) != 0 {
+		t.Fatalf("%s: value differs\n got %v\nwant %v", name, got, want)
+	}
+	gj, err := ast.JSON(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := canon(t, gj), canon(t, input.Encode(m)); a != b {
+		t.Fatalf("%s: JSON differs\n got %s\nwant %s", name, a, b)
+	}
+}
+
+func TestValueMatchesEncode(t *testing.T) {
+	vs := &input.Values{}
+	yes := true
+	for name, m := range map[string]proto.Message{
+		"create": &agentpb.CreateContainerRequest{
+			ContainerId: "c1",
+			OCI: &agentpb.Spec{
+				Mounts:      []*agentpb.Mount{{Destination: "/proc", Source: "proc", Type: "proc", Options: []string{"nosuid"}}},
+				Annotations: map[string]string{"a": "b", "": "empty key"},
+				Linux: &agentpb.Linux{
+					Sysctl: map[string]string{"net.ipv4.ip_forward": "1"},
+					Seccomp: &agentpb.LinuxSeccomp{Syscalls: []*agentpb.LinuxSyscall{
+						{Names: []string{"read"}, ErrnoRet: &agentpb.LinuxSyscall_Errnoret{Errnoret: 1}},
+						{Names: []string{"write"}},
+					}},
+				},
+				Process: &agentpb.Process{User: &agentpb.User{UID: 4294967295, GID: 0}, OOMScoreAdj: -998},
+			},
+			Devices: []*agentpb.Device{{Type: "blk"}},
+		},
+		"optional set":   &agentpb.MemAgentMemcgConfig{Disabled: &yes},
+		"optional unset": &agentpb.MemAgentMemcgConfig{},
+		"bytes":          &agentpb.ReseedRandomDevRequest{Data: []byte{0, 1, 127, 128, 255}},
+		"uint64 max":     wrapperspb.UInt64(math.MaxUint64),
+		"int64 min":      wrapperspb.Int64(math.MinInt64),
+		"int big":        wrapperspb.Int64(1 << 40),
+		"double 1":       wrapperspb.Double(1),
+		"double frac":    wrapperspb.Double(0.1),
+		"double huge":    wrapperspb.Double(1e300),
+		"double nan":     wrapperspb.Double(math.NaN()),
+		"double inf":     wrapperspb.Double(math.Inf(-1)),
+		"float":          wrapperspb.Float(3.25),
+		"string":         wrapperspb.String("<&> \u2028 \xff"),
+		"copyfile":       &agentpb.CopyFileRequest{Path: "/x", Data: []byte("d"), FileMode: 0o100644},
+	} {
+		sameInput(t, vs, name, m)
+		sameInput(t, vs, name+" (cached plan)", m)
+	}
+}
+
+// Every agent request, empty, and every request recorded in Kata's test
+// cases encodes identically both ways.
+func TestValueMatchesEncodeOnKataRequests(t *testing.T) {
+	vs := &input.Values{}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName("grpc.AgentService")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := d.(protoreflect.ServiceDescriptor).Methods()
+	for i := 0; i < ms.Len(); i++ {
+		m, err := input.NewRequest(string(ms.Get(i).Input().Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameInput(t, vs, string(ms.Get(i).Name()), m)
+	}
+	files, err := filepath.Glob("../testdata/kata/*.testcases.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Kata test cases: %v", err)
+	}
+	n := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cases []struct {
+			Description string          `json:"description"`
+			Kind        string          `json:"kind"`
+			Request     json.RawMessage `json:"request"`
+		}
+		if err := json.Unmarshal(raw, &cases); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cases {
+			m, err := input.NewRequest(c.Kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Kind == "CopyFileRequest" {
+				continue // its recorded request is the derived input, not the message
+			}
+			if err := input.Decode(c.Request, m); err != nil {
+				t.Fatalf("%s: %v", c.Description, err)
+			}
+			sameInput(t, vs, c.Description, m)
+			n++
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d recorded requests compared", n)
+	}
+}
+
+// ForRequest gives CopyFile its derived input, as the generic path does.
+func TestValuesForRequestCopyFile(t *testing.T) {
+	vs := &input.Values{}
+	req := &agentpb.CopyFileRequest{Path: "/p", FileMode: 0o120777, Data: []byte("target")}
+	got, err := vs.ForRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := input.ForRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ast.InterfaceToValue(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ast.Compare(got, want) != 0 {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if _, err := vs.ForRequest(&agentpb.CopyFileRequest{FileMode: 0o120777, Data: []byte{0xff}}); err == nil {
+		t.Fatal("non-UTF-8 symlink target accepted")
+	}
+}
+
+// Any wire message the host can send encodes identically both ways.
+func FuzzValueMatchesEncode(f *testing.F) {
+	seed, err := proto.Marshal(&agentpb.CreateContainerRequest{
+		ContainerId: "c", OCI: &agentpb.Spec{Annotations: map[string]string{"k": "v"},
+			Linux: &agentpb.Linux{Seccomp: &agentpb.LinuxSeccomp{Syscalls: []*agentpb.LinuxSyscall{{ErrnoRet: &agentpb.LinuxSyscall_Errnoret{Errnoret: 7}}}}}},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte{})
+	vs := &input.Values{}
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		var m agentpb.CreateContainerRequest
+		if err := proto.Unmarshal(wire, &m); err != nil {
+			return
+		}
+		sameInput(t, vs, "fuzz", &m)
+	})
+}
