@@ -6,7 +6,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/cocoon-tee/cocoon/agent/version.Version=$(VERSION) -extldflags=-static
 # containers_image_openpgp: verify image signatures with the pure-Go OpenPGP
 # code instead of cgo gpgme, which cannot be linked statically.
-TEST_TAGS := containers_image_openpgp
+# seccomp: libcontainer's seccomp filters (cgo + static libseccomp.a).
+# Build, vet and test all use these tags.
+TEST_TAGS := containers_image_openpgp,seccomp
 TAGS      := osusergo,netgo,$(TEST_TAGS)
 BINARIES  := bin/cocoon-agent bin/cocoonctl
 GOFILES   := $(shell find . -name '*.go' -not -path './bin/*' -not -path './build/*')
@@ -40,7 +42,7 @@ bench: build
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
-	$(GO) vet ./...
+	$(GO) vet -tags $(TEST_TAGS) ./...
 
 # Short fuzzing pass over every parser (FUZZTIME per target).
 FUZZTIME ?= 10s

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(
 	make gcc git ca-certificates
+	libseccomp-dev pkg-config  # seccomp build tag: libseccomp.a for the static agent
 	protobuf-compiler        # make protos
 	busybox-static           # test container rootfs
 	runc                     # benchmark baseline

@@ -81,6 +81,9 @@ func Create(ctx context.Context, o Options) (c *Container, err error) {
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}
 	}
+	if s.Linux.Seccomp != nil && !SeccompSupported() {
+		return nil, errdefs.ErrFailedPrecondition.WithMessage("the OCI spec has a seccomp profile but this agent was built without seccomp support")
+	}
 	s.Linux.CgroupsPath = path.Join("/", o.CgroupParent, o.ID)
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:  o.ID,

@@ -287,38 +287,6 @@ func blockIOFromProto(b *agentpb.LinuxBlockIO) (*specs.LinuxBlockIO, error) {
 	return out, nil
 }
 
-func seccompFromProto(p *agentpb.LinuxSeccomp) (*specs.LinuxSeccomp, error) {
-	if len(p.Syscalls) > MaxSyscall {
-		return nil, tooMany("seccomp syscall rules", len(p.Syscalls), MaxSyscall)
-	}
-	s := &specs.LinuxSeccomp{DefaultAction: specs.LinuxSeccompAction(p.DefaultAction)}
-	for _, a := range p.Architectures {
-		s.Architectures = append(s.Architectures, specs.Arch(a))
-	}
-	for _, f := range p.Flags {
-		s.Flags = append(s.Flags, specs.LinuxSeccompFlag(f))
-	}
-	for _, sc := range p.Syscalls {
-		if sc == nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage("seccomp syscall rule is null")
-		}
-		rule := specs.LinuxSyscall{Names: append([]string(nil), sc.Names...), Action: specs.LinuxSeccompAction(sc.Action)}
-		if e, ok := sc.ErrnoRet.(*agentpb.LinuxSyscall_Errnoret); ok {
-			v := uint(e.Errnoret)
-			rule.ErrnoRet = &v
-		}
-		for _, a := range sc.Args {
-			if a != nil {
-				rule.Args = append(rule.Args, specs.LinuxSeccompArg{
-					Index: uint(a.Index), Value: a.Value, ValueTwo: a.ValueTwo, Op: specs.LinuxSeccompOperator(a.Op),
-				})
-			}
-		}
-		s.Syscalls = append(s.Syscalls, rule)
-	}
-	return s, nil
-}
-
 func tooMany(what string, n, max int) error {
 	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d %s, more than the %d allowed", n, what, max))
 }

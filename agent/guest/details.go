@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opencontainers/runc/libcontainer/seccomp"
+
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -39,7 +41,7 @@ func (g *Guest) Details(_ context.Context, req *agentpb.GuestDetailsRequest) (*a
 	d := &agentpb.AgentDetails{
 		Version:         g.o.Version,
 		InitDaemon:      os.Getpid() == 1,
-		SupportsSeccomp: g.seccomp(),
+		SupportsSeccomp: seccomp.Enabled && g.seccomp(),
 		ExtraFeatures:   ExtraFeatures(),
 		DeviceHandlers:  []string{},
 		StorageHandlers: []string{},
@@ -82,7 +84,8 @@ func ParseBlockSize(s string) (uint64, error) {
 	return n, nil
 }
 
-// seccomp reports whether the kernel has seccomp: /proc/<pid>/status has a
+// seccomp reports whether the kernel has seccomp (the agent's own ability to
+// apply filters, seccomp.Enabled, is checked by the caller): /proc/<pid>/status has a
 // Seccomp line only with CONFIG_SECCOMP, and the filter mode containers
 // use needs Seccomp_filters as well where the kernel is new enough to say.
 func (g *Guest) seccomp() bool {

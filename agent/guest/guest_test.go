@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/internal/testenv"
@@ -64,7 +65,7 @@ func TestDetails(t *testing.T) {
 	}
 	d := r.GetAgentDetails()
 	if r.GetMemBlockSizeBytes() != 0x8000000 || !r.GetSupportMemHotplugProbe() || d.GetVersion() != "1.2.3" ||
-		!d.GetSupportsSeccomp() || d.GetInitDaemon() || strings.Join(d.GetStorageHandlers(), ",") != "blk,local" {
+		d.GetSupportsSeccomp() != seccomp.Enabled || d.GetInitDaemon() || strings.Join(d.GetStorageHandlers(), ",") != "blk,local" {
 		t.Fatalf("details: %v", r)
 	}
 	// Not asked: not reported.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -54,7 +55,7 @@ func TestSystemRPCs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ad := d.GetAgentDetails()
-	if !ad.GetSupportsSeccomp() || ad.GetVersion() == "" || len(ad.GetStorageHandlers()) == 0 {
+	if ad.GetSupportsSeccomp() != seccomp.Enabled || ad.GetVersion() == "" || len(ad.GetStorageHandlers()) == 0 {
 		t.Fatalf("guest details: %v", d)
 	}
 
