@@ -3,13 +3,17 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/cocoon-tee/cocoon/policy"
+	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/policy/input"
 )
 
@@ -94,6 +98,49 @@ func BenchmarkGateCreateContainer(b *testing.B) {
 			b.Fatal(err)
 		}
 		finish(errOpFailed)
+	})
+}
+
+// BenchmarkGateCreateContainerLogged is the gate as the agent runs it by
+// default, appending the decision and the discard to the decision log.
+func BenchmarkGateCreateContainerLogged(b *testing.B) {
+	text, req := genpolicyScale(b)
+	dl, err := decisionlog.Open(filepath.Join(b.TempDir(), "decisions.log"), decisionlog.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dl.Close()
+	e := policy.NewEngine(load(b, text), dl, nil)
+	ctx := context.Background()
+	measure(b, func() {
+		finish, err := e.Gate(ctx, "CreateContainer", req)
+		if err != nil || finish == nil {
+			b.Fatal(err)
+		}
+		finish(errOpFailed)
+	})
+}
+
+// BenchmarkInputValue is the gate's input conversion alone: the
+// CreateContainerRequest straight to an OPA value.
+func BenchmarkInputValue(b *testing.B) {
+	_, req := genpolicyScale(b)
+	var vs input.Values
+	measure(b, func() {
+		if _, err := vs.ForRequest(req); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkInputGeneric is the conversion the gate used to do: the generic
+// document, then OPA's conversion of it.
+func BenchmarkInputGeneric(b *testing.B) {
+	_, req := genpolicyScale(b)
+	measure(b, func() {
+		if _, err := ast.InterfaceToValue(input.Encode(req)); err != nil {
+			b.Fatal(err)
+		}
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
@@ -88,7 +89,8 @@ func (p *Policy) eval(ctx context.Context, name string, in ast.Value, verbose bo
 	if err != nil {
 		return d, err
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(in)}
+	// No per-evaluation metrics: nothing reads them.
+	opts := []rego.EvalOption{rego.EvalParsedInput(in), rego.EvalMetrics(metrics.NoOp())}
 	var pr *printer
 	if verbose {
 		pr = &printer{}

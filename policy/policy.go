@@ -50,7 +50,9 @@ func Load(ctx context.Context, text, source string) (*Policy, error) {
 	if err := json.Unmarshal([]byte(initialState), &doc); err != nil {
 		return nil, err
 	}
-	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false))
+	// The store keeps the state as OPA values, converted once per commit;
+	// otherwise every read of data.pstate converts it again.
+	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 	p := &Policy{
 		text: text, digest: Digest(text), source: source,
 		store:   store,
