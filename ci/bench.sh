@@ -16,8 +16,7 @@ ci/bench-agent.sh | tee "$out/agent.txt"
 
 echo "== containers: agent vs runc, ReadStdout vs a bare pipe (from the Go benchmarks above)"
 awk '
-	/^BenchmarkAgentRunTrue/   { agent = $3 }
-	/^BenchmarkRuncRunTrue/    { runc = $3 }
+	/^BenchmarkRunTrueInterleaved/ { for (i = 1; i <= NF; i++) { if ($i == "agent-ms/op") agent = $(i-1) * 1e6; if ($i == "runc-ms/op") runc = $(i-1) * 1e6 } }
 	/^BenchmarkReadStdout/     { for (i = 1; i <= NF; i++) if ($i == "MB/s") rs = $(i-1) }
 	/^BenchmarkReadPipeDirect/ { for (i = 1; i <= NF; i++) if ($i == "MB/s") rp = $(i-1) }
 	END {

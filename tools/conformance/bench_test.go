@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -88,7 +89,7 @@ func BenchmarkRuncRunTrue(b *testing.B) {
 		b.Fatal(err)
 	}
 	bundle := b.TempDir()
-	writeRuncBundle(b, bundle, p.h.RootfsPath(p.cid))
+	writeRuncBundle(b, bundle, p.h.RootfsPath(p.cid), p.h.SandboxShm())
 	state := b.TempDir()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -99,8 +100,56 @@ func BenchmarkRuncRunTrue(b *testing.B) {
 	}
 }
 
-// writeRuncBundle writes a config.json equivalent to Harness.Spec.
-func writeRuncBundle(b *testing.B, bundle, rootfs string) {
+// BenchmarkRunTrueInterleaved alternates one agent container and one
+// `runc run` per iteration, so that both see the same machine load; on a
+// shared machine its ratio is the number to quote.
+func BenchmarkRunTrueInterleaved(b *testing.B) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Fatalf("runc is needed for the baseline (apt-get install runc): %v", err)
+	}
+	p := newBenchPod(b, "bench-mix")
+	ctx := context.Background()
+	if err := p.h.Create(ctx, p.cid, []string{"/bin/true"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.h.Agent.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: p.cid}); err != nil {
+		b.Fatal(err)
+	}
+	spec := p.h.Spec(p.cid, []string{"/bin/true"})
+	bundle, state := b.TempDir(), b.TempDir()
+	writeRuncBundle(b, bundle, p.h.RootfsPath(p.cid), p.h.SandboxShm())
+	var agentTime, runcTime time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := p.h.Agent.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: p.cid, ExecId: p.cid, OCI: spec}); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.h.Start(ctx, p.cid); err != nil {
+			b.Fatal(err)
+		}
+		if st, err := p.h.Wait(ctx, p.cid, p.cid); err != nil || st != 0 {
+			b.Fatalf("status %d: %v", st, err)
+		}
+		if _, err := p.h.Agent.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: p.cid}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if out, err := exec.Command(runc, "--root", state, "run", "--bundle", bundle, "mix-"+strconv.Itoa(i)).CombinedOutput(); err != nil {
+			b.Fatalf("runc run: %v: %s", err, out)
+		}
+		agentTime += t1.Sub(t0)
+		runcTime += time.Since(t1)
+	}
+	b.ReportMetric(float64(agentTime.Milliseconds())/float64(b.N), "agent-ms/op")
+	b.ReportMetric(float64(runcTime.Milliseconds())/float64(b.N), "runc-ms/op")
+	b.ReportMetric(float64(agentTime)/float64(runcTime), "agent/runc")
+}
+
+// writeRuncBundle writes a config.json equivalent to Harness.Spec,
+// including the bind of the sandbox's shm when there is one.
+func writeRuncBundle(b *testing.B, bundle, rootfs, shm string) {
 	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
 		"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
 	s := specs.Spec{
@@ -124,6 +173,9 @@ func writeRuncBundle(b *testing.B, bundle, rootfs string) {
 			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
+	}
+	if shm != "" {
+		s.Mounts[3] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: shm, Options: []string{"rbind"}}
 	}
 	data, err := json.Marshal(s)
 	if err != nil {

@@ -69,6 +69,9 @@ func (h *Harness) Close() error {
 	return h.c.Close()
 }
 
+// SandboxShm is the sandbox's shm mount point, "" before CreateSandbox made it.
+func (h *Harness) SandboxShm() string { return h.shmPath }
+
 // SandboxID is the id the suite's sandbox (and its pause container) uses.
 func (h *Harness) SandboxID() string { return h.sandboxID }
 
