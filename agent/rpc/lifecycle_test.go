@@ -29,6 +29,7 @@ import (
 // exactly as cocoon-agent does when re-executed as "cocoon-agent init".
 func TestMain(m *testing.M) {
 	container.InitIfRequested()
+	serveAgentIfRequested()
 	os.Exit(m.Run())
 }
 
@@ -40,9 +41,11 @@ type agent struct {
 
 func startAgent(t *testing.T, policyText string) *agent { return startAgentTB(t, policyText) }
 
-func startAgentB(b *testing.B) *agent { return startAgentTB(b, "") }
+func startAgentB(b *testing.B, tweak ...func(*config.Config)) *agent {
+	return startAgentTB(b, "", tweak...)
+}
 
-func startAgentTB(t testing.TB, policyText string) *agent {
+func startAgentTB(t testing.TB, policyText string, tweak ...func(*config.Config)) *agent {
 	t.Helper()
 	testenv.RequiresRoot(t)
 	dir := t.TempDir()
@@ -51,6 +54,9 @@ func startAgentTB(t testing.TB, policyText string) *agent {
 	cfg.DecisionLog = filepath.Join(dir, "decisions.log")
 	cfg.KataRunDir = filepath.Join(dir, "run")
 	cfg.StateDir = filepath.Join(dir, "state")
+	for _, f := range tweak {
+		f(&cfg)
+	}
 	if policyText != "" {
 		cfg.PolicyFile = filepath.Join(dir, "policy.rego")
 		if err := os.WriteFile(cfg.PolicyFile, []byte(policyText), 0o600); err != nil {

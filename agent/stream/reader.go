@@ -16,6 +16,13 @@ import (
 type reader struct {
 	mu sync.Mutex
 
+	// armed says a read deadline may be set on f, so that the common case,
+	// a live process and no deadline, costs no SetReadDeadline per read.
+	armed atomic.Bool
+	// scratch is reused by reads that return little (buffer.go); guarded
+	// by mu.
+	scratch []byte
+
 	st         sync.Mutex
 	f          *os.File
 	eof        bool
@@ -58,18 +65,19 @@ func (r *reader) read(n int, exited *atomic.Bool) ([]byte, error) {
 	if f == nil {
 		return nil, nil
 	}
-	buf := make([]byte, n)
-	k, eof, err := readChunk(f, buf, exited)
+	buf := r.buffer(n)
+	k, eof, err := r.readChunk(f, buf, exited)
 	if eof {
 		r.setEOF()
+		defer func() { r.scratch = nil }()
 	}
-	return buf[:k], err
+	return r.keep(buf, k), err
 }
 
 // readChunk performs one read. Before the process is reaped it blocks for as
 // long as it takes; afterwards it waits at most DrainWindow for data.
-func readChunk(f *os.File, buf []byte, exited *atomic.Bool) (n int, eof bool, err error) {
-	armDeadline(f, exited)
+func (r *reader) readChunk(f *os.File, buf []byte, exited *atomic.Bool) (n int, eof bool, err error) {
+	r.armDeadline(f, exited)
 	for {
 		n, err = f.Read(buf)
 		if n > 0 {
@@ -82,7 +90,7 @@ func readChunk(f *os.File, buf []byte, exited *atomic.Bool) (n int, eof bool, er
 			if !exited.Load() {
 				// A deadline from an earlier drain cannot apply to a live
 				// process; re-arm and keep waiting.
-				armDeadline(f, exited)
+				r.armDeadline(f, exited)
 				continue
 			}
 			return 0, true, nil
@@ -97,14 +105,19 @@ func readChunk(f *os.File, buf []byte, exited *atomic.Bool) (n int, eof bool, er
 // armDeadline sets the read deadline for the process's current state. The
 // second look at exited closes the race with Exited, which may have set the
 // drain deadline between our load and our SetReadDeadline.
-func armDeadline(f *os.File, exited *atomic.Bool) {
+// Exited stores exited before wake sets a deadline, so a reader that saw
+// exited false and skips clearing cannot drop the drain deadline.
+func (r *reader) armDeadline(f *os.File, exited *atomic.Bool) {
 	if !exited.Load() {
-		_ = f.SetReadDeadline(time.Time{})
+		if r.armed.Swap(false) {
+			_ = f.SetReadDeadline(time.Time{})
+		}
 		if !exited.Load() {
 			return
 		}
 	}
 	_ = f.SetReadDeadline(time.Now().Add(DrainWindow))
+	r.armed.Store(true)
 }
 
 // wake starts the drain window of a read blocked right now.
@@ -114,6 +127,7 @@ func (r *reader) wake() {
 	r.st.Unlock()
 	if f != nil {
 		_ = f.SetReadDeadline(time.Now().Add(DrainWindow))
+		r.armed.Store(true)
 	}
 }
 
@@ -134,7 +148,7 @@ func (r *reader) discard(exited *atomic.Bool) {
 		defer r.mu.Unlock()
 		buf := make([]byte, 64<<10)
 		for {
-			_, eof, err := readChunk(f, buf, exited)
+			_, eof, err := r.readChunk(f, buf, exited)
 			if eof || err != nil {
 				r.setEOF()
 				return
