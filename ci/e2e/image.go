@@ -55,7 +55,7 @@ func Lock(root string) (*os.File, error) {
 func Build(ctx context.Context, root string) (Artifacts, error) {
 	out := filepath.Join(root, "build", "e2e")
 	a := Artifacts{Root: root, Dir: out}
-	if err := run(ctx, root, nil, "make", "--no-print-directory", "bin/cocoon-agent"); err != nil {
+	if err := run(ctx, root, nil, "make", "--no-print-directory", "bin/cocoon-agent", "bin/cocoonctl"); err != nil {
 		return a, err
 	}
 	env := []string{"OUT=" + out, "KERNEL_CACHE=" + filepath.Join(root, "build", "kernel")}

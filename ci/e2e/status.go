@@ -23,6 +23,15 @@ type Status struct {
 	HWMKiB  int64
 	Mounts  []Mount
 	Modules map[string]bool
+	// Procs are the guest's processes.
+	Procs []Proc
+}
+
+// Proc is one guest process.
+type Proc struct {
+	PID    int
+	Name   string
+	SigCgt uint64
 }
 
 // ParseStatus decodes guestprobe's "key value" lines. Unknown keys are
@@ -52,12 +61,32 @@ func ParseStatus(data []byte) (Status, error) {
 			st.Mounts = append(st.Mounts, m)
 		case "module":
 			st.Modules[val] = true
+		case "proc":
+			var p Proc
+			p, err = parseProc(val)
+			st.Procs = append(st.Procs, p)
 		}
 		if err != nil {
 			return Status{}, fmt.Errorf("status line %q: %w", sc.Text(), err)
 		}
 	}
 	return st, sc.Err()
+}
+
+func parseProc(s string) (Proc, error) {
+	f := strings.Fields(s)
+	if len(f) != 3 {
+		return Proc{}, fmt.Errorf("want \"PID NAME SIGCGT\"")
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil {
+		return Proc{}, err
+	}
+	cgt, err := strconv.ParseUint(f[2], 16, 64)
+	if err != nil {
+		return Proc{}, err
+	}
+	return Proc{PID: pid, Name: f[1], SigCgt: cgt}, nil
 }
 
 func parseKiB(s string) (int64, error) {

@@ -107,7 +107,7 @@ func callCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func status(t *testing.T, v *VM) Status {
+func guestStatus(t *testing.T, v *VM) Status {
 	t.Helper()
 	st, err := v.Status(callCtx(t))
 	if err != nil {
@@ -144,7 +144,7 @@ func TestGuest(t *testing.T) {
 		if got := rec.Str("addr"); got != "vsock://-1:1024" {
 			t.Errorf("agent listens on %q, want vsock://-1:1024", got)
 		}
-		st := status(t, v)
+		st := guestStatus(t, v)
 		for _, m := range []string{"vsock", "vmw_vsock_virtio_transport", "vsock_loopback"} {
 			if !st.Modules[m] {
 				t.Errorf("module %s not loaded", m)
@@ -153,7 +153,7 @@ func TestGuest(t *testing.T) {
 	})
 
 	t.Run("init", func(t *testing.T) {
-		st := status(t, v)
+		st := guestStatus(t, v)
 		if st.Cmdline != "/sbin/init" {
 			t.Errorf("PID 1 is %q, want the agent as /sbin/init", st.Cmdline)
 		}
@@ -206,7 +206,7 @@ func TestGuest(t *testing.T) {
 func TestCgroupV2(t *testing.T) {
 	v := boot(t, VMConfig{Extra: []string{"cgroup_no_v1=all"}})
 	connect(t, v)
-	st := status(t, v)
+	st := guestStatus(t, v)
 	if m, ok := st.Mount("/sys/fs/cgroup"); !ok || m.FSType != "cgroup2" {
 		t.Errorf("/sys/fs/cgroup = %+v, want cgroup2", m)
 	}

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -183,6 +184,30 @@ func (p *prober) report(c net.Conn) {
 	if mi, err := os.ReadFile(procDir + "/1/mountinfo"); err == nil {
 		for _, line := range strings.Split(strings.TrimSpace(string(mi)), "\n") {
 			fmt.Fprintf(c, "pid1.mount %s\n", line)
+		}
+	}
+	// Every process with its caught-signal mask: which processes run (a
+	// container's init, the pause process) and whether they handle signals.
+	if ents, err := os.ReadDir(procDir); err == nil {
+		for _, e := range ents {
+			if _, err := strconv.Atoi(e.Name()); err != nil {
+				continue // self, thread-self, files
+			}
+			st, err := os.ReadFile(procDir + "/" + e.Name() + "/status")
+			if err != nil {
+				continue
+			}
+			var name, cgt string
+			for _, line := range strings.Split(string(st), "\n") {
+				k, v, _ := strings.Cut(line, ":")
+				switch k {
+				case "Name":
+					name = strings.TrimSpace(v)
+				case "SigCgt":
+					cgt = strings.TrimSpace(v)
+				}
+			}
+			fmt.Fprintf(c, "proc %s %s %s\n", e.Name(), name, cgt)
 		}
 	}
 	if mods, err := os.ReadFile(procDir + "/modules"); err == nil {
