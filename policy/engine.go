@@ -15,6 +15,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/policy/input"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Engine holds the policy in force and enforces it on agent requests.
@@ -23,6 +24,7 @@ type Engine struct {
 	dlog   *decisionlog.Log
 	cur    atomic.Pointer[Policy]
 	inputs input.Values
+	canon  input.Canonical
 }
 
 // NewEngine returns an engine enforcing p. dlog may be nil (no decision log).
@@ -70,7 +72,12 @@ func (e *Engine) Gate(ctx context.Context, method string, req any) (func(error),
 	if err != nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: %v", name, err))
 	}
-	return e.check(ctx, name, in)
+	digest := func() string { return inputDigest(in) }
+	if _, derived := msg.(*agentpb.CopyFileRequest); !derived {
+		// The request is its own input: hash it without building JSON.
+		digest = func() string { return e.canon.Digest(msg) }
+	}
+	return e.check(ctx, name, in, digest)
 }
 
 // Check enforces the policy in force on one request input.
@@ -79,10 +86,12 @@ func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (fun
 	if err != nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: input: %v", name, err))
 	}
-	return e.check(ctx, name, v)
+	return e.check(ctx, name, v, func() string { return inputDigest(v) })
 }
 
-func (e *Engine) check(ctx context.Context, name string, in ast.Value) (func(error), error) {
+// check decides in; digest, called only when there is a decision log,
+// gives the input's canonical sha256.
+func (e *Engine) check(ctx context.Context, name string, in ast.Value, digest func() string) (func(error), error) {
 	p := e.cur.Load()
 	d, pend, err := p.decideValue(ctx, name, in)
 	entry := decisionlog.Entry{
@@ -92,7 +101,7 @@ func (e *Engine) check(ctx context.Context, name string, in ast.Value) (func(err
 		Ops:          d.Ops,
 	}
 	if e.dlog != nil {
-		entry.InputSHA256 = inputDigest(in)
+		entry.InputSHA256 = digest()
 	}
 	if err != nil {
 		entry.Message = err.Error()

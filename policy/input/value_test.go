@@ -1,6 +1,8 @@
 package input_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"os"
@@ -22,6 +24,7 @@ import (
 // keep their spelling: "1.0" stays "1.0").
 func sameInput(t *testing.T, vs *input.Values, name string, m proto.Message) {
 	t.Helper()
+	sameCanonical(t, &input.Canonical{}, name, m)
 	want, err := ast.InterfaceToValue(input.Encode(m))
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +39,25 @@ func sameInput(t *testing.T, vs *input.Values, name string, m proto.Message) {
 	}
 	if a, b := canon(t, gj), canon(t, input.Encode(m)); a != b {
 		t.Fatalf("%s: JSON differs\n got %s\nwant %s", name, a, b)
+	}
+}
+
+// sameCanonical fails unless Canonical writes exactly what encoding/json
+// writes for Encode's document, twice (the second from the cached plan).
+func sameCanonical(t *testing.T, c *input.Canonical, name string, m proto.Message) {
+	t.Helper()
+	want, err := json.Marshal(input.Encode(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if got := c.Append(nil, m); string(got) != string(want) {
+			t.Fatalf("%s: canonical JSON differs\n got %s\nwant %s", name, got, want)
+		}
+	}
+	sum := sha256.Sum256(want)
+	if c.Digest(m) != hex.EncodeToString(sum[:]) {
+		t.Fatalf("%s: digest differs", name)
 	}
 }
 
@@ -72,6 +94,8 @@ func TestValueMatchesEncode(t *testing.T) {
 		"double inf":     wrapperspb.Double(math.Inf(-1)),
 		"float":          wrapperspb.Float(3.25),
 		"string":         wrapperspb.String("<&> \u2028 \xff"),
+		"escapes":        wrapperspb.String("q\"b\\n\nt\tc\x01\x7f é 😀"),
+		"map order":      &agentpb.Spec{Annotations: map[string]string{"b": "1", "a": "2", "B": "3", "a.b": "4", "a<": "5", "": "6"}},
 		"copyfile":       &agentpb.CopyFileRequest{Path: "/x", Data: []byte("d"), FileMode: 0o100644},
 	} {
 		sameInput(t, vs, name, m)
