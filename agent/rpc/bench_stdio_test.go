@@ -85,6 +85,13 @@ func (c constReader) ReadStdout(context.Context, *agentpb.ReadStreamRequest) (*a
 // returns 32 KiB of constant data per ReadStdout: no policy, no pipe, no
 // interceptors. It is what ttrpc itself allows.
 func BenchmarkReadStdoutCeiling(b *testing.B) {
+	// size=1 separates ttrpc's per-call cost from its per-byte cost.
+	for _, size := range []int{1, readSize} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) { benchCeiling(b, size) })
+	}
+}
+
+func benchCeiling(b *testing.B, size int) {
 	sock := filepath.Join(b.TempDir(), "ceiling.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -94,7 +101,7 @@ func BenchmarkReadStdoutCeiling(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	agentpb.RegisterAgentServiceService(srv, constReader{data: make([]byte, readSize)})
+	agentpb.RegisterAgentServiceService(srv, constReader{data: make([]byte, size)})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = srv.Serve(ctx, l) }()
 	conn, err := net.Dial("unix", sock)
@@ -110,6 +117,7 @@ func BenchmarkReadStdoutCeiling(b *testing.B) {
 	cl := agentpb.NewAgentServiceClient(c)
 	req := &agentpb.ReadStreamRequest{ContainerId: "c", Len: readSize}
 	var n int64
+	b.ReportAllocs()
 	for b.Loop() {
 		r, err := cl.ReadStdout(ctx, req)
 		if err != nil || len(r.Data) == 0 {
