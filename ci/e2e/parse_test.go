@@ -35,12 +35,12 @@ func TestParseStatus(t *testing.T) {
 	in := "pid1.cmdline /sbin/init\npid1.VmRSS 29436 kB\npid1.VmHWM 30000 kB\n" +
 		"pid1.mount 22 1 254:0 / / ro,relatime - erofs /dev/dm-0 ro,user_xattr\n" +
 		"pid1.mount 23 22 0:5 / /proc rw,nosuid - proc proc rw\n" +
-		"module vsock\nfuture.key anything\n"
+		"module vsock\nproc 1 init 4002\nfuture.key anything\n"
 	st, err := ParseStatus([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Cmdline != "/sbin/init" || st.RSSKiB != 29436 || st.HWMKiB != 30000 || !st.Modules["vsock"] {
+	if st.Cmdline != "/sbin/init" || st.RSSKiB != 29436 || st.HWMKiB != 30000 || !st.Modules["vsock"] || len(st.Procs) != 1 || st.Procs[0].SigCgt != 0x4002 {
 		t.Errorf("status = %+v", st)
 	}
 	if m, ok := st.Mount("/"); !ok || m.FSType != "erofs" || m.Source != "/dev/dm-0" || m.Options != "ro,relatime" {
@@ -52,6 +52,8 @@ func TestParseStatus(t *testing.T) {
 		"pid1.VmRSS lots kB\n",
 		"pid1.mount 1 2 3\n",
 		"pid1.mount 1 2 3 4 5 6 -\n",
+		"proc self init 0\n",
+		"proc 1 init zz\n",
 		strings.Repeat("x", maxStatus+1),
 	}
 	for _, b := range bad {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +19,23 @@ import (
 
 // initdataImage writes the disk the Kata runtime attaches for a pod's
 // initdata annotation, using cocoonctl as an operator would.
-func initdataImage(t *testing.T, policy string) string {
+// files maps initdata keys (cdh.toml, aa.toml) to their content.
+func initdataImage(t *testing.T, policy string, files map[string]string) string {
 	t.Helper()
 	a := artifacts(t)
 	dir := t.TempDir()
 	doc := filepath.Join(dir, "initdata.toml")
 	img := filepath.Join(dir, "initdata.img")
 	ctl := filepath.Join(a.Root, "bin", "cocoonctl")
-	create := exec.Command(ctl, "initdata", "create", "--policy", policy)
+	args := []string{"initdata", "create", "--policy", policy}
+	for k, body := range files {
+		p := filepath.Join(dir, k)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--file", k+"="+p)
+	}
+	create := exec.Command(ctl, args...)
 	out, err := create.Output()
 	if err != nil {
 		t.Fatalf("cocoonctl initdata create: %v", err)
@@ -68,7 +78,10 @@ func pauseSpec(sid string) *agentpb.Spec {
 // checks that exec is refused while the rest of the lifecycle works.
 func TestPodWithInitdataPolicy(t *testing.T) {
 	a := artifacts(t)
-	img := initdataImage(t, filepath.Join(a.Root, "policy", "rego", "allow-all-except-exec.rego"))
+	reg := startTLSRegistry(t)
+	ref := reg.pushBusybox(t, "e2e/busybox")
+	cdh := "[image]\nextra_root_certificates = [" + strconv.Quote(reg.CAPEM) + "]\n"
+	img := initdataImage(t, filepath.Join(a.Root, "policy", "rego", "allow-all-except-exec.rego"), map[string]string{"cdh.toml": cdh})
 	v := boot(t, VMConfig{Drives: []string{img}})
 	c := connect(t, v)
 	const sid = "e2e-pod"
@@ -100,6 +113,47 @@ func TestPodWithInitdataPolicy(t *testing.T) {
 		}
 		if _, err := c.Agent.StartContainer(callCtx(t), &agentpb.StartContainerRequest{ContainerId: sid}); err != nil {
 			t.Fatalf("StartContainer: %v", err)
+		}
+	})
+
+	t.Run("guest-pull-workload", func(t *testing.T) {
+		const cid = "e2e-hello"
+		rootfs := "/run/kata-containers/" + cid + "/rootfs"
+		spec := pauseSpec(sid)
+		spec.Process = &agentpb.Process{Args: []string{"/bin/echo", "hello from the guest"}, Cwd: "/", User: &agentpb.User{}, Env: []string{"PATH=/bin"}}
+		spec.Root = &agentpb.Root{Path: rootfs}
+		spec.Annotations = map[string]string{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": sid}
+		spec.Linux.CgroupsPath = "/kubepods/e2e/" + cid
+		_, err := c.Agent.CreateContainer(callCtx(t), &agentpb.CreateContainerRequest{
+			ContainerId: cid, ExecId: cid, OCI: spec,
+			Storages: []*agentpb.Storage{{
+				Driver: "image_guest_pull", Source: ref, MountPoint: rootfs,
+				DriverOptions: []string{`image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"container"}}`},
+			}},
+		})
+		if err != nil {
+			t.Fatalf("CreateContainer pulling %s in the guest: %v", ref, err)
+		}
+		if _, err := c.Agent.StartContainer(callCtx(t), &agentpb.StartContainerRequest{ContainerId: cid}); err != nil {
+			t.Fatalf("StartContainer: %v", err)
+		}
+		var out []byte
+		for {
+			r, err := c.Agent.ReadStdout(callCtx(t), &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: cid, Len: 32 << 10})
+			if err != nil || len(r.Data) == 0 {
+				break // EOF is empty data, or an error once the process is gone
+			}
+			out = append(out, r.Data...)
+		}
+		w, err := c.Agent.WaitProcess(callCtx(t), &agentpb.WaitProcessRequest{ContainerId: cid, ExecId: cid})
+		if err != nil {
+			t.Fatalf("WaitProcess: %v", err)
+		}
+		if w.Status != 0 || string(out) != "hello from the guest\n" {
+			t.Errorf("workload exited %d with output %q", w.Status, out)
+		}
+		if _, err := c.Agent.RemoveContainer(callCtx(t), &agentpb.RemoveContainerRequest{ContainerId: cid}); err != nil {
+			t.Errorf("RemoveContainer: %v", err)
 		}
 	})
 

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func artifacts(t *testing.T) Artifacts {
+func artifacts(t testing.TB) Artifacts {
 	t.Helper()
 	buildOnce.Do(func() {
 		root, err := FindRoot()

@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cocoon-tee/cocoon/internal/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testregistry"
+)
+
+// guestGateway is the host as QEMU's user-mode network shows it to the guest:
+// connections to it reach the host's loopback.
+const guestGateway = "10.0.2.2"
+
+// tlsRegistry is Debian's docker-registry on the host's loopback, serving
+// HTTPS with a throw-away CA. The guest trusts that CA only through
+// extra_root_certificates in the pod's cdh.toml (carried by initdata).
+type tlsRegistry struct {
+	Port  int
+	CAPEM string
+}
+
+// startTLSRegistry runs docker-registry with a certificate for 127.0.0.1 and
+// the guest's view of the host, 10.0.2.2.
+func startTLSRegistry(t *testing.T) *tlsRegistry {
+	t.Helper()
+	dir := t.TempDir()
+	caPEM, certPEM, keyPEM := issueCert(t)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certFile, keyFile := write("cert.pem", certPEM), write("key.pem", keyPEM)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := write("config.yml", fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"+
+		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%d\n  tls:\n    certificate: %s\n    key: %s\n",
+		filepath.Join(dir, "data"), port, certFile, keyFile))
+	cmd := exec.Command("docker-registry", "serve", conf)
+	log, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("docker-registry: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		log.Close()
+	})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(caPEM))
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for i := 0; ; i++ {
+		resp, err := hc.Get("https://127.0.0.1:" + strconv.Itoa(port) + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("docker-registry did not come up: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &tlsRegistry{Port: port, CAPEM: caPEM}
+}
+
+// pushBusybox builds a one-layer busybox image and pushes it as repo:latest;
+// it returns the reference the guest pulls.
+func (r *tlsRegistry) pushBusybox(t *testing.T, repo string) string {
+	t.Helper()
+	src := testregistry.Build(t, t.TempDir(), []string{"/bin/sh"}, func(t testing.TB, rootfs string) {
+		testenv.BusyboxRootfs(t, rootfs)
+	})
+	dest := fmt.Sprintf("docker://127.0.0.1:%d/%s:latest", r.Port, repo)
+	testregistry.Run(t, nil, "skopeo", "copy", "--quiet", "--dest-tls-verify=false", src, dest)
+	return fmt.Sprintf("%s:%d/%s:latest", guestGateway, r.Port, repo)
+}
+
+// issueCert makes a CA and a server certificate signed by it.
+func issueCert(t *testing.T) (caPEM, certPEM, keyPEM string) {
+	t.Helper()
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, srvKey := key(), key()
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cocoon e2e CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "registry"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(guestGateway)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srv, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := func(typ string, der []byte) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+	}
+	return enc("CERTIFICATE", caDER), enc("CERTIFICATE", srvDER), enc("EC PRIVATE KEY", keyDER)
+}
