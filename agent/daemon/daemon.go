@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 	if err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
-	pod, err := newSandbox(cfg, log, imageDriver)
+	pod, stor, err := newSandbox(cfg, log, imageDriver)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 	var powerOff atomic.Bool
 	go reaper.Run(ctx)
 
-	system, closeSystem, err := newSystem(cfg, log, nil)
+	system, closeSystem, err := newSystem(cfg, log, stor, pod)
 	if err != nil {
 		return err
 	}

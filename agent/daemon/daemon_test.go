@@ -25,6 +25,8 @@ func startAgent(t *testing.T) string {
 	cfg := config.Default()
 	cfg.ServerAddr = "unix://" + filepath.Join(t.TempDir(), "agent.sock")
 	cfg.DecisionLog = filepath.Join(t.TempDir(), "decisions.log")
+	cfg.KataRunDir = t.TempDir()
+	cfg.StateDir = t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -98,5 +100,30 @@ func TestBadAddressFailsAtStartup(t *testing.T) {
 	err := daemon.Run(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		t.Fatal("agent started on a bad address")
+	}
+}
+
+// GetGuestDetails reports the storage drivers the agent really has,
+// including the image driver registered after the built-in ones.
+func TestGuestDetailsListsStorageDrivers(t *testing.T) {
+	addr := startAgent(t)
+	ctx := context.Background()
+	c, err := client.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d, err := c.Agent.GetGuestDetails(ctx, &agentpb.GuestDetailsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, h := range d.GetAgentDetails().GetStorageHandlers() {
+		have[h] = true
+	}
+	for _, want := range []string{"image_guest_pull", "local", "ephemeral", "overlayfs", "virtio-fs", "blk"} {
+		if !have[want] {
+			t.Errorf("storage_handlers %v lacks %q", d.GetAgentDetails().GetStorageHandlers(), want)
+		}
 	}
 }

@@ -15,17 +15,17 @@ import (
 // newSandbox builds the container side of the agent: the storage driver
 // table and the sandbox that runs containers. The agent becomes a child
 // subreaper so that orphans inside the guest are collected (package reaper).
-func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver) (*sandbox.Sandbox, error) {
+func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver) (*sandbox.Sandbox, *storage.Manager, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
 	}
 	stor, err := storage.NewDefault(storage.Options{KataRunDir: cfg.KataRunDir, HotplugTimeout: cfg.HotplugTimeout, Log: log})
 	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
+		return nil, nil, fmt.Errorf("storage: %w", err)
 	}
 	if imageDriver != nil {
 		if err := stor.Register("image_guest_pull", imageDriver); err != nil {
-			return nil, fmt.Errorf("storage: %w", err)
+			return nil, nil, fmt.Errorf("storage: %w", err)
 		}
 	}
 	pod, err := sandbox.New(sandbox.Options{
@@ -36,9 +36,9 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver)
 		Log:        log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, nil, fmt.Errorf("sandbox: %w", err)
 	}
-	return pod, nil
+	return pod, stor, nil
 }
 
 // destroyOnExit removes whatever containers are left when the agent stops

@@ -18,19 +18,10 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/version"
 )
 
-// storageHandlers is what GetGuestDetails reports until the storage
-// manager is reachable from here: the built-in drivers of storage.NewDefault.
-func storageHandlers() []string {
-	h := []string{storage.DriverLocal, storage.DriverEphemeral, storage.DriverOverlayFS, storage.DriverVirtioFS,
-		storage.DriverWatchableBind, storage.DriverBlk, storage.DriverMmioBlk, storage.DriverSCSI, storage.DriverNVDIMM}
-	sort.Strings(h)
-	return h
-}
-
 // newSystem builds the guest-wide services: networking in the agent's own
 // network namespace (the guest's), guest management, CopyFile under
 // <KataRunDir>/shared/containers, and metrics.
-func newSystem(cfg config.Config, log *slog.Logger, containers metrics.ContainerStats) (rpc.System, func(), error) {
+func newSystem(cfg config.Config, log *slog.Logger, stor *storage.Manager, containers metrics.ContainerStats) (rpc.System, func(), error) {
 	nm, err := network.New(netns.None())
 	if err != nil {
 		return rpc.System{}, nil, fmt.Errorf("network: %w", err)
@@ -44,12 +35,16 @@ func newSystem(cfg config.Config, log *slog.Logger, containers metrics.Container
 	return rpc.System{
 		Network: nm,
 		Guest: guest.New(guest.Options{
-			KataRunDir:      cfg.KataRunDir,
-			SharedDir:       shared,
-			HotplugTimeout:  cfg.HotplugTimeout,
-			Confidential:    cfg.Confidential,
-			Version:         version.Version,
-			StorageHandlers: storageHandlers,
+			KataRunDir:     cfg.KataRunDir,
+			SharedDir:      shared,
+			HotplugTimeout: cfg.HotplugTimeout,
+			Confidential:   cfg.Confidential,
+			Version:        version.Version,
+			StorageHandlers: func() []string {
+				h := stor.Drivers()
+				sort.Strings(h)
+				return h
+			},
 		}),
 		Files:   copyfile.New(shared, 0),
 		Metrics: met,

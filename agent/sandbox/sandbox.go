@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -196,6 +197,17 @@ func (s *Sandbox) Containers() []string {
 	out := make([]string, 0, len(s.containers))
 	for id := range s.containers {
 		out = append(out, id)
+	}
+	return out
+}
+
+// ContainerCgroups maps each container id to its cgroup path relative to the
+// cgroup mount, for the per-container metrics.
+func (s *Sandbox) ContainerCgroups() map[string]string {
+	ids := s.Containers()
+	out := make(map[string]string, len(ids))
+	for _, id := range ids {
+		out[id] = path.Join("/", s.o.CgroupParent, id)
 	}
 	return out
 }

@@ -18,6 +18,8 @@ func startAgent(t *testing.T) string {
 	cfg := config.Default()
 	cfg.ServerAddr = "unix://" + filepath.Join(t.TempDir(), "agent.sock")
 	cfg.DecisionLog = filepath.Join(t.TempDir(), "decisions.log")
+	cfg.KataRunDir = t.TempDir()
+	cfg.StateDir = t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
