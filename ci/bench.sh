@@ -24,5 +24,12 @@ awk '
 		if (rs && rp) printf "stdout, 32 KiB reads: ReadStdout %.0f MB/s, bare pipe %.0f MB/s, ratio %.3f (goal >= 500 MB/s)\n", rs, rp, rs/rp
 	}' "$out/go.txt" | tee "$out/containers.txt"
 
+echo "== ReadStdout against bare ttrpc (agent/rpc benchmarks above)"
+awk '
+	/^BenchmarkReadStdoutAgentProcess/          { for (i = 1; i <= NF; i++) { if ($i == "MB/s") ag = $(i-1); if ($i == "agent-cpu-µs/op") cpu = $(i-1) } }
+	/^BenchmarkReadStdoutCeiling\/size=32768/ { for (i = 1; i <= NF; i++) if ($i == "MB/s") ce = $(i-1) }
+	END { if (ag && ce) printf "ReadStdout (agent in its own process) %.0f MB/s, %.0f µs agent CPU per read; bare ttrpc %.0f MB/s; agent/ceiling %.2f\n", ag, cpu, ce, ag/ce }
+' "$out/go.txt" | tee -a "$out/containers.txt"
+
 echo "== image pull: ~150 MB image, agent puller vs skopeo copy + umoci unpack"
 ci/bench-image.sh | tee "$out/image.txt"
