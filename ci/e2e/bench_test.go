@@ -14,7 +14,7 @@ import (
 //	go test -run '^$' -bench BootToAgentReady -benchtime 3x ./ci/e2e/
 func BenchmarkBootToAgentReady(b *testing.B) {
 	a := artifacts(b)
-	var rss int64
+	var rss, anon int64
 	for i := 0; i < b.N; i++ {
 		v, err := Boot(context.Background(), a, VMConfig{
 			Name: "bench-" + strconv.Itoa(i), Initrd: a.Initrd, Disk: a.Disk,
@@ -33,7 +33,7 @@ func BenchmarkBootToAgentReady(b *testing.B) {
 		b.StopTimer()
 		st, err := v.Status(ctx)
 		if err == nil {
-			rss = st.RSSKiB
+			rss, anon = st.RSSKiB, st.AnonKiB
 		}
 		c.Close()
 		cancel()
@@ -42,4 +42,5 @@ func BenchmarkBootToAgentReady(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(rss), "agent-RSS-KiB")
+	b.ReportMetric(float64(anon), "agent-anon-KiB")
 }

@@ -21,8 +21,11 @@ type Status struct {
 	Cmdline string
 	RSSKiB  int64
 	HWMKiB  int64
-	Mounts  []Mount
-	Modules map[string]bool
+	// AnonKiB is the agent's own memory; FileKiB is its binary's pages,
+	// which the kernel can drop and read back from the image.
+	AnonKiB, FileKiB int64
+	Mounts           []Mount
+	Modules          map[string]bool
 	// Procs are the guest's processes.
 	Procs []Proc
 }
@@ -55,6 +58,10 @@ func ParseStatus(data []byte) (Status, error) {
 			st.RSSKiB, err = parseKiB(val)
 		case "pid1.VmHWM":
 			st.HWMKiB, err = parseKiB(val)
+		case "pid1.RssAnon":
+			st.AnonKiB, err = parseKiB(val)
+		case "pid1.RssFile":
+			st.FileKiB, err = parseKiB(val)
 		case "pid1.mount":
 			var m Mount
 			m, err = parseMountinfo(val)

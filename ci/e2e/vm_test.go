@@ -170,7 +170,7 @@ func TestGuest(t *testing.T) {
 		if m, ok := st.Mount("/sys/fs/cgroup/memory"); !ok || m.FSType != "cgroup" {
 			t.Errorf("cgroup v1 memory hierarchy missing: %+v", m)
 		}
-		t.Logf("agent RSS %d KiB (peak %d KiB) after start", st.RSSKiB, st.HWMKiB)
+		t.Logf("agent RSS %d KiB (anon %d, file %d; peak %d KiB) after start", st.RSSKiB, st.AnonKiB, st.FileKiB, st.HWMKiB)
 	})
 
 	t.Run("guest-details", func(t *testing.T) {

@@ -176,7 +176,7 @@ func (p *prober) report(c net.Conn) {
 	if st, err := os.ReadFile(procDir + "/1/status"); err == nil {
 		for _, line := range strings.Split(string(st), "\n") {
 			k, v, ok := strings.Cut(line, ":")
-			if ok && (k == "VmRSS" || k == "VmHWM" || k == "Threads") {
+			if ok && (k == "VmRSS" || k == "VmHWM" || k == "RssAnon" || k == "RssFile") {
 				fmt.Fprintf(c, "pid1.%s %s\n", k, strings.TrimSpace(v))
 			}
 		}
