@@ -67,17 +67,25 @@ func (e *Engine) Gate(ctx context.Context, method string, req any) (func(error),
 		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: request is %T, not a protobuf message", method, req))
 	}
 	name := string(msg.ProtoReflect().Descriptor().Name())
-	// The input goes straight from the message to OPA's value form.
-	in, err := e.inputs.ForRequest(msg)
-	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: %v", name, err))
+	p := e.cur.Load()
+	_, derived := msg.(*agentpb.CopyFileRequest)
+	// A rule that never looks at input gets an empty one; otherwise the
+	// input goes straight from the message to OPA's value form. CopyFile's
+	// derivation also validates the request, so it always runs.
+	var in ast.Value = ast.NewObject()
+	if derived || p.readsInput(name) {
+		v, err := e.inputs.ForRequest(msg)
+		if err != nil {
+			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: %v", name, err))
+		}
+		in = v
 	}
 	digest := func() string { return inputDigest(in) }
-	if _, derived := msg.(*agentpb.CopyFileRequest); !derived {
+	if !derived {
 		// The request is its own input: hash it without building JSON.
 		digest = func() string { return e.canon.Digest(msg) }
 	}
-	return e.check(ctx, name, in, digest)
+	return e.check(ctx, p, name, in, digest)
 }
 
 // Check enforces the policy in force on one request input.
@@ -86,13 +94,12 @@ func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (fun
 	if err != nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: input: %v", name, err))
 	}
-	return e.check(ctx, name, v, func() string { return inputDigest(v) })
+	return e.check(ctx, e.cur.Load(), name, v, func() string { return inputDigest(v) })
 }
 
 // check decides in; digest, called only when there is a decision log,
 // gives the input's canonical sha256.
-func (e *Engine) check(ctx context.Context, name string, in ast.Value, digest func() string) (func(error), error) {
-	p := e.cur.Load()
+func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value, digest func() string) (func(error), error) {
 	d, pend, err := p.decideValue(ctx, name, in)
 	entry := decisionlog.Entry{
 		Kind:         decisionlog.KindDecision,

@@ -30,6 +30,7 @@ type Policy struct {
 
 	// quiet decides; verbose, which keeps print() calls, explains denials.
 	quiet, verbose *queries
+	inputUse       sync.Map // request name → bool, see readsInput
 
 	// opsMu is held from a decision that changes state until its operation
 	// finishes, so such requests run one at a time against the state they
