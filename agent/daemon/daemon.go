@@ -12,6 +12,7 @@ import (
 	"time"
 
 	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
+	"github.com/cocoon-tee/cocoon/agent/attest/eventlog"
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 	"github.com/cocoon-tee/cocoon/agent/initsys"
@@ -30,6 +31,12 @@ const shutdownGrace = 5 * time.Second
 // ready, when not nil, is called with the listener's address once the
 // agent accepts connections.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(net.Addr)) error {
+	return RunWith(ctx, cfg, log, Options{Ready: ready})
+}
+
+// RunWith is Run with the daemon's injection points (see Options).
+func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) error {
+	ready := o.Ready
 	addr, err := transport.ParseAddr(cfg.ServerAddr)
 	if err != nil {
 		return fmt.Errorf("server address: %w", err)
@@ -50,7 +57,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 		log.Warn("initdata ignored", "error", err)
 	}
 	// The TEE must carry this initdata's digest before anything is served.
-	att, err := attestboot.Start(ctx, attestboot.Options{Config: cfg, Initdata: idata, Log: log})
+	att, err := attestboot.Start(ctx, attestboot.Options{Config: cfg, Initdata: idata, Log: log, Attest: o.Attest})
 	if err != nil {
 		return fmt.Errorf("attestation: %w", err)
 	}
@@ -65,12 +72,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 		return fmt.Errorf("policy: %w", err)
 	}
 	defer pol.Close()
+	// The policy in force is measured before anything is served under it.
+	if err := measurePolicy(att, eventlog.OpLoadPolicy, pol.Policy().Digest()); err != nil {
+		return err
+	}
 
 	imageDriver, err := newImageDriver(cfg, idata, att, log)
 	if err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
-	pod, stor, err := newSandbox(cfg, log, imageDriver)
+	pod, stor, err := newSandbox(cfg, log, imageDriver, att.UnsealEnv)
 	if err != nil {
 		return err
 	}
@@ -88,7 +99,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 	}
 	defer closeSystem()
 
-	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, System: system, AfterDestroy: func() {
+	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, System: system, OnPolicy: func(digest string) error {
+		return measurePolicy(att, eventlog.OpSetPolicy, digest)
+	}, AfterDestroy: func() {
+		// The decision log's head is measured before a possible power-off.
+		measureDecisions(att, cfg.DecisionLog, log)
 		if initsys.IsInit() {
 			powerOff.Store(true)
 			stopServing()

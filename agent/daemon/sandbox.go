@@ -15,7 +15,8 @@ import (
 // newSandbox builds the container side of the agent: the storage driver
 // table and the sandbox that runs containers. The agent becomes a child
 // subreaper so that orphans inside the guest are collected (package reaper).
-func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver) (*sandbox.Sandbox, *storage.Manager, error) {
+// unseal replaces sealed secrets in a container's environment.
+func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver, unseal func(context.Context, []string) ([]string, error)) (*sandbox.Sandbox, *storage.Manager, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
 	}
@@ -34,6 +35,7 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver)
 		PipeSize:   int(cfg.ContainerPipeSize),
 		Storage:    stor,
 		Log:        log,
+		UnsealEnv:  unseal,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox: %w", err)

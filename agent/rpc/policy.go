@@ -2,10 +2,12 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -18,6 +20,13 @@ func (s *Service) SetPolicy(ctx context.Context, req *agentpb.SetPolicyRequest) 
 	}
 	if err := s.policy.SetPolicy(ctx, req.GetPolicy(), "SetPolicy"); err != nil {
 		return nil, err
+	}
+	if s.onPolicy != nil {
+		// The policy is already in force; a failed measurement must not look
+		// like success, or a verifier would trust a log that omits it.
+		if err := s.onPolicy(policy.Digest(req.GetPolicy())); err != nil {
+			return nil, fmt.Errorf("SetPolicy: policy installed but not measured: %v: %w", err, errdefs.ErrInternal)
+		}
 	}
 	return &emptypb.Empty{}, nil
 }

@@ -69,6 +69,13 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	if err := s.prepareSpec(spec, mounted, r); err != nil {
 		return nil, err
 	}
+	if s.o.UnsealEnv != nil {
+		env, err := s.o.UnsealEnv(ctx, spec.Process.Env)
+		if err != nil {
+			return nil, fmt.Errorf("container %s environment: %w", r.ID, err)
+		}
+		spec.Process.Env = env
+	}
 
 	s.mu.Lock()
 	pidNS, first := s.pidNS, len(s.containers) == 0

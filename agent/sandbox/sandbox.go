@@ -41,6 +41,12 @@ type Options struct {
 	PipeSize int
 	Storage  *storage.Manager
 	Log      *slog.Logger
+	// UnsealEnv, when set, rewrites a container's final environment (after
+	// the image's defaults are merged) before the container is created:
+	// sealed secrets become their plaintext only inside the guest. Its error
+	// refuses the container and keeps its class (FAILED_PRECONDITION,
+	// PERMISSION_DENIED, ...).
+	UnsealEnv func(ctx context.Context, env []string) ([]string, error)
 }
 
 // Sandbox is the pod. All methods are safe for concurrent use.
