@@ -1,0 +1,98 @@
+package sandbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/agent/sandbox"
+	"github.com/cocoon-tee/cocoon/agent/stream"
+	"github.com/cocoon-tee/cocoon/internal/testenv"
+)
+
+// newPodUnsealing is newPod with an environment unsealer.
+func newPodUnsealing(t *testing.T, unseal func(context.Context, []string) ([]string, error)) *pod {
+	t.Helper()
+	testenv.RequiresRoot(t)
+	dir := t.TempDir()
+	p := &pod{run: filepath.Join(dir, "run"), state: filepath.Join(dir, "state"), cgroup: fmt.Sprintf("/cocoon-test-%d", time.Now().UnixNano())}
+	sb, err := sandbox.New(sandbox.Options{KataRunDir: p.run, StateDir: p.state, CgroupParent: p.cgroup, UnsealEnv: unseal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Sandbox = sb
+	t.Cleanup(func() {
+		if err := sb.Destroy(context.Background()); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+		for _, ctl := range []string{"memory", "pids", "cpu", "freezer", "unified", ""} {
+			os.Remove(filepath.Join("/sys/fs/cgroup", ctl, p.cgroup))
+		}
+	})
+	return p
+}
+
+// The unsealer sees the final environment and its result is what the
+// container runs with; its error refuses the container, keeps its class and
+// leaves nothing behind (the id can be used again).
+func TestUnsealEnv(t *testing.T) {
+	fail := errdefs.ErrPermissionDenied.WithMessage("signature does not verify")
+	var seen []string
+	p := newPodUnsealing(t, func(_ context.Context, env []string) ([]string, error) {
+		seen = slices.Clone(env)
+		out := make([]string, 0, len(env))
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			if v == "sealed.bad" {
+				return nil, fail
+			}
+			if v == "sealed.good" {
+				v = "plain"
+			}
+			out = append(out, k+"="+v)
+		}
+		return out, nil
+	})
+	ctx := context.Background()
+	root := p.rootfs(t, "c1")
+
+	s := specFor(root, "sh", "-c", `echo -n "$S"`)
+	s.Process.Env = append(s.Process.Env, "S=sealed.bad")
+	_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s})
+	if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "c1") {
+		t.Fatalf("CreateContainer with an unsealing failure: %v", err)
+	}
+	if len(p.Containers()) != 0 {
+		t.Fatalf("refused container registered: %v", p.Containers())
+	}
+	if _, err := os.Stat(filepath.Join(p.state, "containers", "c1")); !os.IsNotExist(err) {
+		t.Fatalf("refused container left state behind: %v", err)
+	}
+
+	s = specFor(root, "sh", "-c", `echo -n "$S"`)
+	s.Process.Env = append(s.Process.Env, "S=sealed.good")
+	c, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(seen, "S=sealed.good") || !slices.Contains(seen, "PATH=/bin:/sbin") {
+		t.Errorf("unsealer saw %q", seen)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c.Init().IO, stream.Stdout); got != "plain" {
+		t.Errorf("container saw S=%q, want the unsealed value", got)
+	}
+	if st, err := c.Init().Wait(ctx); err != nil || st != 0 {
+		t.Fatalf("status %d, %v", st, err)
+	}
+}
