@@ -142,8 +142,9 @@ if [ "$ROOTFS_TYPE" = erofs ]; then
 	mkfs.erofs --quiet -zlz4hc -T0 --all-root -U"$uuid" "$data" "$tree"
 else
 	kib=$(du -sk "$tree" | cut -f1)
+	# Keep the journal: Kata mounts ext4 roots with data=ordered, which needs one.
 	E2FSPROGS_FAKE_TIME=1 mkfs.ext4 -q -F -b 4096 -d "$tree" -U "$uuid" -E root_owner=0:0,hash_seed="$uuid" \
-		-O ^has_journal -L cocoon-root "$data" $(((kib * 5 / 4 + 8192) / 4))
+		-L cocoon-root "$data" $(((kib * 5 / 4 + 8192) / 4))
 fi
 hash=$work/root.hash
 salt=$(sha256sum "$data" | cut -c1-64)
