@@ -15,6 +15,7 @@ import (
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/policy/input"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // latencies collects per-call durations and reports their p50 and p99,
@@ -151,6 +152,19 @@ func BenchmarkDecisionSmallPolicy(b *testing.B) {
 	ctx := context.Background()
 	measure(b, func() {
 		if _, err := e.Gate(ctx, "CreateContainer", req); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkGateReadStdout is the per-read gate cost of a stream rpc under
+// allow-all (the runtime issues one per 32 KiB of output).
+func BenchmarkGateReadStdout(b *testing.B) {
+	e := policy.NewEngine(load(b, builtin(b, policy.AllowAll)), nil, nil)
+	req := &agentpb.ReadStreamRequest{ContainerId: "c1", ExecId: "c1", Len: 32 << 10}
+	ctx := context.Background()
+	measure(b, func() {
+		if _, err := e.Gate(ctx, "ReadStdout", req); err != nil {
 			b.Fatal(err)
 		}
 	})
