@@ -104,3 +104,35 @@ func TestGenpolicyScaleDecisions(t *testing.T) {
 		t.Fatalf("denial carries no print output: %.300s", d.Prints)
 	}
 }
+
+// Erasing print() cannot change a verdict (print always succeeds): every
+// Kata test case gets the same verdict and ops quietly as with prints, and
+// a denial still carries the rules' print output.
+func TestQuietAndVerboseAgree(t *testing.T) {
+	text, sandbox := genpolicyScale(t)
+	p := load(t, text)
+	ctx := context.Background()
+	type in struct {
+		kind string
+		doc  map[string]any
+	}
+	ins := []in{{"CreateContainerRequest", input.Encode(sandbox)}}
+	for _, set := range []string{"copyfile", "createsandbox", "updateroutes", "updateinterface", "addarpneighbors", "createcontainer_sysctls", "createcontainer_env_vars", "state_execprocess"} {
+		for _, c := range loadCases(t, set) {
+			ins = append(ins, in{c.Kind, kataInput(t, c)})
+		}
+	}
+	for i, x := range ins {
+		q, qerr := p.Evaluate(ctx, x.kind, x.doc)
+		v, verr := p.Explain(ctx, x.kind, x.doc)
+		if (qerr == nil) != (verr == nil) || q.Allowed != v.Allowed || string(q.Ops) != string(v.Ops) {
+			t.Errorf("%d %s: quiet %v/%s/%v, verbose %v/%s/%v", i, x.kind, q.Allowed, q.Ops, qerr, v.Allowed, v.Ops, verr)
+		}
+		if v.Prints == "" && strings.Contains(x.kind, "Container") {
+			t.Errorf("%d %s: no print output with prints kept", i, x.kind)
+		}
+		if !q.Allowed && qerr == nil && q.Prints != v.Prints {
+			t.Errorf("%d %s: denial explained differently:\n%.200s\n%.200s", i, x.kind, q.Prints, v.Prints)
+		}
+	}
+}
