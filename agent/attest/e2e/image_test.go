@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/containers/ocicrypt/blockcipher"
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
@@ -157,13 +160,14 @@ func must1[T any](v T, err error) T {
 // end: the agent attests (sample attester, no TEE here), the test KBS
 // releases the key named in the layer annotation, the layer is decrypted,
 // checked against its diff_id and unpacked, and the container runs the
-// image's command. A key the KBS withholds (404, 403) refuses the container
+// image's command, with the sealed secret of the image's ENV unsealed. A
+// key the KBS withholds (404, 403) refuses the container
 // with a clear error and nothing is stored.
 func TestEncryptedImageKeyFromKBS(t *testing.T) {
 	testenv.RequiresRoot(t)
 	reg := testregistry.Start(t)
 	dir := t.TempDir()
-	src := testregistry.Build(t, dir, []string{"sh", "-c", "cat /msg; echo \" $COCOON_TEST\""}, func(t testing.TB, rootfs string) {
+	src := testregistry.Build(t, dir, []string{"sh", "-c", "cat /msg; echo \" $COCOON_TEST $SECRET\""}, func(t testing.TB, rootfs string) {
 		testenv.BusyboxRootfs(t, rootfs)
 		if err := os.WriteFile(filepath.Join(rootfs, "msg"), []byte("from the encrypted image"), 0o644); err != nil {
 			t.Fatal(err)
@@ -173,6 +177,12 @@ func TestEncryptedImageKeyFromKBS(t *testing.T) {
 	if !strings.HasPrefix(src, "oci:"+l.dir) {
 		t.Fatalf("unexpected layout reference %s", src)
 	}
+	// The image's own ENV carries a sealed secret: it is unsealed after the
+	// image config is merged into the spec.
+	sealKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sealPub, _ := jose.JSONWebKey{Key: &sealKey.PublicKey}.MarshalJSON()
+	testregistry.Run(t, nil, "umoci", "config", "--image", l.dir+":latest",
+		"--config.env", "SECRET="+seal(t, sealKey, "kbs:///default/sealing/pub", "kbs:///default/secret/img"))
 	kek1, kek2, kek3 := make([]byte, 32), make([]byte, 32), make([]byte, 32)
 	for _, k := range [][]byte{kek1, kek2, kek3} {
 		_, _ = rand.Read(k)
@@ -185,8 +195,10 @@ func TestEncryptedImageKeyFromKBS(t *testing.T) {
 	}
 
 	kbs, err := kbstest.New(kbstest.Options{Resources: map[string][]byte{
-		"default/key/1": kek1,
-		"default/key/3": kek3,
+		"default/key/1":       kek1,
+		"default/key/3":       kek3,
+		"default/sealing/pub": sealPub,
+		"default/secret/img":  []byte("unsealed"),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +274,7 @@ func TestEncryptedImageKeyFromKBS(t *testing.T) {
 		if kbs.Count("resource") == before {
 			t.Error("the layer key was not fetched from the KBS")
 		}
-		if out, st := a.run(t, "att-img-ok"); out != "from the encrypted image 1\n" || st != 0 {
+		if out, st := a.run(t, "att-img-ok"); out != "from the encrypted image 1 unsealed\n" || st != 0 {
 			t.Fatalf("container printed %q (status %d)", out, st)
 		}
 	})
