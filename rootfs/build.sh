@@ -101,12 +101,13 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$tree/etc/group"
 busybox_links "$tree" bin/sh sbin/modprobe sbin/insmod sbin/lsmod bin/ls bin/cat bin/ps bin/dmesg bin/mount sbin/ip
 install -m 0644 /etc/ssl/certs/ca-certificates.crt "$tree/etc/ssl/certs/ca-certificates.crt"
 
-# Policies: whatever the policy package ships, flattened into /etc/kata-opa.
+# Policies: whatever the policy package ships (not its test data), flattened
+# into /etc/kata-opa.
 while IFS= read -r f; do
 	b=$(basename "$f")
 	[ ! -e "$tree/etc/kata-opa/$b" ] || { echo "build.sh: two policies named $b" >&2; exit 1; }
 	install -m 0644 "$f" "$tree/etc/kata-opa/$b"
-done < <(find policy -name '*.rego' ! -name '*_test.rego' 2>/dev/null | sort)
+done < <(find policy -name testdata -prune -o -name '*.rego' ! -name '*_test.rego' -print 2>/dev/null | sort)
 default=${POLICY:-}
 if [ -z "$default" ]; then
 	for p in coco-default allow-all; do [ -e "$tree/etc/kata-opa/$p.rego" ] && { default=$p; break; }; done
@@ -135,7 +136,7 @@ find "$tree" -exec touch -h -d @0 {} +
 cpio_gz "$tree" "$OUT/cocoon-initrd.img"
 
 # ---- disk image: root + dm-verity hash, no loop devices ----------------------
-uuid=$(find "$tree" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32 |
+uuid=$(cd "$tree" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32 |
 	sed -E 's/(.{8})(.{4})(.{4})(.{4})(.{12})/\1-\2-\3-\4-\5/')
 data=$work/root.$ROOTFS_TYPE
 if [ "$ROOTFS_TYPE" = erofs ]; then

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestImageLayout checks what rootfs/build.sh promises about the guest tree
+// and its outputs, without booting.
+func TestImageLayout(t *testing.T) {
+	a := artifacts(t)
+	tree := filepath.Join(a.Dir, "rootfs")
+
+	t.Run("agent-as-init", func(t *testing.T) {
+		agent, err := os.ReadFile(filepath.Join(a.Root, "bin", "cocoon-agent"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"usr/bin/kata-agent", "sbin/init", "init", "usr/bin/cocoon-agent"} {
+			got, err := os.ReadFile(filepath.Join(tree, p))
+			if err != nil || string(got) != string(agent) {
+				t.Errorf("/%s is not the agent binary (err %v)", p, err)
+			}
+		}
+		unit, err := os.ReadFile(filepath.Join(tree, "etc/systemd/system/kata-agent.service"))
+		if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/bin/kata-agent") {
+			t.Errorf("kata-agent.service missing or wrong (err %v)", err)
+		}
+	})
+
+	t.Run("policies", func(t *testing.T) {
+		target, err := os.Readlink(filepath.Join(tree, "etc/kata-opa/default-policy.rego"))
+		if err != nil || target != "coco-default.rego" {
+			t.Errorf("default policy -> %q (err %v), want coco-default.rego", target, err)
+		}
+		shipped, _ := filepath.Glob(filepath.Join(a.Root, "policy/rego/*.rego"))
+		for _, p := range shipped {
+			if _, err := os.Stat(filepath.Join(tree, "etc/kata-opa", filepath.Base(p))); err != nil {
+				t.Errorf("policy %s not installed", filepath.Base(p))
+			}
+		}
+		if _, err := os.Stat(filepath.Join(tree, "etc/kata-opa/stateful.rego")); err == nil {
+			t.Error("policy test data shipped in the image")
+		}
+	})
+
+	t.Run("pause-bundle", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(tree, "pause_bundle/config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spec struct {
+			Process struct{ Args []string } `json:"process"`
+			Root    struct{ Path string }   `json:"root"`
+		}
+		if err := json.Unmarshal(raw, &spec); err != nil {
+			t.Fatal(err)
+		}
+		if len(spec.Process.Args) == 0 || spec.Root.Path != "rootfs" {
+			t.Fatalf("pause config %+v", spec)
+		}
+		fi, err := os.Stat(filepath.Join(tree, "pause_bundle/rootfs", spec.Process.Args[0]))
+		if err != nil || fi.Mode()&0o111 == 0 {
+			t.Errorf("pause binary %s missing or not executable (err %v)", spec.Process.Args[0], err)
+		}
+	})
+
+	t.Run("certificates-and-modules", func(t *testing.T) {
+		ca, err := os.ReadFile(filepath.Join(tree, "etc/ssl/certs/ca-certificates.crt"))
+		if err != nil || strings.Count(string(ca), "BEGIN CERTIFICATE") < 50 {
+			t.Errorf("CA bundle missing or short (err %v)", err)
+		}
+		dep, err := os.ReadFile(filepath.Join(tree, "lib/modules", a.Manifest["kernel_version"], "modules.dep"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{"vsock.ko", "vmw_vsock_virtio_transport.ko", "vsock_loopback.ko", "dm-verity.ko", "erofs.ko", "overlay.ko", "virtio_blk.ko"} {
+			if !strings.Contains(string(dep), "/"+m+":") {
+				t.Errorf("module %s not in modules.dep", m)
+			}
+		}
+	})
+
+	t.Run("verity-parameters", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(a.Dir, "root_hash.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`^root_hash=([0-9a-f]{64}),salt=([0-9a-f]{64}),data_blocks=(\d+),data_block_size=4096,hash_block_size=4096\n$`).FindStringSubmatch(string(raw))
+		if m == nil {
+			t.Fatalf("root_hash.txt = %q", raw)
+		}
+		var blocks int64
+		fmt.Sscan(m[3], &blocks)
+		want := fmt.Sprintf(`dm-mod.create="dm-verity,,,ro,0 %d verity 1 /dev/vda1 /dev/vda2 4096 4096 %d 0 sha256 %s %s"`, blocks*8, blocks, m[1], m[2])
+		if !strings.HasPrefix(a.KernelParams, want) {
+			t.Errorf("kernel params %q\nwant prefix %q", a.KernelParams, want)
+		}
+		conf, err := os.ReadFile(filepath.Join(a.Dir, "configuration-cocoon.toml"))
+		if err != nil || !strings.Contains(string(conf), `kernel_verity_params = "`+strings.TrimSpace(string(raw))+`"`) {
+			t.Errorf("Kata fragment does not carry the verity parameters (err %v)", err)
+		}
+		// Partition 1 holds exactly the verified blocks, partition 2 the hash tree.
+		out, err := exec.Command("sfdisk", "--dump", a.Disk).Output()
+		if err != nil {
+			t.Fatalf("sfdisk: %v", err)
+		}
+		parts := regexp.MustCompile(`start=\s*(\d+), size=\s*(\d+)`).FindAllStringSubmatch(string(out), -1)
+		if len(parts) != 2 {
+			t.Fatalf("want 2 partitions, got:\n%s", out)
+		}
+		var size1 int64
+		fmt.Sscan(parts[0][2], &size1)
+		if parts[0][1] != "2048" || size1 < blocks*8 {
+			t.Errorf("partition 1 %v cannot hold %d verified sectors", parts[0], blocks*8)
+		}
+	})
+}
+
+// TestReproducibleImage rebuilds the image from the same agent binary in
+// another directory: the root hash a verifier pins must not depend on when
+// or where the image was built.
+func TestReproducibleImage(t *testing.T) {
+	a := artifacts(t)
+	out := t.TempDir()
+	cmd := exec.Command(filepath.Join(a.Root, "rootfs", "build.sh"))
+	cmd.Env = append(os.Environ(), "OUT="+out, "KERNEL_CACHE="+filepath.Join(a.Root, "build", "kernel"),
+		"AGENT="+filepath.Join(a.Dir, "rootfs", "usr", "bin", "kata-agent"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("second build: %v\n%s", err, b)
+	}
+	for _, f := range []string{"root_hash.txt", "kernel-params.txt", "cocoon-initrd.img", "cocoon-rootfs.img"} {
+		first, err1 := os.ReadFile(filepath.Join(a.Dir, f))
+		second, err2 := os.ReadFile(filepath.Join(out, f))
+		if err1 != nil || err2 != nil || string(first) != string(second) {
+			t.Errorf("%s differs between two builds of the same inputs (%v, %v)", f, err1, err2)
+		}
+	}
+}
