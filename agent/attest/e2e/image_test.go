@@ -101,7 +101,11 @@ func (l layout) encryptAs(tag, kid string, kek []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gcm, err := cipher.NewGCM(must1(aes.NewCipher(kek)))
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,13 +151,6 @@ func (l layout) encryptAs(tag, kid string, kek []byte) {
 	if err := os.WriteFile(filepath.Join(l.dir, "index.json"), ib, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func must1[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
 
 // An image whose layers are encrypted for the KBS key-provider runs end to
