@@ -35,12 +35,14 @@ func TestParseStatus(t *testing.T) {
 	in := "pid1.cmdline /sbin/init\npid1.VmRSS 29436 kB\npid1.VmHWM 30000 kB\n" +
 		"pid1.mount 22 1 254:0 / / ro,relatime - erofs /dev/dm-0 ro,user_xattr\n" +
 		"pid1.mount 23 22 0:5 / /proc rw,nosuid - proc proc rw\n" +
-		"module vsock\nproc 1 init 4002\nfuture.key anything\n"
+		"module vsock\nproc 1 init 4002\nfuture.key anything\n" +
+		`decision {"seq":3,"kind":"decision","request":"ExecProcessRequest","allowed":false,"hash":"ab"}` + "\n"
 	st, err := ParseStatus([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Cmdline != "/sbin/init" || st.RSSKiB != 29436 || st.HWMKiB != 30000 || !st.Modules["vsock"] || len(st.Procs) != 1 || st.Procs[0].SigCgt != 0x4002 {
+	if st.Cmdline != "/sbin/init" || st.RSSKiB != 29436 || st.HWMKiB != 30000 || !st.Modules["vsock"] || len(st.Procs) != 1 || st.Procs[0].SigCgt != 0x4002 ||
+		len(st.Decisions) != 1 || st.Decisions[0].Request != "ExecProcessRequest" || *st.Decisions[0].Allowed {
 		t.Errorf("status = %+v", st)
 	}
 	if m, ok := st.Mount("/"); !ok || m.FSType != "erofs" || m.Source != "/dev/dm-0" || m.Options != "ro,relatime" {
@@ -54,6 +56,8 @@ func TestParseStatus(t *testing.T) {
 		"pid1.mount 1 2 3 4 5 6 -\n",
 		"proc self init 0\n",
 		"proc 1 init zz\n",
+		"decision {not json\n",
+		"decision {\"request\":\"X\"}\n",
 		strings.Repeat("x", maxStatus+1),
 	}
 	for _, b := range bad {

@@ -165,6 +165,15 @@ func TestPodWithInitdataPolicy(t *testing.T) {
 		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "is blocked by policy") {
 			t.Fatalf("ExecProcess: %v, want PERMISSION_DENIED by policy", err)
 		}
+		// The denial is in the guest's decision log, where an operator
+		// would look for it.
+		found := false
+		for _, d := range guestStatus(t, v).Decisions {
+			found = found || (d.Kind == "decision" && d.Request == "ExecProcessRequest" && d.Allowed != nil && !*d.Allowed)
+		}
+		if !found {
+			t.Error("no denied ExecProcessRequest in the decision log")
+		}
 	})
 
 	t.Run("pause-exits-on-sigterm", func(t *testing.T) {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,6 +29,16 @@ type Status struct {
 	Modules          map[string]bool
 	// Procs are the guest's processes.
 	Procs []Proc
+	// Decisions are the newest entries of the agent's decision log.
+	Decisions []Decision
+}
+
+// Decision is one decision-log entry (the fields the tests look at).
+type Decision struct {
+	Kind    string `json:"kind"`
+	Request string `json:"request"`
+	Allowed *bool  `json:"allowed"`
+	Hash    string `json:"hash"`
 }
 
 // Proc is one guest process.
@@ -68,6 +79,12 @@ func ParseStatus(data []byte) (Status, error) {
 			st.Mounts = append(st.Mounts, m)
 		case "module":
 			st.Modules[val] = true
+		case "decision":
+			var d Decision
+			if err = json.Unmarshal([]byte(val), &d); err == nil && d.Kind == "" {
+				err = fmt.Errorf("decision without kind")
+			}
+			st.Decisions = append(st.Decisions, d)
 		case "proc":
 			var p Proc
 			p, err = parseProc(val)

@@ -159,6 +159,9 @@ func copyHalf(dst, src net.Conn) {
 // hand-over and the agent's own /proc lives in a root we cannot see.
 const procDir = "/probe-proc"
 
+// maxDecisions bounds how much of the decision log one status reply carries.
+const maxDecisions = 500
+
 // prober mounts its procfs once, on the first status request.
 type prober struct {
 	once sync.Once
@@ -208,6 +211,17 @@ func (p *prober) report(c net.Conn) {
 				}
 			}
 			fmt.Fprintf(c, "proc %s %s %s\n", e.Name(), name, cgt)
+		}
+	}
+	// The agent's decision log, as an operator would read it from the
+	// console-less guest: through PID 1's root (its /run is not ours).
+	if dl, err := os.ReadFile(procDir + "/1/root/run/cocoon/decisions.log"); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(dl)), "\n")
+		if len(lines) > maxDecisions {
+			lines = lines[len(lines)-maxDecisions:]
+		}
+		for _, line := range lines {
+			fmt.Fprintf(c, "decision %s\n", line)
 		}
 	}
 	if mods, err := os.ReadFile(procDir + "/modules"); err == nil {
