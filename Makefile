@@ -38,7 +38,7 @@ protos:
 	protocols/gen.sh
 
 bench: build
-	ci/bench.sh
+	GOTAGS=$(TEST_TAGS) ci/bench.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
@@ -47,7 +47,7 @@ lint:
 # Short fuzzing pass over every parser (FUZZTIME per target).
 FUZZTIME ?= 10s
 fuzz:
-	ci/fuzz.sh $(FUZZTIME)
+	GOTAGS=$(TEST_TAGS) ci/fuzz.sh $(FUZZTIME)
 
 # Guest image: rootfs tree, initrd, dm-verity disk, Kata config fragment under build/.
 rootfs: bin/cocoon-agent

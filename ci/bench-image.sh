@@ -70,4 +70,4 @@ rm -rf "$work/base" "$work/base-bundle"
 echo "== agent puller"
 COCOON_BENCH_REGISTRY=$reg COCOON_BENCH_IMAGE=big:plain COCOON_BENCH_IMAGE_ENC=big:enc \
 	COCOON_BENCH_IMAGE_SHARED=big:shared COCOON_BENCH_KEYS=$work/keys \
-	go test -tags containers_image_openpgp -run '^$' -bench 'BenchmarkPull' -benchtime "${IMAGE_BENCHTIME:-3x}" ./agent/image
+	go test -tags "${GOTAGS:-containers_image_openpgp,seccomp}" -run '^$' -bench 'BenchmarkPull' -benchtime "${IMAGE_BENCHTIME:-3x}" ./agent/image

@@ -9,7 +9,7 @@ mkdir -p "$out"
 BENCHTIME=${BENCHTIME:-1s}
 
 echo "== Go benchmarks"
-go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" ./... | tee "$out/go.txt"
+go test -tags "${GOTAGS:-containers_image_openpgp,seccomp}" -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" ./... | tee "$out/go.txt"
 
 echo "== agent start-up, idle RSS, binary size"
 ci/bench-agent.sh | tee "$out/agent.txt"

@@ -7,6 +7,6 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
 	grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | while read -r fn; do
 		echo "== $pkg $fn ($t)"
-		go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$t" "$pkg"
+		go test -tags "${GOTAGS:-containers_image_openpgp,seccomp}" -run '^$' -fuzz "^${fn}\$" -fuzztime "$t" "$pkg"
 	done
 done

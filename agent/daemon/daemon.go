@@ -45,6 +45,10 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		if err := initsys.Setup(cfg.UnifiedCgroup); err != nil {
 			return fmt.Errorf("init: %w", err)
 		}
+		// A module that fails to load costs a feature, not the pod.
+		if err := initsys.LoadModules("/"); err != nil {
+			log.Warn("kernel modules not loaded", "error", err.Error())
+		}
 	}
 
 	// The policy, including one from initdata, is in force before the

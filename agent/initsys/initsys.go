@@ -34,6 +34,11 @@ var baseMounts = []mountSpec{
 // selects cgroup v2 only (cgroup_no_v1=all); otherwise the v1 controllers the
 // kernel offers are mounted too.
 func Setup(unified bool) error {
+	// The kernel starts init with HOME and TERM only; tools the agent runs
+	// (modprobe, iptables, mkfs) are found through PATH.
+	if os.Getenv("PATH") == "" {
+		os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
 	for _, m := range baseMounts {
 		if err := mountOnce(m); err != nil {
 			return err

@@ -29,9 +29,9 @@ func New(ns netns.NsHandle) (*Manager, error) {
 		err error
 	)
 	if ns.IsOpen() {
-		h, err = netlink.NewHandleAt(ns)
+		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	} else {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle: %w", err)

@@ -18,11 +18,14 @@ import (
 
 func main() {
 	container.InitIfRequested() // "cocoon-agent init": libcontainer's container init
-	// As PID 1 nothing has mounted /proc yet; KernelCmdline does.
+	// As PID 1 nothing has mounted /proc yet (KernelCmdline does), and the
+	// arguments are the kernel command line's leftovers, not our flags.
 	cmdline, _ := initsys.KernelCmdline()
-	res, err := config.Load(config.Sources{
-		Cmdline: string(cmdline), LookupEnv: os.LookupEnv, Args: os.Args[1:], ReadFile: os.ReadFile,
-	})
+	args := os.Args[1:]
+	if initsys.IsInit() {
+		args = nil
+	}
+	res, err := config.Load(config.Sources{Cmdline: cmdline, LookupEnv: os.LookupEnv, Args: args, ReadFile: os.ReadFile})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
 		os.Exit(2)
