@@ -79,7 +79,7 @@ func newPolicyEval() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := p.Evaluate(cmd.Context(), kind, doc)
+			d, err := p.Explain(cmd.Context(), kind, doc)
 			if err != nil {
 				return fmt.Errorf("%s: %w", kind, err)
 			}
