@@ -16,6 +16,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
+	"github.com/cocoon-tee/cocoon/internal/testagent"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
@@ -26,39 +27,10 @@ import (
 // a connected client.
 func runAgent(t *testing.T, cfg config.Config) *client.Client {
 	t.Helper()
-	cfg.ServerAddr = "unix://" + filepath.Join(t.TempDir(), "agent.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(a net.Addr) { ready <- a }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("agent exited: %v", err)
-	}
-	c, err := client.Dial(ctx, cfg.ServerAddr)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent shutdown: %v", err)
-		}
-	})
-	return c
+	return testagent.Start(t, cfg, daemon.Options{})
 }
 
-func testConfig(t *testing.T) config.Config {
-	cfg := config.Default()
-	cfg.DecisionLog = filepath.Join(t.TempDir(), "decisions.log")
-	cfg.KataRunDir = t.TempDir()
-	cfg.StateDir = t.TempDir()
-	return cfg
-}
+func testConfig(t *testing.T) config.Config { return testagent.Config(t) }
 
 func writePolicy(t *testing.T, name string) string {
 	t.Helper()

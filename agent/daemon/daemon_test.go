@@ -3,8 +3,6 @@ package daemon_test
 import (
 	"context"
 	"log/slog"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,34 +13,14 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/internal/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 	"github.com/cocoon-tee/cocoon/tools/client"
 )
 
 // startAgent runs the real agent on a unix socket until the test ends.
-func startAgent(t *testing.T) string {
-	t.Helper()
-	cfg := config.Default()
-	cfg.ServerAddr = "unix://" + filepath.Join(t.TempDir(), "agent.sock")
-	cfg.DecisionLog = filepath.Join(t.TempDir(), "decisions.log")
-	cfg.KataRunDir = t.TempDir()
-	cfg.StateDir = t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(a net.Addr) { ready <- a }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent exited: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent shutdown: %v", err)
-		}
-	})
-	return cfg.ServerAddr
+func startAgent(t *testing.T) *client.Client {
+	return testagent.Start(t, testagent.Config(t), daemon.Options{})
 }
 
 // blocksByContract are rpcs that wait for an event that an empty request
@@ -52,13 +30,8 @@ var blocksByContract = map[protoreflect.Name]bool{"GetOOMEvent": true}
 // Every rpc of both services answers an empty request with a status — no
 // hang, no crash — and the agent keeps serving afterwards.
 func TestEveryRPCAnswers(t *testing.T) {
-	addr := startAgent(t)
+	c := startAgent(t)
 	ctx := context.Background()
-	c, err := client.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 
 	total := 0
 	for _, name := range []protoreflect.FullName{"grpc.AgentService", "grpc.Health"} {
@@ -106,13 +79,8 @@ func TestBadAddressFailsAtStartup(t *testing.T) {
 // GetGuestDetails reports the storage drivers the agent really has,
 // including the image driver registered after the built-in ones.
 func TestGuestDetailsListsStorageDrivers(t *testing.T) {
-	addr := startAgent(t)
+	c := startAgent(t)
 	ctx := context.Background()
-	c, err := client.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	d, err := c.Agent.GetGuestDetails(ctx, &agentpb.GuestDetailsRequest{})
 	if err != nil {
 		t.Fatal(err)

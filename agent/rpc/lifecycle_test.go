@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,10 +17,10 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/internal/testagent"
 	"github.com/cocoon-tee/cocoon/internal/testenv"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
-	"github.com/cocoon-tee/cocoon/tools/client"
 )
 
 // TestMain lets the test binary serve as libcontainer's container init,
@@ -48,41 +46,17 @@ func startAgentB(b *testing.B, tweak ...func(*config.Config)) *agent {
 func startAgentTB(t testing.TB, policyText string, tweak ...func(*config.Config)) *agent {
 	t.Helper()
 	testenv.RequiresRoot(t)
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.ServerAddr = "unix://" + filepath.Join(dir, "agent.sock")
-	cfg.DecisionLog = filepath.Join(dir, "decisions.log")
-	cfg.KataRunDir = filepath.Join(dir, "run")
-	cfg.StateDir = filepath.Join(dir, "state")
+	cfg := testagent.Config(t)
 	for _, f := range tweak {
 		f(&cfg)
 	}
 	if policyText != "" {
-		cfg.PolicyFile = filepath.Join(dir, "policy.rego")
+		cfg.PolicyFile = filepath.Join(t.TempDir(), "policy.rego")
 		if err := os.WriteFile(cfg.PolicyFile, []byte(policyText), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(a net.Addr) { ready <- a }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent exited: %v", err)
-	}
-	c, err := client.Dial(ctx, cfg.ServerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent shutdown: %v", err)
-		}
-	})
+	c := testagent.Start(t, cfg, daemon.Options{})
 	return &agent{AgentServiceService: c.Agent, run: cfg.KataRunDir, state: cfg.StateDir}
 }
 

@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,9 +13,9 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
+	"github.com/cocoon-tee/cocoon/internal/testagent"
 	"github.com/cocoon-tee/cocoon/internal/testenv"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
-	"github.com/cocoon-tee/cocoon/tools/client"
 )
 
 // TestMain lets the test binary serve as libcontainer's container init, as
@@ -64,29 +62,7 @@ func writeInitdata(t *testing.T, cfg *config.Config, id *initdata.Initdata) {
 func start(t *testing.T, cfg config.Config, o daemon.Options) *agent {
 	t.Helper()
 	testenv.RequiresRoot(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	o.Ready = func(a net.Addr) { ready <- a }
-	go func() { done <- daemon.RunWith(ctx, cfg, slog.New(slog.DiscardHandler), o) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("agent exited: %v", err)
-	}
-	c, err := client.Dial(ctx, cfg.ServerAddr)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent shutdown: %v", err)
-		}
-	})
+	c := testagent.Start(t, cfg, o)
 	return &agent{AgentServiceService: c.Agent, cfg: cfg}
 }
 

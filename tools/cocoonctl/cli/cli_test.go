@@ -2,34 +2,17 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/internal/testagent"
 )
 
 func startAgent(t *testing.T) string {
-	t.Helper()
-	cfg := config.Default()
-	cfg.ServerAddr = "unix://" + filepath.Join(t.TempDir(), "agent.sock")
-	cfg.DecisionLog = filepath.Join(t.TempDir(), "decisions.log")
-	cfg.KataRunDir = t.TempDir()
-	cfg.StateDir = t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(a net.Addr) { ready <- a }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
+	cfg := testagent.Config(t)
+	testagent.Start(t, cfg, daemon.Options{})
 	return cfg.ServerAddr
 }
 
