@@ -124,40 +124,40 @@ func New(o Options) (*Client, error) {
 }
 
 func (c *Client) newKey(kty string) error {
+	var (
+		key    any
+		public any
+		alg    jose.KeyAlgorithm
+		err    error
+	)
 	switch kty {
 	case "", "EC":
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
+		var k *ecdsa.PrivateKey
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err == nil {
+			key, public, alg = k, &k.PublicKey, jose.ECDH_ES_A256KW
 		}
-		pub := jose.JSONWebKey{Key: &k.PublicKey}
-		raw, err := pub.MarshalJSON()
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(raw, &c.pubJWK); err != nil {
-			return err
-		}
-		c.pubJWK["alg"] = string(jose.ECDH_ES_A256KW)
-		c.key = k
 	case "RSA":
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return err
+		var k *rsa.PrivateKey
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+		if err == nil {
+			key, public, alg = k, &k.PublicKey, jose.RSA_OAEP_256
 		}
-		pub := jose.JSONWebKey{Key: &k.PublicKey}
-		raw, err := pub.MarshalJSON()
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(raw, &c.pubJWK); err != nil {
-			return err
-		}
-		c.pubJWK["alg"] = string(jose.RSA_OAEP_256)
-		c.key = k
 	default:
 		return fmt.Errorf("kbs: tee key type %q (want EC or RSA)", kty)
 	}
+	if err != nil {
+		return err
+	}
+	raw, err := jose.JSONWebKey{Key: public}.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &c.pubJWK); err != nil {
+		return err
+	}
+	c.pubJWK["alg"] = string(alg)
+	c.key = key
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	"github.com/cocoon-tee/cocoon/tools/client"
 )
 
 // services are the ttrpc services cocoonctl can call by name.
@@ -39,22 +41,17 @@ func newCall(g *globals) *cobra.Command {
 			}
 			resp := newMessage(md.Output())
 
-			ctx, cancel := g.callContext(cmd.Context())
-			defer cancel()
-			c, err := g.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.TTRPC.Call(ctx, string(service), string(md.Name()), req.Interface(), resp.Interface()); err != nil {
-				return err
-			}
-			out, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Multiline: true}.Marshal(resp.Interface())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), string(out))
-			return nil
+			return g.withAgent(cmd.Context(), func(ctx context.Context, c *client.Client) error {
+				if err := c.TTRPC.Call(ctx, string(service), string(md.Name()), req.Interface(), resp.Interface()); err != nil {
+					return err
+				}
+				out, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Multiline: true}.Marshal(resp.Interface())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), string(out))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reqJSON, "json", "{}", "request as protojson, @FILE, or - for stdin")

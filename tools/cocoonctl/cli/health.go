@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	"github.com/cocoon-tee/cocoon/tools/client"
 )
 
 func newCheck(g *globals) *cobra.Command {
@@ -14,22 +16,17 @@ func newCheck(g *globals) *cobra.Command {
 		Short: "Call Health.Check and print the serving status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.callContext(cmd.Context())
-			defer cancel()
-			c, err := g.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Health.Check(ctx, &agentpb.CheckRequest{})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), resp.GetStatus())
-			if resp.GetStatus() != agentpb.HealthCheckResponse_SERVING {
-				return exitError(1)
-			}
-			return nil
+			return g.withAgent(cmd.Context(), func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Health.Check(ctx, &agentpb.CheckRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), resp.GetStatus())
+				if resp.GetStatus() != agentpb.HealthCheckResponse_SERVING {
+					return exitError(1)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -40,19 +37,14 @@ func newVersion(g *globals) *cobra.Command {
 		Short: "Call Health.Version and print the agent's versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.callContext(cmd.Context())
-			defer cancel()
-			c, err := g.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Health.Version(ctx, &agentpb.CheckRequest{})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "agent_version: %s\ngrpc_version: %s\n", resp.GetAgentVersion(), resp.GetGrpcVersion())
-			return nil
+			return g.withAgent(cmd.Context(), func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Health.Version(ctx, &agentpb.CheckRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "agent_version: %s\ngrpc_version: %s\n", resp.GetAgentVersion(), resp.GetGrpcVersion())
+				return nil
+			})
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/policy/input"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	"github.com/cocoon-tee/cocoon/tools/client"
 )
 
 func newPolicy(g *globals) *cobra.Command {
@@ -193,18 +195,13 @@ func newPolicySet(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.callContext(cmd.Context())
-			defer cancel()
-			c, err := g.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if _, err := c.Agent.SetPolicy(ctx, &agentpb.SetPolicyRequest{Policy: text}); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "policy %s installed\n", policy.Digest(text))
-			return nil
+			return g.withAgent(cmd.Context(), func(ctx context.Context, c *client.Client) error {
+				if _, err := c.Agent.SetPolicy(ctx, &agentpb.SetPolicyRequest{Policy: text}); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "policy %s installed\n", policy.Digest(text))
+				return nil
+			})
 		},
 	}
 }

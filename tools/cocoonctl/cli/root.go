@@ -20,9 +20,19 @@ type globals struct {
 	timeout time.Duration
 }
 
-// dial connects to the agent named by --addr.
-func (g *globals) dial(ctx context.Context) (*client.Client, error) {
-	return client.Dial(ctx, g.addr)
+// withAgent connects to the agent named by --addr and runs fn under --timeout.
+func (g *globals) withAgent(parent context.Context, fn func(ctx context.Context, c *client.Client) error) error {
+	ctx, cancel := context.WithCancel(parent)
+	if g.timeout > 0 {
+		ctx, cancel = context.WithTimeout(parent, g.timeout)
+	}
+	defer cancel()
+	c, err := client.Dial(ctx, g.addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(ctx, c)
 }
 
 // Execute runs cocoonctl with args and returns the process exit code.
@@ -66,12 +76,4 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newPolicy(g), newInitdata())
 	root.AddCommand(newConformance(g))
 	return root
-}
-
-// callContext applies --timeout.
-func (g *globals) callContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if g.timeout <= 0 {
-		return context.WithCancel(parent)
-	}
-	return context.WithTimeout(parent, g.timeout)
 }
