@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cocoon-tee/cocoon/agent/attest/kbstest"
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
@@ -91,7 +92,6 @@ func TestAgentPolicyFromInitdataImage(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cfg.InitdataDevice = dev
-	cfg.Confidential = true
 	cfg.PolicyFile = writePolicy(t, policy.AllowAll)
 	c := runAgent(t, cfg)
 	for name, call := range map[string]func(context.Context) error{
@@ -139,30 +139,42 @@ func TestAgentSetPolicy(t *testing.T) {
 }
 
 // In confidential mode a configured policy that does not load stops the
-// agent instead of falling back.
+// agent instead of falling back. The TEE is go-sev-guest's fake SNP device
+// (no SNP hardware here), so that the start gets as far as the policy.
 func TestConfidentialRefusesBrokenPolicy(t *testing.T) {
-	for name, mutate := range map[string]func(*config.Config){
-		"bad policy file": func(c *config.Config) {
+	for name, tc := range map[string]struct {
+		mutate func(*config.Config)
+		noTEE  bool
+		want   string
+	}{
+		"bad policy file": {mutate: func(c *config.Config) {
 			p := filepath.Join(t.TempDir(), "bad.rego")
 			os.WriteFile(p, []byte("package agent_policy\nExecProcessRequest := {\n"), 0o600)
 			c.PolicyFile = p
-		},
-		"missing policy file": func(c *config.Config) { c.PolicyFile = filepath.Join(t.TempDir(), "absent.rego") },
-		"bad initdata": func(c *config.Config) {
+		}, want: "policy"},
+		"missing policy file": {mutate: func(c *config.Config) { c.PolicyFile = filepath.Join(t.TempDir(), "absent.rego") }, want: "absent.rego"},
+		"bad initdata": {mutate: func(c *config.Config) {
 			p := filepath.Join(t.TempDir(), "initdata.img")
 			os.WriteFile(p, []byte("notinitdata....."), 0o600)
 			c.InitdataDevice = p
-		},
+		}, want: "initdata"},
+		"no TEE": {mutate: func(*config.Config) {}, noTEE: true, want: "needs a TEE"},
 	} {
 		cfg := testConfig(t)
 		cfg.Confidential = true
-		cfg.ServerAddr = "unix://" + filepath.Join(t.TempDir(), "agent.sock")
-		mutate(&cfg)
-		err := daemon.Run(context.Background(), cfg, slog.New(slog.DiscardHandler), func(net.Addr) {
-			t.Errorf("%s: agent started serving", name)
-		})
-		if err == nil {
-			t.Errorf("%s: agent ran", name)
+		tc.mutate(&cfg)
+		o := daemon.Options{Ready: func(net.Addr) { t.Errorf("%s: agent started serving", name) }}
+		o.Attest.Root = t.TempDir()
+		if !tc.noTEE {
+			fake, err := kbstest.NewFakeSNP(make([]byte, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Attest.SEVDevice = fake
+		}
+		err := daemon.RunWith(context.Background(), cfg, slog.New(slog.DiscardHandler), o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error mentioning %q", name, err, tc.want)
 		}
 	}
 }

@@ -68,9 +68,13 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 	ao.EventLog = func() ([]byte, error) { return eventlog.CCEventLog(eventlog.CCELPath, a.Events) }
 	att, err := attest.New(ao)
 	switch {
+	case errors.Is(err, attest.ErrNoTEE) && cfg.Confidential:
+		// Confidential mode promises a bound initdata and keys released
+		// only after attestation; neither can be kept without a TEE.
+		return nil, fmt.Errorf("confidential mode needs a TEE: %w", err)
 	case errors.Is(err, attest.ErrNoTEE):
-		// Without a TEE nothing is confidential and the host sees all, so
-		// refusing to run would protect nothing; say what is missing.
+		// Outside confidential mode (development, tests) the agent runs
+		// without attestation and says what is missing.
 		if o.Initdata != nil {
 			a.log.Warn("initdata binding not verified", "reason", err.Error())
 		}

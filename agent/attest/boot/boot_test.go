@@ -47,16 +47,20 @@ func TestNoTEE(t *testing.T) {
 	if _, err := a.UnsealEnv(context.Background(), []string{"A=sealed.x.y.z"}); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("sealed value without attestation: %v", err)
 	}
-	// No TEE, confidential, with initdata: the binding cannot be checked; the
-	// agent still runs (nothing is confidential without a TEE anyway).
+	// No TEE, not confidential, with initdata: the binding cannot be
+	// checked; a development agent still runs and says so.
 	cfg := testConfig(t)
-	cfg.Confidential = true
 	id, _ := initdata.Create("sha256", map[string]string{})
 	b, err := boot.Start(context.Background(), boot.Options{Config: cfg, Initdata: id, Attest: attest.Options{Root: t.TempDir()}})
 	if err != nil || b.Attester != nil {
 		t.Fatalf("no TEE with initdata: %v", err)
 	}
 	b.Close()
+	// Confidential mode without a TEE refuses: nothing it promises can hold.
+	cfg.Confidential = true
+	if _, err := boot.Start(context.Background(), boot.Options{Config: cfg, Initdata: id, Attest: attest.Options{Root: t.TempDir()}}); err == nil || !strings.Contains(err.Error(), "needs a TEE") {
+		t.Fatalf("confidential without a TEE: %v", err)
+	}
 }
 
 // SNP is go-sev-guest's fake device (no SEV-SNP here).
