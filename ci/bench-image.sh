@@ -7,10 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/cocoon-bench-image.XXXXXX)
+# Unpacked layers live in memory, as in the guest (its /run is tmpfs and a
+# confidential VM has no disk to spare); both sides unpack there.
+mem=$(mktemp -d /dev/shm/cocoon-bench-image.XXXXXX)
 regpid=
 cleanup() {
 	[ -n "$regpid" ] && kill "$regpid" 2>/dev/null || true
-	rm -rf "$work"
+	rm -rf "$work" "$mem"
 }
 trap cleanup EXIT
 
@@ -63,11 +66,11 @@ size=$(du -sb "$work/registry" | cut -f1)
 echo "registry holds $((size / 1000000)) MB (plain + encrypted + shared layer)"
 
 echo "== baseline: skopeo copy + umoci unpack"
-/usr/bin/time -f "skopeo copy: %e s, peak RSS %M KB" skopeo copy --quiet --src-tls-verify=false "docker://$reg/big:plain" "oci:$work/base:big"
-/usr/bin/time -f "umoci unpack: %e s, peak RSS %M KB" umoci unpack --image "$work/base:big" "$work/base-bundle" >/dev/null
-rm -rf "$work/base" "$work/base-bundle"
+/usr/bin/time -f "skopeo copy: %e s, peak RSS %M KB" skopeo copy --quiet --src-tls-verify=false "docker://$reg/big:plain" "oci:$mem/base:big"
+/usr/bin/time -f "umoci unpack: %e s, peak RSS %M KB" umoci unpack --image "$mem/base:big" "$mem/base-bundle" >/dev/null
+rm -rf "$mem/base" "$mem/base-bundle"
 
 echo "== agent puller"
-COCOON_BENCH_REGISTRY=$reg COCOON_BENCH_IMAGE=big:plain COCOON_BENCH_IMAGE_ENC=big:enc \
+TMPDIR=$mem COCOON_BENCH_REGISTRY=$reg COCOON_BENCH_IMAGE=big:plain COCOON_BENCH_IMAGE_ENC=big:enc \
 	COCOON_BENCH_IMAGE_SHARED=big:shared COCOON_BENCH_KEYS=$work/keys \
-	go test -tags "${GOTAGS:-containers_image_openpgp,seccomp}" -run '^$' -bench 'BenchmarkPull' -benchtime "${IMAGE_BENCHTIME:-3x}" ./agent/image
+	go test -tags "${GOTAGS:-containers_image_openpgp,seccomp}" -run '^$' -bench 'BenchmarkPull' -benchtime "${IMAGE_BENCHTIME:-3x}" ${IMAGE_BENCH_FLAGS:-} ./agent/image
