@@ -31,7 +31,13 @@ awk '
 	END { if (ag && ce) printf "ReadStdout (agent in its own process) %.0f MB/s, %.0f µs agent CPU per read; bare ttrpc %.0f MB/s; agent/ceiling %.2f\n", ag, cpu, ce, ag/ce }
 ' "$out/go.txt" | tee -a "$out/containers.txt"
 
-echo "== policy: genpolicy-scale CreateContainer decision through the gate (policy benchmarks above)"
+echo "== policy benchmarks against Kata's genpolicy rules (KATA_REPO=path to a Kata Containers checkout)"
+if [ -n "${KATA_REPO:-}" ]; then
+	ci/kata-compat.sh "$KATA_REPO" -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" | tee -a "$out/go.txt"
+else
+	echo "skipped: KATA_REPO is not set"
+fi
+echo "== policy: genpolicy-scale CreateContainer decision through the gate"
 awk '
 	/^BenchmarkGateCreateContainer-/ { for (i = 1; i <= NF; i++) { if ($i == "p50-µs") p50 = $(i-1); if ($i == "cpu-µs/op") cpu = $(i-1) } }
 	END { if (p50) printf "gate p50 %.0f µs (goal <= 100 µs), %.0f µs CPU; share of a ~50 ms CreateContainer %.1f %% (goal < 5 %%)\n", p50, cpu, p50 / 500 }

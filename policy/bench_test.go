@@ -1,8 +1,9 @@
+//go:build katacompat
+
 package policy_test
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -75,10 +76,6 @@ func BenchmarkDecisionCreateContainer(b *testing.B) {
 		}
 	})
 }
-
-// errOpFailed makes the gate discard the decision's state change, so every
-// iteration decides the same first CreateContainer of the sandbox.
-var errOpFailed = errors.New("operation failed")
 
 // BenchmarkGateCreateContainer is what the server pays per request: the
 // gate turns the protobuf request into the policy input, decides it

@@ -1,3 +1,5 @@
+//go:build katacompat
+
 package policy_test
 
 import (

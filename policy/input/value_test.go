@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -103,9 +101,8 @@ func TestValueMatchesEncode(t *testing.T) {
 	}
 }
 
-// Every agent request, empty, and every request recorded in Kata's test
-// cases encodes identically both ways.
-func TestValueMatchesEncodeOnKataRequests(t *testing.T) {
+// Every agent request, empty, encodes identically both ways.
+func TestValueMatchesEncodeOnEmptyRequests(t *testing.T) {
 	vs := &input.Values{}
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName("grpc.AgentService")
 	if err != nil {
@@ -118,42 +115,6 @@ func TestValueMatchesEncodeOnKataRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameInput(t, vs, string(ms.Get(i).Name()), m)
-	}
-	files, err := filepath.Glob("../testdata/kata/*.testcases.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no Kata test cases: %v", err)
-	}
-	n := 0
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cases []struct {
-			Description string          `json:"description"`
-			Kind        string          `json:"kind"`
-			Request     json.RawMessage `json:"request"`
-		}
-		if err := json.Unmarshal(raw, &cases); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cases {
-			m, err := input.NewRequest(c.Kind)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.Kind == "CopyFileRequest" {
-				continue // its recorded request is the derived input, not the message
-			}
-			if err := input.Decode(c.Request, m); err != nil {
-				t.Fatalf("%s: %v", c.Description, err)
-			}
-			sameInput(t, vs, c.Description, m)
-			n++
-		}
-	}
-	if n < 20 {
-		t.Fatalf("only %d recorded requests compared", n)
 	}
 }
 
