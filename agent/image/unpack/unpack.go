@@ -41,7 +41,9 @@ var ErrTooLarge = fmt.Errorf("layer exceeds unpack limits: %w", errdefs.ErrInval
 
 // Options bound and shape one unpack.
 type Options struct {
-	// MaxBytes bounds the uncompressed stream (headers, data, padding).
+	// MaxBytes bounds the uncompressed stream (headers, data, padding) and,
+	// separately, the total size of the files written: a sparse entry's
+	// holes cost no stream bytes but are still written out.
 	MaxBytes int64
 	// MaxEntries bounds the number of tar entries.
 	MaxEntries int
@@ -119,6 +121,8 @@ type unpacker struct {
 	// Dropped whenever an entry removes or replaces something.
 	lastRel string
 	lastFD  int
+	// declared is the sum of the entries' declared sizes so far.
+	declared int64
 }
 
 func (u *unpacker) forget() {
@@ -148,6 +152,10 @@ func (u *unpacker) run(ctx context.Context, tr *tar.Reader) (Stats, error) {
 		if st.Entries > u.o.MaxEntries {
 			return st, fmt.Errorf("more than %d entries: %w", u.o.MaxEntries, ErrTooLarge)
 		}
+		if hdr.Size < 0 || hdr.Size > u.o.MaxBytes-u.declared {
+			return st, fmt.Errorf("entry %q: files larger than %d bytes in all: %w", hdr.Name, u.o.MaxBytes, ErrTooLarge)
+		}
+		u.declared += hdr.Size
 		if err := u.entry(hdr, tr); err != nil {
 			return st, fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 		}

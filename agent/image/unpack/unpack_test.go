@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -272,3 +273,59 @@ func FuzzUnpack(f *testing.F) {
 		assertOnly(t, base, map[string]bool{"outside": true, "outside/secret": true})
 	})
 }
+
+// A GNU sparse entry declares a size its stream does not carry: the holes
+// are produced by the reader. The declared size counts against the bound,
+// so a two-kilobyte layer cannot write gigabytes. archive/tar does not write
+// sparse files, so the PAX 1.0 sparse entry is assembled by hand.
+func TestSparseEntryBounded(t *testing.T) {
+	const realSize = 64 << 20
+	var layer bytes.Buffer
+	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
+		paxRecord("GNU.sparse.name", "big") + paxRecord("GNU.sparse.realsize", fmt.Sprint(realSize))
+	layer.Write(ustarHeader("PaxHeaders/big", tar.TypeXHeader, len(pax)))
+	layer.Write(blockPad([]byte(pax)))
+	// The stored data is only the sparse map: one empty region at the end.
+	layer.Write(ustarHeader("GNUSparseFile.0/big", tar.TypeReg, 512))
+	layer.Write(blockPad([]byte(fmt.Sprintf("1\n%d\n0\n", realSize))))
+
+	dir := t.TempDir()
+	_, err := Unpack(context.Background(), bytes.NewReader(layer.Bytes()), dir, Options{MaxBytes: 1 << 20})
+	if fi, serr := os.Stat(filepath.Join(dir, "big")); serr == nil && fi.Size() > 1<<20 {
+		t.Fatalf("a %d-byte layer wrote a %d-byte file", layer.Len(), fi.Size())
+	}
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("sparse %d-byte entry: %v, want ErrTooLarge", realSize, err)
+	}
+}
+
+// ustarHeader is one ustar header block with the given name, type and size.
+func ustarHeader(name string, typ byte, size int) []byte {
+	b := make([]byte, 512)
+	copy(b[0:100], name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "00000000000\x00")
+	b[156] = typ
+	copy(b[257:], "ustar\x0000")
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+// paxRecord formats one "<len> key=value\n" record, len counting itself.
+func paxRecord(k, v string) string {
+	for n := len(k) + len(v) + 3; ; n++ {
+		if r := fmt.Sprintf("%d %s=%s\n", n, k, v); len(r) == n {
+			return r
+		}
+	}
+}
+
+func blockPad(b []byte) []byte { return append(b, make([]byte, (512-len(b)%512)%512)...) }
