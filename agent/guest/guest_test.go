@@ -16,7 +16,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-tee/cocoon/internal/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/image/layerstore"
-	"github.com/cocoon-tee/cocoon/internal/testenv"
-	"github.com/cocoon-tee/cocoon/internal/testregistry"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testregistry"
 )
 
 // Benchmarks pull from a registry through a counting proxy. ci/bench-image.sh

@@ -10,8 +10,8 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/image/imgconfig"
 	"github.com/cocoon-tee/cocoon/agent/image/layerstore"
-	"github.com/cocoon-tee/cocoon/internal/testenv"
-	"github.com/cocoon-tee/cocoon/internal/testregistry"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testregistry"
 )
 
 // fixture is one test's registry, configuration files and layer store.

@@ -21,7 +21,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/cocoon-tee/cocoon/agent/image/layerstore"
-	"github.com/cocoon-tee/cocoon/internal/testregistry"
+	"github.com/cocoon-tee/cocoon/ci/testregistry"
 )
 
 func TestZstdLayers(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/cocoon-tee/cocoon/agent/storage"
-	"github.com/cocoon-tee/cocoon/internal/testregistry"
+	"github.com/cocoon-tee/cocoon/ci/testregistry"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
-	"github.com/cocoon-tee/cocoon/internal/testregistry"
+	"github.com/cocoon-tee/cocoon/ci/testregistry"
 )
 
 // signingSetup writes a registries.d document that stores simple-signing

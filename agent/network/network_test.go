@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/cocoon-tee/cocoon/internal/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/stream"
-	"github.com/cocoon-tee/cocoon/internal/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 )
 
 // newPodUnsealing is newPod with an environment unsealer.

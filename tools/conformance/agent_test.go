@@ -6,8 +6,8 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/internal/testagent"
-	"github.com/cocoon-tee/cocoon/internal/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 )
 
 func TestMain(m *testing.M) {

@@ -12,7 +12,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/attest/kbstest"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
-	"github.com/cocoon-tee/cocoon/internal/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )

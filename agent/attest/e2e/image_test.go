@@ -27,8 +27,8 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/image"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
-	"github.com/cocoon-tee/cocoon/internal/testenv"
-	"github.com/cocoon-tee/cocoon/internal/testregistry"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testregistry"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-tee/cocoon/internal/testenv"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 )
 
 type ent struct {

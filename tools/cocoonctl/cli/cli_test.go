@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/internal/testagent"
+	"github.com/cocoon-tee/cocoon/ci/testagent"
 )
 
 func startAgent(t *testing.T) string {
