@@ -56,7 +56,8 @@ func (b *builtin) nvdimm(ctx context.Context, r Request) (Mounted, error) {
 // system when asked, and mounts it.
 func (b *builtin) block(ctx context.Context, r Request, find func(context.Context, string) (string, error)) (Mounted, error) {
 	s := r.Storage
-	if err := requireMountPoint(s); err != nil {
+	o, err := mountOptions(s)
+	if err != nil {
 		return Mounted{}, err
 	}
 	if s.Source == "" {
@@ -64,10 +65,6 @@ func (b *builtin) block(ctx context.Context, r Request, find func(context.Contex
 	}
 	if s.Fstype == "" {
 		return Mounted{}, invalid("%s storage %s has no fstype", s.Driver, s.MountPoint)
-	}
-	o, err := ParseOptions(s.Options)
-	if err != nil {
-		return Mounted{}, err
 	}
 	mkfs, err := blockDriverOptions(s)
 	if err != nil {

@@ -131,13 +131,14 @@ func joinCleanup(ctx context.Context, err error, cleanup func(context.Context) e
 	return err
 }
 
-// requireMountPoint checks the fields every mounting driver needs.
-func requireMountPoint(s *agentpb.Storage) error {
+// mountOptions checks the fields every mounting driver needs and parses the
+// storage's options.
+func mountOptions(s *agentpb.Storage) (MountOptions, error) {
 	if s.MountPoint == "" {
-		return invalid("storage driver %s: mount_point is empty", s.Driver)
+		return MountOptions{}, invalid("storage driver %s: mount_point is empty", s.Driver)
 	}
 	if !filepath.IsAbs(s.MountPoint) {
-		return invalid("storage driver %s: mount_point %q is not absolute", s.Driver, s.MountPoint)
+		return MountOptions{}, invalid("storage driver %s: mount_point %q is not absolute", s.Driver, s.MountPoint)
 	}
-	return nil
+	return ParseOptions(s.Options)
 }

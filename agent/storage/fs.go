@@ -31,10 +31,7 @@ const (
 // container restart, and go with the sandbox's run directory.
 func (b *builtin) local(ctx context.Context, r Request) (Mounted, error) {
 	s := r.Storage
-	if err := requireMountPoint(s); err != nil {
-		return Mounted{}, err
-	}
-	o, err := ParseOptions(s.Options)
+	o, err := mountOptions(s)
 	if err != nil {
 		return Mounted{}, err
 	}
@@ -81,10 +78,7 @@ func unixSpecial(m int64) os.FileMode {
 // never mount a device.
 func (b *builtin) ephemeral(ctx context.Context, r Request) (Mounted, error) {
 	s := r.Storage
-	if err := requireMountPoint(s); err != nil {
-		return Mounted{}, err
-	}
-	o, err := ParseOptions(s.Options)
+	o, err := mountOptions(s)
 	if err != nil {
 		return Mounted{}, err
 	}
@@ -118,10 +112,7 @@ func (b *builtin) ephemeral(ctx context.Context, r Request) (Mounted, error) {
 // missing and removed again with the mount if this driver created them.
 func (b *builtin) overlay(ctx context.Context, r Request) (Mounted, error) {
 	s := r.Storage
-	if err := requireMountPoint(s); err != nil {
-		return Mounted{}, err
-	}
-	o, err := ParseOptions(s.Options)
+	o, err := mountOptions(s)
 	if err != nil {
 		return Mounted{}, err
 	}
@@ -204,15 +195,12 @@ func (b *builtin) overlay(ctx context.Context, r Request) (Mounted, error) {
 // mounted by the guest's init; then there is nothing to do.
 func (b *builtin) virtiofs(ctx context.Context, r Request) (Mounted, error) {
 	s := r.Storage
-	if err := requireMountPoint(s); err != nil {
+	o, err := mountOptions(s)
+	if err != nil {
 		return Mounted{}, err
 	}
 	if s.Source == "" {
 		return Mounted{}, invalid("virtio-fs storage %s has no source (tag)", s.MountPoint)
-	}
-	o, err := ParseOptions(s.Options)
-	if err != nil {
-		return Mounted{}, err
 	}
 	if s.Source == premountTag && isMountPoint(s.MountPoint) {
 		return Mounted{Path: s.MountPoint, Cleanup: func(context.Context) error { return nil }}, nil
@@ -226,10 +214,7 @@ func (b *builtin) virtiofs(ctx context.Context, r Request) (Mounted, error) {
 // and re-copies them when they change; cocoon binds (see docs/storage.md).
 func (b *builtin) bind(ctx context.Context, r Request) (Mounted, error) {
 	s := r.Storage
-	if err := requireMountPoint(s); err != nil {
-		return Mounted{}, err
-	}
-	o, err := ParseOptions(s.Options)
+	o, err := mountOptions(s)
 	if err != nil {
 		return Mounted{}, err
 	}
