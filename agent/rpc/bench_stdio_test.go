@@ -208,8 +208,7 @@ func BenchmarkReadStdoutAgentProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 	a := c.Agent
-	root := filepath.Join(dir, "run", "shared", "containers", "reader", "rootfs")
-	testenv.BusyboxRootfs(b, root)
+	root := testenv.KataRootfs(b, filepath.Join(dir, "run"), "reader")
 	if _, err := a.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "reader", OCI: spec(root, "cat", "/dev/zero")}); err != nil {
 		b.Fatal(err)
 	}

@@ -65,9 +65,7 @@ func (a *agent) rootfs(t *testing.T, cid string) string { return a.rootfsB(t, ci
 
 func (a *agent) rootfsB(t testing.TB, cid string) string {
 	t.Helper()
-	r := filepath.Join(a.run, "shared", "containers", cid, "rootfs")
-	testenv.BusyboxRootfs(t, r)
-	return r
+	return testenv.KataRootfs(t, a.run, cid)
 }
 
 func spec(root string, args ...string) *agentpb.Spec {

@@ -29,12 +29,15 @@ type pod struct {
 	run, state, cgroup string
 }
 
-func newPod(t *testing.T) *pod {
+func newPod(t *testing.T) *pod { return newPodWith(t, nil) }
+
+// newPodWith is newPod with an environment unsealer (nil: none).
+func newPodWith(t *testing.T, unseal func(context.Context, []string) ([]string, error)) *pod {
 	t.Helper()
 	testenv.RequiresRoot(t)
 	dir := t.TempDir()
 	p := &pod{run: filepath.Join(dir, "run"), state: filepath.Join(dir, "state"), cgroup: fmt.Sprintf("/cocoon-test-%d", time.Now().UnixNano())}
-	sb, err := sandbox.New(sandbox.Options{KataRunDir: p.run, StateDir: p.state, CgroupParent: p.cgroup})
+	sb, err := sandbox.New(sandbox.Options{KataRunDir: p.run, StateDir: p.state, CgroupParent: p.cgroup, UnsealEnv: unseal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,9 +56,7 @@ func newPod(t *testing.T) *pod {
 // rootfs lays out a busybox rootfs where the Kata runtime puts it.
 func (p *pod) rootfs(t *testing.T, cid string) string {
 	t.Helper()
-	r := filepath.Join(p.run, "shared", "containers", cid, "rootfs")
-	testenv.BusyboxRootfs(t, r)
-	return r
+	return testenv.KataRootfs(t, p.run, cid)
 }
 
 func specFor(root string, args ...string) *agentpb.Spec {

@@ -3,42 +3,17 @@ package sandbox_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/stream"
-	"github.com/cocoon-tee/cocoon/ci/testenv"
 )
-
-// newPodUnsealing is newPod with an environment unsealer.
-func newPodUnsealing(t *testing.T, unseal func(context.Context, []string) ([]string, error)) *pod {
-	t.Helper()
-	testenv.RequiresRoot(t)
-	dir := t.TempDir()
-	p := &pod{run: filepath.Join(dir, "run"), state: filepath.Join(dir, "state"), cgroup: fmt.Sprintf("/cocoon-test-%d", time.Now().UnixNano())}
-	sb, err := sandbox.New(sandbox.Options{KataRunDir: p.run, StateDir: p.state, CgroupParent: p.cgroup, UnsealEnv: unseal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Sandbox = sb
-	t.Cleanup(func() {
-		if err := sb.Destroy(context.Background()); err != nil {
-			t.Errorf("destroy: %v", err)
-		}
-		for _, ctl := range []string{"memory", "pids", "cpu", "freezer", "unified", ""} {
-			os.Remove(filepath.Join("/sys/fs/cgroup", ctl, p.cgroup))
-		}
-	})
-	return p
-}
 
 // The unsealer sees the final environment and its result is what the
 // container runs with; its error refuses the container, keeps its class and
@@ -46,7 +21,7 @@ func newPodUnsealing(t *testing.T, unseal func(context.Context, []string) ([]str
 func TestUnsealEnv(t *testing.T) {
 	fail := errdefs.ErrPermissionDenied.WithMessage("signature does not verify")
 	var seen []string
-	p := newPodUnsealing(t, func(_ context.Context, env []string) ([]string, error) {
+	p := newPodWith(t, func(_ context.Context, env []string) ([]string, error) {
 		seen = slices.Clone(env)
 		out := make([]string, 0, len(env))
 		for _, kv := range env {

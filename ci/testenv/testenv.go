@@ -60,3 +60,12 @@ func BusyboxRootfs(t testing.TB, dir string) {
 		}
 	}
 }
+
+// KataRootfs lays out a busybox rootfs where the Kata runtime puts a
+// container's rootfs under the agent's run dir, and returns its path.
+func KataRootfs(t testing.TB, runDir, cid string) string {
+	t.Helper()
+	r := filepath.Join(runDir, "shared", "containers", cid, "rootfs")
+	BusyboxRootfs(t, r)
+	return r
+}

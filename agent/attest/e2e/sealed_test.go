@@ -5,7 +5,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -66,11 +65,7 @@ func TestSealedSecretInContainerEnv(t *testing.T) {
 	a := start(t, cfg, daemon.Options{})
 	ctx := ctxT(t)
 
-	rootfs := func(cid string) string {
-		r := filepath.Join(cfg.KataRunDir, "shared", "containers", cid, "rootfs")
-		testenv.BusyboxRootfs(t, r)
-		return r
-	}
+	rootfs := func(cid string) string { return testenv.KataRootfs(t, cfg.KataRunDir, cid) }
 	const kid = "kbs:///default/sealing/pub"
 
 	cid := "att-sealed-ok"
@@ -117,8 +112,7 @@ func TestSealedSecretWithoutKBS(t *testing.T) {
 			cfg.AttestSample = sample
 			a := start(t, cfg, daemon.Options{})
 			cid := "att-sealed-nokbs"
-			r := filepath.Join(cfg.KataRunDir, "shared", "containers", cid, "rootfs")
-			testenv.BusyboxRootfs(t, r)
+			r := testenv.KataRootfs(t, cfg.KataRunDir, cid)
 			s := spec(r, []string{"SECRET=" + seal(t, key, "kbs:///default/sealing/pub", "kbs:///default/secret/db")}, "true")
 			_, err := a.CreateContainer(ctxT(t), &agentpb.CreateContainerRequest{ContainerId: cid, ExecId: cid, OCI: s})
 			if status.Code(err) != codes.FailedPrecondition {
