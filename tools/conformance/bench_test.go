@@ -73,14 +73,14 @@ func BenchmarkAgentRunTrue(b *testing.B) {
 	}
 }
 
-// BenchmarkRuncRunTrue is `runc run` of /bin/true on a bundle with the same
-// root file system, namespaces and mounts as BenchmarkAgentRunTrue's spec.
-func BenchmarkRuncRunTrue(b *testing.B) {
+// runcBaseline prepares a pod whose container rootfs exists (created and
+// removed once through the agent) and a runc bundle over the same rootfs.
+func runcBaseline(b *testing.B, cid string) (runc string, p benchPod, bundle, state string) {
 	runc, err := exec.LookPath("runc")
 	if err != nil {
 		b.Fatalf("runc is needed for the baseline (apt-get install runc): %v", err)
 	}
-	p := newBenchPod(b, "bench-runc")
+	p = newBenchPod(b, cid)
 	ctx := context.Background()
 	if err := p.h.Create(ctx, p.cid, []string{"/bin/true"}); err != nil {
 		b.Fatal(err)
@@ -88,9 +88,15 @@ func BenchmarkRuncRunTrue(b *testing.B) {
 	if _, err := p.h.Agent.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: p.cid}); err != nil {
 		b.Fatal(err)
 	}
-	bundle := b.TempDir()
+	bundle, state = b.TempDir(), b.TempDir()
 	writeRuncBundle(b, bundle, p.h.RootfsPath(p.cid), p.h.SandboxShm())
-	state := b.TempDir()
+	return runc, p, bundle, state
+}
+
+// BenchmarkRuncRunTrue is `runc run` of /bin/true on a bundle with the same
+// root file system, namespaces and mounts as BenchmarkAgentRunTrue's spec.
+func BenchmarkRuncRunTrue(b *testing.B) {
+	runc, _, bundle, state := runcBaseline(b, "bench-runc")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, "bench-"+strconv.Itoa(i))
@@ -104,21 +110,9 @@ func BenchmarkRuncRunTrue(b *testing.B) {
 // `runc run` per iteration, so that both see the same machine load; on a
 // shared machine its ratio is the number to quote.
 func BenchmarkRunTrueInterleaved(b *testing.B) {
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		b.Fatalf("runc is needed for the baseline (apt-get install runc): %v", err)
-	}
-	p := newBenchPod(b, "bench-mix")
+	runc, p, bundle, state := runcBaseline(b, "bench-mix")
 	ctx := context.Background()
-	if err := p.h.Create(ctx, p.cid, []string{"/bin/true"}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := p.h.Agent.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: p.cid}); err != nil {
-		b.Fatal(err)
-	}
 	spec := p.h.Spec(p.cid, []string{"/bin/true"})
-	bundle, state := b.TempDir(), b.TempDir()
-	writeRuncBundle(b, bundle, p.h.RootfsPath(p.cid), p.h.SandboxShm())
 	var agentTime, runcTime time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
