@@ -152,6 +152,11 @@ func (l *Log) appendLocked(e Entry) error {
 			return err
 		}
 	}
+	return l.write(line, hash)
+}
+
+// write appends a sealed line and advances the chain.
+func (l *Log) write(line []byte, hash string) error {
 	n, err := l.f.Write(line)
 	l.size += int64(n)
 	if err != nil {
@@ -198,14 +203,7 @@ func (l *Log) rotate() error {
 	if err != nil {
 		return err
 	}
-	n, err := l.f.Write(line)
-	l.size += int64(n)
-	if err != nil {
-		return fmt.Errorf("decision log: %w", err)
-	}
-	l.seq++
-	l.last = hash
-	return nil
+	return l.write(line, hash)
 }
 
 func (l *Log) shift() error {

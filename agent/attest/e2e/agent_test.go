@@ -32,16 +32,7 @@ type agent struct {
 }
 
 // baseConfig keeps every agent path inside the test's temporary directory.
-func baseConfig(t *testing.T) config.Config {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.ServerAddr = "unix://" + filepath.Join(dir, "agent.sock")
-	cfg.DecisionLog = filepath.Join(dir, "decisions.log")
-	cfg.KataRunDir = filepath.Join(dir, "run")
-	cfg.StateDir = filepath.Join(dir, "state")
-	return cfg
-}
+func baseConfig(t *testing.T) config.Config { return testagent.Config(t) }
 
 // writeInitdata stores initdata as the disk image Kata attaches and points
 // the configuration at it.
