@@ -37,6 +37,15 @@ func NewEngine(p *Policy, dlog *decisionlog.Log, log *slog.Logger) *Engine {
 	return e
 }
 
+// DecisionHead is the hash of the newest decision-log entry, "" when there
+// is no decision log or nothing was decided yet.
+func (e *Engine) DecisionHead() string {
+	if e.dlog == nil {
+		return ""
+	}
+	return e.dlog.Head()
+}
+
 // Policy returns the policy in force.
 func (e *Engine) Policy() *Policy { return e.cur.Load() }
 

@@ -107,7 +107,7 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		return measurePolicy(att, eventlog.OpSetPolicy, digest)
 	}, AfterDestroy: func() {
 		// The decision log's head is measured before a possible power-off.
-		measureDecisions(att, cfg.DecisionLog, log)
+		measureDecisions(att, pol.DecisionHead(), log)
 		if initsys.IsInit() {
 			powerOff.Store(true)
 			stopServing()

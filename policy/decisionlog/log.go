@@ -139,6 +139,14 @@ func (l *Log) Append(e Entry) (string, error) {
 	return l.last, nil
 }
 
+// Head is the hash of the last entry written ("" before the first). The
+// chain makes it a commitment to every entry before it.
+func (l *Log) Head() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
 func (l *Log) appendLocked(e Entry) error {
 	line, hash, err := l.seal(e)
 	if err != nil {

@@ -48,6 +48,7 @@ func TestChainAcrossRotationAndReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill(t, l, 20)
+	head := l.Head()
 	l.Close()
 	files, _ := filepath.Glob(path + ".*")
 	if len(files) < 2 {
@@ -64,6 +65,10 @@ func TestChainAcrossRotationAndReopen(t *testing.T) {
 	}
 	if res.Entries != 40+len(files) || res.Continued {
 		t.Fatalf("%+v", res)
+	}
+	// The head the writer reports, across rotations, is what the files prove.
+	if head == "" || head != res.LastHash {
+		t.Fatalf("Head() = %q, files end at %q", head, res.LastHash)
 	}
 	// The live file alone verifies as a continuation.
 	res, err = decisionlog.Verify(sources(t, path))
