@@ -3,11 +3,8 @@ package image
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"github.com/containers/ocicrypt/blockcipher"
 	"go.podman.io/image/v5/types"
 
 	"github.com/cocoon-tee/cocoon/agent/image/layerstore"
@@ -53,41 +49,10 @@ func (m memKeys) ResolveKey(_ context.Context, kid string) ([]byte, error) {
 // under a key named by a kbs:/// id) and decrypts it through KeyResolver.
 func TestAttestationAgentKeyProvider(t *testing.T) {
 	plain := bytes.Repeat([]byte("layer data "), 10000)
-	h, err := blockcipher.NewLayerBlockCipherHandler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	encR, fin, err := h.Encrypt(bytes.NewReader(plain), blockcipher.AES256CTR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := io.ReadAll(encR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := fin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	privJSON, _ := json.Marshal(opts.Private)
-	pubJSON, _ := json.Marshal(opts.Public)
-
 	kek := make([]byte, 32)
-	iv := make([]byte, 12)
 	_, _ = rand.Read(kek)
-	_, _ = rand.Read(iv)
-	block, _ := aes.NewCipher(kek)
-	gcm, _ := cipher.NewGCM(block)
-	packet, _ := json.Marshal(AAAnnotation{
-		Kid:         "kbs:///default/key/1",
-		WrappedData: base64.StdEncoding.EncodeToString(gcm.Seal(nil, iv, privJSON, nil)),
-		IV:          base64.StdEncoding.EncodeToString(iv),
-		WrapType:    "A256GCM",
-	})
-	info := types.BlobInfo{MediaType: "application/vnd.oci.image.layer.v1.tar+encrypted", Annotations: map[string]string{
-		annAAProvider: base64.StdEncoding.EncodeToString(packet),
-		annPubOpts:    base64.StdEncoding.EncodeToString(pubJSON),
-	}}
+	enc, ann := testregistry.EncryptForKeyProvider(t, plain, kek, "kbs:///default/key/1")
+	info := types.BlobInfo{MediaType: "application/vnd.oci.image.layer.v1.tar+encrypted", Annotations: ann}
 
 	s, err := layerstore.Open(t.TempDir())
 	if err != nil {

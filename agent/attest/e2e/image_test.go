@@ -1,22 +1,16 @@
 package e2e_test
 
 import (
-	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/containers/ocicrypt/blockcipher"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -30,12 +24,6 @@ import (
 	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/ci/testregistry"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
-)
-
-// Annotations of an encrypted layer in CoCo's key-provider form.
-const (
-	annKeyProvider = "org.opencontainers.image.enc.keys.provider.attestation-agent"
-	annPubOpts     = "org.opencontainers.image.enc.pubopts"
 )
 
 // layout is an OCI image layout on disk.
@@ -97,49 +85,13 @@ func (l layout) encryptAs(tag, kid string, kek []byte) {
 	if err := json.Unmarshal(l.blob(src.Digest), &man); err != nil {
 		t.Fatal(err)
 	}
-	h, err := blockcipher.NewLayerBlockCipherHandler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i, ld := range man.Layers {
-		encR, finish, err := h.Encrypt(bytes.NewReader(l.blob(ld.Digest)), blockcipher.AES256CTR)
-		if err != nil {
-			t.Fatal(err)
-		}
-		enc, err := io.ReadAll(encR)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts, err := finish()
-		if err != nil {
-			t.Fatal(err)
-		}
-		priv, _ := json.Marshal(opts.Private)
-		pub, _ := json.Marshal(opts.Public)
-		iv := make([]byte, gcm.NonceSize())
-		_, _ = rand.Read(iv)
-		packet, _ := json.Marshal(map[string]string{
-			"kid":          kid,
-			"wrapped_data": base64.StdEncoding.EncodeToString(gcm.Seal(nil, iv, priv, nil)),
-			"iv":           base64.StdEncoding.EncodeToString(iv),
-			"wrap_type":    "A256GCM",
-		})
+		enc, ann := testregistry.EncryptForKeyProvider(t, l.blob(ld.Digest), kek, kid)
 		man.Layers[i] = ocispec.Descriptor{
-			MediaType: ld.MediaType + "+encrypted",
-			Digest:    l.put(enc),
-			Size:      int64(len(enc)),
-			Annotations: map[string]string{
-				annKeyProvider: base64.StdEncoding.EncodeToString(packet),
-				annPubOpts:     base64.StdEncoding.EncodeToString(pub),
-			},
+			MediaType:   ld.MediaType + "+encrypted",
+			Digest:      l.put(enc),
+			Size:        int64(len(enc)),
+			Annotations: ann,
 		}
 	}
 	mb, _ := json.Marshal(man)
