@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 pkgs=(
 	make gcc git ca-certificates
 	libseccomp-dev pkg-config  # seccomp build tag: libseccomp.a for the static agent
-	protobuf-compiler        # make protos
+	protobuf-compiler libprotobuf-dev  # make protos: protoc and the well-known types (google/protobuf/*.proto)
 	busybox-static           # test container rootfs
 	runc                     # benchmark baseline
 	iproute2 iptables        # network rpcs, tested in network namespaces
