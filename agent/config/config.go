@@ -51,6 +51,9 @@ type Config struct {
 	KataRunDir string `toml:"kata_run_dir"`
 	// StateDir holds the agent's own state: container state, sockets, logs.
 	StateDir string `toml:"state_dir"`
+	// CgroupParent is the cgroup, relative to each hierarchy's root, that
+	// containers are created under.
+	CgroupParent string `toml:"cgroup_parent"`
 
 	// DecisionLog is where every policy decision is appended.
 	DecisionLog string `toml:"decision_log"`
@@ -84,6 +87,7 @@ func Default() Config {
 		DecisionLog:            "/run/cocoon/decisions.log",
 		KataRunDir:             "/run/kata-containers",
 		StateDir:               "/run/cocoon",
+		CgroupParent:           "/cocoon",
 	}
 }
 

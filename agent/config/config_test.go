@@ -192,3 +192,27 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+func TestCgroupParentFromFile(t *testing.T) {
+	for _, tc := range []struct {
+		toml string
+		want string
+		ok   bool
+	}{
+		{`cgroup_parent = "/pods/cocoon"`, "/pods/cocoon", true},
+		{``, "/cocoon", true},
+		{`cgroup_parent = "cocoon"`, "", false},
+		{`cgroup_parent = "/"`, "", false},
+		{`cgroup_parent = "/a/../b"`, "", false},
+		{`cgroup_parent = "/a/"`, "", false},
+	} {
+		r, err := Load(Sources{Args: []string{"--config", "f.toml"}, ReadFile: func(string) ([]byte, error) { return []byte(tc.toml), nil }})
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: error %v, want ok=%v", tc.toml, err, tc.ok)
+			continue
+		}
+		if tc.ok && r.Config.CgroupParent != tc.want {
+			t.Errorf("%q: cgroup parent %q, want %q", tc.toml, r.Config.CgroupParent, tc.want)
+		}
+	}
+}

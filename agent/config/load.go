@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"time"
 
@@ -143,8 +144,15 @@ func applyFile(c *Config, path string, read func(string) ([]byte, error)) error 
 	if fc.ContainerPipeSize < 0 || fc.ContainerPipeSize > maxPipeSize {
 		return fmt.Errorf("config file %s: container_pipe_size %d out of range", path, fc.ContainerPipeSize)
 	}
+	if !validCgroupParent(fc.CgroupParent) {
+		return fmt.Errorf("config file %s: cgroup_parent %q must be a clean absolute path below the hierarchy's root", path, fc.CgroupParent)
+	}
 	*c = fc.Config
 	return nil
+}
+
+func validCgroupParent(p string) bool {
+	return path.IsAbs(p) && path.Clean(p) == p && p != "/"
 }
 
 // decodeTOML decodes strictly: unknown keys are an error, not a surprise later.

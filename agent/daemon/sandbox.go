@@ -30,12 +30,13 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver,
 		}
 	}
 	pod, err := sandbox.New(sandbox.Options{
-		KataRunDir: cfg.KataRunDir,
-		StateDir:   cfg.StateDir,
-		PipeSize:   int(cfg.ContainerPipeSize),
-		Storage:    stor,
-		Log:        log,
-		UnsealEnv:  unseal,
+		KataRunDir:   cfg.KataRunDir,
+		StateDir:     cfg.StateDir,
+		CgroupParent: cfg.CgroupParent,
+		PipeSize:     int(cfg.ContainerPipeSize),
+		Storage:      stor,
+		Log:          log,
+		UnsealEnv:    unseal,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox: %w", err)

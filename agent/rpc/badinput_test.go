@@ -13,6 +13,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/reaper"
+	"github.com/cocoon-tee/cocoon/ci/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -129,11 +130,11 @@ func (a *agent) assertClean(t *testing.T) {
 	}
 	assertNoMountsUnder(t, a.run)
 	assertNoMountsUnder(t, filepath.Join(a.state, "containers"))
-	for _, ctl := range []string{"memory", "pids", "freezer", "cpu", ""} {
-		ents, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", ctl, "cocoon"))
+	for _, dir := range testagent.CgroupDirs(a.cgroup) {
+		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
-			if e.IsDir() && strings.HasPrefix(e.Name(), "leak-") || e.Name() == "c" || e.Name() == "dup" {
-				t.Errorf("cgroup left: %s/%s", ctl, e.Name())
+			if e.IsDir() {
+				t.Errorf("cgroup left: %s/%s", dir, e.Name())
 			}
 		}
 	}

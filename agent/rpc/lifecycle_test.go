@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 // agent is the real agent on a unix socket, with its run and state dirs.
 type agent struct {
 	agentpb.AgentServiceService
-	run, state string
+	run, state, cgroup string
 }
 
 func startAgent(t *testing.T, policyText string) *agent { return startAgentTB(t, policyText) }
@@ -57,7 +57,7 @@ func startAgentTB(t testing.TB, policyText string, tweak ...func(*config.Config)
 		}
 	}
 	c := testagent.Start(t, cfg, daemon.Options{})
-	return &agent{AgentServiceService: c.Agent, run: cfg.KataRunDir, state: cfg.StateDir}
+	return &agent{AgentServiceService: c.Agent, run: cfg.KataRunDir, state: cfg.StateDir, cgroup: cfg.CgroupParent}
 }
 
 // rootfs lays out busybox where the Kata runtime puts a container's rootfs.

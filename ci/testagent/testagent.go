@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -16,8 +17,9 @@ import (
 )
 
 // Config is the default configuration with the socket, decision log, Kata
-// run dir and state dir in a fresh temp dir, so a test never touches the
-// machine's /run.
+// run dir and state dir in a fresh temp dir, and containers in a cgroup of
+// the test's own, so a test never touches the machine's /run or another test
+// process's containers.
 func Config(tb testing.TB) config.Config {
 	dir := tb.TempDir()
 	cfg := config.Default()
@@ -25,7 +27,23 @@ func Config(tb testing.TB) config.Config {
 	cfg.DecisionLog = filepath.Join(dir, "decisions.log")
 	cfg.KataRunDir = filepath.Join(dir, "run")
 	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.CgroupParent = "/cocoon-test-" + filepath.Base(dir)
+	tb.Cleanup(func() {
+		for _, d := range CgroupDirs(cfg.CgroupParent) {
+			os.Remove(d)
+		}
+	})
 	return cfg
+}
+
+// CgroupDirs lists where parent lives in every hierarchy a test machine may
+// mount: the cgroup v1 controllers the agent uses and the unified one.
+func CgroupDirs(parent string) []string {
+	var out []string
+	for _, ctl := range []string{"memory", "pids", "cpu", "cpuacct", "freezer", "blkio", "devices", "cpuset", "hugetlb", "net_cls", "perf_event", "unified", ""} {
+		out = append(out, filepath.Join("/sys/fs/cgroup", ctl, parent))
+	}
+	return out
 }
 
 // Start runs the agent with cfg until the test ends and returns a client
