@@ -32,17 +32,24 @@ func (e errDenied) Error() string { return e.err.Error() }
 func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp any, err error) {
 	start := time.Now()
 	var req any
+	// finish is what the gate took for this request (for the policy engine, the
+	// slot that serialises stateful decisions). It must run on every path out
+	// of the handler, a panic included, or the next stateful request waits
+	// forever; so it runs in the same deferred function that recovers.
+	var finish func(error)
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", shortName(info.FullMethod), p)
+		}
+		if finish != nil {
+			c.finish(info.FullMethod, finish, err)
 		}
 		err = toStatus(err)
 		c.logCall(info.FullMethod, req, start, err)
 	}()
 
 	gated := c.gate != nil && strings.HasPrefix(info.FullMethod, agentServicePrefix)
-	var finish func(error)
 	decode := func(v any) error {
 		if err := unmarshal(v); err != nil {
 			return status.Errorf(codes.InvalidArgument, "%s: malformed request: %v", shortName(info.FullMethod), err)
@@ -50,6 +57,11 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 		req = v
 		if !gated {
 			return nil
+		}
+		if finish != nil {
+			// A handler decodes once; a second decision would replace the
+			// first one's finish and leak it.
+			return status.Errorf(codes.Internal, "%s: request decoded twice", shortName(info.FullMethod))
 		}
 		f, err := c.gate(ctx, shortName(info.FullMethod), v)
 		if err != nil {
@@ -67,10 +79,18 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 		}
 		return nil, d.err
 	}
-	if finish != nil {
-		finish(err)
-	}
 	return resp, err
+}
+
+// finish hands the handler's outcome to the gate. A panic in the gate's own
+// bookkeeping is logged rather than allowed to take the agent down with it.
+func (c *chain) finish(method string, finish func(error), err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("panic in gate finish", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	finish(err)
 }
 
 func (c *chain) logCall(method string, req any, start time.Time, err error) {
