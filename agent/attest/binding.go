@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 )
@@ -53,26 +54,64 @@ func CheckInitdata(ctx context.Context, a Attester, algorithm string, digest, ra
 				hex.EncodeToString(digest), algorithm, hex.EncodeToString(d))
 		}
 	}
-	b, ok := a.(InitdataBinder)
-	if !ok {
-		return nil
-	}
-	reg, err := b.InitdataRegister(ctx)
-	if err != nil {
-		return fmt.Errorf("initdata: read %s launch register: %w", a.Tee(), err)
-	}
-	if len(reg) == 0 {
-		return fmt.Errorf("initdata: %s launch register is empty", a.Tee())
+	reg, bound, err := initdataRegister(ctx, a)
+	if err != nil || !bound {
+		return err
 	}
 	want := make([]byte, len(reg))
 	copy(want, digest)
 	if !bytes.Equal(want, reg) {
-		name := "HOST_DATA"
-		if a.Tee() == TeeTDX {
-			name = "MRCONFIGID"
-		}
 		return fmt.Errorf("initdata: %s %s is %s, but the initdata %s digest is %s: refusing to run with initdata the host did not measure",
-			a.Tee(), name, hex.EncodeToString(reg), algorithm, hex.EncodeToString(want))
+			a.Tee(), RegisterName(a.Tee()), hex.EncodeToString(reg), algorithm, hex.EncodeToString(want))
 	}
 	return nil
+}
+
+// ErrInitdataWithheld means the TEE was launched for an initdata document
+// the agent did not receive.
+var ErrInitdataWithheld = errors.New("initdata withheld")
+
+// CheckNoInitdata is the check for an agent that found no initdata: the
+// TEE's initdata register must then be all zero. A non-zero register means
+// the host measured some pod's initdata at launch and then kept the document
+// back, so the evidence would vouch for a policy the agent is not enforcing.
+// It returns an error wrapping ErrInitdataWithheld in that case.
+func CheckNoInitdata(ctx context.Context, a Attester) error {
+	reg, bound, err := initdataRegister(ctx, a)
+	if err != nil || !bound {
+		return err
+	}
+	if !bytes.Equal(reg, make([]byte, len(reg))) {
+		return fmt.Errorf("%w: %s %s is %s, so the host launched this TEE for an initdata document, but none was attached: refusing to run under the image's default policy",
+			ErrInitdataWithheld, a.Tee(), RegisterName(a.Tee()), hex.EncodeToString(reg))
+	}
+	return nil
+}
+
+// RegisterName is how a TEE's vendor names its initdata register.
+func RegisterName(tee string) string {
+	switch tee {
+	case TeeTDX:
+		return "MRCONFIGID"
+	case TeeSNP:
+		return "HOST_DATA"
+	}
+	return "initdata register"
+}
+
+// initdataRegister reads the attester's initdata register. bound is false
+// for attesters without one (the sample attester), which bind nothing.
+func initdataRegister(ctx context.Context, a Attester) (reg []byte, bound bool, err error) {
+	b, ok := a.(InitdataBinder)
+	if !ok {
+		return nil, false, nil
+	}
+	reg, err = b.InitdataRegister(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("initdata: read %s %s: %w", a.Tee(), RegisterName(a.Tee()), err)
+	}
+	if len(reg) == 0 {
+		return nil, false, fmt.Errorf("initdata: %s %s is empty", a.Tee(), RegisterName(a.Tee()))
+	}
+	return reg, true, nil
 }

@@ -84,14 +84,20 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 		return nil, err
 	}
 	a.Attester = att
-	if id := o.Initdata; id != nil {
-		if err := attest.CheckInitdata(ctx, att, id.Algorithm, id.Digest, id.Raw); err != nil {
-			return nil, err
-		}
-		a.log.Info("initdata binding verified", "tee", att.Tee(), "algorithm", id.Algorithm, "digest", id.DigestHex())
+	if err := a.checkBinding(ctx, o.Initdata, cfg.Confidential); err != nil {
+		return nil, err
 	}
 	if err := a.openEvents(cfg.StateDir, att.Tee()); err != nil {
 		return nil, err
+	}
+	if o.Initdata == nil {
+		// Running without initdata is legitimate (pods configured through
+		// the image alone) but must be visible to a verifier: the policy
+		// in force is then the image's, not one the pod's owner wrote.
+		if err := a.Events.Record(eventlog.DomainCocoon, eventlog.OpInitdata, eventlog.InitdataNone); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("measuring the absence of initdata: %w", err)
+		}
 	}
 	if err := a.startKBS(ctx, o); err != nil {
 		a.Close()
@@ -106,6 +112,31 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 		a.serveAPI(ctx, cfg.GuestComponentsRestAPI, o.APIAddr)
 	}
 	return a, nil
+}
+
+// checkBinding verifies that the TEE's initdata register matches what the
+// agent was given: the digest of its initdata, or all zero when it has none.
+// A confidential agent refuses on any mismatch; outside confidential mode a
+// withheld initdata is only reported (such agents may not look for the disk).
+func (a *Attestation) checkBinding(ctx context.Context, id *initdata.Initdata, confidential bool) error {
+	att := a.Attester
+	if id != nil {
+		if err := attest.CheckInitdata(ctx, att, id.Algorithm, id.Digest, id.Raw); err != nil {
+			return err
+		}
+		a.log.Info("initdata binding verified", "tee", att.Tee(), "algorithm", id.Algorithm, "digest", id.DigestHex())
+		return nil
+	}
+	err := attest.CheckNoInitdata(ctx, att)
+	switch {
+	case errors.Is(err, attest.ErrInitdataWithheld) && !confidential:
+		a.log.Warn("initdata expected by the TEE but not found; running without it because the agent is not confidential", "reason", err.Error())
+		return nil
+	case err != nil:
+		return err
+	}
+	a.log.Info("no initdata: the TEE's initdata register is zero; serving under the image's configuration", "tee", att.Tee())
+	return nil
 }
 
 func (a *Attestation) openEvents(stateDir, tee string) error {

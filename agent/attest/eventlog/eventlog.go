@@ -39,6 +39,11 @@ const (
 	OpLoadPolicy    = "LoadPolicy"
 	OpSetPolicy     = "SetPolicy"
 	OpDecisionsHead = "PolicyDecisionLogHead"
+	// OpInitdata records that the agent started without initdata (content
+	// InitdataNone): the pod runs under the image's default policy and
+	// settings, which a verifier must see rather than infer.
+	OpInitdata   = "Initdata"
+	InitdataNone = "none"
 )
 
 // Extender extends a digest into a hardware measurement register.
