@@ -142,6 +142,13 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 	log.Info("agent shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
+	if powerOff.Load() {
+		// DestroySandbox's reply is written but may still sit in the guest's
+		// socket buffers; the host hangs up once it has read it.
+		if err := srv.Drain(sctx); err != nil {
+			log.Warn("host still connected after DestroySandbox; powering off", "error", err.Error())
+		}
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}

@@ -37,6 +37,7 @@ type Options struct {
 // Server serves the agent API on any number of listeners.
 type Server struct {
 	ttrpc *ttrpc.Server
+	conns *connSet
 }
 
 // New builds a server; it does not listen yet.
@@ -51,18 +52,26 @@ func New(o Options) (*Server, error) {
 	}
 	agentpb.RegisterAgentServiceService(ts, o.Agent)
 	agentpb.RegisterHealthService(ts, o.Health)
-	return &Server{ttrpc: ts}, nil
+	return &Server{ttrpc: ts, conns: newConnSet()}, nil
 }
 
 // Serve accepts connections on l until Shutdown or Close. Each connection
 // handles its requests concurrently: the Kata runtime blocks several calls
 // (WaitProcess, ReadStdout, GetOOMEvent) on one connection at once.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	err := s.ttrpc.Serve(ctx, l)
+	err := s.ttrpc.Serve(ctx, trackingListener{Listener: l, conns: s.conns})
 	if errors.Is(err, ttrpc.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// Drain waits until every client has hung up, or until ctx ends. It closes
+// nothing: a reply already handed to the socket still reaches a peer that is
+// reading it. The agent drains before it powers the VM off after
+// DestroySandbox, whose reply would otherwise be lost with the VM.
+func (s *Server) Drain(ctx context.Context) error {
+	return s.conns.wait(ctx)
 }
 
 // Shutdown stops accepting connections and waits for idle ones to close,

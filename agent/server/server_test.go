@@ -213,3 +213,42 @@ func TestDeniedHookMayAnswer(t *testing.T) {
 		t.Fatalf("unhooked denial: %v", err)
 	}
 }
+
+// Drain returns only once every client has hung up: the agent relies on it to
+// keep the VM up until the host has read DestroySandbox's reply.
+func TestDrainWaitsForClientsToHangUp(t *testing.T) {
+	srv, err := server.New(server.Options{Agent: rpc.New(rpc.Deps{}), Health: rpc.Health{AgentVersion: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "a.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background(), l)
+	t.Cleanup(func() { srv.Close() })
+	if err := srv.Drain(context.Background()); err != nil {
+		t.Fatalf("drain with no client: %v", err)
+	}
+	conn, err := net.Dial("unix", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ttrpc.NewClient(conn)
+	if _, err := agentpb.NewHealthClient(c).Check(context.Background(), &agentpb.CheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// The client is connected and idle: Drain must still be waiting when
+	// its context ends.
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := srv.Drain(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("drain with a connected client: %v, want context.DeadlineExceeded", err)
+	}
+	c.Close()
+	ctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := srv.Drain(ctx); err != nil {
+		t.Fatalf("drain after the client hung up: %v", err)
+	}
+}

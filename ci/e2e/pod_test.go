@@ -217,6 +217,10 @@ func TestPodWithInitdataPolicy(t *testing.T) {
 		if _, err := c.Agent.DestroySandbox(callCtx(t), &agentpb.DestroySandboxRequest{}); err != nil {
 			t.Fatal(err)
 		}
+		// The runtime is done with the agent once the reply is in
+		// (virtcontainers/kata_agent.go stopSandbox, then the VM is stopped);
+		// the agent powers off when the host hangs up.
+		c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), poweroffBound)
 		defer cancel()
 		if err := v.Wait(ctx); err != nil {
