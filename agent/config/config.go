@@ -1,10 +1,18 @@
-// Package config turns the agent's inputs — defaults, a TOML file, the kernel
-// command line, environment variables and flags — into one immutable Config.
+// Package config turns the agent's inputs — defaults, the image's own file,
+// a TOML file, the kernel command line, environment variables and flags —
+// into one immutable Config.
 //
-// Precedence, lowest first: built-in defaults, the TOML file named by
-// --config or agent.config_file, the kernel command line (agent.* keys, as
-// the Kata agent reads them), the KATA_AGENT_* environment variables, and
-// finally explicit flags.
+// Precedence, lowest first: built-in defaults, the image file at the fixed
+// path ImageFile (on the dm-verity root), the TOML file named by --config or
+// agent.config_file, the kernel command line (agent.* keys, as the Kata agent
+// reads them), the KATA_AGENT_* environment variables, and finally explicit
+// flags.
+//
+// In confidential mode (asked for by the image file or by any host source)
+// the kernel command line, environment and flags are the host's and are not
+// trusted: a key-by-key table (trustRules, docs/security.md) decides which of
+// them the host may still set. Settings that could weaken the agent come only
+// from the image file or from initdata, and a host-named file is not read.
 package config
 
 import (

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 	"time"
@@ -34,18 +35,76 @@ type Result struct {
 	Config Config
 	// Ignored lists the unknown agent.* kernel parameters.
 	Ignored []string
+	// HostIgnored lists, sorted and once each, the host inputs (kernel
+	// parameters, environment variables, flags) refused because they could
+	// weaken a confidential agent. The caller logs them as one warning.
+	HostIgnored []string
 }
 
 // Load builds the configuration from src. Any malformed value is an error
 // that names its source; nothing is silently replaced by a default.
+//
+// The image file (ImageFile) is the lowest layer above the defaults. Outside
+// confidential mode every other source applies on top of it in Kata's
+// precedence. When the image file, or any host source, asks for confidential
+// mode, the host sources are applied again through the trust table
+// (trustRules): keys that could weaken the agent keep the image's value and
+// are reported in HostIgnored, and a host-named configuration file is not
+// read at all.
 func Load(src Sources) (Result, error) {
-	c := Default()
 	fl, err := parseFlags(src.Args)
 	if err != nil {
 		return Result{}, err
 	}
+	image := Default()
+	haveImage, err := applyImageFile(&image, src.ReadFile)
+	if err != nil {
+		return Result{}, err
+	}
+	c, unknown, err := applyHost(image, fl, src)
+	if err != nil {
+		return Result{}, err
+	}
+	r := Result{Config: c}
+	for _, u := range unknown {
+		r.Ignored = append(r.Ignored, u.Key)
+	}
+	if image.Confidential || c.Confidential {
+		// The host may ask for confidential mode: it only makes the agent
+		// stricter. Either way, the host's inputs are now judged key by key.
+		if r.Config, r.HostIgnored, err = applyConfidential(image, fl, src); err != nil {
+			return Result{}, err
+		}
+	}
+	if r.Config.ConfigFile == "" && haveImage {
+		r.Config.ConfigFile = ImageFile
+	}
+	return r, nil
+}
 
-	// The file is named by the flag or, failing that, the command line.
+// applyImageFile applies ImageFile when the image has one.
+func applyImageFile(c *Config, read func(string) ([]byte, error)) (bool, error) {
+	if read == nil {
+		return false, nil
+	}
+	data, err := read(ImageFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("image config file: %w", err)
+	}
+	if err := decodeFile(c, ImageFile, data); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// applyHost layers the host's sources on base in Kata's precedence: the
+// file named by --config or agent.config_file, the kernel command line, the
+// environment, the flags.
+func applyHost(base Config, fl *flags, src Sources) (Config, []Unknown, error) {
+	c := base
 	file := fl.config
 	if file == "" {
 		probe := Default()
@@ -55,28 +114,63 @@ func Load(src Sources) (Result, error) {
 	}
 	if file != "" {
 		if err := applyFile(&c, file, src.ReadFile); err != nil {
-			return Result{}, err
+			return Config{}, nil, err
 		}
-		c.ConfigFile = file
 	}
-
 	unknown, err := applyCmdline(&c, src.Cmdline)
 	if err != nil {
-		return Result{}, err
+		return Config{}, nil, err
 	}
 	if err := applyEnv(&c, src.LookupEnv); err != nil {
-		return Result{}, err
+		return Config{}, nil, err
 	}
 	if err := fl.apply(&c); err != nil {
-		return Result{}, err
+		return Config{}, nil, err
 	}
 	c.ConfigFile = file
+	return c, unknown, nil
+}
 
-	r := Result{Config: c}
-	for _, u := range unknown {
-		r.Ignored = append(r.Ignored, u.Key)
+// applyConfidential builds a confidential agent's configuration: the image
+// file, then each host source admitted through the trust table. A file the
+// host names is refused whole: it could only restate what the kernel
+// command line may already say, or move the image's settings.
+func applyConfidential(image Config, fl *flags, src Sources) (Config, []string, error) {
+	c := image
+	c.Confidential = true
+	var refused []string
+	if fl.set["config"] {
+		refused = append(refused, "--config")
 	}
-	return r, nil
+	next := c
+	if _, err := applyCmdline(&next, src.Cmdline); err != nil {
+		return Config{}, nil, err
+	}
+	c, r := admit(c, next, fromCmdline, cmdlineKeys(src.Cmdline))
+	refused = append(refused, r...)
+	next = c
+	if err := applyEnv(&next, src.LookupEnv); err != nil {
+		return Config{}, nil, err
+	}
+	c, r = admit(c, next, fromEnv, nil)
+	refused = append(refused, r...)
+	next = c
+	if err := fl.apply(&next); err != nil {
+		return Config{}, nil, err
+	}
+	c, r = admit(c, next, fromFlags, nil)
+	refused = append(refused, r...)
+	return c, sortedUnique(refused), nil
+}
+
+// cmdlineKeys is the set of parameter names on a kernel command line.
+func cmdlineKeys(cmdline string) map[string]bool {
+	keys := map[string]bool{}
+	for _, f := range strings.Fields(cmdline) {
+		k, _, _ := strings.Cut(f, "=")
+		keys[k] = true
+	}
+	return keys
 }
 
 func applyEnv(c *Config, lookup func(string) (string, bool)) error {
@@ -116,7 +210,13 @@ func applyFile(c *Config, path string, read func(string) ([]byte, error)) error 
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
+	return decodeFile(c, path, data)
+}
+
+// decodeFile applies one TOML configuration file's content to c.
+func decodeFile(c *Config, path string, data []byte) error {
 	fc := fileConfig{Config: *c}
+	var err error
 	if err := decodeTOML(data, &fc); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
