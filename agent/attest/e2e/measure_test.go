@@ -29,7 +29,7 @@ func cocoonEvents(evs []eventlog.Event) []string {
 	return out
 }
 
-// The policy in force at boot, every policy SetPolicy installs, and the
+// The absence of initdata, the policy in force at boot, every policy SetPolicy installs, and the
 // decision log's head at DestroySandbox are measured into the runtime event
 // log (sample attester: the log is kept, there is no RTMR to extend).
 // Rejected SetPolicy calls — denied by the policy, or not compiling — add
@@ -59,7 +59,10 @@ func TestPolicyMeasurements(t *testing.T) {
 	if _, err := a.SetPolicy(ctx, &agentpb.SetPolicyRequest{Policy: boot}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("SetPolicy under a policy refusing it: %v", err)
 	}
+	// No initdata was attached: that is measured first, so a verifier
+	// knows the boot policy is the agent's own and not a pod owner's.
 	want := []string{
+		eventlog.OpInitdata + " " + eventlog.InitdataNone,
 		"LoadPolicy sha256:" + policy.Digest(boot),
 		"SetPolicy sha256:" + policy.Digest(next),
 	}
@@ -73,7 +76,7 @@ func TestPolicyMeasurements(t *testing.T) {
 	// The head is measured once DestroySandbox has answered; wait for it
 	// (bounded by the test's deadline, not asserted on).
 	var got []string
-	for len(got) < 3 {
+	for len(got) < 4 {
 		if ctx.Err() != nil {
 			t.Fatalf("decision log head never measured: %q", got)
 		}
@@ -93,7 +96,7 @@ func TestPolicyMeasurements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[2] != "PolicyDecisionLogHead sha256:"+res.LastHash {
+	if len(got) != 4 || got[3] != "PolicyDecisionLogHead sha256:"+res.LastHash {
 		t.Fatalf("measurements after DestroySandbox %q, want the head %s of %d decision log entries", got, res.LastHash, res.Entries)
 	}
 	// The head covers the DestroySandbox decision itself.
