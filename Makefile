@@ -13,7 +13,7 @@ TAGS      := osusergo,netgo,$(TEST_TAGS)
 BINARIES  := bin/cocoon-agent bin/cocoonctl
 GOFILES   := $(shell find . -name '*.go' -not -path './bin/*' -not -path './build/*')
 
-.PHONY: all build test run protos bench lint fuzz clean rootfs e2e
+.PHONY: all build test run protos bench lint fuzz clean rootfs e2e ci
 
 all: build
 
@@ -32,6 +32,10 @@ test: build lint
 # Start the agent on a unix socket and drive it with cocoonctl; Ctrl-C stops it.
 run: build
 	ci/run-local.sh
+
+# CI: everything below in a fresh Debian 12 root (see .ci/run).
+ci:
+	.ci/run
 
 protos:
 	ci/install-protoc-plugins.sh

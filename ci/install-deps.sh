@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(
-	make gcc git ca-certificates
+	make gcc binutils git ca-certificates  # binutils: readelf checks the agent is static
 	libseccomp-dev pkg-config  # seccomp build tag: libseccomp.a for the static agent
 	protobuf-compiler libprotobuf-dev  # make protos: protoc and the well-known types (google/protobuf/*.proto)
 	busybox-static           # test container rootfs

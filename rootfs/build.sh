@@ -22,7 +22,8 @@ AGENT=${AGENT:-bin/cocoon-agent}
 ROOTFS_TYPE=${ROOTFS_TYPE:-erofs}
 case "$ROOTFS_TYPE" in erofs | ext4) ;; *) echo "build.sh: ROOTFS_TYPE must be erofs or ext4" >&2; exit 2 ;; esac
 [ -x "$AGENT" ] || { echo "build.sh: $AGENT missing (make build)" >&2; exit 2; }
-file -L "$AGENT" 2>/dev/null | grep -q 'dynamically linked' && { echo "build.sh: $AGENT must be static" >&2; exit 2; }
+headers=$(readelf -l "$AGENT") || { echo "build.sh: cannot read $AGENT's ELF headers" >&2; exit 2; }
+grep -q 'program interpreter' <<<"$headers" && { echo "build.sh: $AGENT must be static" >&2; exit 2; }
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
