@@ -28,9 +28,15 @@ func main() {
 	res, err := config.Load(config.Sources{Cmdline: cmdline, LookupEnv: os.LookupEnv, Args: args, ReadFile: os.ReadFile})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
-		os.Exit(2)
+		exit(2)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: res.Config.LogLevel}))
+	log.Info("configuration loaded", "file", res.Config.ConfigFile, "confidential", res.Config.Confidential)
+	if len(res.HostIgnored) > 0 {
+		// One line for all of them: the operator sees at once which host
+		// settings the image overrules.
+		log.Warn("confidential mode: ignoring host settings that only the image or initdata may set", "keys", res.HostIgnored)
+	}
 	for _, k := range res.Ignored {
 		log.Debug("ignoring unknown kernel parameter", "key", k)
 	}
@@ -38,6 +44,18 @@ func main() {
 	defer stop()
 	if err := daemon.Run(ctx, res.Config, log, nil); err != nil {
 		log.Error("agent failed", "error", err.Error())
-		os.Exit(1)
+		stop()
+		exit(1)
 	}
+}
+
+// exit ends the agent. As the guest's init it powers the VM off instead:
+// init exiting makes the kernel panic, which leaves a VM that hangs or
+// reboots into the same refusal rather than stopping.
+func exit(code int) {
+	if initsys.IsInit() {
+		err := initsys.PowerOff()
+		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
+	}
+	os.Exit(code)
 }
