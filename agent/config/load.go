@@ -61,20 +61,23 @@ func Load(src Sources) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	c, unknown, err := applyHost(image, fl, src)
-	if err != nil {
-		return Result{}, err
-	}
-	r := Result{Config: c}
-	for _, u := range unknown {
-		r.Ignored = append(r.Ignored, u.Key)
-	}
-	if image.Confidential || c.Confidential {
-		// The host may ask for confidential mode: it only makes the agent
-		// stricter. Either way, the host's inputs are now judged key by key.
-		if r.Config, r.HostIgnored, err = applyConfidential(image, fl, src); err != nil {
+	var r Result
+	var unknown []Unknown
+	if !image.Confidential {
+		if r.Config, unknown, err = applyHost(image, fl, src); err != nil {
 			return Result{}, err
 		}
+	}
+	// The host may ask for confidential mode: it only makes the agent
+	// stricter. Either way, the host's inputs are then judged key by key,
+	// and a file the host names is never opened.
+	if image.Confidential || r.Config.Confidential {
+		if r.Config, r.HostIgnored, unknown, err = applyConfidential(image, fl, src); err != nil {
+			return Result{}, err
+		}
+	}
+	for _, u := range unknown {
+		r.Ignored = append(r.Ignored, u.Key)
 	}
 	if r.Config.ConfigFile == "" && haveImage {
 		r.Config.ConfigFile = ImageFile
@@ -135,7 +138,7 @@ func applyHost(base Config, fl *flags, src Sources) (Config, []Unknown, error) {
 // file, then each host source admitted through the trust table. A file the
 // host names is refused whole: it could only restate what the kernel
 // command line may already say, or move the image's settings.
-func applyConfidential(image Config, fl *flags, src Sources) (Config, []string, error) {
+func applyConfidential(image Config, fl *flags, src Sources) (Config, []string, []Unknown, error) {
 	c := image
 	c.Confidential = true
 	var refused []string
@@ -143,24 +146,25 @@ func applyConfidential(image Config, fl *flags, src Sources) (Config, []string, 
 		refused = append(refused, "--config")
 	}
 	next := c
-	if _, err := applyCmdline(&next, src.Cmdline); err != nil {
-		return Config{}, nil, err
+	unknown, err := applyCmdline(&next, src.Cmdline)
+	if err != nil {
+		return Config{}, nil, nil, err
 	}
 	c, r := admit(c, next, fromCmdline, cmdlineKeys(src.Cmdline))
 	refused = append(refused, r...)
 	next = c
 	if err := applyEnv(&next, src.LookupEnv); err != nil {
-		return Config{}, nil, err
+		return Config{}, nil, nil, err
 	}
 	c, r = admit(c, next, fromEnv, nil)
 	refused = append(refused, r...)
 	next = c
 	if err := fl.apply(&next); err != nil {
-		return Config{}, nil, err
+		return Config{}, nil, nil, err
 	}
 	c, r = admit(c, next, fromFlags, nil)
 	refused = append(refused, r...)
-	return c, sortedUnique(refused), nil
+	return c, sortedUnique(refused), unknown, nil
 }
 
 // cmdlineKeys is the set of parameter names on a kernel command line.

@@ -250,3 +250,26 @@ func FuzzConfidentialCmdline(f *testing.F) {
 		}
 	})
 }
+
+// A confidential image never opens a file the host names, so a missing or
+// broken one cannot stop the agent either.
+func TestConfidentialNeverReadsHostFile(t *testing.T) {
+	var opened []string
+	r, err := Load(Sources{
+		Cmdline: "agent.config_file=/missing.toml agent.frobnicate",
+		Args:    []string{"--config", "/also-missing.toml"},
+		ReadFile: func(p string) ([]byte, error) {
+			opened = append(opened, p)
+			return files(map[string]string{ImageFile: "confidential = true\n"})(p)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(opened, []string{ImageFile}) {
+		t.Errorf("opened %v, want only the image file", opened)
+	}
+	if !slices.Equal(r.HostIgnored, []string{"--config", "agent.config_file"}) || !slices.Equal(r.Ignored, []string{"agent.frobnicate"}) {
+		t.Errorf("host ignored %v, unknown %v", r.HostIgnored, r.Ignored)
+	}
+}
