@@ -4,17 +4,21 @@
 // bounded: when a file would grow past its limit it is rotated, and the new
 // file's first entry continues the same chain, so a set of rotated files
 // verifies as one sequence.
+//
+// A write that fails (the file system is full) is undone: the file is cut
+// back to its last complete entry and the caller gets the error, so the
+// chain never carries a torn line. A torn line found at start (the writer
+// died mid-write) is cut off too, and a recover entry that continues the
+// chain records how many bytes were dropped. An entry that was not written
+// completely was never acknowledged, so dropping it loses nothing recorded.
 package decisionlog
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,6 +36,7 @@ const (
 	KindPolicy   = "policy"   // a policy was installed
 	KindRotate   = "rotate"   // first entry of a file that continues a rotated one
 	KindReset    = "reset"    // the previous file's tail was unreadable; a new chain starts
+	KindRecover  = "recover"  // a torn entry at the end of the file was cut off at start
 )
 
 // Entry is one line of the log. Hash is computed over the line without it.
@@ -59,6 +64,15 @@ type Options struct {
 	Keep int
 	// Now returns the time written into entries (default time.Now).
 	Now func() time.Time
+	// Strict refuses to open a log whose last complete entry is damaged
+	// (confidential mode) instead of setting it aside and starting a new,
+	// marked chain.
+	Strict bool
+	// OnRotate, when set, is called with the chain head before the live file
+	// is rotated out; the agent measures it so that dropping rotated files
+	// cannot hide history. When it fails nothing rotates and the append that
+	// needed the rotation fails with its error.
+	OnRotate func(head string) error
 }
 
 // Log appends entries to a file. It is safe for concurrent use.
@@ -67,9 +81,12 @@ type Log struct {
 	path string
 	opts Options
 	f    *os.File
-	size int64
+	size int64 // bytes of complete entries in the live file
 	seq  uint64
 	last string
+	// torn is set when a write failed part-way and cutting the file back
+	// failed too; the next append cuts it before writing.
+	torn bool
 }
 
 // Open opens or creates the log at path and continues its chain.
@@ -87,31 +104,9 @@ func Open(path string, o Options) (*Log, error) {
 		return nil, fmt.Errorf("decision log: %w", err)
 	}
 	l := &Log{path: path, opts: o, last: Genesis}
-	tail, size, err := lastLine(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("decision log: %w", err)
-	}
-	reset := false
-	if len(tail) > 0 {
-		e, err := checkLine(tail)
-		if err != nil {
-			// A torn write (power loss) leaves a tail we cannot chain to:
-			// keep the file for inspection and start a new, marked chain.
-			if err := l.shift(); err != nil {
-				return nil, err
-			}
-			size, reset = 0, true
-		} else {
-			l.seq, l.last = e.Seq+1, e.Hash
-		}
-	}
-	if err := l.openFile(size); err != nil {
-		return nil, err
-	}
-	if reset {
-		if err := l.appendLocked(Entry{Kind: KindReset, Message: "previous log ended in an unreadable entry"}); err != nil {
-			return nil, err
-		}
+	if err := l.resume(); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("decision log %s: %w", path, err)
 	}
 	return l, nil
 }
@@ -148,12 +143,25 @@ func (l *Log) Head() string {
 }
 
 func (l *Log) appendLocked(e Entry) error {
+	if err := l.cutTorn(); err != nil {
+		return err
+	}
+	// A live file that continues a chain starts with its rotation mark,
+	// also when writing the mark failed the first time.
+	if l.size == 0 && l.last != Genesis {
+		if err := l.writeEntry(rotateMark(l.path)); err != nil {
+			return err
+		}
+	}
 	line, hash, err := l.seal(e)
 	if err != nil {
 		return err
 	}
 	if l.size > 0 && l.size+int64(len(line)) > l.opts.MaxBytes {
 		if err := l.rotate(); err != nil {
+			return err
+		}
+		if err := l.writeEntry(rotateMark(l.path)); err != nil {
 			return err
 		}
 		if line, hash, err = l.seal(e); err != nil {
@@ -163,15 +171,45 @@ func (l *Log) appendLocked(e Entry) error {
 	return l.write(line, hash)
 }
 
-// write appends a sealed line and advances the chain.
-func (l *Log) write(line []byte, hash string) error {
-	n, err := l.f.Write(line)
-	l.size += int64(n)
+func rotateMark(path string) Entry {
+	return Entry{Kind: KindRotate, Message: "continues " + filepath.Base(path) + ".1"}
+}
+
+func (l *Log) writeEntry(e Entry) error {
+	line, hash, err := l.seal(e)
 	if err != nil {
+		return err
+	}
+	return l.write(line, hash)
+}
+
+// write appends a sealed line and advances the chain. A failed write is
+// cut back so that the file ends with a complete entry.
+func (l *Log) write(line []byte, hash string) error {
+	if _, err := l.f.Write(line); err != nil {
+		l.torn = true
+		if cerr := l.cutTorn(); cerr != nil {
+			return fmt.Errorf("decision log: %w (and %v)", err, cerr)
+		}
 		return fmt.Errorf("decision log: %w", err)
 	}
+	l.size += int64(len(line))
 	l.seq++
 	l.last = hash
+	return nil
+}
+
+// cutTorn truncates the live file to its complete entries after a failed
+// write. Shrinking a file needs no space, so it succeeds on a full file
+// system; if it ever fails, appends keep failing until it succeeds.
+func (l *Log) cutTorn() error {
+	if !l.torn {
+		return nil
+	}
+	if err := l.f.Truncate(l.size); err != nil {
+		return fmt.Errorf("decision log: cutting a torn entry: %w", err)
+	}
+	l.torn = false
 	return nil
 }
 
@@ -193,25 +231,27 @@ func (l *Log) seal(e Entry) ([]byte, string, error) {
 	return line, hash, nil
 }
 
-// rotate moves the live file to path.1 (older ones shift up, the oldest
-// beyond Keep is dropped) and starts a new file whose first entry records
-// where the chain continues from.
+// rotate hands the head to OnRotate, then moves the live file to path.1
+// (older ones shift up, the oldest beyond Keep is dropped) and opens a new,
+// empty live file; the caller writes its rotation mark.
 func (l *Log) rotate() error {
+	if l.opts.OnRotate != nil {
+		if err := l.opts.OnRotate(l.last); err != nil {
+			return fmt.Errorf("decision log: not rotated, head not recorded: %w", err)
+		}
+	}
 	if err := l.f.Close(); err != nil {
 		return fmt.Errorf("decision log: %w", err)
 	}
 	l.f = nil
 	if err := l.shift(); err != nil {
+		// Keep logging into the old file rather than not at all.
+		if oerr := l.openFile(l.size); oerr != nil {
+			return errors.Join(err, oerr)
+		}
 		return err
 	}
-	if err := l.openFile(0); err != nil {
-		return err
-	}
-	line, hash, err := l.seal(Entry{Kind: KindRotate, Message: "continues " + filepath.Base(l.path) + ".1"})
-	if err != nil {
-		return err
-	}
-	return l.write(line, hash)
+	return l.openFile(0)
 }
 
 func (l *Log) shift() error {
@@ -237,128 +277,4 @@ func (l *Log) Close() error {
 	err := l.f.Close()
 	l.f = nil
 	return err
-}
-
-// lastLine returns the last line of the file (without its newline) and the
-// file's size. A file whose last byte is not a newline returns the partial
-// line, which checkLine then rejects.
-func lastLine(path string) ([]byte, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, 0, err
-	}
-	size := st.Size()
-	if size == 0 {
-		return nil, 0, nil
-	}
-	const window = 64 << 10
-	off := max(size-window, 0)
-	buf := make([]byte, size-off)
-	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		return nil, 0, err
-	}
-	if buf[len(buf)-1] != '\n' {
-		return buf, size, nil
-	}
-	buf = buf[:len(buf)-1]
-	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
-		buf = buf[i+1:]
-	} else if off > 0 {
-		return buf, size, errors.New("last entry longer than 64 KiB")
-	}
-	return buf, size, nil
-}
-
-// hashSuffixLen is len(`,"hash":"` + 64 hex + `"}`).
-const hashSuffixLen = 9 + 64 + 2
-
-// checkLine verifies one line's own hash and returns it decoded.
-func checkLine(line []byte) (Entry, error) {
-	var e Entry
-	if len(line) < hashSuffixLen+2 || !bytes.HasSuffix(line, []byte(`"}`)) ||
-		!bytes.Equal(line[len(line)-hashSuffixLen:len(line)-hashSuffixLen+9], []byte(`,"hash":"`)) {
-		return e, errors.New("entry does not end with its hash")
-	}
-	hash := string(line[len(line)-hashSuffixLen+9 : len(line)-2])
-	body := append(bytes.Clone(line[:len(line)-hashSuffixLen]), '}')
-	sum := sha256.Sum256(body)
-	if hex.EncodeToString(sum[:]) != hash {
-		return e, errors.New("entry hash does not match its content")
-	}
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
-		return e, fmt.Errorf("entry is not valid JSON: %w", err)
-	}
-	return e, nil
-}
-
-// Result summarises a verified chain.
-type Result struct {
-	Entries  int
-	FirstSeq uint64
-	LastHash string
-	// Continued is true when the first file starts after a rotated file
-	// that was not given (its chain begins mid-way).
-	Continued bool
-}
-
-// Source is one file of a chain, oldest first.
-type Source struct {
-	Name string
-	R    io.Reader
-}
-
-// Verify checks that the sources form one unbroken chain: every line carries
-// its correct hash, links to the line before (across files too) and the
-// sequence numbers increase by one. The first entry must start at the
-// genesis hash, unless it is a rotate entry whose predecessor file was not
-// given. Errors name the file and line.
-func Verify(srcs []Source) (Result, error) {
-	var r Result
-	prev := ""
-	var seq uint64
-	for _, s := range srcs {
-		sc := bufio.NewScanner(s.R)
-		sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-		n := 0
-		for sc.Scan() {
-			n++
-			e, err := checkLine(sc.Bytes())
-			if err != nil {
-				return r, fmt.Errorf("%s:%d: %w", s.Name, n, err)
-			}
-			switch {
-			case r.Entries == 0:
-				r.FirstSeq = e.Seq
-				if e.Prev != Genesis {
-					if e.Kind != KindRotate {
-						return r, fmt.Errorf("%s:%d: first entry does not start the chain (prev %s)", s.Name, n, e.Prev)
-					}
-					r.Continued = true
-				}
-			case e.Kind == KindReset && e.Prev == Genesis:
-				// A new chain after an unreadable tail; Open marks it so.
-			case e.Prev != prev:
-				return r, fmt.Errorf("%s:%d: chain broken: prev %s, want %s", s.Name, n, e.Prev, prev)
-			case e.Seq != seq+1:
-				return r, fmt.Errorf("%s:%d: sequence %d follows %d", s.Name, n, e.Seq, seq)
-			}
-			prev, seq = e.Hash, e.Seq
-			r.Entries++
-		}
-		if err := sc.Err(); err != nil {
-			return r, fmt.Errorf("%s:%d: %w", s.Name, n+1, err)
-		}
-		if n == 0 {
-			return r, fmt.Errorf("%s: empty", s.Name)
-		}
-	}
-	r.LastHash = prev
-	return r, nil
 }

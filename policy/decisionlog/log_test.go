@@ -114,29 +114,6 @@ func TestTamperAnyByte(t *testing.T) {
 	}
 }
 
-// A torn last line (crash mid-write) is set aside and a new chain starts.
-func TestTornTail(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "decisions.log")
-	l, _ := decisionlog.Open(path, decisionlog.Options{})
-	fill(t, l, 2)
-	l.Close()
-	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"seq":2,"ti`)
-	f.Close()
-	l, err := decisionlog.Open(path, decisionlog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fill(t, l, 1)
-	l.Close()
-	if _, err := decisionlog.Verify(sources(t, path)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path + ".1"); err != nil {
-		t.Fatal("torn file not kept")
-	}
-}
-
 func FuzzVerify(f *testing.F) {
 	dir := f.TempDir()
 	l, _ := decisionlog.Open(filepath.Join(dir, "d.log"), decisionlog.Options{})
