@@ -20,13 +20,27 @@ const (
 	MaxSyscall = 4096
 )
 
-// SpecFromProto converts the runtime's OCI spec into a runtime-spec Spec.
-// proto3 cannot tell "unset" from zero, so zero numeric resources are left
-// unset, which is how the Kata runtime means them. Hooks are dropped: the
-// host must not run binaries in the guest (the Kata agent drops them too).
+// SpecFromProto converts the runtime's OCI spec for a new container into a
+// runtime-spec Spec. proto3 cannot tell "unset" from zero, so zero numeric
+// resources are left unset, which is how the Kata runtime means them. Hooks
+// are dropped: the host must not run binaries in the guest (the Kata agent
+// drops them too).
+//
+// Process, Root and Linux are required: a container cannot be made without
+// them, and refusing here, before any storage is mounted, keeps every later
+// step free of checks for them. A null entry in any list is refused rather
+// than skipped, so that what runs is exactly what the request says.
 func SpecFromProto(p *agentpb.Spec) (*specs.Spec, error) {
 	if p == nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("OCI spec is null")
+	}
+	for _, missing := range []struct {
+		name string
+		null bool
+	}{{"Process", p.Process == nil}, {"Root", p.Root == nil}, {"Linux", p.Linux == nil}} {
+		if missing.null {
+			return nil, errdefs.ErrInvalidArgument.WithMessage("OCI spec has no " + missing.name)
+		}
 	}
 	s := &specs.Spec{
 		Version:     p.Version,
@@ -36,34 +50,28 @@ func SpecFromProto(p *agentpb.Spec) (*specs.Spec, error) {
 	if s.Version == "" {
 		s.Version = specs.Version
 	}
-	if p.Process != nil {
-		proc, err := ProcessFromProto(p.Process)
-		if err != nil {
-			return nil, err
-		}
-		s.Process = proc
+	proc, err := ProcessFromProto(p.Process)
+	if err != nil {
+		return nil, err
 	}
-	if p.Root != nil {
-		s.Root = &specs.Root{Path: p.Root.Path, Readonly: p.Root.Readonly}
-	}
+	s.Process = proc
+	s.Root = &specs.Root{Path: p.Root.Path, Readonly: p.Root.Readonly}
 	if len(p.Mounts) > MaxMounts {
 		return nil, tooMany("mounts", len(p.Mounts), MaxMounts)
 	}
 	for i, m := range p.Mounts {
 		if m == nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount %d is null", i))
+			return nil, null("mount", i)
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{
 			Destination: m.Destination, Source: m.Source, Type: m.Type, Options: append([]string(nil), m.Options...),
 		})
 	}
-	if p.Linux != nil {
-		l, err := linuxFromProto(p.Linux)
-		if err != nil {
-			return nil, err
-		}
-		s.Linux = l
+	l, err := linuxFromProto(p.Linux)
+	if err != nil {
+		return nil, err
 	}
+	s.Linux = l
 	return s, nil
 }
 
@@ -98,9 +106,9 @@ func ProcessFromProto(p *agentpb.Process) (*specs.Process, error) {
 			Bounding: c.Bounding, Effective: c.Effective, Inheritable: c.Inheritable, Permitted: c.Permitted, Ambient: c.Ambient,
 		}
 	}
-	for _, r := range p.Rlimits {
+	for i, r := range p.Rlimits {
 		if r == nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage("rlimit is null")
+			return nil, null("rlimit", i)
 		}
 		proc.Rlimits = append(proc.Rlimits, specs.POSIXRlimit{Type: r.Type, Hard: r.Hard, Soft: r.Soft})
 	}
@@ -123,28 +131,25 @@ func linuxFromProto(p *agentpb.Linux) (*specs.Linux, error) {
 		ReadonlyPaths:     append([]string(nil), p.ReadonlyPaths...),
 		MountLabel:        p.MountLabel,
 	}
-	for _, m := range p.UIDMappings {
-		if m != nil {
-			l.UIDMappings = append(l.UIDMappings, specs.LinuxIDMapping{HostID: m.HostID, ContainerID: m.ContainerID, Size: m.Size})
-		}
+	var err error
+	if l.UIDMappings, err = idMappings("UID", p.UIDMappings); err != nil {
+		return nil, err
 	}
-	for _, m := range p.GIDMappings {
-		if m != nil {
-			l.GIDMappings = append(l.GIDMappings, specs.LinuxIDMapping{HostID: m.HostID, ContainerID: m.ContainerID, Size: m.Size})
-		}
+	if l.GIDMappings, err = idMappings("GID", p.GIDMappings); err != nil {
+		return nil, err
 	}
-	for _, n := range p.Namespaces {
+	for i, n := range p.Namespaces {
 		if n == nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage("namespace is null")
+			return nil, null("namespace", i)
 		}
 		l.Namespaces = append(l.Namespaces, specs.LinuxNamespace{Type: specs.LinuxNamespaceType(n.Type), Path: n.Path})
 	}
 	if len(p.Devices) > MaxDevices {
 		return nil, tooMany("devices", len(p.Devices), MaxDevices)
 	}
-	for _, d := range p.Devices {
+	for i, d := range p.Devices {
 		if d == nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage("device is null")
+			return nil, null("device", i)
 		}
 		mode, uid, gid := os.FileMode(d.FileMode), d.UID, d.GID
 		l.Devices = append(l.Devices, specs.LinuxDevice{
@@ -180,9 +185,9 @@ func ResourcesFromProto(p *agentpb.LinuxResources) (*specs.LinuxResources, error
 	if len(p.Devices) > MaxDevices {
 		return nil, tooMany("device rules", len(p.Devices), MaxDevices)
 	}
-	for _, d := range p.Devices {
+	for i, d := range p.Devices {
 		if d == nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage("device rule is null")
+			return nil, null("device rule", i)
 		}
 		rule := specs.LinuxDeviceCgroup{Allow: d.Allow, Type: d.Type, Access: d.Access}
 		// -1 is how Kata spells the "*" wildcard; it stays unset here.
@@ -220,17 +225,19 @@ func ResourcesFromProto(p *agentpb.LinuxResources) (*specs.LinuxResources, error
 		}
 		r.BlockIO = bio
 	}
-	for _, h := range p.HugepageLimits {
-		if h != nil {
-			r.HugepageLimits = append(r.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.Pagesize, Limit: h.Limit})
+	for i, h := range p.HugepageLimits {
+		if h == nil {
+			return nil, null("hugepage limit", i)
 		}
+		r.HugepageLimits = append(r.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.Pagesize, Limit: h.Limit})
 	}
 	if n := p.Network; n != nil {
 		r.Network = &specs.LinuxNetwork{ClassID: nonZero(n.ClassID)}
-		for _, pr := range n.Priorities {
-			if pr != nil {
-				r.Network.Priorities = append(r.Network.Priorities, specs.LinuxInterfacePriority{Name: pr.Name, Priority: pr.Priority})
+		for i, pr := range n.Priorities {
+			if pr == nil {
+				return nil, null("network priority", i)
 			}
+			r.Network.Priorities = append(r.Network.Priorities, specs.LinuxInterfacePriority{Name: pr.Name, Priority: pr.Priority})
 		}
 	}
 	return r, nil
@@ -255,9 +262,9 @@ func blockIOFromProto(b *agentpb.LinuxBlockIO) (*specs.LinuxBlockIO, error) {
 	if out.LeafWeight, err = weight(b.LeafWeight); err != nil {
 		return nil, err
 	}
-	for _, d := range b.WeightDevice {
+	for i, d := range b.WeightDevice {
 		if d == nil {
-			continue
+			return nil, null("blkio weight device", i)
 		}
 		wd := specs.LinuxWeightDevice{}
 		wd.Major, wd.Minor = d.Major, d.Minor
@@ -269,22 +276,48 @@ func blockIOFromProto(b *agentpb.LinuxBlockIO) (*specs.LinuxBlockIO, error) {
 		}
 		out.WeightDevice = append(out.WeightDevice, wd)
 	}
-	throttle := func(in []*agentpb.LinuxThrottleDevice) []specs.LinuxThrottleDevice {
+	throttle := func(what string, in []*agentpb.LinuxThrottleDevice) ([]specs.LinuxThrottleDevice, error) {
 		var t []specs.LinuxThrottleDevice
-		for _, d := range in {
-			if d != nil {
-				td := specs.LinuxThrottleDevice{Rate: d.Rate}
-				td.Major, td.Minor = d.Major, d.Minor
-				t = append(t, td)
+		for i, d := range in {
+			if d == nil {
+				return nil, null("blkio "+what+" device", i)
 			}
+			td := specs.LinuxThrottleDevice{Rate: d.Rate}
+			td.Major, td.Minor = d.Major, d.Minor
+			t = append(t, td)
 		}
-		return t
+		return t, nil
 	}
-	out.ThrottleReadBpsDevice = throttle(b.ThrottleReadBpsDevice)
-	out.ThrottleWriteBpsDevice = throttle(b.ThrottleWriteBpsDevice)
-	out.ThrottleReadIOPSDevice = throttle(b.ThrottleReadIOPSDevice)
-	out.ThrottleWriteIOPSDevice = throttle(b.ThrottleWriteIOPSDevice)
+	if out.ThrottleReadBpsDevice, err = throttle("read bps", b.ThrottleReadBpsDevice); err != nil {
+		return nil, err
+	}
+	if out.ThrottleWriteBpsDevice, err = throttle("write bps", b.ThrottleWriteBpsDevice); err != nil {
+		return nil, err
+	}
+	if out.ThrottleReadIOPSDevice, err = throttle("read iops", b.ThrottleReadIOPSDevice); err != nil {
+		return nil, err
+	}
+	if out.ThrottleWriteIOPSDevice, err = throttle("write iops", b.ThrottleWriteIOPSDevice); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+func idMappings(kind string, in []*agentpb.LinuxIDMapping) ([]specs.LinuxIDMapping, error) {
+	var out []specs.LinuxIDMapping
+	for i, m := range in {
+		if m == nil {
+			return nil, null(kind+" mapping", i)
+		}
+		out = append(out, specs.LinuxIDMapping{HostID: m.HostID, ContainerID: m.ContainerID, Size: m.Size})
+	}
+	return out, nil
+}
+
+// null is the error for a null entry in a list of messages. The wire cannot
+// encode one, but a caller building requests in Go can.
+func null(what string, i int) error {
+	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s %d is null", what, i))
 }
 
 func tooMany(what string, n, max int) error {

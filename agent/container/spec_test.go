@@ -63,17 +63,32 @@ func TestSpecFromProto(t *testing.T) {
 	case *s.Linux.Seccomp.Syscalls[0].ErrnoRet != 1 || *s.Linux.Devices[0].FileMode != 0o666:
 		t.Errorf("seccomp/devices %+v", s.Linux)
 	}
-	bad := []*agentpb.Spec{
-		nil,
-		{Process: &agentpb.Process{Args: make([]string, MaxArgs+1)}},
-		{Process: &agentpb.Process{OOMScoreAdj: 1001}},
-		{Mounts: []*agentpb.Mount{nil}},
-		{Linux: &agentpb.Linux{Namespaces: []*agentpb.LinuxNamespace{nil}}},
-		{Linux: &agentpb.Linux{Resources: &agentpb.LinuxResources{BlockIO: &agentpb.LinuxBlockIO{Weight: 70000}}}},
+	// Each bad spec differs from a valid one in one place, so that it is
+	// refused for that reason and not another.
+	with := func(edit func(*agentpb.Spec)) *agentpb.Spec {
+		s := &agentpb.Spec{Process: &agentpb.Process{Args: []string{"a"}}, Root: &agentpb.Root{Path: "/r"}, Linux: &agentpb.Linux{}}
+		edit(s)
+		return s
+	}
+	if _, err := SpecFromProto(with(func(*agentpb.Spec) {})); err != nil {
+		t.Fatalf("minimal spec: %v", err)
+	}
+	bad := []struct {
+		spec *agentpb.Spec
+		want string
+	}{
+		{nil, "spec is null"},
+		{with(func(s *agentpb.Spec) { s.Process.Args = make([]string, MaxArgs+1) }), "args"},
+		{with(func(s *agentpb.Spec) { s.Process.OOMScoreAdj = 1001 }), "OOMScoreAdj"},
+		{with(func(s *agentpb.Spec) { s.Mounts = []*agentpb.Mount{nil} }), "mount 0 is null"},
+		{with(func(s *agentpb.Spec) { s.Linux.Namespaces = []*agentpb.LinuxNamespace{{}, nil} }), "namespace 1 is null"},
+		{with(func(s *agentpb.Spec) {
+			s.Linux.Resources = &agentpb.LinuxResources{BlockIO: &agentpb.LinuxBlockIO{Weight: 70000}}
+		}), "blkio weight"},
 	}
 	for i, b := range bad {
-		if _, err := SpecFromProto(b); err == nil {
-			t.Errorf("bad spec %d accepted", i)
+		if _, err := SpecFromProto(b.spec); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("bad spec %d: %v, want %q", i, err, b.want)
 		}
 	}
 }
