@@ -32,7 +32,7 @@ func newBenchPod(b *testing.B, cid string) benchPod {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { h.Close() })
-	for _, s := range conformance.Scenarios() {
+	for _, s := range conformance.Scenarios(conformance.Config{}) {
 		if s.Name == "pod/create-sandbox" {
 			if r := conformance.RunOne(ctx, h, s, 0); r.Err != nil {
 				b.Logf("sandbox set-up: %v", r.Err) // containers still run without guest details

@@ -39,6 +39,12 @@ type Config struct {
 	Timeout time.Duration
 	// Out receives one line per scenario; nil discards.
 	Out io.Writer
+	// Confidential adds the attack scenarios a confidential agent must
+	// refuse (the attack/ group).
+	Confidential bool
+	// StateDir is the agent's own state directory as seen from here, which
+	// the attack scenarios try to reach (default /run/cocoon).
+	StateDir string
 }
 
 // Scenario is one named check against the agent.
@@ -56,9 +62,20 @@ type Result struct {
 	Duration time.Duration
 }
 
-// Scenarios lists the suite in the order it runs: the sandbox is created
-// first, containers come and go inside it, and it is destroyed last.
-func Scenarios() []Scenario {
+// Scenarios lists the suite in the order it runs for cfg: the sandbox is
+// created first, containers come and go inside it, the attack scenarios
+// follow for a confidential agent, and the sandbox is destroyed last.
+func Scenarios(cfg Config) []Scenario {
+	all := baseScenarios()
+	last := all[len(all)-1]
+	if cfg.Confidential {
+		all = append(all[:len(all)-1], attackScenarios()...)
+		all = append(all, last)
+	}
+	return all
+}
+
+func baseScenarios() []Scenario {
 	return []Scenario{
 		{Name: "pod/create-sandbox", Always: true, Run: createSandbox},
 		{Name: "container/lifecycle", Run: containerLifecycle},
@@ -95,7 +112,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	defer h.Close()
 	var results []Result
 	passed, failed := 0, 0
-	for _, s := range Scenarios() {
+	for _, s := range Scenarios(cfg) {
 		if !s.Always && cfg.Run != nil && !cfg.Run.MatchString(s.Name) {
 			continue
 		}
@@ -132,6 +149,9 @@ func RunOne(ctx context.Context, h *Harness, s Scenario, timeout time.Duration) 
 func withDefaults(cfg Config) Config {
 	if cfg.KataRunDir == "" {
 		cfg.KataRunDir = "/run/kata-containers"
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/run/cocoon"
 	}
 	if cfg.Busybox == "" {
 		cfg.Busybox = "/bin/busybox"

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestSuiteAgainstCocoon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	for _, s := range conformance.Scenarios() {
+	for _, s := range conformance.Scenarios(conformance.Config{}) {
 		t.Run(s.Name, func(t *testing.T) {
 			r := conformance.RunOne(ctx, h, s, 0)
 			if r.Err != nil {
@@ -89,4 +90,35 @@ func startEmptyAgent(t *testing.T) string {
 	go func() { _ = srv.Serve(context.Background(), l) }()
 	t.Cleanup(func() { srv.Close() })
 	return "unix://" + sock
+}
+
+// The attack group against a confidential cocoon agent: every attempt is
+// refused and the pod keeps working.
+func TestAttackScenariosAgainstConfidentialCocoon(t *testing.T) {
+	a, stateDir := startConfidentialAgent(t)
+	var out bytes.Buffer
+	cfg := conformance.Config{Addr: a.addr, KataRunDir: a.runDir, StateDir: stateDir, Confidential: true,
+		Run: regexp.MustCompile("^attack/"), Out: &out}
+	results, err := conformance.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacks := 0
+	for _, r := range results {
+		if strings.HasPrefix(r.Name, "attack/") {
+			attacks++
+		}
+		if r.Err != nil {
+			t.Errorf("%s: %v", r.Name, r.Err)
+		}
+	}
+	if attacks < 5 {
+		t.Errorf("%d attack scenarios ran, want 5:\n%s", attacks, out.String())
+	}
+	// Without Confidential the group is not part of the suite.
+	for _, s := range conformance.Scenarios(conformance.Config{}) {
+		if strings.HasPrefix(s.Name, "attack/") {
+			t.Errorf("%s runs against a non-confidential agent", s.Name)
+		}
+	}
 }

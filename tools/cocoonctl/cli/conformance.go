@@ -11,7 +11,8 @@ import (
 )
 
 func newConformance(g *globals) *cobra.Command {
-	var runDir, run, busybox string
+	var runDir, run, busybox, stateDir string
+	var confidential bool
 	cmd := &cobra.Command{
 		Use:   "conformance",
 		Short: "Run the Kata agent conformance suite against the agent at --addr",
@@ -21,7 +22,8 @@ func newConformance(g *globals) *cobra.Command {
 			"\"N passed, M failed\"; exits 1 when a scenario failed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := conformance.Config{Addr: g.addr, KataRunDir: runDir, Busybox: busybox, Out: cmd.OutOrStdout(), Timeout: g.timeout}
+			cfg := conformance.Config{Addr: g.addr, KataRunDir: runDir, Busybox: busybox, Out: cmd.OutOrStdout(), Timeout: g.timeout,
+				Confidential: confidential, StateDir: stateDir}
 			if g.timeout > 0 && g.timeout < conformanceMinTimeout {
 				cfg.Timeout = conformanceMinTimeout
 			}
@@ -47,6 +49,8 @@ func newConformance(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&runDir, "rootfs-dir", "/run/kata-containers", "the agent's Kata run directory, as seen from here")
 	cmd.Flags().StringVar(&run, "run", "", "only scenarios whose name matches this regular expression (set-up and tear-down always run)")
 	cmd.Flags().StringVar(&busybox, "busybox", "/bin/busybox", "static busybox for the container root file systems")
+	cmd.Flags().BoolVar(&confidential, "confidential", false, "also run the attack/ scenarios a confidential agent must refuse")
+	cmd.Flags().StringVar(&stateDir, "state-dir", "/run/cocoon", "the agent's own state directory, as seen from here (the attack scenarios aim at it)")
 	return cmd
 }
 
