@@ -69,6 +69,13 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	if err := s.prepareSpec(spec, mounted, r); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			s.mu.Lock()
+			delete(s.held, r.ID)
+			s.mu.Unlock()
+		}
+	}()
 	if s.o.UnsealEnv != nil {
 		env, err := s.o.UnsealEnv(ctx, spec.Process.Env)
 		if err != nil {
@@ -117,6 +124,9 @@ func (s *Sandbox) reserve(id string) error {
 	if _, ok := s.containers[id]; ok || s.pending[id] {
 		return errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("container %q already exists", id))
 	}
+	if o := s.claimedBy(id); o != "" {
+		return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("container %s uses a path in the area of container %s", o, id))
+	}
 	s.pending[id] = true
 	return nil
 }
@@ -128,10 +138,13 @@ func (s *Sandbox) unreserve(id string) {
 }
 
 // prepareSpec decides the rootfs, applies a pulled image's config and the
-// string user, and confines every path from the host.
+// string user, and confines every path from the host (confine.go), then
+// claims the other containers' areas those paths use.
 func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r ContainerRequest) error {
 	var image *storage.Mounted
+	own := make([]string, 0, len(mounted))
 	for i := range mounted {
+		own = append(own, mounted[i].Path)
 		if mounted[i].Image != nil {
 			image = &mounted[i]
 		}
@@ -148,54 +161,61 @@ func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r Con
 	if spec.Root == nil || spec.Root.Path == "" {
 		return errdefs.ErrInvalidArgument.WithMessage("OCI spec has no root path")
 	}
-	root, err := s.confine("root path", spec.Root.Path)
+	root, err := s.confine("root path", spec.Root.Path, r.ID, own)
 	if err != nil {
 		return err
 	}
-	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+	if rel, _ := filepath.Rel(s.runDir, s.inRunDir(spec.Root.Path)); !rootShape(rel) {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("root path %q is not <run dir>/shared/containers/<id>/rootfs or <run dir>/<id>/rootfs", spec.Root.Path))
+	}
+	if st, err := os.Stat(root.resolved); err != nil || !st.IsDir() {
 		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("root path %q is not a directory", spec.Root.Path))
 	}
-	spec.Root.Path = root
-	if err := ApplyStringUser(spec.Process, r.StringUser, root); err != nil {
+	spec.Root.Path = root.resolved
+	if err := ApplyStringUser(spec.Process, r.StringUser, root.resolved); err != nil {
 		return err
 	}
 	if len(spec.Process.Args) == 0 {
 		return errdefs.ErrInvalidArgument.WithMessage("OCI spec has no process args")
 	}
+	owners := root.owners
 	for i := range spec.Mounts {
 		m := &spec.Mounts[i]
 		if !filepath.IsAbs(m.Destination) {
 			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount destination %q is not absolute", m.Destination))
 		}
 		if !isBind(m) {
+			if err := checkVirtualMount(m); err != nil {
+				return err
+			}
 			continue
 		}
-		src, err := s.confine("mount source", m.Source)
+		src, err := s.confine("mount source", m.Source, r.ID, own)
 		if err != nil {
 			return err
 		}
-		m.Source = src
+		m.Source = src.resolved
+		for _, o := range src.owners {
+			if !slices.Contains(owners, o) {
+				owners = append(owners, o)
+			}
+		}
 	}
 	// Hooks would run host-chosen binaries in the guest; Kata drops them too.
 	spec.Hooks = nil
-	return nil
+	return s.claim(r.ID, owners)
 }
 
-// confine checks that a host path lies in the Kata run directory (or the
-// agent's state directory) after resolving symlinks, and returns the
-// resolved path.
-func (s *Sandbox) confine(what, p string) (string, error) {
-	if err := safepath.Within(p, s.o.KataRunDir, s.runDir, s.o.StateDir); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+// checkVirtualMount allows the file system types a spec may mount other
+// than by bind: their source is a label, not a path. Anything else (overlay
+// with a host-chosen lowerdir, a block file system over a guest device)
+// would reach guest data no confinement of bind sources covers.
+func checkVirtualMount(m *specs.Mount) error {
+	switch m.Type {
+	case "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "hugetlbfs":
+		return nil
 	}
-	resolved, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s %q: %v", what, p, err))
-	}
-	if err := safepath.Within(resolved, s.runDir, s.o.StateDir); err != nil {
-		return "", fmt.Errorf("%s %q resolves outside: %w", what, p, err)
-	}
-	return resolved, nil
+	return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("mount at %q of type %q: only bind mounts and kernel file systems (proc, sysfs, tmpfs, devpts, mqueue, cgroup, hugetlbfs) are allowed", m.Destination, m.Type))
 }
 
 func isBind(m *specs.Mount) bool {

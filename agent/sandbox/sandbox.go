@@ -2,7 +2,8 @@
 // UTS namespaces its containers share, the PID namespace of its first
 // container, its storages, and the registry of its containers. It prepares a
 // container's spec from what the host sent (rootfs and mount sources confined
-// to the Kata run directory, namespaces rewritten to the sandbox's) and hands
+// to the container's own and the pod's areas of the Kata run directory,
+// namespaces rewritten to the sandbox's) and hands
 // it to package container; it also collects OOM events for GetOOMEvent.
 package sandbox
 
@@ -33,8 +34,12 @@ type Options struct {
 	// KataRunDir confines host-supplied rootfs paths and bind-mount sources.
 	KataRunDir string
 	// StateDir holds the sandbox's own files (namespaces, resolv.conf,
-	// libcontainer state).
+	// libcontainer state) and, by default, the agent's: no container path
+	// may reach it, even when it lies in KataRunDir.
 	StateDir string
+	// Private are further directories no container path may reach: the
+	// layer store when cdh.toml's work_dir moves it, the decision log's.
+	Private []string
 	// CgroupParent is the cgroup containers are created under ("/cocoon").
 	CgroupParent string
 	// PipeSize is agent.container_pipe_size.
@@ -63,7 +68,9 @@ type Sandbox struct {
 	utsNS      string
 	pidNS      string // /proc/<pid>/ns/pid of the first container's init
 	containers map[string]*container.Container
-	pending    map[string]bool // ids being created
+	pending    map[string]bool     // ids being created
+	held       map[string][]string // container id → other containers' areas its paths use
+	private    []string            // StateDir and Options.Private, resolved
 	oom        chan string
 	destroyed  chan struct{} // closed by Destroy; wakes GetOOMEvent
 }
@@ -92,9 +99,20 @@ func New(o Options) (*Sandbox, error) {
 	if sd, err := filepath.EvalSymlinks(o.StateDir); err == nil {
 		o.StateDir = sd
 	}
+	private := []string{filepath.Clean(o.StateDir)}
+	for _, p := range o.Private {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("private directory %q is not absolute", p)
+		}
+		// One that does not exist yet may be made later: keep both spellings.
+		private = append(private, filepath.Clean(p))
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			private = append(private, r)
+		}
+	}
 	return &Sandbox{
-		o: o, runDir: runDir, noPivotRoot: rootIsRamfs(),
-		containers: map[string]*container.Container{}, pending: map[string]bool{},
+		o: o, runDir: runDir, noPivotRoot: rootIsRamfs(), private: private,
+		containers: map[string]*container.Container{}, pending: map[string]bool{}, held: map[string][]string{},
 		oom: make(chan string, oomBacklog), destroyed: make(chan struct{}),
 	}, nil
 }
@@ -230,6 +248,7 @@ func (s *Sandbox) Remove(ctx context.Context, id string) error {
 	}
 	s.mu.Lock()
 	delete(s.containers, id)
+	delete(s.held, id)
 	if len(s.containers) == 0 {
 		s.pidNS = ""
 	}
