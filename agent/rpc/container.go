@@ -148,11 +148,11 @@ func (s *Service) GetDiagnosticData(ctx context.Context, r *agentpb.GetDiagnosti
 	if r.LogType != "termination_log" {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unknown diagnostic data type %q", r.LogType))
 	}
-	c, err := s.container(r.ContainerId)
+	sb, err := s.pod()
 	if err != nil {
 		return nil, err
 	}
-	data, err := container.TerminationLog(c.Spec())
+	data, err := sb.TerminationLog(r.ContainerId)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}

@@ -329,3 +329,13 @@ func rootIsRamfs() bool {
 	}
 	return ramfs
 }
+
+// TerminationLog answers GetDiagnosticData("termination_log") for a
+// container: see container.TerminationLog for what may be read.
+func (s *Sandbox) TerminationLog(id string) (string, error) {
+	c, err := s.Container(id)
+	if err != nil {
+		return "", err
+	}
+	return container.TerminationLog(c.Spec(), s.runDir, id)
+}
