@@ -73,7 +73,7 @@ func TestBuiltinsDecideEveryRequest(t *testing.T) {
 		policy.AllowAll:           {},
 		policy.AllowAllExceptExec: {"ExecProcess": true},
 		policy.CocoDefault: {"ExecProcess": true, "ReadStdout": true, "ReadStderr": true,
-			"GetMetrics": true, "SetPolicy": true},
+			"GetMetrics": true, "SetPolicy": true, "GetDiagnosticData": true},
 	}
 	methods := agentMethods(t)
 	if len(methods) != 42 {

@@ -6,6 +6,8 @@
 #   - ReadStream is denied (container output is not revealed; the agent still
 #     drains the pipes and answers the host with end-of-file);
 #   - GetMetrics is denied (guest metrics can leak workload behaviour);
+#   - GetDiagnosticData is denied (it returns a file of the guest: the
+#     termination message; Kata's generated policies deny it too);
 #   - SetPolicy is denied (the attested policy cannot be swapped at run time).
 # Everything else the Kata runtime needs to run a pod is allowed. Replace it
 # with a generated policy delivered through initdata for real workloads.
@@ -21,7 +23,7 @@ default CreateContainerRequest := true
 default CreateSandboxRequest := true
 default DestroySandboxRequest := true
 default ExecProcessRequest := false
-default GetDiagnosticDataRequest := true
+default GetDiagnosticDataRequest := false
 default GetIPTablesRequest := true
 default GetMetricsRequest := false
 default GetOOMEventRequest := true
