@@ -218,8 +218,32 @@ func (c *Client) attest(ctx context.Context, stale *Token) (*Token, error) {
 }
 
 type challenge struct {
-	Nonce       string         `json:"nonce"`
-	ExtraParams map[string]any `json:"extra-params"`
+	Nonce       string          `json:"nonce"`
+	ExtraParams json.RawMessage `json:"extra-params"`
+}
+
+// selectedHash reads the challenge's extra-params. Trustee sends the JSON
+// string "" for every TEE but IBM SE, which gets an object naming the
+// selected hash algorithm (trustee kbs/src/attestation/mod.rs,
+// generate_extra_params); the default applies unless one is named.
+func (ch challenge) selectedHash() (string, error) {
+	raw := bytes.TrimSpace(ch.ExtraParams)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) || bytes.Equal(raw, []byte(`""`)) {
+		return DefaultHashAlgorithm, nil
+	}
+	var params map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return "", fmt.Errorf("kbs auth: extra-params is neither \"\" nor an object: %.64s", raw)
+	}
+	sel, ok := params["selected-hash-algorithm"]
+	if !ok {
+		return DefaultHashAlgorithm, nil
+	}
+	var alg string
+	if err := json.Unmarshal(sel, &alg); err != nil || alg == "" {
+		return "", fmt.Errorf("kbs auth: selected-hash-algorithm is not a hash name: %.64s", sel)
+	}
+	return strings.ToLower(alg), nil
 }
 
 func (c *Client) handshake(ctx context.Context) (*Token, error) {
@@ -239,13 +263,9 @@ func (c *Client) handshake(ctx context.Context) (*Token, error) {
 	if ch.Nonce == "" {
 		return nil, permanent(errors.New("kbs auth: challenge has no nonce"))
 	}
-	alg := DefaultHashAlgorithm
-	if v, ok := ch.ExtraParams["selected-hash-algorithm"]; ok {
-		s, ok := v.(string)
-		if !ok {
-			return nil, permanent(fmt.Errorf("kbs auth: selected-hash-algorithm is %T, not a string", v))
-		}
-		alg = strings.ToLower(s)
+	alg, err := ch.selectedHash()
+	if err != nil {
+		return nil, permanent(err)
 	}
 	rd, err := ReportData(alg, ch.Nonce, c.pubJWK, "")
 	if err != nil {

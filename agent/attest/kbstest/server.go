@@ -209,10 +209,13 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	sess := &session{tee: req.Tee, nonce: base64.StdEncoding.EncodeToString(nonce), hash: "sha384", expiry: time.Now().Add(5 * time.Minute)}
-	extra := map[string]any{}
+	// Trustee answers extra-params with the JSON string "" unless it
+	// negotiated a hash (only for IBM SE): kbs/src/attestation/mod.rs,
+	// generate_extra_params.
+	var extra any = ""
 	if s.opts.SelectHash != "" {
 		sess.hash = s.opts.SelectHash
-		extra["selected-hash-algorithm"] = s.opts.SelectHash
+		extra = map[string]any{"selected-hash-algorithm": s.opts.SelectHash}
 	}
 	sid := hex.EncodeToString(id)
 	s.mu.Lock()
