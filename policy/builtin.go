@@ -62,6 +62,13 @@ type BootConfig struct {
 	Initdata *initdata.Initdata
 	// ReadFile reads the policy file (default os.ReadFile).
 	ReadFile func(string) ([]byte, error)
+	// DecisionLogMaxBytes is the size at which the decision log rotates
+	// (0: the log's default).
+	DecisionLogMaxBytes int64
+	// MeasureHead, when set, records the decision log's head in the
+	// runtime measurement log: before the log rotates (rotation does not
+	// happen unless it succeeds) and after SetPolicy installs a policy.
+	MeasureHead func(head string) error
 }
 
 // Boot builds the engine the agent starts with. Sources, lowest first: the
@@ -125,7 +132,8 @@ func Boot(ctx context.Context, bc BootConfig, log *slog.Logger) (*Engine, error)
 
 	var dlog *decisionlog.Log
 	if bc.DecisionLog != "" {
-		if dlog, err = decisionlog.Open(bc.DecisionLog, decisionlog.Options{}); err != nil {
+		o := decisionlog.Options{MaxBytes: bc.DecisionLogMaxBytes, Strict: bc.Confidential, OnRotate: bc.MeasureHead}
+		if dlog, err = decisionlog.Open(bc.DecisionLog, o); err != nil {
 			if bc.Confidential {
 				return nil, fmt.Errorf("confidential mode refuses to start: %w", err)
 			}
@@ -133,7 +141,12 @@ func Boot(ctx context.Context, bc BootConfig, log *slog.Logger) (*Engine, error)
 			dlog = nil
 		}
 	}
-	return NewEngine(p, dlog, log), nil
+	e, err := newEngine(p, EngineOptions{Decisions: dlog, Log: log, Confidential: bc.Confidential, MeasureHead: bc.MeasureHead})
+	if err != nil && bc.Confidential {
+		e.Close()
+		return nil, fmt.Errorf("confidential mode refuses to start: the first policy cannot be recorded: %w", err)
+	}
+	return e, nil
 }
 
 // Close releases the decision log.

@@ -25,16 +25,47 @@ type Engine struct {
 	cur    atomic.Pointer[Policy]
 	inputs input.Values
 	canon  input.Canonical
+	// failClosed refuses what the decision log cannot record.
+	failClosed  bool
+	measureHead func(head string) error
+}
+
+// EngineOptions are an engine's collaborators; all may be zero.
+type EngineOptions struct {
+	// Decisions is the decision log (nil: none).
+	Decisions *decisionlog.Log
+	Log       *slog.Logger
+	// Confidential refuses every request, and SetPolicy, whose decision
+	// cannot be written to the decision log: an unrecorded decision would
+	// let the host act unseen by filling the log's file system. Otherwise
+	// such failures are logged and the request proceeds.
+	Confidential bool
+	// MeasureHead, when set, records the decision log's head in the
+	// runtime measurement log; it is called after SetPolicy installs a
+	// policy (the agent also calls it from the log's rotation).
+	MeasureHead func(head string) error
 }
 
 // NewEngine returns an engine enforcing p. dlog may be nil (no decision log).
 func NewEngine(p *Policy, dlog *decisionlog.Log, log *slog.Logger) *Engine {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	e := &Engine{log: log, dlog: dlog}
-	e.install(p)
+	return NewEngineWith(p, EngineOptions{Decisions: dlog, Log: log})
+}
+
+// NewEngineWith returns an engine enforcing p. A first policy entry that
+// cannot be written is logged; Boot refuses to start on it instead.
+func NewEngineWith(p *Policy, o EngineOptions) *Engine {
+	e, _ := newEngine(p, o)
 	return e
+}
+
+func newEngine(p *Policy, o EngineOptions) (*Engine, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{log: o.Log, dlog: o.Decisions, failClosed: o.Confidential, measureHead: o.MeasureHead}
+	err := e.record(e.policyEntry(p))
+	e.install(p)
+	return e, err
 }
 
 // DecisionHead is the hash of the newest decision-log entry, "" when there
@@ -49,21 +80,42 @@ func (e *Engine) DecisionHead() string {
 // Policy returns the policy in force.
 func (e *Engine) Policy() *Policy { return e.cur.Load() }
 
+func (e *Engine) policyEntry(p *Policy) decisionlog.Entry {
+	return decisionlog.Entry{Kind: decisionlog.KindPolicy, PolicySHA256: p.digest, Source: p.source}
+}
+
 func (e *Engine) install(p *Policy) {
 	e.cur.Store(p)
-	e.record(decisionlog.Entry{Kind: decisionlog.KindPolicy, PolicySHA256: p.digest, Source: p.source})
 	e.log.Info("policy installed", "source", p.source, "sha256", p.digest, "allow_failures", p.allowFailures)
 }
 
 // SetPolicy compiles text and makes it the policy in force with fresh state.
-// A policy that does not load leaves the current one in place.
+// A policy that does not load leaves the current one in place, and so does
+// one whose installation the decision log cannot record in confidential
+// mode. The head after the policy entry is then measured: a failed
+// measurement is an error, with the policy already in force.
 func (e *Engine) SetPolicy(ctx context.Context, text, source string) error {
 	p, err := Load(ctx, text, source)
 	if err != nil {
 		return errdefs.ErrInvalidArgument.WithMessage("SetPolicy: " + err.Error())
 	}
+	if err := e.record(e.policyEntry(p)); err != nil && e.failClosed {
+		return unrecorded("SetPolicyRequest", err)
+	}
 	e.install(p)
+	if e.measureHead != nil && e.dlog != nil {
+		if err := e.measureHead(e.dlog.Head()); err != nil {
+			return fmt.Errorf("SetPolicy: policy installed but the decision log head was not measured: %w", err)
+		}
+	}
 	return nil
+}
+
+// unrecorded is the refusal of a request whose decision the log could not
+// take. UNAVAILABLE, not PERMISSION_DENIED: the policy did not refuse it,
+// and the condition passes once the log can write again.
+func unrecorded(name string, err error) error {
+	return errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("%s refused: its decision cannot be recorded in the decision log (confidential mode): %v", name, err))
 }
 
 // Gate decides an AgentService request; its signature is the server's Gate.
@@ -121,7 +173,7 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 	}
 	if err != nil {
 		entry.Message = err.Error()
-		e.record(entry)
+		_ = e.record(entry) // refused whether recorded or not
 		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: internal error %v", name, err))
 	}
 	entry.Allowed = &d.Allowed
@@ -129,9 +181,15 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 		entry.Message = "denied, allowed by AllowRequestsFailingPolicy"
 		e.log.Warn("policy: ignoring denial", "request", name, "prints", d.Prints)
 	}
-	e.record(entry)
+	rerr := e.record(entry)
 	if !d.Allowed {
 		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is blocked by policy: %s", name, d.Prints))
+	}
+	if rerr != nil && e.failClosed {
+		if pend != nil {
+			pend.Discard()
+		}
+		return nil, unrecorded(name, rerr)
 	}
 	if pend == nil {
 		return nil, nil
@@ -148,17 +206,23 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 		} else {
 			pend.Discard()
 		}
-		e.record(c)
+		// The operation has run and its answer is fixed; a commit entry
+		// that cannot be written is logged (and the decision entry before
+		// it shows the request was allowed).
+		_ = e.record(c)
 	}, nil
 }
 
-func (e *Engine) record(en decisionlog.Entry) {
+// record appends to the decision log; failures are logged and returned.
+func (e *Engine) record(en decisionlog.Entry) error {
 	if e.dlog == nil {
-		return
+		return nil
 	}
 	if _, err := e.dlog.Append(en); err != nil {
-		e.log.Error("decision log append failed", "error", err)
+		e.log.Error("decision log append failed", "request", en.Request, "kind", en.Kind, "fail_closed", e.failClosed, "error", err)
+		return err
 	}
+	return nil
 }
 
 // inputDigest is the sha256 of the input's canonical JSON (sorted keys),
