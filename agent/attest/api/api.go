@@ -1,8 +1,10 @@
 // Package api is the workload-facing REST API of CoCo's api-server-rest,
 // served on 127.0.0.1:8006 inside the pod's network namespace: KBS resources
-// (/cdh/resource/...), the attestation token (/aa/token) and raw TEE evidence
-// (/aa/evidence). Which groups are served is set by the agent's
-// guest_components_rest_api setting.
+// (/cdh/resource/...), the attestation token (/aa/token), raw TEE evidence
+// (/aa/evidence) and, cocoon's own, evidence binding the policy decision
+// log's head (/cocoon/decisions/head). Which groups are served is set by the
+// agent's guest_components_rest_api setting; the head belongs to the
+// attestation group.
 package api
 
 import (
@@ -53,6 +55,9 @@ type Deps struct {
 	Tokens    TokenSource
 	Attester  attest.Attester
 	Log       *slog.Logger
+	// DecisionHead returns the decision log's head ("" when there is none
+	// yet); nil answers 503.
+	DecisionHead func() string
 }
 
 type handler struct {
@@ -92,15 +97,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.resource(w, r, strings.TrimPrefix(p, "/cdh/resource/"))
-	case p == "/aa/token" || p == "/aa/evidence":
+	case p == "/aa/token" || p == "/aa/evidence" || p == HeadPath:
 		if !h.attestation {
 			http.Error(w, "FORBIDDEN: attestation API is disabled", http.StatusForbidden)
 			return
 		}
-		if p == "/aa/token" {
+		switch p {
+		case "/aa/token":
 			h.token(w, r)
-		} else {
+		case "/aa/evidence":
 			h.evidence(w, r)
+		default:
+			h.decisionHead(w, r)
 		}
 	default:
 		http.Error(w, "NOT FOUND", http.StatusNotFound)

@@ -14,7 +14,9 @@ func FuzzHandler(f *testing.F) {
 	f.Add("/cdh/resource/a/b/c", "x=1")
 	f.Add("/aa/evidence", "runtime_data=abc&encoding=base64")
 	f.Add("/aa/token", "token_type=kbs")
-	h, err := api.NewHandler(api.Deps{Attester: attest.Sample{}}, api.ModeAll)
+	f.Add(api.HeadPath, "nonce=abc")
+	head := func() string { return "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff" }
+	h, err := api.NewHandler(api.Deps{Attester: attest.Sample{}, DecisionHead: head}, api.ModeAll)
 	if err != nil {
 		f.Fatal(err)
 	}
