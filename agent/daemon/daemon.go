@@ -71,6 +71,7 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		DecisionLog:  cfg.DecisionLog,
 		Confidential: cfg.Confidential,
 		Initdata:     idata,
+		MeasureHead:  func(h string) error { return measureHead(att, h) },
 	}, log)
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)

@@ -24,10 +24,22 @@ func measurePolicy(att *attestboot.Attestation, op, digest string) error {
 // them against it. Failures are logged: the pod is being torn down and there
 // is no caller left to answer.
 func measureDecisions(att *attestboot.Attestation, head string, log *slog.Logger) {
-	if head == "" || att.Events == nil {
-		return
-	}
-	if err := att.Record(eventlog.DomainCocoon, eventlog.OpDecisionsHead, "sha256:"+head); err != nil {
+	if err := measureHead(att, head); err != nil {
 		log.Error("decision log head not measured", "error", err)
 	}
+}
+
+// measureHead records the decision log's head; the policy engine calls it
+// after SetPolicy and before the log rotates, so files dropped by rotation
+// (or by the host) still end at a measured hash. Not per decision: a
+// verifier replays the whole measurement log in one bounded request. A
+// no-op without a TEE.
+func measureHead(att *attestboot.Attestation, head string) error {
+	if head == "" || att.Events == nil {
+		return nil
+	}
+	if err := att.Record(eventlog.DomainCocoon, eventlog.OpDecisionsHead, "sha256:"+head); err != nil {
+		return fmt.Errorf("measuring the decision log head: %w", err)
+	}
+	return nil
 }
