@@ -97,12 +97,21 @@ func FuzzSpecFromProto(f *testing.F) {
 	seed, _ := proto.Marshal(&agentpb.Spec{Process: &agentpb.Process{Args: []string{"a"}}, Root: &agentpb.Root{Path: "/r"},
 		Linux: &agentpb.Linux{Resources: &agentpb.LinuxResources{Memory: &agentpb.LinuxMemory{Limit: 1}}}})
 	f.Add(seed)
+	// Specs missing whole sections, as a hostile runtime may send them.
+	for _, s := range []*agentpb.Spec{{}, {Linux: &agentpb.Linux{}}, {Process: &agentpb.Process{}, Root: &agentpb.Root{}},
+		{Process: &agentpb.Process{}, Root: &agentpb.Root{}, Linux: &agentpb.Linux{Resources: &agentpb.LinuxResources{BlockIO: &agentpb.LinuxBlockIO{}}, Seccomp: &agentpb.LinuxSeccomp{}}}} {
+		b, _ := proto.Marshal(s)
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var p agentpb.Spec
 		if proto.Unmarshal(data, &p) != nil {
 			return
 		}
-		_, _ = SpecFromProto(&p)
+		s, err := SpecFromProto(&p)
+		if err == nil && (s.Process == nil || s.Root == nil || s.Linux == nil) {
+			t.Fatalf("accepted a spec without process, root or linux")
+		}
 	})
 }
 
