@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 	"github.com/containers/ocicrypt/blockcipher"
 	"github.com/containers/ocicrypt/keywrap/jwe"
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/types"
 )
 
@@ -149,33 +151,107 @@ func (p *Puller) privateOpts(ctx context.Context, ann map[string]string) ([]byte
 	return nil, fmt.Errorf("no key could open the layer key (%s): %w", strings.Join(tried, "; "), errDecrypt)
 }
 
-// decryptLayer wraps r with the layer's block cipher. Integrity: the HMAC is
-// checked at the end of the stream and the diff_id after decompression.
-func (p *Puller) decryptLayer(ctx context.Context, r io.Reader, info types.BlobInfo) (io.Reader, error) {
+// isEncrypted says whether the manifest marks a layer as encrypted.
+func isEncrypted(info types.BlobInfo) bool {
+	return strings.HasSuffix(info.MediaType, "+encrypted")
+}
+
+// layerKey opens an encrypted layer's cipher options with this pull's keys:
+// the key resolver (the KBS) is asked on every call, so each pull proves
+// again that it may decrypt the layer.
+func (p *Puller) layerKey(ctx context.Context, info types.BlobInfo) (blockcipher.LayerBlockCipherOptions, error) {
+	var opts blockcipher.LayerBlockCipherOptions
 	privData, err := p.privateOpts(ctx, info.Annotations)
 	if err != nil {
-		return nil, err
+		return opts, err
 	}
-	var opts blockcipher.LayerBlockCipherOptions
 	if err := json.Unmarshal(privData, &opts.Private); err != nil {
-		return nil, fmt.Errorf("layer key options: %v: %w", err, errDecrypt)
+		return opts, fmt.Errorf("layer key options: %v: %w", err, errDecrypt)
+	}
+	if len(opts.Private.SymmetricKey) == 0 {
+		return opts, fmt.Errorf("layer key options hold no key: %w", errDecrypt)
 	}
 	if pub := info.Annotations[annPubOpts]; pub != "" {
 		raw, err := base64.StdEncoding.DecodeString(pub)
 		if err != nil || len(raw) > maxAnnotation {
-			return nil, errdefs.ErrInvalidArgument.WithMessage("pubopts annotation is not valid base64")
+			return opts, errdefs.ErrInvalidArgument.WithMessage("pubopts annotation is not valid base64")
 		}
 		if err := json.Unmarshal(raw, &opts.Public); err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("pubopts annotation: %v", err))
+			return opts, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("pubopts annotation: %v", err))
 		}
 	}
+	return opts, nil
+}
+
+// keyDigest commits to what decides an encrypted layer's plaintext: the
+// symmetric key and the cipher's parameters (its nonce). Succeeding to
+// unwrap a manifest's wrapped key proves only that the KBS released some
+// key that opens *that* annotation; anyone can wrap a key of their own
+// under a key their KBS releases and pair it with someone else's blob.
+// Equal digests prove the puller holds the very key that decrypted the
+// stored layer. The key is 256 random bits, so its digest reveals nothing.
+func keyDigest(o blockcipher.PrivateLayerBlockCipherOptions) digest.Digest {
+	// Marshalling a byte slice and a map of byte slices cannot fail; maps
+	// marshal with sorted keys, so the encoding is stable.
+	b, _ := json.Marshal(struct {
+		Key     []byte            `json:"key"`
+		Options map[string][]byte `json:"options"`
+	}{o.SymmetricKey, o.CipherOptions})
+	return digest.SHA256.FromBytes(append([]byte("cocoon layer key v1\x00"), b...))
+}
+
+// decryptLayer wraps r with the layer's block cipher. Integrity: the HMAC is
+// checked at the end of the stream and the diff_id after decompression.
+func decryptLayer(r io.Reader, opts blockcipher.LayerBlockCipherOptions) (*cipherStream, error) {
 	h, err := blockcipher.NewLayerBlockCipherHandler()
 	if err != nil {
 		return nil, err
 	}
-	dr, _, err := h.Decrypt(r, opts)
+	src := &endReader{r: r}
+	dr, _, err := h.Decrypt(src, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, errDecrypt)
 	}
-	return dr, nil
+	return &cipherStream{r: dr, src: src}, nil
+}
+
+// endReader records that the ciphertext was read to its end.
+type endReader struct {
+	r     io.Reader
+	ended atomic.Bool
+}
+
+func (e *endReader) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if err == io.EOF {
+		e.ended.Store(true)
+	}
+	return n, err
+}
+
+// cipherStream is the decrypted layer. A failure after the whole
+// ciphertext was read is the HMAC check: it is reported as errDecrypt with
+// a readable message (ocicrypt's carries raw HMAC bytes) and remembered, so
+// the puller can name it even when the unpacker wrapped it.
+type cipherStream struct {
+	r      io.Reader
+	src    *endReader
+	failed atomic.Bool
+}
+
+func (c *cipherStream) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	if err != nil && err != io.EOF && c.src.ended.Load() {
+		c.failed.Store(true)
+		err = c.Err()
+	}
+	return n, err
+}
+
+// Err is the integrity failure, or nil when none was seen.
+func (c *cipherStream) Err() error {
+	if !c.failed.Load() {
+		return nil
+	}
+	return fmt.Errorf("the layer does not match its HMAC (wrong key or altered ciphertext): %w", errDecrypt)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containers/ocicrypt/blockcipher"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
@@ -31,11 +32,12 @@ var (
 )
 
 // fetchLayer downloads, verifies, decrypts, decompresses and unpacks one
-// layer into dir, retrying transient network failures from scratch.
-func (p *Puller) fetchLayer(ctx context.Context, src types.ImageSource, info types.BlobInfo, diffID digest.Digest, dir string) error {
+// layer into dir, retrying transient network failures from scratch. key
+// holds the cipher options layerKey opened for an encrypted layer.
+func (p *Puller) fetchLayer(ctx context.Context, src types.ImageSource, info types.BlobInfo, diffID digest.Digest, key *blockcipher.LayerBlockCipherOptions, dir string) error {
 	backoff := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := p.fetchLayerOnce(ctx, src, info, diffID, dir)
+		err := p.fetchLayerOnce(ctx, src, info, diffID, key, dir)
 		if err == nil || attempt == layerAttempts || !transient(ctx, err) {
 			return err
 		}
@@ -59,9 +61,12 @@ func resetDir(dir string) error {
 	return os.Mkdir(dir, 0o755)
 }
 
-func (p *Puller) fetchLayerOnce(ctx context.Context, src types.ImageSource, info types.BlobInfo, diffID digest.Digest, dir string) error {
+func (p *Puller) fetchLayerOnce(ctx context.Context, src types.ImageSource, info types.BlobInfo, diffID digest.Digest, key *blockcipher.LayerBlockCipherOptions, dir string) error {
 	if err := info.Digest.Validate(); err != nil {
 		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer digest %q: %v", info.Digest, err))
+	}
+	if isEncrypted(info) != (key != nil) {
+		return fmt.Errorf("layer %s: encrypted layers need their key, plain layers none: %w", info.Digest, errdefs.ErrFailedPrecondition)
 	}
 	rc, _, err := src.GetBlob(ctx, info, none.NoCache)
 	if err != nil {
@@ -78,11 +83,12 @@ func (p *Puller) fetchLayerOnce(ctx context.Context, src types.ImageSource, info
 	counted := &counter{r: io.TeeReader(blob, blobHash.Hash())}
 
 	var plain io.Reader = counted
-	if strings.HasSuffix(info.MediaType, "+encrypted") {
-		plain, err = p.decryptLayer(ctx, counted, info)
-		if err != nil {
+	var cs *cipherStream
+	if key != nil {
+		if cs, err = decryptLayer(counted, *key); err != nil {
 			return err
 		}
+		plain = cs
 	}
 	br := bufio.NewReaderSize(plain, 64<<10)
 	head, _ := br.Peek(4)
@@ -105,6 +111,9 @@ func (p *Puller) fetchLayerOnce(ctx context.Context, src types.ImageSource, info
 	}
 	diffHash := diffID.Algorithm().Digester()
 	if _, err := unpack.Unpack(ctx, io.TeeReader(tarStream, diffHash.Hash()), dir, p.o.Unpack); err != nil {
+		if cs != nil && cs.Err() != nil {
+			return cs.Err()
+		}
 		if d := drainErr(counted, info, blobHash); d != nil && !errors.Is(err, unpack.ErrUnsafe) {
 			// A corrupted blob often shows as a decompression error first;
 			// the digest is the more useful diagnosis.

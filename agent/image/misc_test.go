@@ -65,7 +65,14 @@ func TestAttestationAgentKeyProvider(t *testing.T) {
 		}
 		return p
 	}
-	r, err := mk(memKeys{"kbs:///default/key/1": kek}).decryptLayer(context.Background(), bytes.NewReader(enc), info)
+	open := func(kr KeyResolver) (io.Reader, error) {
+		opts, err := mk(kr).layerKey(context.Background(), info)
+		if err != nil {
+			return nil, err
+		}
+		return decryptLayer(bytes.NewReader(enc), opts)
+	}
+	r, err := open(memKeys{"kbs:///default/key/1": kek})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,13 +83,13 @@ func TestAttestationAgentKeyProvider(t *testing.T) {
 
 	wrong := make([]byte, 32)
 	for name, kr := range map[string]KeyResolver{"wrong key": memKeys{"kbs:///default/key/1": wrong}, "unknown kid": memKeys{}, "no resolver": nil} {
-		if _, err := mk(kr).decryptLayer(context.Background(), bytes.NewReader(enc), info); !errors.Is(err, errDecrypt) {
+		if _, err := open(kr); !errors.Is(err, errDecrypt) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	// Tampered ciphertext fails the HMAC at the end of the stream.
 	enc[len(enc)/2] ^= 1
-	r, err = mk(memKeys{"kbs:///default/key/1": kek}).decryptLayer(context.Background(), bytes.NewReader(enc), info)
+	r, err = open(memKeys{"kbs:///default/key/1": kek})
 	if err == nil {
 		_, err = io.ReadAll(r)
 	}

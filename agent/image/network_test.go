@@ -46,7 +46,7 @@ func TestSharedLayersDownloadOnce(t *testing.T) {
 	if got := px.BlobGets() - first; got != 2 || b.Fetched != 1 {
 		t.Fatalf("second pull: %d blob downloads, %d fetched; want 2 (config + top layer), 1", got, b.Fetched)
 	}
-	if a.Layers[0] != b.Layers[0] || f.store.Refs(a.Config.RootFS.DiffIDs[0]) != 2 {
+	if a.Layers[0] != b.Layers[0] || f.store.Refs(a.held[0]) != 2 {
 		t.Errorf("base layer not shared: %s vs %s", a.Layers[0], b.Layers[0])
 	}
 }

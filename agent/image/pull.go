@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/containerd/errdefs"
+	"github.com/containers/ocicrypt/blockcipher"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
@@ -20,6 +21,8 @@ import (
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
+
+	"github.com/cocoon-tee/cocoon/agent/image/layerstore"
 )
 
 // maxConfigBlob bounds the image config we read into memory.
@@ -35,9 +38,10 @@ type Image struct {
 	ManifestDigest digest.Digest
 	Config         ocispec.Image
 	// Layers are the layer directories, bottom layer first.
-	Layers  []string
-	diffIDs []digest.Digest
-	puller  *Puller
+	Layers []string
+	// held names the store layers this image holds a reference on.
+	held   []layerstore.Key
+	puller *Puller
 	// Fetched counts layers this pull downloaded (others were shared).
 	Fetched int
 }
@@ -45,10 +49,10 @@ type Image struct {
 // Release gives the image's layers back to the store.
 func (im *Image) Release() error {
 	var errs []error
-	for _, id := range im.diffIDs {
+	for _, id := range im.held {
 		errs = append(errs, im.puller.o.Store.Release(id))
 	}
-	im.diffIDs = nil
+	im.held = nil
 	return errors.Join(errs...)
 }
 
@@ -268,11 +272,19 @@ func (p *Puller) layers(ctx context.Context, src types.ImageSource, m manifest.M
 		return errdefs.ErrInvalidArgument.WithMessage("image has no layers")
 	}
 	paths := make([]string, len(nonEmpty))
+	ids := make([]layerstore.Key, len(nonEmpty))
 	held := make([]bool, len(nonEmpty))
 	fetched := make([]bool, len(nonEmpty))
 	errs := make([]error, len(nonEmpty))
 	sem := make(chan struct{}, p.concurrent)
 	var wg sync.WaitGroup
+	// cause is the failure that cancelled the other layers. Their errors
+	// do not always wrap context.Canceled (the unpacker flattens read
+	// errors), so the cause is recorded when it happens.
+	var (
+		causeMu sync.Mutex
+		cause   error
+	)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for i, l := range nonEmpty {
@@ -286,28 +298,33 @@ func (p *Puller) layers(ctx context.Context, src types.ImageSource, m manifest.M
 				return
 			}
 			defer func() { <-sem }()
-			diffID := im.Config.RootFS.DiffIDs[i]
-			path, filled, err := p.o.Store.Acquire(lctx, diffID, func(ctx context.Context, dir string) error {
-				return p.fetchLayer(ctx, src, l.BlobInfo, diffID, dir)
-			})
+			id, path, filled, err := p.acquireLayer(lctx, src, l, im.Config.RootFS.DiffIDs[i])
 			if err != nil {
 				errs[i] = fmt.Errorf("layer %d (%s): %w", i, l.Digest, err)
+				causeMu.Lock()
+				if cause == nil && lctx.Err() == nil {
+					cause = errs[i]
+				}
+				causeMu.Unlock()
 				cancel()
 				return
 			}
-			paths[i], held[i], fetched[i] = path, true, filled
+			paths[i], ids[i], held[i], fetched[i] = path, id, true, filled
 		}()
 	}
 	wg.Wait()
 	for i := range nonEmpty {
 		if held[i] {
-			im.diffIDs = append(im.diffIDs, im.Config.RootFS.DiffIDs[i])
+			im.held = append(im.held, ids[i])
 			if fetched[i] {
 				im.Fetched++
 			}
 		}
 	}
-	// Report the first real failure, not the cancellations it caused.
+	// Report the real failure, not the cancellations it caused.
+	if cause != nil {
+		return cause
+	}
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return err
@@ -318,4 +335,28 @@ func (p *Puller) layers(ctx context.Context, src types.ImageSource, m manifest.M
 	}
 	im.Layers = paths
 	return nil
+}
+
+// acquireLayer takes a store reference on one manifest layer, filling it
+// from the registry when the store does not hold it.
+func (p *Puller) acquireLayer(ctx context.Context, src types.ImageSource, l manifest.LayerInfo, diffID digest.Digest) (layerstore.Key, string, bool, error) {
+	// A stored layer serves only manifests naming the blob that produced
+	// it: the diff_ids in a config are public, so any image could claim
+	// them.
+	id := layerstore.Key{Blob: l.Digest, DiffID: diffID}
+	var key *blockcipher.LayerBlockCipherOptions
+	if isEncrypted(l.BlobInfo) {
+		// This pull's own key is resolved (the KBS asked again) before the
+		// store is consulted, and a stored plaintext is found only under
+		// the digest of the key that produced it.
+		opts, err := p.layerKey(ctx, l.BlobInfo)
+		if err != nil {
+			return id, "", false, err
+		}
+		key, id.KeyDigest = &opts, keyDigest(opts.Private)
+	}
+	path, filled, err := p.o.Store.Acquire(ctx, id, func(ctx context.Context, dir string) error {
+		return p.fetchLayer(ctx, src, l.BlobInfo, diffID, key, dir)
+	})
+	return id, path, filled, err
 }

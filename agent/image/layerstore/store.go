@@ -1,5 +1,8 @@
-// Package layerstore owns the on-disk store of unpacked image layers, keyed
-// by diff_id and shared by every container of the pod. Layers are
+// Package layerstore owns the on-disk store of unpacked image layers, shared
+// by every container of the pod. A stored layer is named by everything that
+// produced it (Key): the blob the manifest names, the diff_id it unpacked
+// to and, for an encrypted layer, the key that decrypted it, so an image
+// can only reuse a layer it could have produced itself. Layers are
 // reference counted and removed when their last user releases them; a
 // layer becomes visible only after it was unpacked in a temporary directory
 // and verified, then renamed into place, so a crash or a failed pull never
@@ -9,6 +12,8 @@ package layerstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,20 +24,70 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// Key names a stored layer by what produced it. A diff_id alone is not
+// enough: the config that lists it is public, so any image could claim the
+// diff_id of an encrypted layer and be handed its plaintext.
+type Key struct {
+	// Blob is the digest of the blob as the manifest names it (compressed,
+	// and encrypted when the layer is).
+	Blob digest.Digest
+	// DiffID is the digest of the uncompressed tar the blob unpacks to.
+	DiffID digest.Digest
+	// KeyDigest, for an encrypted layer, is a digest of the secret cipher
+	// options that decrypted Blob; empty for a plain layer. A puller can
+	// only name it after its own key resolved and opened the layer key, so
+	// a decrypted layer is never reused without that key.
+	KeyDigest digest.Digest
+}
+
+// Validate refuses keys that are not well-formed digests.
+func (k Key) Validate() error {
+	for _, d := range []struct {
+		what string
+		d    digest.Digest
+	}{{"blob digest", k.Blob}, {"diff_id", k.DiffID}} {
+		if err := d.d.Validate(); err != nil {
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer %s %q: %v", d.what, d.d, err))
+		}
+	}
+	if k.KeyDigest != "" {
+		if err := k.KeyDigest.Validate(); err != nil {
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer key digest: %v", err))
+		}
+	}
+	return nil
+}
+
+// String names the layer for errors and logs (never the key digest).
+func (k Key) String() string {
+	if k.KeyDigest != "" {
+		return fmt.Sprintf("%s (diff_id %s, encrypted)", k.Blob, k.DiffID)
+	}
+	return fmt.Sprintf("%s (diff_id %s)", k.Blob, k.DiffID)
+}
+
+// name is the layer's directory name: one fixed-length hash of the whole
+// key, which keeps overlay option strings short and never shows the key
+// digest. Digests contain no NUL, so the encoding is unambiguous.
+func (k Key) name() string {
+	h := sha256.Sum256([]byte("cocoon layer v1\x00" + k.Blob.String() + "\x00" + k.DiffID.String() + "\x00" + k.KeyDigest.String()))
+	return hex.EncodeToString(h[:])
+}
+
 // Fill writes a layer into dir (an empty directory) and returns nil only
 // when the content is verified.
 type Fill func(ctx context.Context, dir string) error
 
 // Store is the layer store rooted at one directory:
 //
-//	<root>/layers/<algo>-<hex>   complete layers, named by diff_id
+//	<root>/layers/<hash of Key>  complete layers
 //	<root>/tmp/                  fills in progress (wiped at start)
 type Store struct {
 	root string
 
 	mu      sync.Mutex
-	refs    map[digest.Digest]int
-	pending map[digest.Digest]*fill
+	refs    map[Key]int
+	pending map[Key]*fill
 }
 
 type fill struct {
@@ -51,23 +106,26 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("layer store: %w", err)
 		}
 	}
-	return &Store{root: root, refs: map[digest.Digest]int{}, pending: map[digest.Digest]*fill{}}, nil
+	return &Store{root: root, refs: map[Key]int{}, pending: map[Key]*fill{}}, nil
 }
 
 // Root is the store's directory.
 func (s *Store) Root() string { return s.root }
 
-// Path is where the layer with this diff_id lives once complete.
-func (s *Store) Path(id digest.Digest) string {
-	return filepath.Join(s.root, "layers", id.Algorithm().String()+"-"+id.Encoded())
+// Path is where the layer named by id lives once complete.
+func (s *Store) Path(id Key) string {
+	return filepath.Join(s.root, "layers", id.name())
 }
 
 // Acquire returns the directory of layer id, calling fill when the store
 // does not hold it yet, and takes one reference. The caller must Release
 // it. fill runs at most once at a time per id; other callers wait for it.
-func (s *Store) Acquire(ctx context.Context, id digest.Digest, f Fill) (string, bool, error) {
+// fill must produce exactly what id names: verify the blob against
+// id.Blob, decrypt with the key id.KeyDigest commits to, and check the
+// result against id.DiffID.
+func (s *Store) Acquire(ctx context.Context, id Key, f Fill) (string, bool, error) {
 	if err := id.Validate(); err != nil {
-		return "", false, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer diff_id %q: %v", id, err))
+		return "", false, err
 	}
 	for {
 		s.mu.Lock()
@@ -112,8 +170,8 @@ func (s *Store) Acquire(ctx context.Context, id digest.Digest, f Fill) (string, 
 	}
 }
 
-func (s *Store) fill(ctx context.Context, id digest.Digest, final string, f Fill) error {
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), id.Encoded()[:12]+"-")
+func (s *Store) fill(ctx context.Context, id Key, final string, f Fill) error {
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), id.name()[:12]+"-")
 	if err != nil {
 		return fmt.Errorf("layer store: %w", err)
 	}
@@ -132,7 +190,7 @@ func (s *Store) fill(ctx context.Context, id digest.Digest, final string, f Fill
 
 // Release drops one reference; the layer's directory is removed when no
 // reference is left.
-func (s *Store) Release(id digest.Digest) error {
+func (s *Store) Release(id Key) error {
 	s.mu.Lock()
 	n, ok := s.refs[id]
 	if !ok {
@@ -160,7 +218,7 @@ func (s *Store) Release(id digest.Digest) error {
 }
 
 // Refs reports the reference count of a layer, for tests and diagnostics.
-func (s *Store) Refs(id digest.Digest) int {
+func (s *Store) Refs(id Key) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.refs[id]

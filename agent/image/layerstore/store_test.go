@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -17,7 +19,7 @@ func TestAcquireFillsOnceAndShares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := digest.FromString("layer")
+	id := testKey("layer")
 	var fills atomic.Int32
 	release := make(chan struct{})
 	fill := func(ctx context.Context, dir string) error {
@@ -76,7 +78,7 @@ func TestFailedFillLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := digest.FromString("bad")
+	id := testKey("bad")
 	boom := errors.New("digest mismatch")
 	_, _, err = s.Acquire(context.Background(), id, func(ctx context.Context, dir string) error {
 		_ = os.WriteFile(filepath.Join(dir, "half"), []byte("x"), 0o644)
@@ -102,7 +104,7 @@ func TestOpenDropsInterruptedFillsKeepsLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := digest.FromString("kept")
+	id := testKey("kept")
 	if _, _, err := s.Acquire(context.Background(), id, func(ctx context.Context, dir string) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -126,9 +128,51 @@ func TestAcquireRejectsBadDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []digest.Digest{"", "sha256:../../x", "md5:abc"} {
-		if _, _, err := s.Acquire(context.Background(), id, nil); err == nil {
-			t.Errorf("%q accepted", id)
+	good := digest.FromString("x")
+	for _, id := range []Key{
+		{},
+		{Blob: "sha256:../../x", DiffID: good},
+		{Blob: good, DiffID: "md5:abc"},
+		{Blob: good, DiffID: good, KeyDigest: "sha256:zz"},
+	} {
+		if _, _, err := s.Acquire(context.Background(), id, nil); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%+v: %v", id, err)
 		}
 	}
+}
+
+// TestKeyPartsAreNotShared: layers that agree on the diff_id but not on the
+// blob, or on the key that decrypted it, are different layers.
+func TestKeyPartsAreNotShared(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := testKey("layer")
+	otherBlob, withKey, otherKey := base, base, base
+	otherBlob.Blob = digest.FromString("other blob")
+	withKey.KeyDigest = digest.FromString("key 1")
+	otherKey.KeyDigest = digest.FromString("key 2")
+	keys := []Key{base, otherBlob, withKey, otherKey}
+	paths := map[string]bool{}
+	for _, k := range keys {
+		p, filled, err := s.Acquire(context.Background(), k, func(ctx context.Context, dir string) error { return nil })
+		if err != nil || !filled {
+			t.Fatalf("%v: filled %v, %v (reused another key's layer)", k, filled, err)
+		}
+		paths[p] = true
+		if strings.Contains(p, k.DiffID.Encoded()) || (k.KeyDigest != "" && strings.Contains(p, k.KeyDigest.Encoded())) {
+			t.Errorf("path %s shows the key", p)
+		}
+	}
+	if len(paths) != len(keys) {
+		t.Errorf("%d directories for %d keys", len(paths), len(keys))
+	}
+	if !strings.Contains(withKey.String(), "encrypted") || strings.Contains(withKey.String(), withKey.KeyDigest.Encoded()) {
+		t.Errorf("String() = %s", withKey)
+	}
+}
+
+func testKey(s string) Key {
+	return Key{Blob: digest.FromString("blob of " + s), DiffID: digest.FromString(s)}
 }
