@@ -12,7 +12,10 @@
 #
 # Environment: OUT (build), AGENT (bin/cocoon-agent), ROOTFS_TYPE (erofs|ext4),
 # POLICY (name of the default policy, without .rego), KERNEL_PKG (pin a kernel),
-# KERNEL_CACHE (where fetched kernels are kept, default $OUT/kernel).
+# KERNEL_CACHE (where fetched kernels are kept, default $OUT/kernel),
+# CONFIDENTIAL (1, the default: the image's /etc/cocoon/agent.toml puts the
+# agent in confidential mode, which no kernel parameter can turn off; 0 for
+# development images that run without a TEE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=rootfs
@@ -21,6 +24,8 @@ OUT=${OUT:-build}
 AGENT=${AGENT:-bin/cocoon-agent}
 ROOTFS_TYPE=${ROOTFS_TYPE:-erofs}
 case "$ROOTFS_TYPE" in erofs | ext4) ;; *) echo "build.sh: ROOTFS_TYPE must be erofs or ext4" >&2; exit 2 ;; esac
+CONFIDENTIAL=${CONFIDENTIAL:-1}
+case "$CONFIDENTIAL" in 1) confidential=true ;; 0) confidential=false ;; *) echo "build.sh: CONFIDENTIAL must be 1 or 0" >&2; exit 2 ;; esac
 [ -x "$AGENT" ] || { echo "build.sh: $AGENT missing (make build)" >&2; exit 2; }
 headers=$(readelf -l "$AGENT") || { echo "build.sh: cannot read $AGENT's ELF headers" >&2; exit 2; }
 grep -q 'program interpreter' <<<"$headers" && { echo "build.sh: $AGENT must be static" >&2; exit 2; }
@@ -121,6 +126,15 @@ else
 	log "WARNING: policy/ ships no coco-default.rego or allow-all.rego; image has no default policy"
 fi
 
+# The agent's own configuration, at the path built into it. On the verity
+# root it is measured with the image, so it, not the host's kernel command
+# line, decides confidential mode (docs/security.md).
+mkdir -p "$tree/etc/cocoon"
+printf '# Written by rootfs/build.sh (CONFIDENTIAL=%s); see docs/security.md.\nconfidential = %s\n' \
+	"$CONFIDENTIAL" "$confidential" >"$tree/etc/cocoon/agent.toml"
+chmod 0644 "$tree/etc/cocoon/agent.toml"
+log "confidential $confidential"
+
 # The sandbox's pause container, used when the runtime asks for image "pause".
 install -D -m 0644 "$src/pause/config.json" "$tree/pause_bundle/config.json"
 mkdir -p "$tree/pause_bundle/rootfs"
@@ -198,11 +212,12 @@ load_list >"$s1/etc/modules"
 find "$s1" -exec touch -h -d @0 {} +
 cpio_gz "$s1" "$OUT/cocoon-boot-initrd.img"
 
-sed -e "s|@ROOTFS_TYPE@|$ROOTFS_TYPE|" -e "s|@VERITY@|$verity|" "$src/configuration-cocoon.toml.in" >"$OUT/configuration-cocoon.toml"
+sed -e "s|@ROOTFS_TYPE@|$ROOTFS_TYPE|" -e "s|@VERITY@|$verity|" -e "s|@CONFIDENTIAL@|$CONFIDENTIAL|" "$src/configuration-cocoon.toml.in" >"$OUT/configuration-cocoon.toml"
 {
 	echo "kernel_package=$(basename "$kdir")"
 	echo "kernel_version=$kver"
 	echo "rootfs_type=$ROOTFS_TYPE"
+	echo "confidential=$confidential"
 	echo "root_hash=$root_hash"
 	for f in cocoon-rootfs.img cocoon-initrd.img cocoon-boot-initrd.img vmlinuz vmlinux; do
 		[ ! -e "$OUT/$f" ] || echo "size.$f=$(stat -c %s "$OUT/$f")"

@@ -50,6 +50,16 @@ func Lock(root string) (*os.File, error) {
 	return f, nil
 }
 
+// DevImageEnv builds the development image the VM tests boot: there is no
+// TEE under TCG, and a confidential agent (the build's default) refuses to
+// start without one. TestConfidentialWithoutInitdata adds the confidential
+// image file back on top.
+var DevImageEnv = []string{"CONFIDENTIAL=0"}
+
+// ImageConfigFile is the agent's own configuration file in the guest tree
+// (config.ImageFile), relative to the root.
+const ImageConfigFile = "etc/cocoon/agent.toml"
+
 // Build makes the agent, the guest image (rootfs/build.sh, exactly what
 // make rootfs runs) and the test initrd. Kernels are cached in build/kernel.
 func Build(ctx context.Context, root string) (Artifacts, error) {
@@ -58,7 +68,7 @@ func Build(ctx context.Context, root string) (Artifacts, error) {
 	if err := run(ctx, root, nil, "make", "--no-print-directory", "bin/cocoon-agent", "bin/cocoonctl"); err != nil {
 		return a, err
 	}
-	env := []string{"OUT=" + out, "KERNEL_CACHE=" + filepath.Join(root, "build", "kernel")}
+	env := append([]string{"OUT=" + out, "KERNEL_CACHE=" + filepath.Join(root, "build", "kernel")}, DevImageEnv...)
 	if err := run(ctx, root, env, "rootfs/build.sh"); err != nil {
 		return a, err
 	}
@@ -108,6 +118,32 @@ func Build(ctx context.Context, root string) (Artifacts, error) {
 		}
 	}
 	return a, nil
+}
+
+// OverlayInitrd writes dst: base followed by a cpio archive of files (path
+// relative to the root → content). The kernel unpacks concatenated archives
+// in order, so these files replace the base's.
+func OverlayInitrd(ctx context.Context, dst, base string, files map[string]string) error {
+	dir, err := os.MkdirTemp(filepath.Dir(dst), "overlay-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tree := filepath.Join(dir, "tree")
+	for p, content := range files {
+		if err := writeFile(filepath.Join(tree, p), content); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Join(tree, p), 0o644); err != nil {
+			return err
+		}
+	}
+	archive := filepath.Join(dir, "overlay.cpio.gz")
+	if err := run(ctx, tree, nil, "sh", "-c",
+		"find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -n >"+archive); err != nil {
+		return err
+	}
+	return concat(dst, base, archive)
 }
 
 func run(ctx context.Context, dir string, env []string, name string, args ...string) error {

@@ -34,6 +34,18 @@ func TestImageLayout(t *testing.T) {
 		}
 	})
 
+	// The image's own configuration decides confidential mode; the VM
+	// tests' image is the development one (DevImageEnv).
+	t.Run("agent-config", func(t *testing.T) {
+		got, err := os.ReadFile(filepath.Join(tree, ImageConfigFile))
+		if err != nil || !regexp.MustCompile(`(?m)^confidential = false$`).Match(got) {
+			t.Errorf("/%s = %q (err %v), want confidential = false", ImageConfigFile, got, err)
+		}
+		if a.Manifest["confidential"] != "false" {
+			t.Errorf("manifest confidential = %q", a.Manifest["confidential"])
+		}
+	})
+
 	t.Run("policies", func(t *testing.T) {
 		target, err := os.Readlink(filepath.Join(tree, "etc/kata-opa/default-policy.rego"))
 		if err != nil || target != "coco-default.rego" {
@@ -132,6 +144,7 @@ func TestReproducibleImage(t *testing.T) {
 	cmd := exec.Command(filepath.Join(a.Root, "rootfs", "build.sh"))
 	cmd.Env = append(os.Environ(), "OUT="+out, "KERNEL_CACHE="+filepath.Join(a.Root, "build", "kernel"),
 		"AGENT="+filepath.Join(a.Dir, "rootfs", "usr", "bin", "kata-agent"))
+	cmd.Env = append(cmd.Env, DevImageEnv...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("second build: %v\n%s", err, b)
 	}
