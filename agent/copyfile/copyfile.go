@@ -6,6 +6,11 @@
 // can make a write land outside the root. Regular files are written to a
 // temporary sibling and renamed into place on their last chunk, so a reader
 // never sees a half-written file.
+//
+// What CopyFile stores lives in the guest's memory (a tmpfs), so the total
+// is bounded per sandbox, in bytes and in entries (see Limits): a request
+// that would pass a bound is refused with RESOURCE_EXHAUSTED before
+// anything already stored is touched.
 package copyfile
 
 import (
@@ -17,6 +22,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -46,17 +52,33 @@ const (
 
 // Copier writes CopyFile requests under Root.
 type Copier struct {
-	root        string
-	maxFileSize int64
+	root string
+	lim  Limits
+	// mu serialises requests, so the usage checked is the usage written.
+	mu  sync.Mutex
+	use usage
 }
 
 // New returns a Copier confined to root (normally
-// <KataRunDir>/shared/containers). maxFileSize <= 0 means DefaultMaxFileSize.
+// <KataRunDir>/shared/containers) with the default limits.
+// maxFileSize <= 0 means DefaultMaxFileSize.
 func New(root string, maxFileSize int64) *Copier {
-	if maxFileSize <= 0 {
-		maxFileSize = DefaultMaxFileSize
+	return NewLimited(root, Limits{MaxFileSize: maxFileSize})
+}
+
+// NewLimited returns a Copier confined to root with the given limits;
+// zero fields take their defaults.
+func NewLimited(root string, l Limits) *Copier {
+	if l.MaxFileSize <= 0 {
+		l.MaxFileSize = DefaultMaxFileSize
 	}
-	return &Copier{root: path.Clean(root), maxFileSize: maxFileSize}
+	if l.MaxTotalBytes <= 0 {
+		l.MaxTotalBytes = DefaultMaxTotalBytes
+	}
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = DefaultMaxFiles
+	}
+	return &Copier{root: path.Clean(root), lim: l}
 }
 
 // Root is the directory every copy lands in.
@@ -116,8 +138,8 @@ func (c *Copier) check(req *agentpb.CopyFileRequest) ([]string, kind, error) {
 	if k == regular {
 		size, off, n := req.GetFileSize(), req.GetOffset(), int64(len(req.GetData()))
 		switch {
-		case size < 0 || size > c.maxFileSize:
-			return nil, 0, invalid("copy file: %s: file_size %d out of range 0-%d", req.GetPath(), size, c.maxFileSize)
+		case size < 0 || size > c.lim.MaxFileSize || size > c.lim.MaxTotalBytes:
+			return nil, 0, invalid("copy file: %s: file_size %d out of range 0-%d", req.GetPath(), size, min(c.lim.MaxFileSize, c.lim.MaxTotalBytes))
 		case off < 0 || off > size || n > size-off:
 			return nil, 0, invalid("copy file: %s: chunk [%d, +%d) does not fit file_size %d", req.GetPath(), off, n, size)
 		}
@@ -162,6 +184,8 @@ func (c *Copier) Copy(_ context.Context, req *agentpb.CopyFileRequest) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err := os.MkdirAll(c.root, 0o755); err != nil {
 		return fmt.Errorf("copy file: create %s: %w", c.root, err)
 	}
@@ -170,7 +194,7 @@ func (c *Copier) Copy(_ context.Context, req *agentpb.CopyFileRequest) error {
 		return fmt.Errorf("copy file: open %s: %w", c.root, err)
 	}
 	defer unix.Close(rootfd)
-	dfd, err := openParents(rootfd, parts[:len(parts)-1], req.GetDirMode()&dirPermMask)
+	dfd, err := c.openParents(rootfd, parts[:len(parts)-1], req.GetDirMode()&dirPermMask)
 	if err != nil {
 		return fmt.Errorf("copy file %s: %w", req.GetPath(), err)
 	}
@@ -185,11 +209,11 @@ func (c *Copier) Copy(_ context.Context, req *agentpb.CopyFileRequest) error {
 	name := parts[len(parts)-1]
 	switch k {
 	case directory:
-		err = makeDir(dfd, name, req)
+		err = c.makeDir(dfd, name, req)
 	case symlink:
-		err = makeSymlink(dfd, name, req)
+		err = c.makeSymlink(dfd, name, req)
 	default:
-		err = writeChunk(dfd, name, req)
+		err = c.writeChunk(dfd, name, req)
 	}
 	if err != nil {
 		return fmt.Errorf("copy file %s: %w", req.GetPath(), err)
@@ -226,14 +250,22 @@ func openDir(dfd int, name string) (int, error) {
 }
 
 // openParents walks (and creates) the parent directories one component at
-// a time, never following a symlink.
-func openParents(rootfd int, parents []string, mode uint32) (int, error) {
+// a time, never following a symlink. A missing one counts against the
+// entry limit before it is created.
+func (c *Copier) openParents(rootfd int, parents []string, mode uint32) (int, error) {
 	fd, err := unix.Dup(rootfd)
 	if err != nil {
 		return -1, err
 	}
 	for _, p := range parents {
 		created := false
+		var st unix.Stat_t
+		if unix.Fstatat(fd, p, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			if err := c.reserve(p, 1, 0); err != nil {
+				unix.Close(fd)
+				return -1, err
+			}
+		}
 		if err := unix.Mkdirat(fd, p, mode); err == nil {
 			created = true
 		} else if !errors.Is(err, unix.EEXIST) {
@@ -257,10 +289,18 @@ func openParents(rootfd int, parents []string, mode uint32) (int, error) {
 	return fd, nil
 }
 
-func makeDir(dfd int, name string, req *agentpb.CopyFileRequest) error {
+func (c *Copier) makeDir(dfd int, name string, req *agentpb.CopyFileRequest) error {
+	var st unix.Stat_t
+	if unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := c.reserve(name, 1, 0); err != nil {
+			return err
+		}
+	}
 	// An existing directory is kept (its contents may have been copied
 	// already); anything else in the way goes.
-	if err := unix.Unlinkat(dfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EISDIR) {
+	if err := unix.Unlinkat(dfd, name, 0); err == nil {
+		c.use.stale()
+	} else if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EISDIR) {
 		return classify("remove", name, err)
 	}
 	if err := unix.Mkdirat(dfd, name, dirPermMask&req.GetFileMode()); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -280,7 +320,12 @@ func makeDir(dfd int, name string, req *agentpb.CopyFileRequest) error {
 	return nil
 }
 
-func makeSymlink(dfd int, name string, req *agentpb.CopyFileRequest) error {
+func (c *Copier) makeSymlink(dfd int, name string, req *agentpb.CopyFileRequest) error {
+	if err := c.reserve(name, 1, 0); err != nil {
+		return err
+	}
+	// Whatever was there is counted again on the next rescan.
+	c.use.stale()
 	if err := removeAllAt(dfd, name, 0); err != nil {
 		return err
 	}
@@ -300,11 +345,21 @@ func tempName(name string) string {
 	return ".cocoon-copy-" + hex.EncodeToString(h[:12]) + ".tmp"
 }
 
-func writeChunk(dfd int, name string, req *agentpb.CopyFileRequest) error {
+func (c *Copier) writeChunk(dfd int, name string, req *agentpb.CopyFileRequest) error {
 	tmp := tempName(name)
 	flags := unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if req.GetOffset() == 0 {
 		flags |= unix.O_CREAT | unix.O_TRUNC
+		// The first chunk reserves the whole file, next to what it may
+		// replace: both exist until the rename.
+		files, bytes := 1, req.GetFileSize()
+		var tst unix.Stat_t
+		if unix.Fstatat(dfd, tmp, &tst, unix.AT_SYMLINK_NOFOLLOW) == nil && tst.Mode&unix.S_IFMT == unix.S_IFREG {
+			files, bytes = 0, bytes-tst.Size // an abandoned upload starts again
+		}
+		if err := c.reserve(name, files, bytes); err != nil {
+			return err
+		}
 	}
 	fd, err := unix.Openat(dfd, tmp, flags, 0o600)
 	if errors.Is(err, unix.ENOENT) {
@@ -339,13 +394,18 @@ func writeChunk(dfd int, name string, req *agentpb.CopyFileRequest) error {
 	}
 	// rename(2) replaces files and symlinks atomically but not directories.
 	var ost unix.Stat_t
-	if err := unix.Fstatat(dfd, name, &ost, unix.AT_SYMLINK_NOFOLLOW); err == nil && ost.Mode&unix.S_IFMT == unix.S_IFDIR {
+	old := unix.Fstatat(dfd, name, &ost, unix.AT_SYMLINK_NOFOLLOW) == nil
+	if old && ost.Mode&unix.S_IFMT == unix.S_IFDIR {
+		c.use.stale()
 		if err := removeAllAt(dfd, name, 0); err != nil {
 			return err
 		}
 	}
 	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
 		return classify("rename into", name, err)
+	}
+	if old && ost.Mode&unix.S_IFMT != unix.S_IFDIR {
+		c.use.release(1, regularSize(&ost))
 	}
 	return nil
 }
