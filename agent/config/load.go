@@ -47,7 +47,7 @@ type Result struct {
 // The image file (ImageFile) is the lowest layer above the defaults. Outside
 // confidential mode every other source applies on top of it in Kata's
 // precedence. When the image file, or any host source, asks for confidential
-// mode, the host sources are applied again through the trust table
+// mode, the host sources are applied through the trust table instead
 // (trustRules): keys that could weaken the agent keep the image's value and
 // are reported in HostIgnored, and a host-named configuration file is not
 // read at all.
