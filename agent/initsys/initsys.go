@@ -1,6 +1,7 @@
 // Package initsys does what an init system would when the agent runs as
-// PID 1 in the guest: mount the kernel file systems, mount cgroups and bring
-// up the loopback interface. It changes nothing when the agent is not PID 1.
+// PID 1 in the guest: mount the kernel file systems, give the agent's state
+// a bounded tmpfs of its own, mount cgroups and bring up the loopback
+// interface. It changes nothing when the agent is not PID 1.
 package initsys
 
 import (
@@ -43,6 +44,9 @@ func Setup(unified bool) error {
 		if err := mountOnce(m); err != nil {
 			return err
 		}
+	}
+	if err := mountState("/"); err != nil {
+		return err
 	}
 	if err := mountCgroups(unified); err != nil {
 		return err
