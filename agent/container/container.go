@@ -101,8 +101,9 @@ func Create(ctx context.Context, o Options) (c *Container, err error) {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("container config: " + err.Error())
 	}
 	c = &Container{id: o.ID, spec: s, lc: lc, log: o.Log, pipe: o.PipeSize, procs: map[string]*Process{}}
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			_ = lc.Destroy()
 		}
 	}()
@@ -118,6 +119,7 @@ func Create(ctx context.Context, o Options) (c *Container, err error) {
 	if o.OnOOM != nil {
 		c.watchOOM(o.OnOOM)
 	}
+	started = true
 	return c, nil
 }
 

@@ -69,6 +69,12 @@ func TestCreateContainerBadInput(t *testing.T) {
 		{"too many env", &agentpb.CreateContainerRequest{ContainerId: "c", OCI: with(func(s *agentpb.Spec) { s.Process.Env = manyEnv })}, codes.InvalidArgument},
 		{"bad OOM score", &agentpb.CreateContainerRequest{ContainerId: "c", OCI: with(func(s *agentpb.Spec) { s.Process.OOMScoreAdj = 5000 })}, codes.InvalidArgument},
 		{"unknown user", &agentpb.CreateContainerRequest{ContainerId: "c", OCI: spec(root, "true"), StringUser: &agentpb.StringUser{Uid: "nobody-here"}}, codes.InvalidArgument},
+		// A spec missing a section once panicked after its storages were
+		// mounted; assertClean below finds any mount left behind.
+		{"no linux, with a storage", &agentpb.CreateContainerRequest{ContainerId: "c", OCI: with(func(s *agentpb.Spec) { s.Linux = nil }),
+			Storages: []*agentpb.Storage{{Driver: "ephemeral", Source: "tmpfs", Fstype: "tmpfs", MountPoint: a.run + "/sandbox/ephemeral/x"}}}, codes.InvalidArgument},
+		{"no root, with a storage", &agentpb.CreateContainerRequest{ContainerId: "c", OCI: with(func(s *agentpb.Spec) { s.Root = nil }),
+			Storages: []*agentpb.Storage{{Driver: "ephemeral", Source: "tmpfs", Fstype: "tmpfs", MountPoint: a.run + "/sandbox/ephemeral/y"}}}, codes.InvalidArgument},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

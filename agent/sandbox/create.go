@@ -61,8 +61,11 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	if err != nil {
 		return nil, err
 	}
+	// Until the container is registered, every way out — an error or a
+	// panic unwinding to the server's recovery — gives the mounts back.
+	created := false
 	defer func() {
-		if err != nil {
+		if !created {
 			err = errors.Join(err, s.o.Storage.Release(context.WithoutCancel(ctx), r.ID))
 		}
 	}()
@@ -70,7 +73,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 		return nil, err
 	}
 	defer func() {
-		if err != nil {
+		if !created {
 			s.mu.Lock()
 			delete(s.held, r.ID)
 			s.mu.Unlock()
@@ -115,6 +118,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 		s.pidNS = fmt.Sprintf("/proc/%d/ns/pid", c.Init().Pid())
 	}
 	s.mu.Unlock()
+	created = true
 	return c, nil
 }
 
