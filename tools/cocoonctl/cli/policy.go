@@ -134,10 +134,17 @@ func evalInput(kind string, raw []byte) (map[string]any, error) {
 }
 
 func newPolicyVerifyLog() *cobra.Command {
-	return &cobra.Command{
+	var partial bool
+	cmd := &cobra.Command{
 		Use:   "verify-log FILE...",
 		Short: "Verify a decision log's hash chain (rotated files oldest first)",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Verify a decision log's hash chain. Give the rotated files oldest first,
+then the live file. The chain must start at genesis: files whose first entry
+continues a file that is not given, or that restart the chain after a damaged
+entry, are truncated history and fail unless --partial. A file that ends in the
+middle of an entry always fails. Compare the last hash with the head the agent
+measured or attested.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var srcs []decisionlog.Source
 			for _, a := range args {
@@ -152,15 +159,33 @@ func newPolicyVerifyLog() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			from := "genesis"
-			if res.Continued {
-				from = "an earlier rotated file"
+			var gaps []string
+			if res.Missing != "" {
+				gaps = append(gaps, res.Missing)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries from seq %d (chained to %s), last hash %s\n",
-				res.Entries, res.FirstSeq, from, res.LastHash)
+			for _, r := range res.Resets {
+				gaps = append(gaps, "the chain restarts, history before it is not covered: "+r)
+			}
+			if len(gaps) > 0 && !partial {
+				return fmt.Errorf("truncated: %s (--partial accepts this)", strings.Join(gaps, "; "))
+			}
+			w := cmd.OutOrStdout()
+			for _, g := range gaps {
+				fmt.Fprintln(w, "truncated:", g)
+			}
+			for _, r := range res.Recovered {
+				fmt.Fprintln(w, "recovered:", r)
+			}
+			verdict := "ok"
+			if len(gaps) > 0 {
+				verdict = "ok (partial)"
+			}
+			fmt.Fprintf(w, "%s: %d entries from seq %d, last hash %s\n", verdict, res.Entries, res.FirstSeq, res.LastHash)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&partial, "partial", false, "accept files that do not reach back to the chain's start")
+	return cmd
 }
 
 func newPolicyBuiltin() *cobra.Command {
