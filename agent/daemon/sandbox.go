@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/image"
 	"github.com/cocoon-tee/cocoon/agent/reaper"
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/storage"
@@ -16,7 +17,7 @@ import (
 // table and the sandbox that runs containers. The agent becomes a child
 // subreaper so that orphans inside the guest are collected (package reaper).
 // unseal replaces sealed secrets in a container's environment.
-func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver, unseal func(context.Context, []string) ([]string, error)) (*sandbox.Sandbox, *storage.Manager, error) {
+func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, unseal func(context.Context, []string) ([]string, error)) (*sandbox.Sandbox, *storage.Manager, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
 	}
@@ -29,6 +30,12 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver,
 			return nil, nil, fmt.Errorf("storage: %w", err)
 		}
 	}
+	// No container mount may reach decrypted layers or the decision log,
+	// wherever the configuration put them.
+	private := []string{cfg.DecisionLog}
+	if imageDriver != nil {
+		private = append(private, imageDriver.StoreDir())
+	}
 	pod, err := sandbox.New(sandbox.Options{
 		KataRunDir:   cfg.KataRunDir,
 		StateDir:     cfg.StateDir,
@@ -37,6 +44,7 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver storage.Driver,
 		Storage:      stor,
 		Log:          log,
 		UnsealEnv:    unseal,
+		Private:      private,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox: %w", err)

@@ -71,6 +71,10 @@ func NewLazyDriver(root string, build func(ctx context.Context) (*Puller, error)
 	return &Driver{root: root, build: build, kataRunDir: kataRunDir, pauseBundle: pauseBundle}
 }
 
+// StoreDir is where the driver keeps layers and per-mount upper
+// directories: decrypted content no container mount may reach directly.
+func (d *Driver) StoreDir() string { return d.root }
+
 func (d *Driver) getPuller(ctx context.Context) (*Puller, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
