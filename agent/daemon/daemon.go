@@ -61,7 +61,16 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		log.Warn("initdata ignored", "error", err)
 	}
 	// The TEE must carry this initdata's digest before anything is served.
-	att, err := attestboot.Start(ctx, attestboot.Options{Config: cfg, Initdata: idata, Log: log, Attest: o.Attest})
+	// The workload API attests the decision log's head on demand; the
+	// engine comes after attestation, so the head is looked up late.
+	var engine atomic.Pointer[policy.Engine]
+	head := func() string {
+		if e := engine.Load(); e != nil {
+			return e.DecisionHead()
+		}
+		return ""
+	}
+	att, err := attestboot.Start(ctx, attestboot.Options{Config: cfg, Initdata: idata, Log: log, Attest: o.Attest, DecisionHead: head})
 	if err != nil {
 		return fmt.Errorf("attestation: %w", err)
 	}
@@ -77,6 +86,7 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		return fmt.Errorf("policy: %w", err)
 	}
 	defer pol.Close()
+	engine.Store(pol)
 	// The policy in force is measured before anything is served under it.
 	if err := measurePolicy(att, eventlog.OpLoadPolicy, pol.Policy().Digest()); err != nil {
 		return err

@@ -39,6 +39,9 @@ type Options struct {
 	CredentialRoot string
 	// APIAddr is where the workload API listens (api.DefaultAddr when empty).
 	APIAddr string
+	// DecisionHead gives the workload API the policy decision log's head
+	// (the policy engine starts after attestation, so it is late-bound).
+	DecisionHead func() string
 }
 
 // Attestation is the running attestation side. Its methods are safe to call
@@ -109,7 +112,7 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 	}
 	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if cfg.GuestComponentsProcs == "api-server-rest" {
-		a.serveAPI(ctx, cfg.GuestComponentsRestAPI, o.APIAddr)
+		a.serveAPI(ctx, cfg.GuestComponentsRestAPI, o.APIAddr, o.DecisionHead)
 	}
 	return a, nil
 }
@@ -197,8 +200,8 @@ func (a *Attestation) startKBS(ctx context.Context, o Options) error {
 	return nil
 }
 
-func (a *Attestation) serveAPI(ctx context.Context, mode, addr string) {
-	d := api.Deps{Attester: a.Attester, Log: a.log}
+func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func() string) {
+	d := api.Deps{Attester: a.Attester, Log: a.log, DecisionHead: head}
 	if a.KBS != nil {
 		d.Resources, d.Tokens = a.KBS, a.KBS
 	}
