@@ -119,9 +119,10 @@ func (g *Guest) RemoveStaleVirtiofsShares(context.Context) error {
 }
 
 // MemAgentDisabled is Kata's answer when its memory agent is not running,
-// which is its default. cocoon has no memory agent: memcg aging and
-// compaction tuning are host-side optimisations for over-committed
-// non-confidential VMs.
+// which is its default: INTERNAL, not UNIMPLEMENTED, so a runtime that tells
+// the two apart sees what it sees from Kata. cocoon has no memory agent:
+// memcg aging and compaction tuning are host-side optimisations for
+// over-committed non-confidential VMs.
 func MemAgentDisabled() error {
-	return errdefs.ErrNotImplemented.WithMessage("mem-agent is disabled")
+	return errdefs.ErrInternal.WithMessage("mem-agent is disabled")
 }

@@ -135,7 +135,8 @@ func (s *Service) RemoveStaleVirtiofsShareMounts(ctx context.Context, _ *agentpb
 	return empty(g.RemoveStaleVirtiofsShares(ctx))
 }
 
-// MemAgentMemcgSet answers as Kata does with its memory agent disabled.
+// MemAgentMemcgSet answers as Kata does with its memory agent disabled
+// (INTERNAL "mem-agent is disabled").
 func (s *Service) MemAgentMemcgSet(context.Context, *agentpb.MemAgentMemcgConfig) (*emptypb.Empty, error) {
 	return nil, guest.MemAgentDisabled()
 }

@@ -92,10 +92,13 @@ func TestSystemRPCs(t *testing.T) {
 	wantCode(t, "AddSwap", err, codes.InvalidArgument, "slot")
 	_, err = a.OnlineCPUMem(ctx, &agentpb.OnlineCPUMemRequest{NbCpus: 1 << 20})
 	wantCode(t, "OnlineCPUMem", err, codes.InvalidArgument, "nb_cpus")
+	// Kata 4.1 src/agent/src/rpc.rs lines 1894-1945 (mem_agent_memcg_set,
+	// mem_agent_compact_set): with no mem-agent (its default, main.rs line
+	// 441) both answer ttrpc INTERNAL "mem-agent is disabled".
 	_, err = a.MemAgentMemcgSet(ctx, &agentpb.MemAgentMemcgConfig{})
-	wantCode(t, "MemAgentMemcgSet", err, codes.Unimplemented, "mem-agent is disabled")
+	wantCode(t, "MemAgentMemcgSet", err, codes.Internal, "mem-agent is disabled")
 	_, err = a.MemAgentCompactSet(ctx, &agentpb.MemAgentCompactConfig{})
-	wantCode(t, "MemAgentCompactSet", err, codes.Unimplemented, "mem-agent is disabled")
+	wantCode(t, "MemAgentCompactSet", err, codes.Internal, "mem-agent is disabled")
 	_, err = a.UpdateEphemeralMounts(ctx, &agentpb.UpdateEphemeralMountsRequest{Storages: []*agentpb.Storage{{Driver: "ephemeral", MountPoint: "/etc"}}})
 	wantCode(t, "UpdateEphemeralMounts", err, codes.PermissionDenied, "outside")
 	if _, err := a.RemoveStaleVirtiofsShareMounts(ctx, &agentpb.RemoveStaleVirtiofsShareMountsRequest{}); err != nil {
