@@ -177,8 +177,10 @@ func (u *unpacker) run(ctx context.Context, tr *tar.Reader) (Stats, error) {
 }
 
 // cleanName turns a tar entry name into a relative, clean path; "" is the
-// layer root. Absolute names and ".." components are refused outright
-// rather than reinterpreted.
+// layer root. Absolute names ("/", "/bin/sh": umoci insert writes them) are
+// rooted at the layer root, as containerd and the Rust tar crate do. ".."
+// components are refused outright rather than reinterpreted, in either
+// spelling.
 func cleanName(name string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("empty name: %w", ErrUnsafe)
@@ -186,16 +188,14 @@ func cleanName(name string) (string, error) {
 	if strings.ContainsRune(name, 0) {
 		return "", fmt.Errorf("name contains NUL: %w", ErrUnsafe)
 	}
-	if strings.HasPrefix(name, "/") {
-		return "", fmt.Errorf("absolute path: %w", ErrUnsafe)
-	}
+	name = strings.TrimLeft(name, "/")
 	for _, c := range strings.Split(name, "/") {
 		if c == ".." {
 			return "", fmt.Errorf("path contains \"..\": %w", ErrUnsafe)
 		}
 	}
 	c := path.Clean(name)
-	if c == "." {
+	if c == "." || c == "" {
 		return "", nil
 	}
 	return c, nil
