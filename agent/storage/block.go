@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -15,10 +14,11 @@ import (
 // Driver options of block storages.
 const (
 	// createFS asks for a fresh file system on the disk (an ext4 emptyDir
-	// backed by a block device).
+	// backed by a block device; kata-types mount.rs
+	// KATA_BLOCK_VOLUME_CREATE_FS).
 	createFS = "create_filesystem"
 	// ephemeralKey asks for the disk to be encrypted with a throw-away key
-	// through the confidential data hub's secure mount.
+	// (Kata block_handler.rs EPHEMERAL_ENCRYPTION_DRIVER_OPTION).
 	ephemeralKey = "encryption_key=ephemeral"
 )
 
@@ -66,7 +66,7 @@ func (b *builtin) block(ctx context.Context, r Request, find func(context.Contex
 	if s.Fstype == "" {
 		return Mounted{}, invalid("%s storage %s has no fstype", s.Driver, s.MountPoint)
 	}
-	mkfs, err := blockDriverOptions(s)
+	mkfs, encrypt, err := blockDriverOptions(s)
 	if err != nil {
 		return Mounted{}, err
 	}
@@ -77,6 +77,9 @@ func (b *builtin) block(ctx context.Context, r Request, find func(context.Contex
 	if err := b.checkBlockDevice(dev); err != nil {
 		return Mounted{}, err
 	}
+	if encrypt {
+		return b.encryptedBlock(ctx, s, dev, o)
+	}
 	if mkfs {
 		if err := makeExt4(ctx, s.Fstype, dev); err != nil {
 			return Mounted{}, err
@@ -85,20 +88,32 @@ func (b *builtin) block(ctx context.Context, r Request, find func(context.Contex
 	return b.common(ctx, s, dev, o)
 }
 
-// blockDriverOptions reads the block driver options; it reports whether a
-// file system must be created.
-func blockDriverOptions(s *agentpb.Storage) (mkfs bool, err error) {
+// blockDriverOptions reads the block driver options: whether a file system
+// must be created, and whether the disk is encrypted with an ephemeral key.
+// Other driver options are Kata's to define and ignored, as Kata's agent
+// does, except encryption_key: an unknown key must not mean no encryption.
+func blockDriverOptions(s *agentpb.Storage) (mkfs, encrypt bool, err error) {
 	for _, d := range s.DriverOptions {
-		switch d {
-		case createFS:
+		if d == createFS {
 			mkfs = true
-		case ephemeralKey:
-			// Encrypting needs the secure-mount service of a data hub,
-			// which cocoon does not run; refusing beats a plaintext disk.
-			return false, invalid("block storage %s: %q is not supported", s.MountPoint, ephemeralKey)
+			continue
 		}
+		e, err := cryptKey(d)
+		if err != nil {
+			return false, false, err
+		}
+		encrypt = encrypt || e
 	}
-	return mkfs, nil
+	if encrypt && !mkfs {
+		// Kata's agent refuses this too (block_handler.rs
+		// block_storage_driver_options): encrypting means formatting,
+		// which would destroy a disk that holds data.
+		return false, false, invalid("block storage %s: %q needs %q", s.MountPoint, ephemeralKey, createFS)
+	}
+	if encrypt && s.Fstype != "ext4" {
+		return false, false, invalid("block storage %s: an encrypted disk gets ext4, not %q", s.MountPoint, s.Fstype)
+	}
+	return mkfs, encrypt, nil
 }
 
 // checkBlockDevice refuses anything but a block device node under /dev.
@@ -112,19 +127,6 @@ func (b *builtin) checkBlockDevice(dev string) error {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
 		return invalid("%s is not a block device", dev)
-	}
-	return nil
-}
-
-// makeExt4 formats a fresh ext4 emptyDir the way Kata does: no journal, no
-// reserved blocks, few inodes — scratch space, not a system disk.
-func makeExt4(ctx context.Context, fstype, dev string) error {
-	if fstype != "ext4" {
-		return invalid("creating a %q file system is not supported (only ext4)", fstype)
-	}
-	out, err := exec.CommandContext(ctx, "mkfs.ext4", "-F", "-q", "-O", "^has_journal", "-m", "0", "-i", "163840", "-I", "128", dev).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mkfs.ext4 %s: %w: %s", dev, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

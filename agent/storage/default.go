@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
@@ -37,6 +38,16 @@ type Options struct {
 	SysfsRoot, DevRoot string
 	// Log receives one line per mount.
 	Log *slog.Logger
+	// CryptName prefixes the device-mapper names of encrypted disks
+	// (default "cocoon-crypt"); tests make it unique to themselves.
+	CryptName string
+	// CryptDir holds the LUKS headers of encrypted disks for the moment
+	// between formatting and opening them; it must be in guest memory
+	// (default /run/cocoon-crypt on the guest's /run tmpfs).
+	CryptDir string
+	// DMControl is the device-mapper control node (default
+	// DevRoot/mapper/control).
+	DMControl string
 }
 
 // builtin is the shared state of the builtin drivers.
@@ -45,6 +56,8 @@ type builtin struct {
 	opts  Options
 	dev   devices
 	log   *slog.Logger
+	// cryptSeq numbers the device-mapper names of encrypted disks.
+	cryptSeq atomic.Uint64
 }
 
 // NewDefault returns a manager with every builtin driver registered: local,
