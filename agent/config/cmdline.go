@@ -36,6 +36,14 @@ func applyCmdline(c *Config, cmdline string) ([]Unknown, error) {
 			}
 			c.UnifiedCgroup = b
 			continue
+		case key == "cdh.kbs_resources":
+			// The data hub's own key (CDH hub/src/config/mod.rs
+			// extend_credentials_from_kernel_cmdline).
+			if _, err := ParseKBSResources(value); err != nil {
+				return nil, fmt.Errorf("kernel parameter %s: %w", key, err)
+			}
+			c.KBSResources = value
+			continue
 		case !strings.HasPrefix(key, "agent."):
 			continue
 		}
@@ -88,8 +96,18 @@ func applyAgentParam(c *Config, key, value string, hasValue bool) (bool, error) 
 		c.ContainerPipeSize, err = parsePipeSize(value)
 	case "agent.https_proxy":
 		c.HTTPSProxy = value
+	case "agent.http_proxy":
+		c.HTTPProxy = value
 	case "agent.no_proxy":
 		c.NoProxy = value
+	case "agent.image_policy_file":
+		c.ImagePolicyFile, err = nonEmpty(value)
+	case "agent.enable_signature_verification":
+		// image-rs takes only "true"; Kata's other spellings of true are
+		// accepted too, which can only turn verification on.
+		c.EnableSignatureVerification, err = parseBool(value)
+	case "agent.image_registry_auth":
+		c.ImageRegistryAuth, err = nonEmpty(value)
 	case "agent.guest_components_rest_api":
 		c.GuestComponentsRestAPI, err = oneOf(value, "all", "attestation", "resource")
 	case "agent.guest_components_procs":

@@ -40,7 +40,24 @@ type Config struct {
 	LogVport             uint32        `toml:"log_vport"`
 	ContainerPipeSize    int32         `toml:"container_pipe_size"`
 	HTTPSProxy           string        `toml:"https_proxy"`
+	HTTPProxy            string        `toml:"http_proxy"`
 	NoProxy              string        `toml:"no_proxy"`
+
+	// Image-pull keys guest-components reads from the kernel command line
+	// when cdh.toml has no [image] table (image-rs src/config.rs
+	// KernelParameterConfigs, CDH hub/src/config/mod.rs). They apply only
+	// then, as there.
+
+	// ImagePolicyFile is a containers policy.json URI (file://, kbs:///
+	// or an absolute path); used only with EnableSignatureVerification.
+	ImagePolicyFile string `toml:"image_policy_file"`
+	// EnableSignatureVerification makes ImagePolicyFile apply.
+	EnableSignatureVerification bool `toml:"enable_signature_verification"`
+	// ImageRegistryAuth is an auth.json URI.
+	ImageRegistryAuth string `toml:"image_registry_auth"`
+	// KBSResources is CDH's "uri::path,uri::path" list of KBS resources
+	// fetched at start-up (cdh.kbs_resources); see ParseKBSResources.
+	KBSResources string `toml:"kbs_resources"`
 	// GuestComponentsRestAPI is one of all, attestation, resource.
 	GuestComponentsRestAPI string `toml:"guest_components_rest_api"`
 	// GuestComponentsProcs is one of attestation-agent, confidential-data-hub,

@@ -248,6 +248,9 @@ func decodeFile(c *Config, path string, data []byte) error {
 	if fc.ContainerPipeSize < 0 || fc.ContainerPipeSize > maxPipeSize {
 		return fmt.Errorf("config file %s: container_pipe_size %d out of range", path, fc.ContainerPipeSize)
 	}
+	if _, err := ParseKBSResources(fc.KBSResources); err != nil {
+		return fmt.Errorf("config file %s: kbs_resources: %w", path, err)
+	}
 	if !validCgroupParent(fc.CgroupParent) {
 		return fmt.Errorf("config file %s: cgroup_parent %q must be a clean absolute path below the hierarchy's root", path, fc.CgroupParent)
 	}

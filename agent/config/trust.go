@@ -59,7 +59,18 @@ var trustRules = []rule{
 	{key: "log_vport", fields: []string{"LogVport"}, cmdline: []string{"agent.log_vport"}, trust: hostOK},
 	{key: "container_pipe_size", fields: []string{"ContainerPipeSize"}, cmdline: []string{"agent.container_pipe_size"}, trust: hostOK},
 	{key: "https_proxy", fields: []string{"HTTPSProxy"}, cmdline: []string{"agent.https_proxy"}, trust: hostOK},
+	{key: "http_proxy", fields: []string{"HTTPProxy"}, cmdline: []string{"agent.http_proxy"}, trust: hostOK},
 	{key: "no_proxy", fields: []string{"NoProxy"}, cmdline: []string{"agent.no_proxy"}, trust: hostOK},
+	// A host-named image policy could only be weaker than the image's or
+	// initdata's (without either, every pull is refused), and host-named
+	// credentials or KBS resources are documents the TEE would fetch on the
+	// host's say: all three come from the image file or initdata only.
+	{key: "image_policy_file", fields: []string{"ImagePolicyFile"}, cmdline: []string{"agent.image_policy_file"}, trust: imageOnly},
+	{key: "image_registry_auth", fields: []string{"ImageRegistryAuth"}, cmdline: []string{"agent.image_registry_auth"}, trust: imageOnly},
+	{key: "kbs_resources", fields: []string{"KBSResources"}, cmdline: []string{"cdh.kbs_resources"}, trust: imageOnly},
+	// Turning verification on is stricter; off, weaker.
+	{key: "enable_signature_verification", fields: []string{"EnableSignatureVerification"}, cmdline: []string{"agent.enable_signature_verification"}, trust: stricterOnly,
+		stricter: func(_, host *Config) bool { return host.EnableSignatureVerification }},
 	// "all" serves both halves of the workload API; the host may narrow it
 	// to one, never widen it.
 	{key: "guest_components_rest_api", fields: []string{"GuestComponentsRestAPI"}, cmdline: []string{"agent.guest_components_rest_api"}, trust: stricterOnly,

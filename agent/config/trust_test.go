@@ -49,6 +49,19 @@ var hostInputs = []hostInput{
 	{key: "log_vport", spelling: "agent.log_vport", cmdline: "agent.log_vport=7", applied: func(c Config) bool { return c.LogVport == 7 }, confidential: true},
 	{key: "container_pipe_size", spelling: "agent.container_pipe_size", cmdline: "agent.container_pipe_size=4096", applied: func(c Config) bool { return c.ContainerPipeSize == 4096 }, confidential: true},
 	{key: "https_proxy", spelling: "agent.https_proxy", cmdline: "agent.https_proxy=http://p:1", applied: func(c Config) bool { return c.HTTPSProxy == "http://p:1" }, confidential: true},
+	{key: "http_proxy", spelling: "agent.http_proxy", cmdline: "agent.http_proxy=http://p:2", applied: func(c Config) bool { return c.HTTPProxy == "http://p:2" }, confidential: true},
+	// Keys from image-rs src/config.rs KernelParameterConfigs::new and CDH
+	// hub/src/config/mod.rs extend_credentials_from_kernel_cmdline
+	// (guest-components 8246e5e0); the values are those of image-rs's own
+	// tests there (config.rs:385-418) and kata's
+	// k8s-guest-pull-image-authenticated.bats.
+	{key: "image_policy_file", spelling: "agent.image_policy_file", cmdline: "agent.image_policy_file=kbs:///default/image-policy/test", applied: func(c Config) bool { return c.ImagePolicyFile == "kbs:///default/image-policy/test" }},
+	{key: "image_registry_auth", spelling: "agent.image_registry_auth", cmdline: "agent.image_registry_auth=kbs:///default/credentials/test", applied: func(c Config) bool { return c.ImageRegistryAuth == "kbs:///default/credentials/test" }},
+	{key: "kbs_resources", spelling: "cdh.kbs_resources", cmdline: "cdh.kbs_resources=kbs:///default/key/1::/run/temp1,kbs:///default/key/2::/run/temp2", applied: func(c Config) bool {
+		return c.KBSResources == "kbs:///default/key/1::/run/temp1,kbs:///default/key/2::/run/temp2"
+	}},
+	{key: "enable_signature_verification", spelling: "agent.enable_signature_verification", cmdline: "agent.enable_signature_verification=false", image: "enable_signature_verification = true\n", applied: func(c Config) bool { return !c.EnableSignatureVerification }},
+	{key: "enable_signature_verification", spelling: "agent.enable_signature_verification", cmdline: "agent.enable_signature_verification=true", applied: func(c Config) bool { return c.EnableSignatureVerification }, confidential: true},
 	{key: "no_proxy", spelling: "agent.no_proxy", cmdline: "agent.no_proxy=*.x", applied: func(c Config) bool { return c.NoProxy == "*.x" }, confidential: true},
 	{key: "guest_components_rest_api", spelling: "agent.guest_components_rest_api", cmdline: "agent.guest_components_rest_api=all", applied: func(c Config) bool { return c.GuestComponentsRestAPI == "all" }},
 	{key: "guest_components_rest_api", spelling: "agent.guest_components_rest_api", cmdline: "agent.guest_components_rest_api=resource", image: "guest_components_rest_api = \"all\"\n", applied: func(c Config) bool { return c.GuestComponentsRestAPI == "resource" }, confidential: true},
