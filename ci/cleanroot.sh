@@ -34,6 +34,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 root=${CLEANROOT_DIR:-}
 if [ -z "$root" ]; then
 	root=$(mktemp -d /var/tmp/cocoon-cleanroot.XXXXXX)
+	chmod 0755 "$root" # apt downloads as _apt, which must reach its lists
 	trap 'umount -R "$root" 2>/dev/null || true; rm -rf --one-file-system "$root"' EXIT
 fi
 if [ ! -e "$root/.debootstrap-complete" ]; then
