@@ -23,9 +23,13 @@ func (s *Service) CreateContainer(ctx context.Context, r *agentpb.CreateContaine
 	if err != nil {
 		return nil, err
 	}
+	oci, err := s.guestSpec(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	_, err = sb.CreateContainer(ctx, sandbox.ContainerRequest{
 		ID: r.ContainerId, ExecID: r.ExecId, StringUser: r.StringUser,
-		Storages: r.Storages, OCI: r.OCI, SandboxPidns: r.SandboxPidns,
+		Storages: r.Storages, OCI: oci, SandboxPidns: r.SandboxPidns,
 	})
 	return okEmpty(err)
 }
@@ -67,6 +71,7 @@ func (s *Service) ExecProcess(ctx context.Context, r *agentpb.ExecProcessRequest
 	if err != nil {
 		return nil, err
 	}
+	s.stripLSMLabels(r.ContainerId, &proc.ApparmorProfile, &proc.SelinuxLabel, nil)
 	if err := sandbox.ApplyStringUser(proc, r.StringUser, c.Rootfs()); err != nil {
 		return nil, err
 	}
