@@ -372,6 +372,26 @@ func (e *StatusError) Unwrap() error {
 	return errdefs.ErrUnknown
 }
 
+// Problem types (the last segment of "type") that change what a 401 means
+// (trustee kbs/src/error.rs variant names).
+const (
+	problemPluginInternal = "PluginInternalError"
+	problemPolicyDeny     = "PolicyDeny"
+)
+
+// ProblemType is the last path segment of the RFC 7807 "type" of the
+// body (Trustee's error variant, e.g. "TokenNotFound"), or "" when the
+// body is not a problem document.
+func (e *StatusError) ProblemType() string {
+	var p struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal([]byte(e.Body), &p) != nil || p.Type == "" {
+		return ""
+	}
+	return p.Type[strings.LastIndexByte(p.Type, '/')+1:]
+}
+
 type permanentError struct{ error }
 
 func (p permanentError) Unwrap() error { return p.error }

@@ -13,8 +13,19 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/safepath"
 )
 
-// GetResource fetches and decrypts one resource. A 401 means the session is
-// gone: the client attests again, once, and retries; 403 and 404 are final.
+// resourceAttempts bounds the resource requests one GetResource makes when
+// the KBS keeps answering 401 (guest-components kbs_protocol uses 3,
+// KBS_GET_RESOURCE_MAX_ATTEMPT): a KBS that never accepts our token must
+// not make the agent attest forever.
+const resourceAttempts = 3
+
+// GetResource fetches and decrypts one resource. Trustee answers almost
+// every refusal with 401 (trustee kbs/src/error.rs:124-130), so the
+// problem's type decides: a lost or rejected session (TokenNotFound,
+// TokenVerifierError, or an unknown type) attests again, up to
+// resourceAttempts requests; PolicyDeny is PERMISSION_DENIED and
+// PluginInternalError (what a missing resource gets) NOT_FOUND, both
+// without re-attesting; 403 and 404 are final too.
 func (c *Client) GetResource(ctx context.Context, r Resource) ([]byte, error) {
 	tok, err := c.Token(ctx)
 	if err != nil {
@@ -24,7 +35,7 @@ func (c *Client) GetResource(ctx context.Context, r Resource) ([]byte, error) {
 	if r.Query != "" {
 		url += "?" + r.Query
 	}
-	for reattested := false; ; reattested = true {
+	for attempt := 1; ; attempt++ {
 		var body []byte
 		err := c.retry(ctx, "resource "+r.String(), func() error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -35,8 +46,18 @@ func (c *Client) GetResource(ctx context.Context, r Resource) ([]byte, error) {
 			return err
 		})
 		var se *StatusError
-		if errors.As(err, &se) && se.Code == http.StatusUnauthorized && !reattested {
-			c.opts.Log.Info("KBS session rejected, attesting again", "resource", r.String())
+		if errors.As(err, &se) && se.Code == http.StatusUnauthorized {
+			switch se.ProblemType() {
+			case problemPluginInternal:
+				return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("get %s: not found: the KBS could not read it "+
+					"(Trustee answers a missing resource, or a failing resource store, with 401 PluginInternalError): %v", r, se))
+			case problemPolicyDeny:
+				return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("get %s: the KBS's resource policy denies it: %v", r, se))
+			}
+			if attempt >= resourceAttempts {
+				return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("get %s: the KBS still refuses the session after %d fresh attestations: %v", r, attempt-1, se))
+			}
+			c.opts.Log.Info("KBS session rejected, attesting again", "resource", r.String(), "problem", se.ProblemType())
 			if tok, err = c.attest(ctx, tok); err != nil {
 				return nil, err
 			}
