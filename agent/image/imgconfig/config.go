@@ -54,6 +54,17 @@ type Config struct {
 	// DecryptionKeysDir (cocoon) is a directory of private keys (PEM/DER,
 	// JWK) used to unwrap JWE-wrapped layer keys.
 	DecryptionKeysDir string `toml:"decryption_keys_dir"`
+	// AcceptDigestPinnedWithoutPolicy (cocoon) lets a confidential agent
+	// without image_security_policy_uri pull references pinned by digest
+	// (name@sha256:...), and only those: the manifest must match the
+	// digest, so the pod's policy (which pins it) decides what runs.
+	// Without it, and without a policy, a confidential agent refuses
+	// every pull. Meaningless when a policy is set: the policy decides.
+	AcceptDigestPinnedWithoutPolicy bool `toml:"accept_digest_pinned_without_policy"`
+
+	// FromKernel is set when cdh.toml had no [image] table and the
+	// configuration came from the agent's kernel command-line keys.
+	FromKernel bool `toml:"-"`
 }
 
 // Proxy is the [image.image_pull_proxy] table.
