@@ -1,0 +1,259 @@
+package generate
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// defaultSettingsJSON is the settings used when none are given; every field
+// is documented in docs/policy-generate.md.
+//
+//go:embed settings.default.json
+var defaultSettingsJSON []byte
+
+// MaxSettingsSize bounds a settings file.
+const MaxSettingsSize = 1 << 20
+
+// Settings describe the parts of a pod's requests that come from the Kata
+// runtime, containerd and the cluster rather than from the pod's YAML, and
+// the mutations the owner accepts. They are data, not code, so a new
+// containerd or OCI version or a new webhook is a settings change.
+type Settings struct {
+	// OCIVersions are the OCI.Version values the runtime may send.
+	OCIVersions []string `json:"oci_versions" toml:"oci_versions"`
+	// Pause describes the sandbox (pause) container.
+	Pause Pause `json:"pause" toml:"pause"`
+	// GuestRootfs is the Root.Path of a guest-pulled container; "$(cid)"
+	// stands for the container id.
+	GuestRootfs string `json:"guest_rootfs" toml:"guest_rootfs"`
+	// SharedFile is the regex prefix of a file the runtime copies into the
+	// guest (CopyFile) and bind-mounts: volume files, /etc/hosts, ...
+	SharedFile string `json:"shared_file" toml:"shared_file"`
+	// EphemeralDir is the regex prefix of a memory-backed emptyDir.
+	EphemeralDir string `json:"ephemeral_dir" toml:"ephemeral_dir"`
+	// BlockDir is the regex prefix of a disk-backed (encrypted) emptyDir.
+	BlockDir string `json:"block_dir" toml:"block_dir"`
+	// DefaultCaps is the capability set containerd grants a container
+	// without securityContext.capabilities.
+	DefaultCaps []string `json:"default_caps" toml:"default_caps"`
+	// MaskedPaths and ReadonlyPaths are containerd's defaults for an
+	// unprivileged container; a request must keep all of them.
+	MaskedPaths   []string `json:"masked_paths" toml:"masked_paths"`
+	ReadonlyPaths []string `json:"readonly_paths" toml:"readonly_paths"`
+	// Mounts every container may have (proc, dev, sysfs, /etc/hosts ...).
+	Mounts []Mount `json:"mounts" toml:"mounts"`
+	// Env entries every container may have ("NAME=value" regexes).
+	Env []string `json:"env" toml:"env"`
+	// CopyFile lists regexes of paths the runtime may copy into the guest.
+	CopyFile []string `json:"copy_file" toml:"copy_file"`
+	// Requests lists the request names allowed unconditionally. Requests
+	// not listed here and without a rule of their own are denied.
+	Requests []string `json:"requests" toml:"requests"`
+	// Annotations names the CRI annotations the rules read.
+	Annotations Annotations `json:"annotations" toml:"annotations"`
+	// PassThrough lists kinds that carry no pod and are copied unchanged.
+	PassThrough []string `json:"pass_through_kinds" toml:"pass_through_kinds"`
+	// Allowances are the mutations accepted for every pod.
+	Allowances []Allowance `json:"allowances" toml:"allowances"`
+	// Profiles are named optional allowance sets, enabled with --profile.
+	Profiles map[string][]Allowance `json:"profiles" toml:"profiles"`
+}
+
+// Pause is the sandbox container as the runtime creates it.
+type Pause struct {
+	Source string   `json:"source" toml:"source"`
+	Args   []string `json:"args" toml:"args"`
+}
+
+// Annotations are the names of the CRI annotations the rules check.
+type Annotations struct {
+	ContainerType    string `json:"container_type" toml:"container_type"`
+	ContainerName    string `json:"container_name" toml:"container_name"`
+	SandboxName      string `json:"sandbox_name" toml:"sandbox_name"`
+	SandboxNamespace string `json:"sandbox_namespace" toml:"sandbox_namespace"`
+	ImageName        string `json:"image_name" toml:"image_name"`
+}
+
+// Mount is one allowed mount: exact destination and type, a source regex
+// ("$(shared)", "$(ephemeral)" and "$(block)" expand to the settings'
+// prefixes) and, when ReadOnly, the "ro" option is required.
+type Mount struct {
+	Destination string `json:"destination" toml:"destination"`
+	Type        string `json:"type" toml:"type"`
+	Source      string `json:"source" toml:"source"`
+	ReadOnly    bool   `json:"read_only,omitempty" toml:"read_only"`
+}
+
+// Allowance is one accepted mutation: extra env entries, extra mounts, or
+// a whole injected container pinned by image digest.
+type Allowance struct {
+	Name        string   `json:"name" toml:"name"`
+	Description string   `json:"description,omitempty" toml:"description"`
+	Env         []string `json:"env,omitempty" toml:"env"`
+	Mounts      []Mount  `json:"mounts,omitempty" toml:"mounts"`
+	Sidecars    []Sidecar `json:"sidecars,omitempty" toml:"sidecars"`
+}
+
+// Sidecar is a container a webhook injects. Image must be pinned by
+// digest; Args and Env are exact.
+type Sidecar struct {
+	Name  string   `json:"name" toml:"name"`
+	Image string   `json:"image" toml:"image"`
+	Args  []string `json:"args" toml:"args"`
+	Env   []string `json:"env,omitempty" toml:"env"`
+	Init  bool     `json:"init,omitempty" toml:"init"`
+	// Caps the sidecar may hold; empty means the default set.
+	Caps []string `json:"caps,omitempty" toml:"caps"`
+	UID  int64    `json:"uid" toml:"uid"`
+}
+
+// DefaultSettings returns the embedded defaults.
+func DefaultSettings() (*Settings, error) {
+	return ParseSettings(defaultSettingsJSON)
+}
+
+// ParseSettings reads settings as JSON (a document starting with "{") or
+// TOML. Fields left out keep no default: a settings file is complete, start
+// from `cocoonctl policy generate --print-settings`.
+func ParseSettings(b []byte) (*Settings, error) {
+	if len(b) > MaxSettingsSize {
+		return nil, fmt.Errorf("settings: %d bytes exceeds %d", len(b), MaxSettingsSize)
+	}
+	var s Settings
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return nil, fmt.Errorf("settings (JSON): %w", err)
+		}
+	} else {
+		md, err := toml.Decode(string(b), &s)
+		if err != nil {
+			return nil, fmt.Errorf("settings (TOML): %w", err)
+		}
+		if u := md.Undecoded(); len(u) > 0 {
+			return nil, fmt.Errorf("settings (TOML): unknown key %s", u[0])
+		}
+	}
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
+	return &s, nil
+}
+
+// validate rejects settings the rules could not use: bad regexes, an empty
+// pause, sidecars not pinned by digest.
+func (s *Settings) validate() error {
+	if s.Pause.Source == "" || len(s.Pause.Args) == 0 {
+		return fmt.Errorf("pause: source and args are required")
+	}
+	if len(s.OCIVersions) == 0 {
+		return fmt.Errorf("oci_versions: at least one version is required")
+	}
+	a := s.Annotations
+	for k, v := range map[string]string{"container_type": a.ContainerType, "container_name": a.ContainerName, "sandbox_name": a.SandboxName, "sandbox_namespace": a.SandboxNamespace, "image_name": a.ImageName} {
+		if v == "" {
+			return fmt.Errorf("annotations.%s is empty", k)
+		}
+	}
+	for _, p := range []string{s.SharedFile, s.EphemeralDir, s.BlockDir} {
+		if _, err := regexp.Compile(p); err != nil {
+			return err
+		}
+	}
+	for _, e := range append(append([]string{}, s.Env...), s.CopyFile...) {
+		if _, err := regexp.Compile(e); err != nil {
+			return err
+		}
+	}
+	for _, m := range s.Mounts {
+		if err := s.checkMount(m); err != nil {
+			return fmt.Errorf("mounts: %w", err)
+		}
+	}
+	check := func(where string, al []Allowance) error {
+		for _, x := range al {
+			if x.Name == "" {
+				return fmt.Errorf("%s: an allowance has no name", where)
+			}
+			for _, e := range x.Env {
+				if _, err := regexp.Compile(e); err != nil {
+					return fmt.Errorf("%s %s: %w", where, x.Name, err)
+				}
+			}
+			for _, m := range x.Mounts {
+				if err := s.checkMount(m); err != nil {
+					return fmt.Errorf("%s %s: %w", where, x.Name, err)
+				}
+			}
+			for _, sc := range x.Sidecars {
+				if sc.Name == "" {
+					return fmt.Errorf("%s %s: a sidecar has no name", where, x.Name)
+				}
+			}
+		}
+		return nil
+	}
+	if err := check("allowances", s.Allowances); err != nil {
+		return err
+	}
+	for name, al := range s.Profiles {
+		if err := check("profile "+name, al); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Settings) checkMount(m Mount) error {
+	if m.Destination == "" || m.Type == "" {
+		return fmt.Errorf("a mount needs destination and type")
+	}
+	_, err := regexp.Compile(s.expand(m.Source))
+	return err
+}
+
+// expand replaces the settings' placeholders in a source regex.
+func (s *Settings) expand(src string) string {
+	return strings.NewReplacer("$(shared)", s.SharedFile, "$(ephemeral)", s.EphemeralDir, "$(block)", s.BlockDir).Replace(src)
+}
+
+// digestPinned reports whether ref names its image by sha256 digest.
+func digestPinned(ref string) bool {
+	_, d, ok := strings.Cut(ref, "@sha256:")
+	return ok && len(d) == 64 && strings.Trim(d, "0123456789abcdef") == ""
+}
+
+// Enabled returns the allowances in force: the default ones plus those of
+// the named profiles. A profile's sidecar must be pinned by digest.
+func (s *Settings) Enabled(profiles []string) ([]Allowance, error) {
+	out := append([]Allowance{}, s.Allowances...)
+	for _, p := range profiles {
+		al, ok := s.Profiles[p]
+		if !ok {
+			return nil, fmt.Errorf("unknown profile %q", p)
+		}
+		for _, a := range al {
+			for _, sc := range a.Sidecars {
+				if !digestPinned(sc.Image) {
+					return nil, fmt.Errorf("profile %s: sidecar %s: image %q is not pinned by digest (name@sha256:...); set it in your settings file", p, sc.Name, sc.Image)
+				}
+			}
+		}
+		out = append(out, al...)
+	}
+	for _, a := range s.Allowances {
+		for _, sc := range a.Sidecars {
+			if !digestPinned(sc.Image) {
+				return nil, fmt.Errorf("allowance %s: sidecar %s: image %q is not pinned by digest", a.Name, sc.Name, sc.Image)
+			}
+		}
+	}
+	return out, nil
+}
