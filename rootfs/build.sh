@@ -80,6 +80,19 @@ load_list() {
 	done
 }
 
+# install_bins DEST BIN... copies host binaries (from the Debian packages
+# ci/install-deps.sh installs) with the shared libraries and loader they need.
+install_bins() {
+	local dest=$1 b lib
+	shift
+	for b in "$@"; do
+		install -D -m 0755 "$b" "$dest$b"
+		for lib in $(ldd "$b" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }'); do
+			install -D -m 0755 "$(readlink -f "$lib")" "$dest$lib"
+		done
+	done
+}
+
 busybox_links() { # DEST APPLET...
 	local dest=$1 a
 	shift
@@ -106,6 +119,10 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$tree/etc/group"
 # systems, socket families); the other applets are for debugging only.
 busybox_links "$tree" bin/sh sbin/modprobe sbin/insmod sbin/lsmod bin/ls bin/cat bin/ps bin/dmesg bin/mount sbin/ip
 install -m 0644 /etc/ssl/certs/ca-certificates.crt "$tree/etc/ssl/certs/ca-certificates.crt"
+# Encrypted emptyDirs and trusted_store (docs/storage.md): LUKS2 with
+# dm-integrity through cryptsetup, then a fresh ext4.
+install_bins "$tree" /usr/sbin/cryptsetup /usr/sbin/mkfs.ext4
+install -m 0644 /etc/mke2fs.conf "$tree/etc/mke2fs.conf"
 
 # Policies: whatever the policy package ships (not its test data), flattened
 # into /etc/kata-opa.

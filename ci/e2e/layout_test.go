@@ -92,9 +92,20 @@ func TestImageLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range []string{"vsock.ko", "vmw_vsock_virtio_transport.ko", "vsock_loopback.ko", "dm-verity.ko", "erofs.ko", "overlay.ko", "virtio_blk.ko"} {
+		for _, m := range []string{"vsock.ko", "vmw_vsock_virtio_transport.ko", "vsock_loopback.ko", "dm-verity.ko", "erofs.ko", "overlay.ko", "virtio_blk.ko", "dm-crypt.ko", "dm-integrity.ko"} {
 			if !strings.Contains(string(dep), "/"+m+":") {
 				t.Errorf("module %s not in modules.dep", m)
+			}
+		}
+	})
+
+	// Encrypted emptyDirs run cryptsetup and mkfs.ext4 in the guest; each
+	// must find its loader and libraries in the tree.
+	t.Run("crypt-tools", func(t *testing.T) {
+		for b, version := range map[string]string{"usr/sbin/cryptsetup": "--version", "usr/sbin/mkfs.ext4": "-V"} {
+			out, err := exec.Command("chroot", tree, "/"+b, version).CombinedOutput()
+			if err != nil {
+				t.Errorf("/%s --version in the guest tree: %v\n%s", b, err, out)
 			}
 		}
 	})
@@ -117,6 +128,19 @@ func TestImageLayout(t *testing.T) {
 		conf, err := os.ReadFile(filepath.Join(a.Dir, "configuration-cocoon.toml"))
 		if err != nil || !strings.Contains(string(conf), `kernel_verity_params = "`+strings.TrimSpace(string(raw))+`"`) {
 			t.Errorf("Kata fragment does not carry the verity parameters (err %v)", err)
+		}
+		// A drop-in's kernel_params replaces Kata's, so the fragment must
+		// repeat Kata 4.1's defaults (src/runtime/arch/amd64-options.mk:9-10,
+		// src/runtime-rs/arch/x86_64-options.mk:8-9) or the guest runs cgroup v1.
+		params := regexp.MustCompile(`(?m)^kernel_params = "([^"]*)"$`).FindAllStringSubmatch(string(conf), -1)
+		if len(params) != 1 {
+			t.Fatalf("want one kernel_params line in the fragment, got %q", params)
+		}
+		got := " " + params[0][1] + " "
+		for _, p := range []string{"cgroup_no_v1=all", "systemd.unified_cgroup_hierarchy=1", "agent.log=info"} {
+			if !strings.Contains(got, " "+p+" ") {
+				t.Errorf("kernel_params %q lacks %s", params[0][1], p)
+			}
 		}
 		// Partition 1 holds exactly the verified blocks, partition 2 the hash tree.
 		out, err := exec.Command("sfdisk", "--dump", a.Disk).Output()
