@@ -1,8 +1,9 @@
 // Package api is the workload-facing REST API of CoCo's api-server-rest,
 // served on 127.0.0.1:8006 inside the pod's network namespace: KBS resources
 // (/cdh/resource/...), the attestation token (/aa/token), raw TEE evidence
-// (/aa/evidence) and, cocoon's own, evidence binding the policy decision
-// log's head (/cocoon/decisions/head). Which groups are served is set by the
+// (/aa/evidence), additional-device evidence (/aa/additional-evidence),
+// workload runtime measurements (POST /aa/aael) and, cocoon's own, evidence
+// binding the policy decision log's head (/cocoon/decisions/head). Which groups are served is set by the
 // agent's guest_components_rest_api setting; the head belongs to the
 // attestation group.
 package api
@@ -58,6 +59,14 @@ type Deps struct {
 	// DecisionHead returns the decision log's head ("" when there is none
 	// yet); nil answers 503.
 	DecisionHead func() string
+	// Events is the runtime measurement log POST /aa/aael appends to; nil
+	// answers as the attestation agent without an event log (NotEnabled).
+	// Leave it nil rather than holding a nil pointer.
+	Events Recorder
+	// EventsMeasured says that Events extends a hardware register (TDX
+	// RTMR); when false the answer is NotSupported and nothing is written,
+	// as the attestation agent does on SNP.
+	EventsMeasured bool
 }
 
 type handler struct {
@@ -84,34 +93,53 @@ func NewHandler(d Deps, mode string) (http.Handler, error) {
 	return h, nil
 }
 
+// route is one path of the API: its group and its method.
+type route struct {
+	attestation bool // else the resource group
+	method      string
+	serve       func(*handler, http.ResponseWriter, *http.Request)
+}
+
+// lookup finds the route of a path.
+func lookup(p string) (route, bool) {
+	switch p {
+	case "/aa/token":
+		return route{true, http.MethodGet, (*handler).token}, true
+	case "/aa/evidence":
+		return route{true, http.MethodGet, (*handler).evidence}, true
+	case AdditionalEvidencePath:
+		return route{true, http.MethodGet, (*handler).additionalEvidence}, true
+	case AAELPath:
+		return route{true, http.MethodPost, (*handler).aael}, true
+	case HeadPath:
+		return route{true, http.MethodGet, (*handler).decisionHead}, true
+	}
+	if strings.HasPrefix(p, "/cdh/resource/") {
+		return route{false, http.MethodGet, nil}, true
+	}
+	return route{}, false
+}
+
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
+	p := r.URL.Path
+	rt, ok := lookup(p)
+	if !ok {
+		http.Error(w, "NOT FOUND", http.StatusNotFound)
+		return
+	}
+	if r.Method != rt.method {
 		http.Error(w, "METHOD NOT ALLOWED", http.StatusMethodNotAllowed)
 		return
 	}
-	p := r.URL.Path
 	switch {
-	case strings.HasPrefix(p, "/cdh/resource/"):
-		if !h.resources {
-			http.Error(w, "FORBIDDEN: resource API is disabled", http.StatusForbidden)
-			return
-		}
+	case rt.attestation && !h.attestation:
+		http.Error(w, "FORBIDDEN: attestation API is disabled", http.StatusForbidden)
+	case !rt.attestation && !h.resources:
+		http.Error(w, "FORBIDDEN: resource API is disabled", http.StatusForbidden)
+	case rt.serve == nil:
 		h.resource(w, r, strings.TrimPrefix(p, "/cdh/resource/"))
-	case p == "/aa/token" || p == "/aa/evidence" || p == HeadPath:
-		if !h.attestation {
-			http.Error(w, "FORBIDDEN: attestation API is disabled", http.StatusForbidden)
-			return
-		}
-		switch p {
-		case "/aa/token":
-			h.token(w, r)
-		case "/aa/evidence":
-			h.evidence(w, r)
-		default:
-			h.decisionHead(w, r)
-		}
 	default:
-		http.Error(w, "NOT FOUND", http.StatusNotFound)
+		rt.serve(h, w, r)
 	}
 }
 
@@ -181,27 +209,8 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) evidence(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	raw, ok := q["runtime_data"]
-	if !ok || len(raw) != 1 {
-		http.Error(w, "BAD REQUEST: runtime_data is required once", http.StatusBadRequest)
-		return
-	}
-	rd := []byte(raw[0])
-	switch enc := q.Get("encoding"); enc {
-	case "":
-	case "base64":
-		var err error
-		if rd, err = base64.RawURLEncoding.DecodeString(raw[0]); err != nil {
-			http.Error(w, "BAD REQUEST: runtime_data is not URL-safe base64 without padding", http.StatusBadRequest)
-			return
-		}
-	default:
-		http.Error(w, fmt.Sprintf("BAD REQUEST: unsupported encoding %q", enc), http.StatusBadRequest)
-		return
-	}
-	if len(rd) > attest.MaxReportData {
-		http.Error(w, fmt.Sprintf("BAD REQUEST: runtime_data is %d bytes, at most %d", len(rd), attest.MaxReportData), http.StatusBadRequest)
+	rd, ok := runtimeData(w, r)
+	if !ok {
 		return
 	}
 	if h.d.Attester == nil {
@@ -216,6 +225,8 @@ func (h *handler) evidence(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(ev)
 }
+
+var base64URL = base64.RawURLEncoding
 
 // Serve answers requests on l until ctx ends, then shuts down gracefully.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
