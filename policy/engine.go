@@ -119,7 +119,8 @@ func unrecorded(name string, err error) error {
 }
 
 // Gate decides an AgentService request; its signature is the server's Gate.
-// A denial is PERMISSION_DENIED "<Name> is blocked by policy: <prints>";
+// A denial is PERMISSION_DENIED "<Name> is blocked by policy: <prints>",
+// for CreateContainer led by the one-line reason (see denial);
 // an undefined or malformed result is INTERNAL. For an allowed decision with
 // ops, finish commits the state change only when the operation succeeded.
 func (e *Engine) Gate(ctx context.Context, method string, req any) (func(error), error) {
@@ -183,7 +184,7 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 	}
 	rerr := e.record(entry)
 	if !d.Allowed {
-		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is blocked by policy: %s", name, d.Prints))
+		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is blocked by policy: %s", name, denial(d)))
 	}
 	if rerr != nil && e.failClosed {
 		if pend != nil {
@@ -211,6 +212,19 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 		// it shows the request was allowed).
 		_ = e.record(c)
 	}, nil
+}
+
+// denial is the text after "is blocked by policy: ": the one-line reason
+// when there is one (CreateContainer), then the rules' print output as
+// Kata reports it.
+func denial(d Decision) string {
+	switch {
+	case d.Why == "":
+		return d.Prints
+	case d.Prints == "":
+		return d.Why
+	}
+	return d.Why + "; policy output: " + d.Prints
 }
 
 // record appends to the decision log; failures are logged and returned.

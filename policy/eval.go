@@ -14,7 +14,12 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
+
+	"github.com/cocoon-tee/cocoon/policy/explain"
 )
+
+// createContainer is the request whose denials the agent explains.
+const createContainer = "CreateContainerRequest"
 
 // queries prepares, once per request name, the query for one compiled
 // variant of the policy. Preparing compiles the query against the policy
@@ -144,10 +149,17 @@ func (p *Policy) eval(ctx context.Context, name string, in ast.Value, verbose bo
 // output may describe the newer state, never a different verdict.
 func (p *Policy) decide(ctx context.Context, name string, in ast.Value, verbose bool) (Decision, error) {
 	d, err := p.eval(ctx, name, in, verbose)
-	if !verbose && (errors.Is(err, errUndefined) || (err == nil && !d.Allowed)) {
+	refused := errors.Is(err, errUndefined) || (err == nil && !d.Allowed)
+	if !verbose && refused {
 		if v, _ := p.eval(ctx, name, in, true); v.Prints != "" {
 			d.Prints = v.Prints
 		}
+	}
+	// The agent explains only CreateContainer denials, where the closest
+	// policy container is worth the extra evaluations; offline
+	// explanations cover every request. Allowed decisions never get here.
+	if refused && (verbose || name == createContainer) {
+		d.Why = explain.Evaluator{Compiler: p.quiet.compiler, Store: p.store}.Why(ctx, name, in).String()
 	}
 	if errors.Is(err, errUndefined) && p.allowFailures {
 		d.Allowed, d.Overridden = true, true
@@ -176,8 +188,9 @@ func (p *Policy) Evaluate(ctx context.Context, name string, in map[string]any) (
 }
 
 // Explain is Evaluate with the rule's print() output collected whatever
-// the verdict, for investigating a policy offline. It is as slow as
-// printing makes it.
+// the verdict, and for a denial or an undefined rule the one-line reason
+// in Why, for investigating a policy offline. It is as slow as printing
+// makes it.
 func (p *Policy) Explain(ctx context.Context, name string, in map[string]any) (Decision, error) {
 	v, err := ast.InterfaceToValue(in)
 	if err != nil {

@@ -93,7 +93,11 @@ type Decision struct {
 	// Ops is the JSON Patch an allowing rule returned, nil when none.
 	Ops json.RawMessage
 	// Prints is the rule's print() output, joined by spaces.
-	Prints  string
+	Prints string
+	// Why is the one-line reason for a denial or an undefined rule
+	// (policy/explain): always from Explain, and from Evaluate and the
+	// gate for CreateContainerRequest.
+	Why     string
 	defined bool
 }
 

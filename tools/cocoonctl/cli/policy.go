@@ -23,6 +23,7 @@ func newPolicy(g *globals) *cobra.Command {
 		Short: "Evaluate, inspect and install agent policies; verify decision logs",
 	}
 	cmd.AddCommand(newPolicyEval(), newPolicyVerifyLog(), newPolicyBuiltin(), newPolicySet(g))
+	cmd.AddCommand(newPolicyExplain())
 	return cmd
 }
 
