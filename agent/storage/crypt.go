@@ -142,7 +142,7 @@ func (b *builtin) encryptedBlock(ctx context.Context, s *agentpb.Storage, dev st
 	if err != nil {
 		return Mounted{}, fmt.Errorf("encrypting %s: %w", dev, err)
 	}
-	if err := makeExt4Integrity(ctx, d.mapper); err != nil {
+	if err := makeExt4Integrity(ctx, d.mapper, ext4Opts); err != nil {
 		return Mounted{}, joinCleanup(ctx, err, d.close)
 	}
 	mt, err := b.common(ctx, s, d.mapper, o)

@@ -193,3 +193,23 @@ func TestEncryptedBlockRealKernel(t *testing.T) {
 		t.Errorf("plaintext or a LUKS header on the host's disk")
 	}
 }
+
+// The trusted_store volume (Kata docs/how-to/how-to-pull-images-in-guest-
+// with-kata.md:269, devicePath /dev/trusted_store) gets the same encryption;
+// a guest that cannot encrypt refuses and leaves the disk alone.
+func TestTrustedStoreRefusals(t *testing.T) {
+	m, _, headers := cryptEnv(t, filepath.Join(t.TempDir(), "no-control"))
+	dev, img := loopDisk(t)
+	dir := filepath.Join(t.TempDir(), "image")
+	_, err := m.MountTrustedStore(context.Background(), dev, dir)
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "device-mapper") {
+		t.Fatalf("want FAILED_PRECONDITION naming device-mapper, got %v", err)
+	}
+	if _, err := m.MountTrustedStore(context.Background(), "/dev/null", dir); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("/dev/null: want INVALID_ARGUMENT, got %v", err)
+	}
+	if mi, ok := mountAt(t, dir); ok {
+		t.Fatalf("mounted %+v", mi)
+	}
+	emptyDirNothingLeft(t, m, img, headers)
+}

@@ -86,6 +86,7 @@ func NewDefault(o Options) (*Manager, error) {
 	}
 	b := &builtin{roots: rs, opts: o, dev: devices{sys: o.SysfsRoot, dev: o.DevRoot, timeout: o.HotplugTimeout}, log: o.Log}
 	m := NewManager()
+	m.builtin = b
 	for name, fn := range map[string]DriverFunc{
 		DriverLocal:         b.local,
 		DriverEphemeral:     b.ephemeral,

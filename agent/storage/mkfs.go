@@ -42,8 +42,9 @@ func makeExt4(ctx context.Context, fstype, dev string) error {
 // and inode tables are initialised now rather than lazily read later. This
 // is what CDH does (confidential-data-hub/hub/src/storage/drivers/
 // filesystem.rs format_integrity_compatible).
-func makeExt4Integrity(ctx context.Context, dev string) error {
-	opts := append([]string{"-F", "-b", strconv.Itoa(ext4Block)}, ext4Opts...)
+// extra are the file system's shape (ext4Opts for emptyDirs).
+func makeExt4Integrity(ctx context.Context, dev string, extra []string) error {
+	opts := append([]string{"-F", "-b", strconv.Itoa(ext4Block)}, extra...)
 	out, err := runMkfs(ctx, append(append([]string{"-n"}, opts...), dev)...)
 	if err != nil {
 		return err

@@ -52,6 +52,8 @@ type Manager struct {
 	drivers map[string]Driver
 	mounts  map[string]*entry   // by mount point
 	owners  map[string][]string // owner → mount points, in mount order
+	// builtin backs MountTrustedStore; nil for a bare NewManager.
+	builtin *builtin
 }
 
 type entry struct {
