@@ -2,11 +2,17 @@ package kbstest
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"testing"
+
+	"github.com/cocoon-tee/cocoon/agent/attest"
+	"github.com/cocoon-tee/cocoon/agent/attest/kbs"
 )
 
 // The double's wire shapes, pinned to Trustee's source (cited in server.go
@@ -79,5 +85,75 @@ func TestTrusteeWireShapes(t *testing.T) {
 	resp, body = do("GET", "/kbs/v0/resource/default/key/1", "", map[string]string{"Cookie": "kbs-session-id=" + id})
 	if resp.StatusCode != 401 || !strings.Contains(body, "/TokenNotFound") {
 		t.Fatalf("unattested session: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A resource read with the attestation token as a bearer (no cookie) is
+// served as Trustee serves it (api_server.rs:65-82), and the answer has
+// exactly Trustee's JWE members and protected header (jwe/mod.rs).
+func TestTrusteeBearerAndJWEShape(t *testing.T) {
+	s, err := New(Options{Resources: map[string][]byte{"default/key/1": []byte("secret")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, kty := range []string{"EC", "RSA"} {
+		a, err := attest.New(attest.Options{Root: t.TempDir(), AllowSample: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := kbs.New(kbs.Options{Config: kbs.Config{URL: s.URL}, Attester: a, KeyType: kty})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := c.Token(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", s.URL+"/kbs/v0/resource/default/key/1", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Raw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("%s bearer: %d %s", kty, resp.StatusCode, body)
+		}
+		var members map[string]string
+		if err := json.Unmarshal(body, &members); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for k := range members {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		if strings.Join(names, ",") != "ciphertext,encrypted_key,iv,protected,tag" {
+			t.Fatalf("%s JWE members %v", kty, names)
+		}
+		prot, _ := base64.RawURLEncoding.DecodeString(members["protected"])
+		want := `{"alg":"RSA-OAEP-256","enc":"A256GCM"}`
+		if kty == "EC" {
+			want = `{"alg":"ECDH-ES+A256KW","enc":"A256GCM","epk":{"crv":"P-256","kty":"EC","x":`
+		}
+		if !strings.HasPrefix(string(prot), want) {
+			t.Fatalf("%s protected header %s", kty, prot)
+		}
+		if plain, err := kbs.DecryptResource(body, c.PrivateKey()); err != nil || string(plain) != "secret" {
+			t.Fatalf("%s decrypt: %q %v", kty, plain, err)
+		}
+	}
+	req, _ := http.NewRequest("GET", s.URL+"/kbs/v0/resource/default/key/1", nil)
+	req.Header.Set("Authorization", "Bearer not.a.token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.Contains(string(body), `/TokenVerifierError","detail":"Token Verifier error"`) {
+		t.Fatalf("forged bearer: %d %s", resp.StatusCode, body)
 	}
 }
