@@ -105,14 +105,20 @@ func (e Evaluator) valuesAt(ctx context.Context, body ast.Body, k int, in ast.Va
 			parts = append(parts, name+" = "+val)
 		}
 	}
+	// A variable read through a reference is shown by that reference
+	// (c.args, not all of c).
+	heads := map[ast.Var]bool{}
 	ast.WalkRefs(body[k], func(r ast.Ref) bool {
+		if v, ok := r[0].Value.(ast.Var); ok {
+			heads[v] = true
+		}
 		if name, val, ok := e.refValue(r, bindings, in, names); ok {
 			add(name, val)
 		}
 		return false
 	})
 	ast.WalkVars(body[k], func(v ast.Var) bool {
-		if bv, ok := bindings[string(v)]; ok {
+		if bv, ok := bindings[string(v)]; ok && !heads[v] {
 			add(names.of(v), quote(bv))
 		}
 		return false
