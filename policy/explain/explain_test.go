@@ -89,7 +89,9 @@ var genpolicyCases = []struct {
 		`containers[1] (23 of 24 checks pass): OCI.Process.Args[2]: got "-n", policy allows no argument 2`},
 	{"missing arg", app, func(r *agentpb.CreateContainerRequest) { r.OCI.Process.Args = r.OCI.Process.Args[:1] },
 		`OCI.Process.Args[1]: missing, policy expects "hello"`},
-	{"extra env", app, func(r *agentpb.CreateContainerRequest) { r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/x.so") },
+	{"extra env", app, func(r *agentpb.CreateContainerRequest) {
+		r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/x.so")
+	},
 		`containers[1] (23 of 24 checks pass): OCI.Process.Env[LD_PRELOAD]: got "LD_PRELOAD=/x.so", not in the policy`},
 	{"changed env", app, func(r *agentpb.CreateContainerRequest) { r.OCI.Process.Env[0] = "PATH=/tmp" },
 		`OCI.Process.Env[PATH]: got "PATH=/tmp", policy allows "PATH=/usr/local/bin:/usr/bin:/bin"`},
