@@ -33,7 +33,7 @@ func TestParseInputKinds(t *testing.T) {
 		"DaemonSet":             {"apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: ds\nspec:\n" + tmpl, "^ds-[a-z0-9]{5}$"},
 		"Job":                   {"apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\nspec:\n" + tmpl, "^j-[a-z0-9]{5}$"},
 		"CronJob":               {"apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: cj\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n" + strings.ReplaceAll(tmpl, "\n  ", "\n      ")[0:0] + "      template:\n        spec:\n          containers:\n          - name: c\n            image: busybox\n", "^cj-[0-9]+-[a-z0-9]{5}$"},
-		"List": {"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: svc\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n  spec:\n    containers:\n    - name: c\n      image: busybox\n", "^p$"},
+		"List":                  {"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: svc\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n  spec:\n    containers:\n    - name: c\n      image: busybox\n", "^p$"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -93,10 +93,10 @@ type Mount struct {
 // Allowance is one accepted mutation: extra env entries, extra mounts, or
 // a whole injected container pinned by image digest.
 type Allowance struct {
-	Name        string   `json:"name" toml:"name"`
-	Description string   `json:"description,omitempty" toml:"description"`
-	Env         []string `json:"env,omitempty" toml:"env"`
-	Mounts      []Mount  `json:"mounts,omitempty" toml:"mounts"`
+	Name        string    `json:"name" toml:"name"`
+	Description string    `json:"description,omitempty" toml:"description"`
+	Env         []string  `json:"env,omitempty" toml:"env"`
+	Mounts      []Mount   `json:"mounts,omitempty" toml:"mounts"`
 	Sidecars    []Sidecar `json:"sidecars,omitempty" toml:"sidecars"`
 }
 

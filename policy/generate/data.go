@@ -1,0 +1,486 @@
+package generate
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// containerData is one container entry of policy_data. Fields left nil
+// (sidecars' cwd, gid, gids) are not pinned.
+type containerData struct {
+	Name           string   `json:"name"`
+	Workload       string   `json:"workload"`
+	PodName        string   `json:"pod_name"`
+	Image          string   `json:"image"`
+	Args           []string `json:"args"`
+	Env            []string `json:"env"`
+	EnvNames       []string `json:"env_names"`
+	EnvPatterns    []string `json:"env_patterns"`
+	Cwd            string   `json:"cwd"`
+	UID            int64    `json:"uid"`
+	GID            *int64   `json:"gid"`
+	GIDs           []int64  `json:"gids"`
+	Caps           []string `json:"caps"`
+	Privileged     bool     `json:"privileged"`
+	NoNewPrivs     bool     `json:"no_new_privileges"`
+	ReadonlyRoot   bool     `json:"readonly_root"`
+	MaskedPaths    []string `json:"masked_paths"`
+	ReadonlyPaths  []string `json:"readonly_paths"`
+	Mounts         []Mount  `json:"mounts"`
+	StorageDrivers []string `json:"storage_drivers"`
+	TTY            bool     `json:"tty"`
+	SharePID       bool     `json:"share_pid"`
+}
+
+// policyData is the generated part of the policy.
+type policyData struct {
+	Containers  []containerData `json:"containers"`
+	Namespace   string          `json:"namespace"`
+	OCIVersions []string        `json:"oci_versions"`
+	Pause       Pause           `json:"pause"`
+	GuestRootfs string          `json:"guest_rootfs"`
+	Annotations Annotations     `json:"annotations"`
+	Mounts      []Mount         `json:"mounts"`
+	Env         []string        `json:"env"`
+	Exec        [][]string      `json:"exec"`
+	CopyFile    []string        `json:"copy_file"`
+	// requests are rendered as rules, not data.
+	requests []string
+}
+
+// builder turns workloads into policy data.
+type builder struct {
+	s      *Settings
+	in     *Input
+	images map[string]*ImageInfo
+	allow  []Allowance
+	data   policyData
+	// Warnings are things the owner should know: values not pinned.
+	warnings []string
+}
+
+func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Allowance, namespace string) *builder {
+	b := &builder{s: s, in: in, images: images, allow: allow}
+	b.data = policyData{
+		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: s.Pause, GuestRootfs: s.GuestRootfs,
+		Annotations: s.Annotations, Env: slices.Clone(s.Env), Exec: [][]string{}, requests: s.Requests,
+	}
+	for _, m := range s.Mounts {
+		b.data.Mounts = append(b.data.Mounts, b.expandMount(m))
+	}
+	for _, r := range s.CopyFile {
+		b.data.CopyFile = append(b.data.CopyFile, s.expand(r))
+	}
+	for _, a := range allow {
+		b.data.Env = append(b.data.Env, a.Env...)
+		for _, m := range a.Mounts {
+			b.data.Mounts = append(b.data.Mounts, b.expandMount(m))
+		}
+	}
+	return b
+}
+
+func (b *builder) expandMount(m Mount) Mount {
+	m.Source = b.s.expand(m.Source)
+	return m
+}
+
+// build adds every container of every workload and the sidecars.
+func (b *builder) build() (*policyData, error) {
+	for _, w := range b.in.Workloads {
+		for _, c := range w.Spec.InitContainers {
+			if err := b.container(w, c); err != nil {
+				return nil, err
+			}
+		}
+		for _, c := range w.Spec.Containers {
+			if err := b.container(w, c); err != nil {
+				return nil, err
+			}
+		}
+		for _, a := range b.allow {
+			for _, sc := range a.Sidecars {
+				b.sidecar(w, sc)
+			}
+		}
+	}
+	return &b.data, nil
+}
+
+func (b *builder) sidecar(w *Workload, sc Sidecar) {
+	caps := sc.Caps
+	if len(caps) == 0 {
+		caps = b.s.DefaultCaps
+	}
+	b.data.Containers = append(b.data.Containers, containerData{
+		Name: sc.Name, Workload: w.Kind + "/" + w.Name + " sidecar", PodName: w.PodName,
+		Image: sc.Image, Args: orEmpty(sc.Args), Env: orEmpty(sc.Env), EnvNames: []string{}, EnvPatterns: []string{},
+		UID: sc.UID, Caps: caps, MaskedPaths: b.s.MaskedPaths, ReadonlyPaths: b.s.ReadonlyPaths,
+		Mounts: []Mount{}, StorageDrivers: []string{}, SharePID: shareProcessNamespace(w),
+	})
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func shareProcessNamespace(w *Workload) bool {
+	return w.Spec.ShareProcessNamespace != nil && *w.Spec.ShareProcessNamespace
+}
+
+// container adds one container of w.
+func (b *builder) container(w *Workload, c corev1.Container) error {
+	where := fmt.Sprintf("%s/%s container %s", w.Kind, w.Name, c.Name)
+	img := b.images[c.Image]
+	if img == nil {
+		return fmt.Errorf("%s: image %q was not resolved", where, c.Image)
+	}
+	d := containerData{
+		Name: c.Name, Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Image: img.Pinned,
+		EnvNames: []string{}, EnvPatterns: []string{}, Mounts: []Mount{}, StorageDrivers: []string{},
+		TTY: c.TTY, SharePID: shareProcessNamespace(w),
+	}
+	env, err := b.env(where, w, c, img, &d)
+	if err != nil {
+		return err
+	}
+	d.Args = args(c, img, env)
+	if len(d.Args) == 0 {
+		return fmt.Errorf("%s: no command: neither the pod spec nor the image says what to run", where)
+	}
+	d.Cwd = c.WorkingDir
+	if d.Cwd == "" {
+		d.Cwd = img.Config.WorkingDir
+	}
+	if d.Cwd == "" {
+		d.Cwd = "/"
+	}
+	if err := b.user(where, w, c, img, &d); err != nil {
+		return err
+	}
+	b.security(w, c, &d)
+	if err := b.mounts(where, w, c, &d); err != nil {
+		return err
+	}
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if p != nil && p.Exec != nil {
+			b.addExec(p.Exec.Command)
+		}
+	}
+	if c.Lifecycle != nil {
+		for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
+			if h != nil && h.Exec != nil {
+				b.addExec(h.Exec.Command)
+			}
+		}
+	}
+	b.data.Containers = append(b.data.Containers, d)
+	return nil
+}
+
+func (b *builder) addExec(cmd []string) {
+	for _, e := range b.data.Exec {
+		if slices.Equal(e, cmd) {
+			return
+		}
+	}
+	b.data.Exec = append(b.data.Exec, cmd)
+}
+
+// env computes the container's environment the way the kubelet and
+// containerd do: the image's, overridden by the pod spec's. It returns the
+// values known, for $(VAR) expansion in args.
+func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageInfo, d *containerData) (map[string]string, error) {
+	known := map[string]string{}
+	var order []string
+	set := func(k, v string) {
+		if _, ok := known[k]; !ok {
+			order = append(order, k)
+		}
+		known[k] = v
+	}
+	for _, e := range img.Config.Env {
+		k, v, _ := strings.Cut(e, "=")
+		set(k, v)
+	}
+	unknown := map[string]bool{}
+	for _, ef := range c.EnvFrom {
+		switch {
+		case ef.ConfigMapRef != nil:
+			cm := b.in.ConfigMaps[ef.ConfigMapRef.Name]
+			if cm == nil {
+				return nil, fmt.Errorf("%s: envFrom ConfigMap %q: give the ConfigMap alongside the workload, its keys become env names", where, ef.ConfigMapRef.Name)
+			}
+			for k, v := range cm.Data {
+				set(ef.Prefix+k, v)
+			}
+		case ef.SecretRef != nil:
+			s := b.in.Secrets[ef.SecretRef.Name]
+			if s == nil {
+				return nil, fmt.Errorf("%s: envFrom Secret %q: give the Secret alongside the workload, its keys become env names", where, ef.SecretRef.Name)
+			}
+			// Secret values stay out of the policy (initdata is not
+			// secret); only the names are pinned.
+			for k := range s.Data {
+				unknown[ef.Prefix+k] = true
+			}
+			for k := range s.StringData {
+				unknown[ef.Prefix+k] = true
+			}
+		}
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			delete(unknown, e.Name)
+			set(e.Name, expand(e.Value, known))
+		case e.ValueFrom.ConfigMapKeyRef != nil && b.in.ConfigMaps[e.ValueFrom.ConfigMapKeyRef.Name] != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			v, ok := b.in.ConfigMaps[ref.Name].Data[ref.Key]
+			if !ok {
+				return nil, fmt.Errorf("%s: env %s: ConfigMap %s has no key %q", where, e.Name, ref.Name, ref.Key)
+			}
+			delete(unknown, e.Name)
+			set(e.Name, v)
+		default:
+			// fieldRef, resourceFieldRef, Secrets and ConfigMaps not given:
+			// the name is pinned, the value cannot be.
+			if _, ok := known[e.Name]; ok {
+				delete(known, e.Name)
+				order = slices.DeleteFunc(order, func(k string) bool { return k == e.Name })
+			}
+			unknown[e.Name] = true
+		}
+	}
+	d.Env = []string{}
+	for _, k := range order {
+		if !unknown[k] {
+			d.Env = append(d.Env, k+"="+known[k])
+		}
+	}
+	for k := range unknown {
+		d.EnvNames = append(d.EnvNames, regexp.QuoteMeta(k))
+	}
+	sort.Strings(d.EnvNames)
+	return known, nil
+}
+
+// expand does Kubernetes' $(VAR) expansion with the values known; unknown
+// references stay as written, as the kubelet leaves them.
+func expand(s string, env map[string]string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 >= len(s) {
+			out.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			out.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i:], ')')
+			if end < 0 {
+				out.WriteString(s[i:])
+				return out.String()
+			}
+			name := s[i+2 : i+end]
+			if v, ok := env[name]; ok {
+				out.WriteString(v)
+			} else {
+				out.WriteString(s[i : i+end+1])
+			}
+			i += end
+		default:
+			out.WriteByte('$')
+		}
+	}
+	return out.String()
+}
+
+// args is the process the container runtime starts: command replaces the
+// image's entrypoint (and drops its cmd), args replace the cmd.
+func args(c corev1.Container, img *ImageInfo, env map[string]string) []string {
+	var out []string
+	switch {
+	case len(c.Command) > 0:
+		out = append(append(out, c.Command...), c.Args...)
+	case len(c.Args) > 0:
+		out = append(append(out, img.Config.Entrypoint...), c.Args...)
+	default:
+		out = append(append(out, img.Config.Entrypoint...), img.Config.Cmd...)
+	}
+	for i := range out {
+		out[i] = expand(out[i], env)
+	}
+	return out
+}
+
+// user resolves the uid and gid the container runs as, and the groups it
+// may carry: the user's groups in the image, fsGroup and
+// supplementalGroups.
+func (b *builder) user(where string, w *Workload, c corev1.Container, img *ImageInfo, d *containerData) error {
+	psc := w.Spec.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	sc := c.SecurityContext
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
+	}
+	userPart, groupPart, _ := strings.Cut(img.Config.User, ":")
+	var uid, gid int64
+	name := ""
+	gidKnown := false
+	switch {
+	case sc.RunAsUser != nil:
+		uid = *sc.RunAsUser
+	case psc.RunAsUser != nil:
+		uid = *psc.RunAsUser
+	case userPart != "":
+		if e, ok := lookupUser(img.Passwd, userPart); ok {
+			uid, gid, name, gidKnown = e.uid, e.gid, e.name, true
+		} else if _, err := fmt.Sscan(userPart, &uid); err != nil {
+			return fmt.Errorf("%s: image user %q is not in the image's /etc/passwd", where, userPart)
+		}
+	}
+	if name == "" {
+		if e, ok := lookupUser(img.Passwd, fmt.Sprint(uid)); ok {
+			name = e.name
+			if !gidKnown {
+				gid, gidKnown = e.gid, true
+			}
+		}
+	}
+	switch {
+	case sc.RunAsGroup != nil:
+		gid = *sc.RunAsGroup
+	case psc.RunAsGroup != nil:
+		gid = *psc.RunAsGroup
+	case groupPart != "":
+		if g, ok := lookupGroup(img.Group, groupPart); ok {
+			gid = g
+		} else if _, err := fmt.Sscan(groupPart, &gid); err != nil {
+			return fmt.Errorf("%s: image group %q is not in the image's /etc/group", where, groupPart)
+		}
+	}
+	d.UID, d.GID = uid, &gid
+	gids := []int64{gid}
+	gids = append(gids, memberGroups(img.Group, name)...)
+	if psc.FSGroup != nil {
+		gids = append(gids, *psc.FSGroup)
+	}
+	gids = append(gids, psc.SupplementalGroups...)
+	slices.Sort(gids)
+	d.GIDs = slices.Compact(gids)
+	return nil
+}
+
+// security fills capabilities and the privilege-related fields.
+func (b *builder) security(w *Workload, c corev1.Container, d *containerData) {
+	sc := c.SecurityContext
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
+	}
+	d.Privileged = sc.Privileged != nil && *sc.Privileged
+	d.NoNewPrivs = sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation && !d.Privileged
+	d.ReadonlyRoot = sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
+	d.MaskedPaths, d.ReadonlyPaths = b.s.MaskedPaths, b.s.ReadonlyPaths
+	if d.Privileged {
+		d.MaskedPaths, d.ReadonlyPaths, d.Caps = []string{}, []string{}, []string{}
+		return
+	}
+	caps := slices.Clone(b.s.DefaultCaps)
+	if sc.Capabilities != nil {
+		for _, a := range sc.Capabilities.Add {
+			caps = append(caps, capName(string(a)))
+		}
+		for _, r := range sc.Capabilities.Drop {
+			if strings.EqualFold(string(r), "ALL") {
+				caps = caps[:0]
+				for _, a := range sc.Capabilities.Add {
+					caps = append(caps, capName(string(a)))
+				}
+				break
+			}
+			caps = slices.DeleteFunc(caps, func(x string) bool { return x == capName(string(r)) })
+		}
+	}
+	slices.Sort(caps)
+	d.Caps = slices.Compact(caps)
+}
+
+func capName(s string) string {
+	s = strings.ToUpper(s)
+	if !strings.HasPrefix(s, "CAP_") {
+		s = "CAP_" + s
+	}
+	return s
+}
+
+// mounts turns volumeMounts into mount rules, using where the runtime
+// puts each volume kind in the guest.
+func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *containerData) error {
+	vols := map[string]corev1.Volume{}
+	for _, v := range w.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	drivers := map[string]bool{}
+	for _, vm := range c.VolumeMounts {
+		v, ok := vols[vm.Name]
+		if !ok {
+			return fmt.Errorf("%s: volumeMount %q names no volume", where, vm.Name)
+		}
+		base := regexp.QuoteMeta(path.Base(vm.MountPath))
+		m := Mount{Destination: vm.MountPath, Type: "bind", ReadOnly: vm.ReadOnly}
+		switch {
+		case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
+			m.Source = b.s.EphemeralDir + regexp.QuoteMeta(v.Name) + "$"
+			drivers["ephemeral"] = true
+		case v.EmptyDir != nil:
+			m.Source = b.s.BlockDir + "[A-Za-z0-9_.-]+$"
+			drivers["blk"], drivers["local"] = true, true
+		case v.ConfigMap != nil, v.Secret != nil, v.Projected != nil, v.DownwardAPI != nil:
+			// Copied into the guest file by file (CopyFile) and bound
+			// read-only, as Kubernetes always mounts them.
+			m.Source, m.ReadOnly = b.s.SharedFile+base+"$", true
+		case v.HostPath != nil && isGuestPath(v.HostPath.Path):
+			// /dev, /sys and /proc paths bind the guest's own.
+			m.Source = "^" + regexp.QuoteMeta(v.HostPath.Path) + "$"
+		case v.HostPath != nil:
+			m.Source = b.s.SharedFile + base + "$"
+		case v.PersistentVolumeClaim != nil, v.Ephemeral != nil, v.CSI != nil:
+			m.Source = b.s.BlockDir + "[A-Za-z0-9_.-]+$"
+			drivers["blk"] = true
+		default:
+			return fmt.Errorf("%s: volume %q: this volume kind is not supported", where, v.Name)
+		}
+		d.Mounts = append(d.Mounts, m)
+	}
+	for k := range drivers {
+		d.StorageDrivers = append(d.StorageDrivers, k)
+	}
+	sort.Strings(d.StorageDrivers)
+	return nil
+}
+
+func isGuestPath(p string) bool {
+	for _, pre := range []string{"/dev", "/sys", "/proc"} {
+		if p == pre || strings.HasPrefix(p, pre+"/") {
+			return true
+		}
+	}
+	return false
+}
