@@ -52,6 +52,16 @@ type Options struct {
 	// refuses the container and keeps its class (FAILED_PRECONDITION,
 	// PERMISSION_DENIED, ...).
 	UnsealEnv func(ctx context.Context, env []string) ([]string, error)
+	// UnsealFile, when set, unseals the content of a file the runtime shares
+	// for a container (a Secret volume's file) that starts with "sealed.".
+	// The plaintext is written below StateDir and bound in place of the
+	// shared file, which the host may see. Its error refuses the container.
+	UnsealFile func(ctx context.Context, sealed string) (string, error)
+	// GuestResolvConf is the guest's resolver file that CreateSandbox's dns
+	// lines are bound over (/etc/resolv.conf when the agent is the guest's
+	// init). Empty leaves the resolver of the machine the agent runs on
+	// alone: the lines are then only written to StateDir.
+	GuestResolvConf string
 }
 
 // Sandbox is the pod. All methods are safe for concurrent use.
@@ -62,6 +72,7 @@ type Sandbox struct {
 
 	mu         sync.Mutex
 	created    bool
+	resolvOn   bool // GuestResolvConf carries the pod's resolv.conf
 	id         string
 	hostname   string
 	ipcNS      string
@@ -170,8 +181,14 @@ func (s *Sandbox) Create(ctx context.Context, c Config) (err error) {
 			err = errors.Join(err, s.o.Storage.Release(ctx, ""))
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), resolv, 0o644); err != nil {
+	if err := os.WriteFile(s.ResolvConf(), resolv, 0o644); err != nil {
 		return fmt.Errorf("write resolv.conf: %w", err)
+	}
+	if s.o.GuestResolvConf != "" && len(resolv) > 0 {
+		if err := bindResolvConf(s.ResolvConf(), s.o.GuestResolvConf); err != nil {
+			return err
+		}
+		s.resolvOn = true
 	}
 	s.created, s.id, s.hostname, s.ipcNS, s.utsNS = true, c.ID, c.Hostname, ipc, uts
 	return nil
@@ -181,26 +198,6 @@ func (s *Sandbox) sandboxDir() string { return filepath.Join(s.o.StateDir, "sand
 
 // ResolvConf is where CreateSandbox wrote the pod's DNS configuration.
 func (s *Sandbox) ResolvConf() string { return filepath.Join(s.sandboxDir(), "resolv.conf") }
-
-// maxDNSLines bounds CreateSandbox's dns list.
-const maxDNSLines = 64
-
-// resolvConf builds resolv.conf from the runtime's lines ("nameserver
-// 10.0.0.10", "search ns.svc.cluster.local", "options ndots:5").
-func resolvConf(lines []string) ([]byte, error) {
-	if len(lines) > maxDNSLines {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d dns lines, more than %d", len(lines), maxDNSLines))
-	}
-	var b strings.Builder
-	for _, l := range lines {
-		if len(l) > 1024 || strings.ContainsAny(l, "\x00\n\r") {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("dns line %q is malformed", l))
-		}
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	return []byte(b.String()), nil
-}
 
 // Container returns a created container. An unknown id is
 // INVALID_ARGUMENT, as the Kata runtime expects.
@@ -253,7 +250,7 @@ func (s *Sandbox) Remove(ctx context.Context, id string) error {
 		s.pidNS = ""
 	}
 	s.mu.Unlock()
-	return s.o.Storage.Release(ctx, id)
+	return errors.Join(os.RemoveAll(s.secretsOf(id)), s.o.Storage.Release(ctx, id))
 }
 
 // Destroy removes every container, the sandbox storages and namespaces,
@@ -272,6 +269,13 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 	}
 	if err := releaseNS(s.ipcNS, s.utsNS); err != nil {
 		errs = append(errs, err)
+	}
+	if s.resolvOn {
+		if err := unbindResolvConf(s.o.GuestResolvConf); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.resolvOn = false
+		}
 	}
 	if err := os.RemoveAll(s.sandboxDir()); err != nil {
 		errs = append(errs, err)
