@@ -79,6 +79,14 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 			s.mu.Unlock()
 		}
 	}()
+	defer func() {
+		if !created {
+			err = errors.Join(err, os.RemoveAll(s.secretsOf(r.ID)))
+		}
+	}()
+	if err := s.unsealMounts(ctx, spec, r.ID); err != nil {
+		return nil, fmt.Errorf("container %s: %w", r.ID, err)
+	}
 	if s.o.UnsealEnv != nil {
 		env, err := s.o.UnsealEnv(ctx, spec.Process.Env)
 		if err != nil {
@@ -158,8 +166,10 @@ func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r Con
 			spec.Root = &specs.Root{}
 		}
 		spec.Root.Path = image.Path
-		if err := container.ApplyImageConfig(spec.Process, image.Image, image.Path); err != nil {
-			return err
+		if takesImageConfig(spec) {
+			if err := container.ApplyImageConfig(spec.Process, image.Image, image.Path); err != nil {
+				return err
+			}
 		}
 	}
 	if spec.Root == nil || spec.Root.Path == "" {
@@ -194,6 +204,14 @@ func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r Con
 			}
 			continue
 		}
+		if _, ok := guestSystemPath(m.Source); ok {
+			src, err := s.confineSystem(m.Source)
+			if err != nil {
+				return err
+			}
+			m.Source = src
+			continue
+		}
 		src, err := s.confine("mount source", m.Source, r.ID, own)
 		if err != nil {
 			return err
@@ -208,6 +226,32 @@ func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r Con
 	// Hooks would run host-chosen binaries in the guest; Kata drops them too.
 	spec.Hooks = nil
 	return s.claim(r.ID, owners)
+}
+
+// containerTypeKeys are the annotations containerd and CRI-O set on a
+// pod's sandbox ("sandbox") and workload ("container") specs; Kata reads
+// the same two (src/agent/src/confidential_data_hub/image.rs:37
+// K8S_CONTAINER_TYPE_KEYS).
+var containerTypeKeys = []string{"io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"}
+
+// takesImageConfig reports whether a guest-pulled image's config completes
+// the spec. A workload's spec arrives complete — containerd merged the
+// image's config into it on the host, then the pod's settings over it — and
+// the policy approved it as sent, so applying the image again would undo
+// what the pod set (an explicit runAsUser: 0 would run as the image's USER).
+// Kata takes the process from the image only for the sandbox (image.rs:159
+// get_process). A spec without a command did not come from containerd; it
+// leaves the whole process to the image.
+func takesImageConfig(spec *specs.Spec) bool {
+	if len(spec.Process.Args) == 0 {
+		return true
+	}
+	for _, k := range containerTypeKeys {
+		if spec.Annotations[k] == "sandbox" {
+			return true
+		}
+	}
+	return false
 }
 
 // checkVirtualMount allows the file system types a spec may mount other
