@@ -8,7 +8,11 @@ import (
 )
 
 // ApplyImageConfig fills the parts of the process a guest-pulled image
-// decides, the way the host would have if it had pulled the image itself:
+// decides, the way the host would have if it had pulled the image itself.
+// Only a spec the host could not complete takes it — the sandbox's, whose
+// image is the guest's pause bundle, or one without a command; a workload
+// spec from containerd already carries the image's config under the pod's
+// settings (see sandbox.takesImageConfig). It sets
 // the command when the spec has none, the image's environment under the
 // spec's (the spec wins per variable), the working directory when the spec
 // leaves it empty or "/", and the image's user when the spec's user is unset
