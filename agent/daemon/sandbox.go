@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/image"
+	"github.com/cocoon-tee/cocoon/agent/initsys"
 	"github.com/cocoon-tee/cocoon/agent/reaper"
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/storage"
@@ -16,7 +19,10 @@ import (
 // newSandbox builds the container side of the agent: the storage driver
 // table and the sandbox that runs containers. The agent becomes a child
 // subreaper so that orphans inside the guest are collected (package reaper).
-// unseal replaces sealed secrets in a container's environment.
+// unseal replaces sealed secrets in a container's environment; Secret
+// volume files go through it too (unsealFileVia). The pod's DNS lines are
+// bound over the guest's /etc/resolv.conf only when the agent is the guest's
+// init: on any other machine that file is the machine's own.
 func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, unseal func(context.Context, []string) ([]string, error)) (*sandbox.Sandbox, *storage.Manager, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
@@ -36,7 +42,7 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, 
 	if imageDriver != nil {
 		private = append(private, imageDriver.StoreDir())
 	}
-	pod, err := sandbox.New(sandbox.Options{
+	so := sandbox.Options{
 		KataRunDir:   cfg.KataRunDir,
 		StateDir:     cfg.StateDir,
 		CgroupParent: cfg.CgroupParent,
@@ -44,12 +50,52 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, 
 		Storage:      stor,
 		Log:          log,
 		UnsealEnv:    unseal,
+		UnsealFile:   unsealFileVia(unseal),
 		Private:      private,
-	})
+	}
+	if initsys.IsInit() {
+		so.GuestResolvConf = guestResolvConf
+	}
+	pod, err := sandbox.New(so)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox: %w", err)
 	}
 	return pod, stor, nil
+}
+
+// guestResolvConf is the guest's resolver file (Kata's GUEST_DNS_FILE,
+// src/agent/src/network.rs:13).
+const guestResolvConf = "/etc/resolv.conf"
+
+// secretFileVar names a Secret volume file's value while it passes through
+// the environment unsealer.
+const secretFileVar = "secret-file"
+
+// unsealFileVia unseals one value with the environment unsealer, which
+// already knows whether attestation is on and how to reach the KBS. Its
+// errors name the variable; that name is dropped again so the error reads
+// as the file's (the sandbox names the mount).
+func unsealFileVia(env func(context.Context, []string) ([]string, error)) func(context.Context, string) (string, error) {
+	if env == nil {
+		return nil
+	}
+	return func(ctx context.Context, value string) (string, error) {
+		out, err := env(ctx, []string{secretFileVar + "=" + value})
+		if err != nil {
+			if inner := errors.Unwrap(err); inner != nil && strings.HasPrefix(err.Error(), "environment variable "+secretFileVar+": ") {
+				err = inner
+			}
+			return "", err
+		}
+		if len(out) != 1 {
+			return "", fmt.Errorf("unsealer returned %d values for one", len(out))
+		}
+		plain, ok := strings.CutPrefix(out[0], secretFileVar+"=")
+		if !ok {
+			return "", fmt.Errorf("unsealer renamed the value")
+		}
+		return plain, nil
+	}
 }
 
 // destroyOnExit removes whatever containers are left when the agent stops
