@@ -205,6 +205,12 @@ func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func
 	if a.KBS != nil {
 		d.Resources, d.Tokens = a.KBS, a.KBS
 	}
+	// Only a real log: a nil pointer in the interface would not read as
+	// "no log".
+	if a.Events != nil {
+		d.Events = a.Events
+		d.EventsMeasured = a.Attester != nil && a.Attester.Tee() == attest.TeeTDX
+	}
 	h, err := api.NewHandler(d, mode)
 	if err != nil {
 		a.log.Error("workload API disabled", "err", err)
