@@ -1,10 +1,12 @@
-// Package sandbox owns the pod: its identity, hostname and DNS, the IPC and
-// UTS namespaces its containers share, the PID namespace of its first
-// container, its storages, and the registry of its containers. It prepares a
-// container's spec from what the host sent (rootfs and mount sources confined
-// to the container's own and the pod's areas of the Kata run directory,
-// namespaces rewritten to the sandbox's) and hands
-// it to package container; it also collects OOM events for GetOOMEvent.
+// Package sandbox owns the pod: its identity, hostname and DNS (the guest's
+// resolver), the IPC and UTS namespaces its containers share, the PID
+// namespace of its first container, its storages, and the registry of its
+// containers. It prepares a container's spec from what the host sent
+// (rootfs and mount sources confined to the container's own and the pod's
+// areas of the Kata run directory or to the guest's /dev, /proc and /sys,
+// sealed secrets in shared files replaced by private plaintext, namespaces
+// rewritten to the sandbox's) and hands it to package container; it also
+// collects OOM events for GetOOMEvent.
 package sandbox
 
 import (
