@@ -257,3 +257,9 @@ func (s *Settings) Enabled(profiles []string) ([]Allowance, error) {
 	}
 	return out, nil
 }
+
+// DefaultSettingsText is the embedded settings file, a starting point for
+// one's own.
+func DefaultSettingsText() ([]byte, error) {
+	return append([]byte{}, defaultSettingsJSON...), nil
+}

@@ -22,7 +22,7 @@ func newPolicy(g *globals) *cobra.Command {
 		Use:   "policy",
 		Short: "Evaluate, inspect and install agent policies; verify decision logs",
 	}
-	cmd.AddCommand(newPolicyEval(), newPolicyVerifyLog(), newPolicyBuiltin(), newPolicySet(g))
+	cmd.AddCommand(newPolicyEval(), newPolicyVerifyLog(), newPolicyBuiltin(), newPolicySet(g), newPolicyGenerate())
 	cmd.AddCommand(newPolicyExplain())
 	return cmd
 }
