@@ -270,3 +270,31 @@ func (m *Manager) describe(l netlink.Link) (*typespb.Interface, error) {
 	}
 	return i, nil
 }
+
+// SetMAC gives the link called name the hardware address hw, taking the link
+// down first when it is up. Kata does this for a NIC the host passed through
+// with VFIO, whose MAC the guest driver may have chosen, so that the by-MAC
+// lookup of UpdateInterface finds it (src/agent/src/netlink.rs
+// set_link_mac_by_name).
+func (m *Manager) SetMAC(name, hw string) error {
+	addr, err := net.ParseMAC(hw)
+	if err != nil {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("hardware address %q: %v", hw, err))
+	}
+	link, err := m.h.LinkByName(name)
+	if err != nil {
+		return errLinkNotFound("Name: " + name)
+	}
+	if strings.EqualFold(link.Attrs().HardwareAddr.String(), addr.String()) {
+		return nil
+	}
+	if link.Attrs().Flags&net.FlagUp != 0 {
+		if err := m.h.LinkSetDown(link); err != nil {
+			return fmt.Errorf("set %s down: %w", name, err)
+		}
+	}
+	if err := m.h.LinkSetHardwareAddr(link, addr); err != nil {
+		return fmt.Errorf("set %s's address to %s: %w", name, addr, err)
+	}
+	return nil
+}

@@ -348,3 +348,31 @@ func TestIPTables(t *testing.T) {
 		t.Fatalf("oversized rules: %v", err)
 	}
 }
+
+func TestSetMAC(t *testing.T) {
+	m, h := setup(t)
+	l, err := h.LinkByName("veth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	const want = "02:00:00:00:aa:01"
+	if err := m.SetMAC("veth0", want); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = h.LinkByName("veth0"); err != nil || l.Attrs().HardwareAddr.String() != want {
+		t.Fatalf("veth0 after SetMAC: %v, %v", l.Attrs().HardwareAddr, err)
+	}
+	// UpdateInterface now finds the link by the new address.
+	if got, err := m.UpdateInterface(context.Background(), &typespb.Interface{HwAddr: want, Name: "eth5"}); err != nil || got.GetName() != "eth5" {
+		t.Fatalf("update by the new MAC: %v, %v", got, err)
+	}
+	if err := m.SetMAC("eth5", "not-a-mac"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("bad MAC: %v, want INVALID_ARGUMENT", err)
+	}
+	if err := m.SetMAC("nope0", want); !errdefs.IsNotFound(err) {
+		t.Errorf("unknown link: %v, want NOT_FOUND", err)
+	}
+}

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -24,7 +25,35 @@ func (s *Service) UpdateInterface(ctx context.Context, r *agentpb.UpdateInterfac
 	if err != nil {
 		return nil, err
 	}
-	return n.UpdateInterface(ctx, r.GetInterface())
+	iface := r.GetInterface()
+	if p := iface.GetDevicePath(); p != "" {
+		if err := s.reconcilePCINetdev(ctx, n, p, iface.GetHwAddr()); err != nil {
+			return nil, err
+		}
+	}
+	return n.UpdateInterface(ctx, iface)
+}
+
+// reconcilePCINetdev waits for the NIC at the PCI path and, when the
+// request names a MAC, gives it that MAC so the by-MAC lookup finds it. As
+// in Kata (src/agent/src/rpc.rs update_interface) a failure to set the MAC
+// only warns: the lookup then reports the missing link.
+func (s *Service) reconcilePCINetdev(ctx context.Context, n *network.Manager, pciPath, hw string) error {
+	g, err := s.guest()
+	if err != nil {
+		return err
+	}
+	name, err := g.PCINetdev(ctx, pciPath)
+	if err != nil {
+		return fmt.Errorf("interface not available: %w", err)
+	}
+	if hw == "" {
+		return nil
+	}
+	if err := n.SetMAC(name, hw); err != nil {
+		s.log.Warn("setting the MAC of a PCI network device failed; looking the interface up by MAC", "device_path", pciPath, "netdev", name, "hw_addr", hw, "error", err.Error())
+	}
+	return nil
 }
 
 // UpdateRoutes replaces the route table and returns it.
