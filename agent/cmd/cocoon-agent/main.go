@@ -14,6 +14,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/initsys"
+	"github.com/cocoon-tee/cocoon/agent/logfwd"
 )
 
 func main() {
@@ -30,7 +31,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
 		exit(2)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: res.Config.LogLevel}))
+	opts := &slog.HandlerOptions{Level: res.Config.LogLevel}
+	if res.Config.Confidential {
+		// The console is the host's as much as the log port: same filter.
+		opts.ReplaceAttr = logfwd.Redact
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	log.Info("configuration loaded", "file", res.Config.ConfigFile, "confidential", res.Config.Confidential)
 	if len(res.HostIgnored) > 0 {
 		// One line for all of them: the operator sees at once which host
