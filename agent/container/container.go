@@ -93,6 +93,9 @@ func Create(ctx context.Context, o Options) (c *Container, err error) {
 	if err != nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("OCI spec: " + err.Error())
 	}
+	if err := applyNetSysctls(cfg); err != nil {
+		return nil, err
+	}
 	lc, err := libcontainer.Create(o.StateRoot, o.ID, cfg)
 	if err != nil {
 		if errors.Is(err, libcontainer.ErrExist) {
