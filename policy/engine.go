@@ -180,7 +180,7 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 	entry.Allowed = &d.Allowed
 	if d.Overridden {
 		entry.Message = "denied, allowed by AllowRequestsFailingPolicy"
-		e.log.Warn("policy: ignoring denial", "request", name, "prints", d.Prints)
+		e.log.Warn("policy: ignoring denial", "request", name, "why", d.Why, "prints", d.Prints)
 	}
 	rerr := e.record(entry)
 	if !d.Allowed {
