@@ -7,6 +7,7 @@ import (
 	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/image"
+	"github.com/cocoon-tee/cocoon/agent/image/imgconfig"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 )
 
@@ -19,11 +20,22 @@ func newImageDriver(cfg config.Config, idata *initdata.Initdata, att *attestboot
 		cdh = []byte(idata.Data[initdata.KeyCDH])
 	}
 	d := image.AgentDeps{
-		CDHConfig:    cdh,
-		KataRunDir:   cfg.KataRunDir,
-		StateDir:     cfg.StateDir,
-		HTTPSProxy:   cfg.HTTPSProxy,
-		NoProxy:      cfg.NoProxy,
+		CDHConfig:  cdh,
+		KataRunDir: cfg.KataRunDir,
+		StateDir:   cfg.StateDir,
+		HTTPSProxy: cfg.HTTPSProxy,
+		HTTPProxy:  cfg.HTTPProxy,
+		NoProxy:    cfg.NoProxy,
+		// In confidential mode cfg holds only the image file's values of
+		// the keys a host could weaken (config.trustRules).
+		Kernel: imgconfig.KernelParams{
+			PolicyURI:                   cfg.ImagePolicyFile,
+			EnableSignatureVerification: cfg.EnableSignatureVerification,
+			RegistryAuthURI:             cfg.ImageRegistryAuth,
+			HTTPSProxy:                  cfg.HTTPSProxy,
+			HTTPProxy:                   cfg.HTTPProxy,
+			NoProxy:                     cfg.NoProxy,
+		},
 		Timeout:      cfg.ImagePullTimeout,
 		Confidential: cfg.Confidential,
 		Log:          log.With("subsystem", "image"),

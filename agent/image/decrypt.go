@@ -28,7 +28,7 @@ const (
 )
 
 // errDecrypt classes layers we cannot decrypt; it is final, not retried.
-var errDecrypt = fmt.Errorf("layer decryption: %w", errdefs.ErrPermissionDenied)
+var errDecrypt = fmt.Errorf("%s: %w", textDecryptFailed, errdefs.ErrPermissionDenied)
 
 // KeyResolver fetches the key-encryption key named by a key id such as
 // kbs:///default/key/1 (the attestation side implements it against the KBS).

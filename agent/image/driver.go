@@ -154,13 +154,10 @@ func (d *Driver) Mount(ctx context.Context, r storage.Request) (storage.Mounted,
 	if s.GetSource() == "" {
 		return storage.Mounted{}, errdefs.ErrInvalidArgument.WithMessage("image_guest_pull storage without a source image")
 	}
-	p, err := d.getPuller(ctx)
+	im, err := d.pull(ctx, s.GetSource())
 	if err != nil {
-		return storage.Mounted{}, err
-	}
-	im, err := p.Pull(ctx, s.GetSource())
-	if err != nil {
-		return storage.Mounted{}, err
+		// image-rs's words, which CoCo's tests and users look for.
+		return storage.Mounted{}, fmt.Errorf("%s %s: %w", textPullFailed, s.GetSource(), err)
 	}
 	lowers := make([]string, 0, len(im.Layers))
 	for i := len(im.Layers) - 1; i >= 0; i-- {
@@ -178,6 +175,14 @@ func (d *Driver) Mount(ctx context.Context, r storage.Request) (storage.Mounted,
 			return errors.Join(cleanup(), im.Release())
 		},
 	}, nil
+}
+
+func (d *Driver) pull(ctx context.Context, ref string) (*Image, error) {
+	p, err := d.getPuller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.Pull(ctx, ref)
 }
 
 func (d *Driver) mountPause(ctx context.Context, mp, target string) (storage.Mounted, error) {

@@ -176,10 +176,9 @@ func transient(ctx context.Context, err error) bool {
 func classifyRegistryErr(err error) error {
 	var unauth docker.ErrUnauthorizedForCredentials
 	switch {
-	case errors.As(err, &unauth):
-		return fmt.Errorf("%w: %w", err, errdefs.ErrUnauthenticated)
-	case strings.Contains(err.Error(), "authentication required"), strings.Contains(err.Error(), "unauthorized"):
-		return fmt.Errorf("%w: %w", err, errdefs.ErrUnauthenticated)
+	case errors.As(err, &unauth),
+		strings.Contains(err.Error(), "authentication required"), strings.Contains(err.Error(), "unauthorized"):
+		return fmt.Errorf("%s: %w: %w", textNotAuthorized, err, errdefs.ErrUnauthenticated)
 	case strings.Contains(err.Error(), "manifest unknown"), strings.Contains(err.Error(), "not found"), strings.Contains(err.Error(), "name unknown"):
 		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
 	case strings.Contains(err.Error(), "is blocked"):

@@ -139,9 +139,21 @@ func (p *Puller) parseRef(ref string) (reference.Named, error) {
 	return reference.TagNameOnly(named), nil
 }
 
+// errNoPolicy says why a confidential agent without a policy refuses and
+// what would change that.
+const errNoPolicy = "confidential mode refuses to pull without an image security policy: set image_security_policy_uri in the [image] table of initdata's cdh.toml (or accept_digest_pinned_without_policy = true to accept references pinned by digest)"
+
 func (p *Puller) checkPolicy(ctx context.Context, iref types.ImageReference, unparsed types.UnparsedImage) (string, error) {
 	if p.policy == nil {
-		return "none", nil
+		if !p.o.RequirePolicy {
+			return "none", nil
+		}
+		// New admitted a missing policy only for digest-pinned
+		// references; Pull checks the manifest against the digest.
+		if _, pinned := iref.DockerReference().(reference.Canonical); !pinned {
+			return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s: image %s is not pinned by digest, and without an image security policy a confidential agent accepts only name@sha256:... references", textPolicyRejected, iref.DockerReference()))
+		}
+		return "digest", nil
 	}
 	pc, err := signature.NewPolicyContext(p.policy)
 	if err != nil {
@@ -153,7 +165,7 @@ func (p *Puller) checkPolicy(ctx context.Context, iref types.ImageReference, unp
 		if err == nil {
 			err = errors.New("rejected")
 		}
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("image %s refused by the image security policy: %v", iref.DockerReference(), err))
+		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s: image %s refused by the image security policy: %v", textPolicyRejected, iref.DockerReference(), err))
 	}
 	return requirementTypes(p.policyRaw, iref), nil
 }

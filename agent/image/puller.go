@@ -56,13 +56,14 @@ type Options struct {
 	KeyResolver KeyResolver
 	// OnPull, when set, is called after every successful pull.
 	OnPull func(ctx context.Context, ev PullEvent)
-	// HTTPSProxy and NoProxy come from the agent configuration; the image
-	// config's image_pull_proxy takes precedence.
-	HTTPSProxy, NoProxy string
+	// HTTPSProxy, HTTPProxy and NoProxy come from the agent configuration;
+	// the image config's image_pull_proxy takes precedence.
+	HTTPSProxy, HTTPProxy, NoProxy string
 	// Timeout bounds one pull (Kata's image_pull_timeout).
 	Timeout time.Duration
 	// RequirePolicy refuses to pull when no signature policy is configured
-	// (confidential deployments).
+	// (confidential deployments), except references pinned by digest when
+	// Config.AcceptDigestPinnedWithoutPolicy is set.
 	RequirePolicy bool
 	// Unpack bounds each layer's extraction.
 	Unpack unpack.Options
@@ -134,8 +135,12 @@ func New(ctx context.Context, o Options) (*Puller, error) {
 			}
 		} else if f.what == "authenticated_registry_credentials_uri" {
 			data = []byte(`{"auths":{}}`)
-		} else if f.what == "sigstore_config_uri" {
-			continue
+		}
+		if f.what == "sigstore_config_uri" {
+			var err error
+			if data, err = sigstoreAttachmentsByDefault(data); err != nil {
+				return nil, err
+			}
 		}
 		if err := os.WriteFile(f.path, data, 0o600); err != nil {
 			return nil, err
@@ -153,7 +158,7 @@ func New(ctx context.Context, o Options) (*Puller, error) {
 		}
 		sys.DockerCertPath = dir
 	}
-	pc := httpproxy.Config{HTTPSProxy: o.HTTPSProxy, NoProxy: o.NoProxy}
+	pc := httpproxy.Config{HTTPSProxy: o.HTTPSProxy, HTTPProxy: o.HTTPProxy, NoProxy: o.NoProxy}
 	if px := o.Config.ImagePullProxy; px.HTTPSProxy != "" || px.HTTPProxy != "" {
 		pc = httpproxy.Config{HTTPSProxy: px.HTTPSProxy, HTTPProxy: px.HTTPProxy, NoProxy: px.NoProxy}
 	}
@@ -168,13 +173,16 @@ func New(ctx context.Context, o Options) (*Puller, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image_security_policy_uri: %w", err)
 		}
+		if raw, err = resolveKeyPaths(ctx, raw, o.Resolver); err != nil {
+			return nil, err
+		}
 		pol, err := signature.NewPolicyFromBytes(raw)
 		if err != nil {
 			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy: %v", err))
 		}
 		p.policy, p.policyRaw = pol, raw
-	} else if o.RequirePolicy {
-		return nil, errdefs.ErrFailedPrecondition.WithMessage("confidential mode needs image_security_policy_uri")
+	} else if o.RequirePolicy && !o.Config.AcceptDigestPinnedWithoutPolicy {
+		return nil, errdefs.ErrFailedPrecondition.WithMessage(errNoPolicy)
 	}
 
 	if dir := o.Config.DecryptionKeysDir; dir != "" {

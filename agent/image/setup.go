@@ -22,10 +22,13 @@ type AgentDeps struct {
 	// OnPull records pulls in the runtime measurement log.
 	OnPull func(ctx context.Context, ev PullEvent)
 	// From the agent configuration.
-	KataRunDir, StateDir string
-	HTTPSProxy, NoProxy  string
-	Timeout              time.Duration
-	Confidential         bool
+	KataRunDir, StateDir           string
+	HTTPSProxy, HTTPProxy, NoProxy string
+	// Kernel holds the image keys of the agent configuration (kernel
+	// command line or image file), used when cdh.toml has no [image].
+	Kernel       imgconfig.KernelParams
+	Timeout      time.Duration
+	Confidential bool
 	// PauseBundle overrides DefaultPauseBundle.
 	PauseBundle string
 	Log         *slog.Logger
@@ -38,7 +41,7 @@ func StoreDir(stateDir string) string { return filepath.Join(stateDir, "image") 
 // and returns the image_guest_pull driver. Remote documents (policy,
 // credentials) are fetched on the first pull, not here.
 func NewAgentDriver(d AgentDeps) (*Driver, error) {
-	conf, err := imgconfig.Parse(d.CDHConfig)
+	conf, err := imgconfig.ParseWithKernel(d.CDHConfig, d.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("cdh.toml: %w", err)
 	}
@@ -54,6 +57,10 @@ func NewAgentDriver(d AgentDeps) (*Driver, error) {
 	if d.KBS != nil {
 		resolvers["kbs"] = d.KBS
 	}
+	if conf.FromKernel && d.Log != nil {
+		d.Log.Info("image pull configured from the agent's kernel-command-line keys: cdh.toml has no [image] table",
+			"policy", conf.ImageSecurityPolicyURI, "credentials", conf.AuthenticatedRegistryCredentialsURI)
+	}
 	build := func(ctx context.Context) (*Puller, error) {
 		return New(ctx, Options{
 			Config:        conf,
@@ -62,6 +69,7 @@ func NewAgentDriver(d AgentDeps) (*Driver, error) {
 			KeyResolver:   d.Keys,
 			OnPull:        d.OnPull,
 			HTTPSProxy:    d.HTTPSProxy,
+			HTTPProxy:     d.HTTPProxy,
 			NoProxy:       d.NoProxy,
 			Timeout:       d.Timeout,
 			RequirePolicy: d.Confidential,
