@@ -2,6 +2,7 @@ package generate
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -220,8 +221,9 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 			if cm == nil {
 				return nil, fmt.Errorf("%s: envFrom ConfigMap %q: give the ConfigMap alongside the workload, its keys become env names", where, ef.ConfigMapRef.Name)
 			}
-			for k, v := range cm.Data {
-				set(ef.Prefix+k, v)
+			// Sorted, so the same input always renders the same policy.
+			for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
+				set(ef.Prefix+k, cm.Data[k])
 			}
 		case ef.SecretRef != nil:
 			s := b.in.Secrets[ef.SecretRef.Name]

@@ -75,7 +75,7 @@ candidate_problems := [problems(c) | some c in candidates]
 container_problems := [] if {
 	some ps in candidate_problems
 	count(ps) == 0
-} else := closest if {
+} else := [closest] if {
 	count(candidates) > 0
 } else := [sprintf("OCI.Annotations[%q]: no container named %q in this policy", [policy_data.annotations.container_name, container_name])]
 

@@ -1,0 +1,526 @@
+package generate
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/ci/testregistry"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// testImages are the images the corpus uses, built with umoci and pushed
+// to a real registry: web (users in its top layer), tool (its top layer
+// deletes /etc/group), user (runs as the image's user "app").
+type testImages struct {
+	reg      *testregistry.Registry
+	conf     string // registries.conf reaching the registry over http
+	dir      string
+	baseSize int64
+}
+
+const (
+	basePasswd = "root:x:0:0:root:/root:/bin/sh\n"
+	webPasswd  = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+	webGroup   = "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"
+)
+
+func buildImages(t testing.TB) *testImages {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatal("needs root (umoci, the agent)")
+	}
+	reg := testregistry.Start(t)
+	dir := t.TempDir()
+	noise := make([]byte, 1<<20)
+	_, _ = rand.Read(noise)
+	base := testregistry.Build(t, filepath.Join(dir, "base"), []string{"/bin/sh"},
+		testregistry.Files(map[string]string{"/etc/passwd": basePasswd, "/etc/group": "root:x:0:\n", "/usr/lib/blob.bin": string(noise)}))
+	web := testregistry.Extend(t, base, filepath.Join(dir, "web"),
+		testregistry.Files(map[string]string{"/etc/passwd": webPasswd, "/etc/group": webGroup, "/bin/httpd": "#!/bin/sh\n"}))
+	tool := testregistry.Extend(t, base, filepath.Join(dir, "tool"), testregistry.Remove("/etc/group"))
+	user := testregistry.Extend(t, web, filepath.Join(dir, "user"), testregistry.Files(map[string]string{"/srv/index.html": "hi\n"}))
+	testregistry.Run(t, nil, "umoci", "config", "--image", strings.TrimPrefix(user, "oci:"), "--config.user", "app")
+	reg.Push(t, web, "web:v1", nil)
+	reg.Push(t, tool, "tool:v1", nil, "--dest-compress-format", "zstd")
+	reg.Push(t, user, "user:v1", nil)
+	conf := filepath.Join(dir, "registries.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", reg.Addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &testImages{reg: reg, conf: conf, dir: dir}
+}
+
+// corpus reads the test workloads with the registry's address filled in.
+func corpus(t testing.TB, addr string) map[string][]byte {
+	t.Helper()
+	files, err := filepath.Glob("testdata/corpus/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("corpus: %v", err)
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[strings.TrimSuffix(filepath.Base(f), ".yaml")] = []byte(strings.ReplaceAll(string(b), "REGISTRY", addr))
+	}
+	return out
+}
+
+// TestCorpusReplay generates a policy for every workload of the corpus,
+// checks it against its golden file, installs it in a real agent and
+// replays what the runtime would send for the pod — all allowed — and
+// mutations of it — all denied, naming the field.
+func TestCorpusReplay(t *testing.T) {
+	ti := buildImages(t)
+	cache := t.TempDir()
+	for name, yaml := range corpus(t, ti.reg.Addr) {
+		t.Run(name, func(t *testing.T) {
+			c, runDir := startAgent(t)
+			res, err := Generate(context.Background(), yaml, Options{Settings: runDirSettings(t, runDir), Images: ImageOptions{RegistriesConf: ti.conf, CacheDir: cache}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			setPolicy(t, c, res.Policy)
+			checkGolden(t, name, res, ti.reg.Addr, runDir)
+			in, err := ParseInput(res.YAML, defaults(t).PassThrough)
+			if err != nil {
+				t.Fatalf("rewritten YAML: %v", err)
+			}
+			for _, w := range in.Workloads {
+				for _, ref := range workloadImages(w) {
+					if !digestPinned(ref) {
+						t.Fatalf("rewritten YAML still names %q", ref)
+					}
+				}
+			}
+			rt := &miniRuntime{t: t, in: in, images: res.Images, runDir: runDir}
+			for _, w := range in.Workloads {
+				pod := rt.podName(w)
+				expectAllowed(t, "pause of "+pod, callCreate(c, rt.pause(pod)))
+				for _, ct := range append(slices.Clone(w.Spec.InitContainers), w.Spec.Containers...) {
+					expectAllowed(t, ct.Name, callCreate(c, rt.request(w, pod, ct)))
+				}
+				ct := w.Spec.Containers[0]
+				privileged := ct.SecurityContext != nil && ct.SecurityContext.Privileged != nil && *ct.SecurityContext.Privileged
+				for _, m := range mutations(t, ti) {
+					if m.name == "privileged" && privileged {
+						continue // not a mutation of a container that asked for it
+					}
+					req := rt.request(w, pod, ct)
+					m.apply(req)
+					expectDenied(t, m.name, callCreate(c, req), m.field)
+				}
+				for _, p := range []*corev1.Probe{ct.LivenessProbe} {
+					if p != nil && p.Exec != nil {
+						_, err := c.ExecProcess(callCtx(t), &agentpb.ExecProcessRequest{ContainerId: "x", ExecId: "probe", Process: &agentpb.Process{Args: p.Exec.Command}})
+						expectAllowed(t, "exec probe", err)
+					}
+				}
+			}
+			_, err = c.ExecProcess(callCtx(t), &agentpb.ExecProcessRequest{ContainerId: "x", ExecId: "sh", Process: &agentpb.Process{Args: []string{"/bin/sh"}}})
+			expectDenied(t, "exec of a shell", err, "process.Args")
+			_, err = c.CopyFile(callCtx(t), &agentpb.CopyFileRequest{Path: rt.sharedPath("c", "hosts"), FileMode: 0o644, FileSize: 1, Data: []byte("x")})
+			expectAllowed(t, "CopyFile of /etc/hosts", err)
+			_, err = c.CopyFile(callCtx(t), &agentpb.CopyFileRequest{Path: "/etc/passwd", FileMode: 0o644, FileSize: 1, Data: []byte("x")})
+			expectDenied(t, "CopyFile outside the shared dir", err, "path")
+		})
+	}
+}
+
+// TestNamespacePinned: with --namespace, another namespace is denied.
+func TestNamespacePinned(t *testing.T) {
+	ti := buildImages(t)
+	yaml := corpus(t, ti.reg.Addr)["01-pod-single"]
+	c, runDir := startAgent(t)
+	res, err := Generate(context.Background(), yaml, Options{Settings: runDirSettings(t, runDir), Namespace: "team-a", Images: ImageOptions{RegistriesConf: ti.conf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setPolicy(t, c, res.Policy)
+	in, err := ParseInput(res.YAML, defaults(t).PassThrough)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &miniRuntime{t: t, in: in, images: res.Images, namespace: "team-a", runDir: runDir}
+	w := in.Workloads[0]
+	expectAllowed(t, "team-a", callCreate(c, rt.request(w, "hello", w.Spec.Containers[0])))
+	rt.namespace = "team-b"
+	expectDenied(t, "team-b", callCreate(c, rt.request(w, "hello", w.Spec.Containers[0])), "sandbox-namespace")
+	expectDenied(t, "team-b pause", callCreate(c, rt.pause("hello")), "sandbox-namespace")
+}
+
+type mutation struct {
+	name, field string
+	apply       func(*agentpb.CreateContainerRequest)
+}
+
+// mutations are what a host could do to a request the pod owner signed
+// off; each must be denied with the field named.
+func mutations(t testing.TB, ti *testImages) []mutation {
+	return []mutation{
+		{"re-tagged image", "storages[image_guest_pull].source", func(r *agentpb.CreateContainerRequest) {
+			repo, _, _ := strings.Cut(r.Storages[0].Source, "@")
+			other := repo + "@sha256:" + strings.Repeat("ab", 32)
+			r.Storages[0].Source, r.OCI.Annotations["io.kubernetes.cri.image-name"] = other, other
+		}},
+		{"image by tag", "storages[image_guest_pull].source", func(r *agentpb.CreateContainerRequest) {
+			repo, _, _ := strings.Cut(r.Storages[0].Source, "@")
+			r.Storages[0].Source = repo + ":v1"
+		}},
+		{"extra env", "OCI.Process.Env", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/tmp/evil.so")
+		}},
+		{"changed args", "OCI.Process.Args", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Args = append(r.OCI.Process.Args, "--evil")
+		}},
+		{"privileged", "OCI.Process.Capabilities", func(r *agentpb.CreateContainerRequest) {
+			all := append(slices.Clone(r.OCI.Process.Capabilities.Bounding), "CAP_SYS_ADMIN")
+			r.OCI.Process.Capabilities.Bounding, r.OCI.Process.Capabilities.Effective, r.OCI.Process.Capabilities.Permitted = all, all, all
+			r.OCI.Linux.MaskedPaths, r.OCI.Linux.ReadonlyPaths = nil, nil
+		}},
+		{"extra hostPath", "OCI.Mounts", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Mounts = append(r.OCI.Mounts, &agentpb.Mount{Destination: "/host", Source: "/", Type: "bind", Options: []string{"rbind", "rw"}})
+		}},
+		{"added container", "no container named", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Annotations["io.kubernetes.cri.container-name"] = "intruder"
+		}},
+	}
+}
+
+func callCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func callCreate(c agentpb.AgentServiceService, r *agentpb.CreateContainerRequest) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := c.CreateContainer(ctx, r)
+	return err
+}
+
+// expectAllowed: the policy let the request through (the agent may still
+// fail it for other reasons: no sandbox, no registry access from here).
+func expectAllowed(t testing.TB, what string, err error) {
+	t.Helper()
+	if status.Code(err) == codes.PermissionDenied || errdefs.IsPermissionDenied(err) {
+		t.Errorf("%s: denied by policy: %v", what, err)
+	}
+}
+
+func expectDenied(t testing.TB, what string, err error, field string) {
+	t.Helper()
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("%s: %v, want PERMISSION_DENIED", what, err)
+		return
+	}
+	if !strings.Contains(err.Error(), field) {
+		t.Errorf("%s: denial %q does not name %q", what, err, field)
+	}
+	if testing.Verbose() {
+		t.Logf("%s: %s", what, status.Convert(err).Message())
+	}
+}
+
+// startAgent runs a real agent; the runtime's paths are under its run
+// directory (/run/kata-containers in a guest).
+func startAgent(t testing.TB) (agentpb.AgentServiceService, string) {
+	cfg := testagent.Config(t)
+	c := testagent.Start(t, cfg, daemon.Options{})
+	return c.Agent, cfg.KataRunDir
+}
+
+// setPolicy installs a policy through SetPolicy, as the runtime would.
+func setPolicy(t testing.TB, c agentpb.AgentServiceService, text string) {
+	t.Helper()
+	if _, err := c.SetPolicy(callCtx(t), &agentpb.SetPolicyRequest{Policy: text}); err != nil {
+		t.Fatalf("SetPolicy: %v", err)
+	}
+}
+
+// runDirSettings are the default settings with the agent's run directory
+// in place of /run/kata-containers: the kind of difference between
+// runtimes settings exist for.
+func runDirSettings(t testing.TB, runDir string) *Settings {
+	t.Helper()
+	b := strings.ReplaceAll(string(defaultSettingsJSON), "/run/kata-containers", runDir)
+	s, err := ParseSettings([]byte(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// checkGolden compares the generated data, with the registry address, the
+// agent's run directory and digests (which change with every image build
+// and test) replaced, to the golden file.
+func checkGolden(t testing.TB, name string, res *Result, addr, runDir string) {
+	t.Helper()
+	_, data, ok := strings.Cut(res.Policy, "policy_data := ")
+	if !ok {
+		t.Fatal("no policy_data in the policy")
+	}
+	data = strings.ReplaceAll(strings.ReplaceAll(data, addr, "REGISTRY"), runDir, "/run/kata-containers")
+	data = regexp.MustCompile(`sha256:[0-9a-f]{64}`).ReplaceAllString(data, "sha256:DIGEST")
+	path := filepath.Join("testdata", "golden", name+".json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("golden: %v (run with -update)", err)
+	}
+	if string(want) != data {
+		t.Errorf("policy data differs from %s (run with -update to accept):\n%s", path, data)
+	}
+}
+
+// miniRuntime builds the CreateContainer requests containerd and the Kata
+// runtime send for a pod spec, in the shapes of tools/conformance: written
+// here from the runtime's behaviour, not from the generator's data.
+type miniRuntime struct {
+	t         testing.TB
+	in        *Input
+	images    map[string]*ImageInfo
+	namespace string
+	runDir    string
+}
+
+func (rt *miniRuntime) podName(w *Workload) string {
+	switch w.Kind {
+	case "Pod":
+		return w.Name
+	case "Deployment":
+		return w.Name + "-5d8f9c7b4-x2k9p"
+	case "StatefulSet":
+		return w.Name + "-0"
+	case "CronJob":
+		return w.Name + "-28999980-q7w2z"
+	}
+	return w.Name + "-b4n7d"
+}
+
+func (rt *miniRuntime) ns() string {
+	if rt.namespace == "" {
+		return "default"
+	}
+	return rt.namespace
+}
+
+func containerID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "/")))
+	return hex.EncodeToString(h[:])
+}
+
+func (rt *miniRuntime) sharedPath(cid, base string) string {
+	if len(cid) != 64 {
+		cid = containerID(cid)
+	}
+	return rt.runDir + "/shared/containers/" + cid + "-0123456789abcdef-" + base
+}
+
+var runtimeCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
+
+func (rt *miniRuntime) pause(pod string) *agentpb.CreateContainerRequest {
+	sid := containerID(pod, "sandbox")
+	return &agentpb.CreateContainerRequest{
+		ContainerId: sid, ExecId: sid, SandboxPidns: true,
+		Storages: []*agentpb.Storage{{Driver: "image_guest_pull", Source: "pause", MountPoint: rt.runDir + "/" + sid + "/rootfs",
+			DriverOptions: []string{`image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"sandbox"}}`}}},
+		OCI: &agentpb.Spec{
+			Version: "1.1.0",
+			Process: &agentpb.Process{Args: []string{"/pause"}, Cwd: "/", User: &agentpb.User{UID: 65535, GID: 65535}},
+			Root:    &agentpb.Root{Path: rt.runDir + "/" + sid + "/rootfs", Readonly: true},
+			Annotations: map[string]string{
+				"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-name": pod,
+				"io.kubernetes.cri.sandbox-namespace": rt.ns(), "io.kubernetes.cri.sandbox-id": sid,
+			},
+			Linux: &agentpb.Linux{Namespaces: []*agentpb.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}}},
+		},
+	}
+}
+
+func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *agentpb.CreateContainerRequest {
+	img := rt.images[c.Image]
+	if img == nil {
+		for _, i := range rt.images {
+			if i.Pinned == c.Image {
+				img = i
+			}
+		}
+	}
+	if img == nil {
+		rt.t.Fatalf("no image for %s", c.Image)
+	}
+	cid := containerID(pod, c.Name)
+	root := rt.runDir + "/" + cid + "/rootfs"
+	// Environment: the image's, the pod spec's, then what the kubelet adds.
+	env := slices.Clone(img.Config.Env)
+	literal := map[string]string{}
+	for _, ef := range c.EnvFrom {
+		if cm := rt.in.ConfigMaps[ef.ConfigMapRef.Name]; cm != nil {
+			for k, v := range cm.Data {
+				env = append(env, k+"="+v)
+			}
+		}
+	}
+	for _, e := range c.Env {
+		v := e.Value
+		switch {
+		case e.ValueFrom == nil:
+			literal[e.Name] = v
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			v = rt.in.ConfigMaps[e.ValueFrom.ConfigMapKeyRef.Name].Data[e.ValueFrom.ConfigMapKeyRef.Key]
+		case e.ValueFrom.SecretKeyRef != nil:
+			v = "s3cret"
+		case e.ValueFrom.FieldRef != nil:
+			v = "10.244.1.7"
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	env = append(env, "HOSTNAME="+pod, "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_PORT=tcp://10.96.0.1:443", "FRONTEND_SERVICE_HOST=10.96.0.12")
+	args := c.Command
+	switch {
+	case len(c.Command) > 0:
+		args = append(slices.Clone(c.Command), c.Args...)
+	case len(c.Args) > 0:
+		args = append(slices.Clone(img.Config.Entrypoint), c.Args...)
+	default:
+		args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
+	}
+	for i := range args {
+		for k, v := range literal {
+			args[i] = strings.ReplaceAll(args[i], "$("+k+")", v)
+		}
+	}
+	sc := c.SecurityContext
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
+	}
+	psc := w.Spec.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	user := &agentpb.User{}
+	if img.Config.User == "app" {
+		user.UID, user.GID = 1000, 1000
+	}
+	if psc.RunAsUser != nil {
+		user.UID, user.GID = uint32(*psc.RunAsUser), uint32(*psc.RunAsGroup)
+	}
+	user.AdditionalGids = []uint32{user.GID}
+	if psc.FSGroup != nil {
+		user.AdditionalGids = append(user.AdditionalGids, uint32(*psc.FSGroup))
+	}
+	caps := slices.Clone(runtimeCaps)
+	masked := []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"}
+	ro := []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	if sc.Capabilities != nil && len(sc.Capabilities.Drop) > 0 {
+		caps = nil
+		for _, a := range sc.Capabilities.Add {
+			caps = append(caps, "CAP_"+string(a))
+		}
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		caps = append(caps, "CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE")
+		masked, ro = nil, nil
+	}
+	cwd := c.WorkingDir
+	if cwd == "" {
+		cwd = img.Config.WorkingDir
+	}
+	mounts := []*agentpb.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/dev/shm", Type: "bind", Source: rt.runDir + "/sandbox/shm", Options: []string{"rbind"}},
+		{Destination: "/etc/hosts", Type: "bind", Source: rt.sharedPath(cid, "hosts"), Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/etc/hostname", Type: "bind", Source: rt.sharedPath(cid, "hostname"), Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: rt.sharedPath(cid, "resolv.conf"), Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/dev/termination-log", Type: "bind", Source: rt.sharedPath(cid, "termination-log"), Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/var/run/secrets/kubernetes.io/serviceaccount", Type: "bind", Source: rt.sharedPath(cid, "serviceaccount"), Options: []string{"rbind", "rprivate", "ro"}},
+	}
+	storages := []*agentpb.Storage{{Driver: "image_guest_pull", Source: img.Pinned, MountPoint: root,
+		DriverOptions: []string{`image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"container"}}`}}}
+	vols := map[string]corev1.Volume{}
+	for _, v := range w.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	for _, vm := range c.VolumeMounts {
+		v := vols[vm.Name]
+		opt := "rw"
+		if vm.ReadOnly {
+			opt = "ro"
+		}
+		m := &agentpb.Mount{Destination: vm.MountPath, Type: "bind", Options: []string{"rbind", "rprivate", opt}}
+		switch {
+		case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
+			m.Source = rt.runDir + "/sandbox/ephemeral/" + v.Name
+		case v.EmptyDir != nil, v.PersistentVolumeClaim != nil:
+			m.Source = rt.runDir + "/sandbox/storage/" + v.Name
+			storages = append(storages, &agentpb.Storage{Driver: "blk", Source: "/dev/vdb", MountPoint: m.Source, Fstype: "ext4"})
+		case v.HostPath != nil:
+			m.Source = v.HostPath.Path
+		default:
+			m.Source, m.Options = rt.sharedPath(cid, filepath.Base(vm.MountPath)), []string{"rbind", "rprivate", "ro"}
+		}
+		mounts = append(mounts, m)
+	}
+	return &agentpb.CreateContainerRequest{
+		ContainerId: cid, ExecId: cid, Storages: storages,
+		SandboxPidns: w.Spec.ShareProcessNamespace != nil && *w.Spec.ShareProcessNamespace,
+		OCI: &agentpb.Spec{
+			Version: "1.1.0",
+			Process: &agentpb.Process{
+				Args: args, Env: env, Cwd: cwd, User: user, Terminal: c.TTY,
+				Capabilities:    &agentpb.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+				NoNewPrivileges: sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
+			},
+			Root:   &agentpb.Root{Path: root, Readonly: sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem},
+			Mounts: mounts,
+			Annotations: map[string]string{
+				"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.container-name": c.Name,
+				"io.kubernetes.cri.sandbox-name": pod, "io.kubernetes.cri.sandbox-namespace": rt.ns(),
+				"io.kubernetes.cri.sandbox-id": containerID(pod, "sandbox"), "io.kubernetes.cri.image-name": img.Pinned,
+			},
+			Linux: &agentpb.Linux{
+				CgroupsPath: "/kubepods/" + cid, MaskedPaths: masked, ReadonlyPaths: ro,
+				Namespaces: []*agentpb.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+			},
+		},
+	}
+}
+
+var _ = json.Marshal
