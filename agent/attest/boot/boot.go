@@ -180,6 +180,16 @@ func (a *Attestation) startKBS(ctx context.Context, o Options) error {
 		a.log.Info("no KBS configured: kbs:// resources and sealed secrets are unavailable")
 		return nil
 	}
+	// cdh.kbs_resources adds to cdh.toml's [[credentials]], as the data hub
+	// does (hub/src/config/mod.rs extend_credentials_from_kernel_cmdline);
+	// kbs.New confines them to the same directory.
+	extra, err := config.ParseKBSResources(cfg.KBSResources)
+	if err != nil {
+		return err
+	}
+	for _, r := range extra {
+		kc.Credentials = append(kc.Credentials, kbs.Credential{ResourceURI: r.URI, Path: r.Path})
+	}
 	a.KBS, err = kbs.New(kbs.Options{Config: kc, Attester: a.Attester, Initdata: raw, Log: a.log})
 	if err != nil {
 		return err

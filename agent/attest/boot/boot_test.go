@@ -132,3 +132,44 @@ func TestStartRefusesUnboundInitdata(t *testing.T) {
 		t.Fatalf("unbound initdata: %v", err)
 	}
 }
+
+// cdh.kbs_resources (the kernel command line's, or the image file's in
+// confidential mode) adds credentials beside cdh.toml's, under the same
+// confinement.
+func TestKBSResourcesFromConfig(t *testing.T) {
+	fake, err := kbstest.NewFakeSNP(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kbsrv, err := kbstest.New(kbstest.Options{SNPRoot: fake.ARK(), Resources: map[string][]byte{"default/cfg/y": []byte("from the command line")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kbsrv.Close()
+	id, err := initdata.Create("sha384", map[string]string{initdata.KeyAA: "[token_configs.kbs]\nurl = \"" + kbsrv.URL + "\"\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.SetHostData(id.Bound(32))
+	start := func(resources string) (*boot.Attestation, string, error) {
+		cfg := testConfig(t)
+		cfg.KBSResources = resources
+		credRoot := t.TempDir()
+		a, err := boot.Start(context.Background(), boot.Options{
+			Config: cfg, Initdata: id, CredentialRoot: credRoot, APIAddr: "127.0.0.1:0",
+			Attest: attest.Options{Root: t.TempDir(), SEVDevice: fake},
+		})
+		return a, credRoot, err
+	}
+	a, credRoot, err := start("kbs:///default/cfg/y::/run/confidential-containers/cdh/kbs/y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // waits for the credential prefetch
+	if b, err := os.ReadFile(filepath.Join(credRoot, "run/confidential-containers/cdh/kbs/y")); err != nil || string(b) != "from the command line" {
+		t.Fatalf("credential: %q %v", b, err)
+	}
+	if _, _, err := start("kbs:///default/cfg/y::/etc/shadow"); err == nil || !strings.Contains(err.Error(), "/etc/shadow") {
+		t.Fatalf("a credential outside the data hub's directory: %v", err)
+	}
+}
