@@ -106,7 +106,7 @@ func Default() Config {
 		LaunchProcessTimeout:   6 * time.Second,
 		CDHAPITimeout:          50 * time.Second,
 		DebugConsoleVport:      1026,
-		LogVport:               1025,
+		LogVport:               0,
 		GuestComponentsRestAPI: "resource",
 		GuestComponentsProcs:   "api-server-rest",
 		DecisionLog:            "/run/cocoon/decisions.log",
