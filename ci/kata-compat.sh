@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Check cocoon's policy engine against Kata's own genpolicy rules and test
-# cases. They are not part of this repository: this script extracts them from
-# a Kata Containers git checkout (tag 4.1.0 unless KATA_REF says otherwise)
-# into a temporary directory and runs the policy tests built with
-# -tags katacompat. Extra arguments go to go test (e.g. -bench . -run '^$').
+# Check cocoon against files of Kata Containers releases that are not part of
+# this repository, extracted from a Kata git checkout into a temporary
+# directory, with the tests built with -tags katacompat:
+#   - the policy engine against Kata's genpolicy rules and test cases (tag
+#     4.1.0 unless KATA_REF says otherwise);
+#   - our protos against the agent protos of every supported Kata release
+#     (KATA_PROTO_REFS, the support matrix in README.md), compiled with protoc
+#     into one descriptor set per tag.
+# Extra arguments go to go test (e.g. -bench . -run '^$').
 #
 #   ci/kata-compat.sh /path/to/kata-containers[.git] [go test flags...]
 set -euo pipefail
@@ -24,4 +28,18 @@ git -C "$repo" ls-tree -r --name-only "$ref" -- "$cases" | grep '/testcases.json
 	show "$f" >"$data/${dir//\//_}.testcases.json"
 done
 
-KATA_TESTDATA=$data go test -tags "${GOTAGS:-containers_image_openpgp,seccomp},katacompat" -count=1 "$@" ./policy/...
+# The agent protocol of each supported release: the five files our protos
+# mirror, compiled with the well-known types protoc ships.
+proto_refs=${KATA_PROTO_REFS:-4.0.0 4.1.0}
+protos=src/libs/protocols/protos
+for r in $proto_refs; do
+	mkdir -p "$data/protos/$r"
+	for f in agent oci types health csi; do
+		git -C "$repo" show "$r:$protos/$f.proto" >"$data/protos/$r/$f.proto"
+	done
+	"${PROTOC:-protoc}" -I "$data/protos/$r" -I "${PROTOC_INCLUDE:-/usr/include}" --include_imports \
+		--descriptor_set_out="$data/protos/$r.pb" agent.proto health.proto
+done
+
+KATA_TESTDATA=$data KATA_PROTOS=$data/protos KATA_PROTO_REFS=$proto_refs \
+	go test -tags "${GOTAGS:-containers_image_openpgp,seccomp},katacompat" -count=1 "$@" ./policy/... ./protocols/
