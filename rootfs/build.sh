@@ -119,6 +119,10 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$tree/etc/group"
 # systems, socket families); the other applets are for debugging only.
 busybox_links "$tree" bin/sh sbin/modprobe sbin/insmod sbin/lsmod bin/ls bin/cat bin/ps bin/dmesg bin/mount sbin/ip
 install -m 0644 /etc/ssl/certs/ca-certificates.crt "$tree/etc/ssl/certs/ca-certificates.crt"
+# The agent binds the pod's DNS lines over /etc/resolv.conf (Kata's
+# network.rs does the same); the verity root is read-only, so the target
+# ships here, empty: without a pod the guest resolves nothing.
+install -m 0644 /dev/null "$tree/etc/resolv.conf"
 # Encrypted emptyDirs and trusted_store (docs/storage.md): LUKS2 with
 # dm-integrity through cryptsetup, then a fresh ext4.
 install_bins "$tree" /usr/sbin/cryptsetup /usr/sbin/mkfs.ext4

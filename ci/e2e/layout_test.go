@@ -110,6 +110,19 @@ func TestImageLayout(t *testing.T) {
 		}
 	})
 
+	// The agent binds the pod's DNS lines over /etc/resolv.conf
+	// (agent/sandbox/dns.go); the verity root is read-only, so the bind
+	// target must ship in the image, empty until a pod gives it content.
+	t.Run("resolv-conf", func(t *testing.T) {
+		fi, err := os.Lstat(filepath.Join(tree, "etc/resolv.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 || fi.Size() != 0 {
+			t.Errorf("/etc/resolv.conf is %v, %d bytes; want an empty regular file, mode 0644", fi.Mode(), fi.Size())
+		}
+	})
+
 	t.Run("verity-parameters", func(t *testing.T) {
 		raw, err := os.ReadFile(filepath.Join(a.Dir, "root_hash.txt"))
 		if err != nil {
