@@ -293,13 +293,14 @@ func parseFlags(args []string) (*flags, error) {
 	f := &flags{set: map[string]bool{}}
 	fs := flag.NewFlagSet("cocoon-agent", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&f.config, "config", "", "TOML configuration file")
-	fs.StringVar(&f.addr, "addr", "", "listen address: vsock://CID:PORT, unix:///path, unix://@name, tcp://host:port")
-	fs.StringVar(&f.logLevel, "log-level", "", "log level")
-	fs.StringVar(&f.policyFile, "policy-file", "", "default Rego policy file")
-	fs.StringVar(&f.decisionLog, "decision-log", "", "policy decision log path")
-	fs.StringVar(&f.initdataDevice, "initdata", "", "initdata block device or image file")
-	fs.BoolVar(&f.confidential, "confidential", false, "refuse permissive fallbacks")
+	// A back-quoted word is the value's placeholder in --help (flag.UnquoteUsage).
+	fs.StringVar(&f.config, "config", "", "TOML configuration `FILE` (keys below; ignored in confidential mode)")
+	fs.StringVar(&f.addr, "addr", "", "listen `ADDR`: vsock://CID:PORT, unix:///path, unix://@name, tcp://host:port")
+	fs.StringVar(&f.logLevel, "log-level", "", "log `LEVEL`: trace, debug, info, warn, error")
+	fs.StringVar(&f.policyFile, "policy-file", "", "default Rego policy `FILE`")
+	fs.StringVar(&f.decisionLog, "decision-log", "", "policy decision log `FILE`")
+	fs.StringVar(&f.initdataDevice, "initdata", "", "initdata block `DEVICE` or image file")
+	fs.BoolVar(&f.confidential, "confidential", false, "refuse permissive fallbacks and weakening host settings")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, fmt.Errorf("usage: cocoon-agent %s", usage(fs))
@@ -313,10 +314,33 @@ func parseFlags(args []string) (*flags, error) {
 	return f, nil
 }
 
+// usage is the --help text: every flag, then every configuration key with
+// its spellings in each source and who may set it in confidential mode.
 func usage(fs *flag.FlagSet) string {
 	var b strings.Builder
-	fs.VisitAll(func(fl *flag.Flag) { fmt.Fprintf(&b, "[--%s] ", fl.Name) })
+	b.WriteString("[flags]\n\nFlags (they override every other source):\n")
+	fs.VisitAll(func(fl *flag.Flag) {
+		name, text := flag.UnquoteUsage(fl)
+		fmt.Fprintf(&b, "  %-28s %s\n", strings.TrimSpace("--"+fl.Name+" "+name), text)
+	})
+	fmt.Fprintf(&b, "\nConfiguration keys, lowest precedence first: built-in defaults, the image's %s,\n", ImageFile)
+	b.WriteString("the --config file, the kernel command line, the environment, the flags. Columns: TOML key,\n")
+	b.WriteString("kernel command line / environment / flag, who may set it in confidential mode\n(docs/security.md).\n")
+	for _, r := range trustRules {
+		host := append(append([]string{}, r.cmdline...), nonEmptyOnly(r.env)...)
+		host = append(host, nonEmptyOnly(r.flag)...)
+		if len(host) == 0 {
+			host = []string{"-"}
+		}
+		fmt.Fprintf(&b, "  %-30s %-58s %s\n", r.key, strings.Join(host, " "), trustHelp[r.trust])
+	}
 	return b.String()
+}
+
+var trustHelp = map[trust]string{
+	hostOK:       "host",
+	stricterOnly: "host, only stricter",
+	imageOnly:    "image only",
 }
 
 func (f *flags) apply(c *Config) error {
