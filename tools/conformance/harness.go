@@ -42,11 +42,18 @@ type Harness struct {
 	// shmPath is the sandbox's shm storage once CreateSandbox made it;
 	// containers then get it as /dev/shm.
 	shmPath string
+	// sandboxMounts are the mounts under the run dir once the sandbox
+	// exists: all runtime-rs leaves when it stops the VM instead of sending
+	// DestroySandbox.
+	sandboxMounts map[string]int
 }
 
 // NewHarness connects to the agent named by cfg.
 func NewHarness(ctx context.Context, cfg Config) (*Harness, error) {
 	cfg = withDefaults(cfg)
+	if err := checkRuntime(cfg.Runtime); err != nil {
+		return nil, err
+	}
 	c, err := dial(ctx, cfg.Addr)
 	if err != nil {
 		return nil, err

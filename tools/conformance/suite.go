@@ -45,7 +45,21 @@ type Config struct {
 	// StateDir is the agent's own state directory as seen from here, which
 	// the attack scenarios try to reach (default /run/cocoon).
 	StateDir string
+	// Runtime is the Kata runtime whose call order and request shapes the
+	// suite plays: RuntimeGo (containerd-shim-kata-v2, the default) or
+	// RuntimeRs (runtime-rs, kata-deploy's default shim since Kata 4.0).
+	Runtime string
+	// Policy, when set, is sent with SetPolicy before the sandbox exists,
+	// as both runtimes do for the io.katacontainers.config.agent.policy
+	// annotation.
+	Policy string
 }
+
+// The runtimes Config.Runtime names.
+const (
+	RuntimeGo = "go"
+	RuntimeRs = "rs"
+)
 
 // Scenario is one named check against the agent.
 type Scenario struct {
@@ -96,6 +110,7 @@ func baseScenarios() []Scenario {
 		{Name: "storage/ephemeral-volume", Run: ephemeralVolume},
 		{Name: "storage/overlay-rootfs", Run: overlayRootfs},
 		{Name: "storage/sandbox-shm", Run: sandboxShm},
+		{Name: "pod/kubernetes-workload", Run: kubernetesWorkload},
 		{Name: "stress/100-create-remove", Run: createRemoveCycles},
 		{Name: "pod/destroy-sandbox", Always: true, Run: destroySandbox},
 	}
@@ -105,6 +120,9 @@ func baseScenarios() []Scenario {
 // writing one line per scenario and a final "N passed, M failed" line.
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	cfg = withDefaults(cfg)
+	if err := checkRuntime(cfg.Runtime); err != nil {
+		return nil, err
+	}
 	h, err := NewHarness(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -162,7 +180,17 @@ func withDefaults(cfg Config) Config {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
+	if cfg.Runtime == "" {
+		cfg.Runtime = RuntimeGo
+	}
 	return cfg
+}
+
+func checkRuntime(r string) error {
+	if r != RuntimeGo && r != RuntimeRs {
+		return fmt.Errorf("conformance: runtime %q: want %q or %q", r, RuntimeGo, RuntimeRs)
+	}
+	return nil
 }
 
 // dial opens the suite's one long-lived connection, as the runtime keeps one.

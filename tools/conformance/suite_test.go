@@ -11,6 +11,8 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/rpc"
 	"github.com/cocoon-tee/cocoon/agent/server"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	"github.com/cocoon-tee/cocoon/tools/client"
 	"github.com/cocoon-tee/cocoon/tools/cocoonctl/cli"
 	"github.com/cocoon-tee/cocoon/tools/conformance"
 )
@@ -32,6 +34,42 @@ func TestSuiteAgainstCocoon(t *testing.T) {
 				t.Fatal(r.Err)
 			}
 		})
+	}
+}
+
+// The pod scenarios in runtime-rs's order and shapes: no Check before the
+// sandbox, neighbours before routes, exec without capabilities or AppArmor
+// profile, and no DestroySandbox at the end.
+func TestSuiteAgainstCocoonRuntimeRs(t *testing.T) {
+	a := startAgent(t)
+	var out bytes.Buffer
+	cfg := conformance.Config{Addr: a.addr, KataRunDir: a.runDir, Runtime: conformance.RuntimeRs,
+		Run: regexp.MustCompile("^(pod|container|exec|storage)/"), Out: &out}
+	results, err := conformance.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, r := range results {
+		names[r.Name] = true
+		if r.Err != nil {
+			t.Errorf("%s: %v", r.Name, r.Err)
+		}
+	}
+	if !names["pod/kubernetes-workload"] || !names["pod/destroy-sandbox"] {
+		t.Errorf("scenarios ran:\n%s", out.String())
+	}
+	// runtime-rs stops the VM here, which takes the sandbox's namespaces
+	// and storages with it. The in-process agent is no VM: its shutdown
+	// leaves the sandbox's namespace mounts in the state dir, so the test
+	// plays the power-off with DestroySandbox before the agent stops.
+	c, err := client.Dial(context.Background(), a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Agent.DestroySandbox(context.Background(), &agentpb.DestroySandboxRequest{}); err != nil {
+		t.Errorf("DestroySandbox standing in for the VM's power-off: %v", err)
 	}
 }
 
@@ -73,6 +111,12 @@ func TestCocoonctlConformanceReportsFailures(t *testing.T) {
 	code = cli.Execute([]string{"--addr", "unix:///nonexistent/agent.sock", "conformance"}, &out, &errOut)
 	if code == 0 {
 		t.Fatalf("exit 0 for an unreachable agent: %s", out.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code = cli.Execute([]string{"--addr", addr, "conformance", "--runtime", "python"}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), `runtime "python"`) {
+		t.Fatalf("--runtime python: exit %d, stderr %q", code, errOut.String())
 	}
 }
 

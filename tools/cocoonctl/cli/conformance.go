@@ -11,7 +11,7 @@ import (
 )
 
 func newConformance(g *globals) *cobra.Command {
-	var runDir, run, busybox, stateDir string
+	var runDir, run, busybox, stateDir, runtime string
 	var confidential bool
 	cmd := &cobra.Command{
 		Use:   "conformance",
@@ -23,7 +23,7 @@ func newConformance(g *globals) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := conformance.Config{Addr: g.addr, KataRunDir: runDir, Busybox: busybox, Out: cmd.OutOrStdout(), Timeout: g.timeout,
-				Confidential: confidential, StateDir: stateDir}
+				Confidential: confidential, StateDir: stateDir, Runtime: runtime}
 			if g.timeout > 0 && g.timeout < conformanceMinTimeout {
 				cfg.Timeout = conformanceMinTimeout
 			}
@@ -50,6 +50,7 @@ func newConformance(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&run, "run", "", "only scenarios whose name matches this regular expression (set-up and tear-down always run)")
 	cmd.Flags().StringVar(&busybox, "busybox", "/bin/busybox", "static busybox for the container root file systems")
 	cmd.Flags().BoolVar(&confidential, "confidential", false, "also run the attack/ scenarios a confidential agent must refuse")
+	cmd.Flags().StringVar(&runtime, "runtime", conformance.RuntimeGo, "the Kata runtime whose call order and request shapes to play: go (containerd-shim-kata-v2) or rs (runtime-rs)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "/run/cocoon", "the agent's own state directory, as seen from here (the attack scenarios aim at it)")
 	return cmd
 }
