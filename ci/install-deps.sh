@@ -14,6 +14,7 @@ pkgs=(
 	libgpgme-dev             # plain `go build`/`go vet` of image signature code (make uses the openpgp tag)
 	cryptsetup-bin erofs-utils e2fsprogs cpio  # guest image builder
 	dmsetup fdisk kmod qemu-system-x86  # guest image: stage-1 initrd, partition table, depmod; VM test
+	shellcheck               # lint of the install and hardware scripts
 )
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
