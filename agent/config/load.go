@@ -281,6 +281,12 @@ func decodeTOML(data []byte, v any) error {
 	return nil
 }
 
+// HelpError is what Load returns for --help: the caller prints Usage and
+// exits successfully.
+type HelpError struct{ Usage string }
+
+func (e *HelpError) Error() string { return e.Usage }
+
 type flags struct {
 	set                     map[string]bool
 	config, addr, logLevel  string
@@ -303,7 +309,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.confidential, "confidential", false, "refuse permissive fallbacks and weakening host settings")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil, fmt.Errorf("usage: cocoon-agent %s", usage(fs))
+			return nil, &HelpError{Usage: "usage: cocoon-agent " + usage(fs)}
 		}
 		return nil, fmt.Errorf("flags: %w", err)
 	}

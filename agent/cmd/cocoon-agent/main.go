@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -27,6 +28,11 @@ func main() {
 		args = nil
 	}
 	res, err := config.Load(config.Sources{Cmdline: cmdline, LookupEnv: os.LookupEnv, Args: args, ReadFile: os.ReadFile})
+	var help *config.HelpError
+	if errors.As(err, &help) {
+		fmt.Println(help.Usage)
+		os.Exit(0)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
 		exit(2)
