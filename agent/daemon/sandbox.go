@@ -98,10 +98,12 @@ func unsealFileVia(env func(context.Context, []string) ([]string, error)) func(c
 	}
 }
 
-// destroyOnExit removes whatever containers are left when the agent stops
-// serving, so that no process, mount or cgroup outlives it.
+// destroyOnExit tears down whatever is left of the pod when the agent stops
+// serving — containers, sandbox storages and namespaces — so that no
+// process, mount or cgroup outlives it. runtime-rs never sends
+// DestroySandbox; it stops the VM.
 func destroyOnExit(ctx context.Context, pod *sandbox.Sandbox, log *slog.Logger) {
-	if len(pod.Containers()) == 0 {
+	if !pod.Active() {
 		return
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -64,6 +64,13 @@ type Options struct {
 	// init). Empty leaves the resolver of the machine the agent runs on
 	// alone: the lines are then only written to StateDir.
 	GuestResolvConf string
+	// TrustedStore, when set, mounts the pod's trusted_store block device
+	// (its guest node) as the place image layers are unpacked to, and
+	// returns its release. Nil refuses pods that declare one.
+	TrustedStore func(ctx context.Context, dev string) (release func(context.Context) error, err error)
+	// SysDir and DevDir are where device nodes are looked up by their
+	// numbers ("/sys" and "/dev" when empty).
+	SysDir, DevDir string
 }
 
 // Sandbox is the pod. All methods are safe for concurrent use.
@@ -86,6 +93,11 @@ type Sandbox struct {
 	private    []string            // StateDir and Options.Private, resolved
 	oom        chan string
 	destroyed  chan struct{} // closed by Destroy; wakes GetOOMEvent
+
+	// trustMu serialises mounting the trusted store, which takes long,
+	// without holding mu.
+	trustMu sync.Mutex
+	trusted *trustedStore
 }
 
 // New returns an empty sandbox; CreateSandbox configures it.
@@ -255,6 +267,14 @@ func (s *Sandbox) Remove(ctx context.Context, id string) error {
 	return errors.Join(os.RemoveAll(s.secretsOf(id)), s.o.Storage.Release(ctx, id))
 }
 
+// Active reports whether there is anything to tear down: a sandbox made by
+// CreateSandbox, or containers.
+func (s *Sandbox) Active() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created || len(s.containers) > 0
+}
+
 // Destroy removes every container, the sandbox storages and namespaces,
 // and wakes GetOOMEvent callers. The sandbox can be created again.
 func (s *Sandbox) Destroy(ctx context.Context) error {
@@ -263,6 +283,10 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 		if err := s.Remove(ctx, id); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// Its layers were released with the containers' images.
+	if err := s.releaseTrustedStore(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

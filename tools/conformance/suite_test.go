@@ -11,8 +11,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/rpc"
 	"github.com/cocoon-tee/cocoon/agent/server"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
-	"github.com/cocoon-tee/cocoon/tools/client"
 	"github.com/cocoon-tee/cocoon/tools/cocoonctl/cli"
 	"github.com/cocoon-tee/cocoon/tools/conformance"
 )
@@ -59,18 +57,10 @@ func TestSuiteAgainstCocoonRuntimeRs(t *testing.T) {
 	if !names["pod/kubernetes-workload"] || !names["pod/destroy-sandbox"] {
 		t.Errorf("scenarios ran:\n%s", out.String())
 	}
-	// runtime-rs stops the VM here, which takes the sandbox's namespaces
-	// and storages with it. The in-process agent is no VM: its shutdown
-	// leaves the sandbox's namespace mounts in the state dir, so the test
-	// plays the power-off with DestroySandbox before the agent stops.
-	c, err := client.Dial(context.Background(), a.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Agent.DestroySandbox(context.Background(), &agentpb.DestroySandboxRequest{}); err != nil {
-		t.Errorf("DestroySandbox standing in for the VM's power-off: %v", err)
-	}
+	// runtime-rs stops the VM here instead of sending DestroySandbox. The
+	// in-process agent stops when the test ends, and its shutdown must
+	// take the sandbox's namespaces and storages down: otherwise removing
+	// the test's temp dirs fails on the namespace mounts left behind.
 }
 
 // cocoonctl conformance prints one line per scenario and the summary, and
