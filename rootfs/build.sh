@@ -126,6 +126,9 @@ install -m 0644 /dev/null "$tree/etc/resolv.conf"
 # Encrypted emptyDirs and trusted_store (docs/storage.md): LUKS2 with
 # dm-integrity through cryptsetup, then a fresh ext4.
 install_bins "$tree" /usr/sbin/cryptsetup /usr/sbin/mkfs.ext4
+# The agent finds them through PATH, which the stage-1 initrd sets to
+# /bin:/sbin (as /sbin is /usr/sbin on a merged-/usr Debian).
+ln -s ../usr/sbin/cryptsetup ../usr/sbin/mkfs.ext4 "$tree/sbin/"
 install -m 0644 /etc/mke2fs.conf "$tree/etc/mke2fs.conf"
 
 # Policies: whatever the policy package ships (not its test data), flattened

@@ -92,7 +92,7 @@ func TestImageLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range []string{"vsock.ko", "vmw_vsock_virtio_transport.ko", "vsock_loopback.ko", "dm-verity.ko", "erofs.ko", "overlay.ko", "virtio_blk.ko", "dm-crypt.ko", "dm-integrity.ko"} {
+		for _, m := range []string{"vsock.ko", "vmw_vsock_virtio_transport.ko", "vsock_loopback.ko", "dm-verity.ko", "erofs.ko", "overlay.ko", "virtio_blk.ko", "dm-crypt.ko", "dm-integrity.ko", "xts.ko", "ecb.ko", "authenc.ko"} {
 			if !strings.Contains(string(dep), "/"+m+":") {
 				t.Errorf("module %s not in modules.dep", m)
 			}
@@ -100,12 +100,16 @@ func TestImageLayout(t *testing.T) {
 	})
 
 	// Encrypted emptyDirs run cryptsetup and mkfs.ext4 in the guest; each
-	// must find its loader and libraries in the tree.
+	// must find its loader and libraries in the tree, and be found by
+	// name with the PATH the stage-1 initrd hands the agent (/bin:/sbin,
+	// rootfs/boot/init), which the agent keeps.
 	t.Run("crypt-tools", func(t *testing.T) {
-		for b, version := range map[string]string{"usr/sbin/cryptsetup": "--version", "usr/sbin/mkfs.ext4": "-V"} {
-			out, err := exec.Command("chroot", tree, "/"+b, version).CombinedOutput()
+		for b, version := range map[string]string{"cryptsetup": "--version", "mkfs.ext4": "-V"} {
+			cmd := exec.Command("chroot", tree, b, version)
+			cmd.Env = []string{"PATH=/bin:/sbin"}
+			out, err := cmd.CombinedOutput()
 			if err != nil {
-				t.Errorf("/%s --version in the guest tree: %v\n%s", b, err, out)
+				t.Errorf("%s %s in the guest tree with PATH=/bin:/sbin: %v\n%s", b, version, err, out)
 			}
 		}
 	})

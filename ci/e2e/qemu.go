@@ -29,8 +29,32 @@ type VMConfig struct {
 	Extra []string
 	// Drives are further read-only raw disks (e.g. an initdata image).
 	Drives []string
+	// Disks are writable raw disks on fixed PCI slots of the root bus, as
+	// the runtime hot-plugs a pod's block volumes; the agent finds each by
+	// its PCI path (the slot in hex).
+	Disks []Disk
+	// GuestFwd forwards the guest's TCP connections to an address of the
+	// user-mode network to a host command, one run per connection
+	// (QEMU's guestfwd=tcp:ADDR:PORT-cmd:COMMAND).
+	GuestFwd []GuestFwd
 	// NoNet leaves the VM without a network card.
 	NoNet bool
+}
+
+// Disk is a writable disk of the guest.
+type Disk struct {
+	Path string
+	Slot uint8 // PCI slot on the root bus, 0x10–0x1f
+}
+
+// PCIPath is the disk's address as the Kata runtime sends it in a blk
+// storage's source (a single hop: the slot in hex).
+func (d Disk) PCIPath() string { return fmt.Sprintf("%02x", d.Slot) }
+
+// GuestFwd is one guestfwd rule.
+type GuestFwd struct {
+	Addr    string // "10.0.2.100:53"
+	Command string // run with the connection on stdin and stdout
 }
 
 // VM is a running QEMU guest.
@@ -71,6 +95,14 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 	for _, d := range cfg.Drives {
 		args = append(args, "-drive", "file="+d+",if=virtio,format=raw,readonly=on")
 	}
+	for i, d := range cfg.Disks {
+		if d.Slot < 0x10 || d.Slot > 0x1f || strings.Contains(d.Path, ",") {
+			return nil, fmt.Errorf("disk %s: slot %#x must be 0x10–0x1f and the path free of commas", d.Path, d.Slot)
+		}
+		id := fmt.Sprintf("disk%d", i)
+		args = append(args, "-drive", "file="+d.Path+",if=none,id="+id+",format=raw",
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,addr=%#x", id, d.Slot))
+	}
 	if !cfg.NoNet {
 		agentPort, err := freePort()
 		if err != nil {
@@ -82,7 +114,14 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 		}
 		v.AgentAddr = "tcp://127.0.0.1:" + strconv.Itoa(agentPort)
 		v.StatusAddr = "127.0.0.1:" + strconv.Itoa(statusPort)
-		args = append(args, "-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:1024,hostfwd=tcp:127.0.0.1:%d-:1099", agentPort, statusPort))
+		nic := fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:1024,hostfwd=tcp:127.0.0.1:%d-:1099", agentPort, statusPort)
+		for _, f := range cfg.GuestFwd {
+			if strings.Contains(f.Addr+f.Command, ",") {
+				return nil, fmt.Errorf("guestfwd %s: no commas in QEMU's option", f.Addr)
+			}
+			nic += ",guestfwd=tcp:" + f.Addr + "-cmd:" + f.Command
+		}
+		args = append(args, "-nic", nic)
 	}
 	args = append(args, "-append", strings.Join(cmdline, " "))
 	// Not CommandContext: the VM's lifetime is managed by Kill and Wait, and

@@ -35,12 +35,12 @@ type tlsRegistry struct {
 	CAPEM string
 }
 
-// startTLSRegistry runs docker-registry with a certificate for 127.0.0.1 and
-// the guest's view of the host, 10.0.2.2.
-func startTLSRegistry(t *testing.T) *tlsRegistry {
+// startTLSRegistry runs docker-registry with a certificate for 127.0.0.1,
+// the guest's view of the host, 10.0.2.2, and the given host names.
+func startTLSRegistry(t *testing.T, names ...string) *tlsRegistry {
 	t.Helper()
 	dir := t.TempDir()
-	caPEM, certPEM, keyPEM := issueCert(t)
+	caPEM, certPEM, keyPEM := issueCert(t, names)
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
@@ -96,11 +96,17 @@ func (r *tlsRegistry) pushBusybox(t *testing.T, repo string) string {
 	})
 	dest := fmt.Sprintf("docker://127.0.0.1:%d/%s:latest", r.Port, repo)
 	testregistry.Run(t, nil, "skopeo", "copy", "--quiet", "--dest-tls-verify=false", src, dest)
-	return fmt.Sprintf("%s:%d/%s:latest", guestGateway, r.Port, repo)
+	return r.ref(guestGateway, repo)
+}
+
+// ref names repo:latest on the registry through host (an address or a
+// name the guest resolves to the host).
+func (r *tlsRegistry) ref(host, repo string) string {
+	return fmt.Sprintf("%s:%d/%s:latest", host, r.Port, repo)
 }
 
 // issueCert makes a CA and a server certificate signed by it.
-func issueCert(t *testing.T) (caPEM, certPEM, keyPEM string) {
+func issueCert(t *testing.T, names []string) (caPEM, certPEM, keyPEM string) {
 	t.Helper()
 	key := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -123,8 +129,8 @@ func issueCert(t *testing.T) (caPEM, certPEM, keyPEM string) {
 	srv := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "registry"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(guestGateway)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(guestGateway)}, DNSNames: names,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srv, ca, &srvKey.PublicKey, caKey)
 	if err != nil {
