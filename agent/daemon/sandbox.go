@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -56,6 +57,9 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, 
 	if initsys.IsInit() {
 		so.GuestResolvConf = guestResolvConf
 	}
+	if imageDriver != nil {
+		so.TrustedStore = trustedStoreVia(stor, imageDriver)
+	}
 	pod, err := sandbox.New(so)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox: %w", err)
@@ -66,6 +70,32 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, 
 // guestResolvConf is the guest's resolver file (Kata's GUEST_DNS_FILE,
 // src/agent/src/network.rs:13).
 const guestResolvConf = "/etc/resolv.conf"
+
+// trustedStoreDir is where the pod's trusted_store is mounted, inside the
+// image driver's private directory: no container path reaches it.
+const trustedStoreDir = "trusted_store"
+
+// trustedStoreVia mounts a pod's trusted_store encrypted with a throw-away
+// key and makes it the place new image layers are unpacked to; the release
+// stops using it, then unmounts it and closes the mapping.
+func trustedStoreVia(stor *storage.Manager, img *image.Driver) func(context.Context, string) (func(context.Context) error, error) {
+	dir := filepath.Join(img.StoreDir(), trustedStoreDir)
+	return func(ctx context.Context, dev string) (func(context.Context) error, error) {
+		mt, err := stor.MountTrustedStore(ctx, dev, dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := img.AddLayerRoot(dir); err != nil {
+			return nil, errors.Join(err, mt.Cleanup(context.WithoutCancel(ctx)))
+		}
+		return func(ctx context.Context) error {
+			if err := img.RemoveLayerRoot(dir); err != nil {
+				return err
+			}
+			return mt.Cleanup(ctx)
+		}, nil
+	}
+}
 
 // secretFileVar names a Secret volume file's value while it passes through
 // the environment unsealer.

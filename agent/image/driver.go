@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-tee/cocoon/agent/image/layerstore"
 	"github.com/cocoon-tee/cocoon/agent/safepath"
 	"github.com/cocoon-tee/cocoon/agent/storage"
 )
@@ -51,6 +52,9 @@ type Driver struct {
 	kataRunDir string
 	// pauseBundle holds rootfs/ and config.json of the sandbox container.
 	pauseBundle string
+	// store is the puller's layer store, when the driver knows it ahead of
+	// the puller (AddLayerRoot).
+	store *layerstore.Store
 }
 
 // NewDriver returns the storage driver over an existing puller.
@@ -58,6 +62,7 @@ type Driver struct {
 func NewDriver(p *Puller, kataRunDir, pauseBundle string) *Driver {
 	d := NewLazyDriver(p.o.Store.Root(), func(context.Context) (*Puller, error) { return p, nil }, kataRunDir, pauseBundle)
 	d.puller = p
+	d.store = p.o.Store
 	return d
 }
 

@@ -76,5 +76,7 @@ func NewAgentDriver(d AgentDeps) (*Driver, error) {
 			Log:           d.Log,
 		})
 	}
-	return NewLazyDriver(root, build, d.KataRunDir, d.PauseBundle), nil
+	drv := NewLazyDriver(root, build, d.KataRunDir, d.PauseBundle)
+	drv.store = store
+	return drv, nil
 }

@@ -57,6 +57,9 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	}
 	defer s.unreserve(r.ID)
 
+	if err := s.mountTrustedStore(ctx, spec); err != nil {
+		return nil, fmt.Errorf("container %s: %w", r.ID, err)
+	}
 	mounted, err := s.o.Storage.Add(ctx, r.ID, r.Storages)
 	if err != nil {
 		return nil, err

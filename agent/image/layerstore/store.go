@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/containerd/errdefs"
@@ -78,43 +79,135 @@ func (k Key) name() string {
 // when the content is verified.
 type Fill func(ctx context.Context, dir string) error
 
-// Store is the layer store rooted at one directory:
+// Store is the layer store rooted at one directory, and at the roots
+// added later (AddRoot), each laid out the same:
 //
 //	<root>/layers/<hash of Key>  complete layers
 //	<root>/tmp/                  fills in progress (wiped at start)
 type Store struct {
 	root string
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// added are the roots AddRoot gave, newest last; new layers go to
+	// the newest root of all.
+	added   []string
 	refs    map[Key]int
+	at      map[Key]string // the root of each referenced layer
 	pending map[Key]*fill
 }
 
 type fill struct {
 	done chan struct{}
 	err  error
+	root string
 }
 
 // Open creates (or adopts) a store at root. Leftovers of interrupted fills
 // are deleted; complete layers from an earlier run are kept and reused.
 func Open(root string) (*Store, error) {
+	if err := prepareRoot(root); err != nil {
+		return nil, err
+	}
+	return &Store{root: root, refs: map[Key]int{}, at: map[Key]string{}, pending: map[Key]*fill{}}, nil
+}
+
+func prepareRoot(root string) error {
 	if err := os.RemoveAll(filepath.Join(root, "tmp")); err != nil {
-		return nil, fmt.Errorf("layer store: clear temp: %w", err)
+		return fmt.Errorf("layer store: clear temp: %w", err)
 	}
 	for _, d := range []string{"layers", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
-			return nil, fmt.Errorf("layer store: %w", err)
+			return fmt.Errorf("layer store: %w", err)
 		}
 	}
-	return &Store{root: root, refs: map[Key]int{}, pending: map[Key]*fill{}}, nil
+	return nil
 }
 
 // Root is the store's directory.
 func (s *Store) Root() string { return s.root }
 
-// Path is where the layer named by id lives once complete.
+// AddRoot makes dir, a directory on another file system (the pod's
+// encrypted trusted_store), the place new layers are unpacked to. Layers
+// already stored stay where they are and are still found, so images in use
+// keep working.
+func (s *Store) AddRoot(dir string) error {
+	dir = filepath.Clean(dir)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if dir == s.root || slices.Contains(s.added, dir) {
+		return errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("layer store root %s is already in use", dir))
+	}
+	if err := prepareRoot(dir); err != nil {
+		return err
+	}
+	s.added = append(s.added, dir)
+	return nil
+}
+
+// RemoveRoot stops using a root AddRoot gave, before its file system goes
+// away. It refuses while a layer in it is referenced or being unpacked.
+func (s *Store) RemoveRoot(dir string) error {
+	dir = filepath.Clean(dir)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.added, dir)
+	if i < 0 {
+		return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("layer store root %s was not added", dir))
+	}
+	for id, root := range s.at {
+		if root == dir {
+			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("layer store root %s still holds layer %s in use", dir, id))
+		}
+	}
+	for id, f := range s.pending {
+		if f.root == dir {
+			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("layer store root %s: layer %s is being unpacked there", dir, id))
+		}
+	}
+	s.added = slices.Delete(s.added, i, i+1)
+	return nil
+}
+
+// newest is the root new layers go to. Callers hold mu.
+func (s *Store) newest() string {
+	if n := len(s.added); n > 0 {
+		return s.added[n-1]
+	}
+	return s.root
+}
+
+// locate finds the root holding the complete layer id, newest first.
+// Callers hold mu.
+func (s *Store) locate(id Key) (string, bool) {
+	if root, ok := s.at[id]; ok {
+		return root, true
+	}
+	for i := len(s.added) - 1; i >= -1; i-- {
+		root := s.root
+		if i >= 0 {
+			root = s.added[i]
+		}
+		if _, err := os.Lstat(layerPath(root, id)); err == nil {
+			return root, true
+		}
+	}
+	return "", false
+}
+
+func layerPath(root string, id Key) string {
+	return filepath.Join(root, "layers", id.name())
+}
+
+// Path is where the layer named by id lives once complete: where it is
+// stored, or else where it would be unpacked now.
 func (s *Store) Path(id Key) string {
-	return filepath.Join(s.root, "layers", id.name())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	root, ok := s.locate(id)
+	if !ok {
+		root = s.newest()
+	}
+	return layerPath(root, id)
 }
 
 // Acquire returns the directory of layer id, calling fill when the store
@@ -145,21 +238,23 @@ func (s *Store) Acquire(ctx context.Context, id Key, f Fill) (string, bool, erro
 			}
 			continue
 		}
-		final := s.Path(id)
-		if _, err := os.Lstat(final); err == nil {
+		if root, ok := s.locate(id); ok {
 			s.refs[id]++
+			s.at[id] = root
 			s.mu.Unlock()
-			return final, false, nil
+			return layerPath(root, id), false, nil
 		}
-		p := &fill{done: make(chan struct{})}
+		p := &fill{done: make(chan struct{}), root: s.newest()}
 		s.pending[id] = p
 		s.mu.Unlock()
 
-		p.err = s.fill(ctx, id, final, f)
+		final := layerPath(p.root, id)
+		p.err = s.fill(ctx, id, p.root, final, f)
 		s.mu.Lock()
 		delete(s.pending, id)
 		if p.err == nil {
 			s.refs[id]++
+			s.at[id] = p.root
 		}
 		s.mu.Unlock()
 		close(p.done)
@@ -170,8 +265,10 @@ func (s *Store) Acquire(ctx context.Context, id Key, f Fill) (string, bool, erro
 	}
 }
 
-func (s *Store) fill(ctx context.Context, id Key, final string, f Fill) error {
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), id.name()[:12]+"-")
+// fill unpacks into root's tmp, on the same file system as final, so
+// that the commit is one rename.
+func (s *Store) fill(ctx context.Context, id Key, root, final string, f Fill) error {
+	tmp, err := os.MkdirTemp(filepath.Join(root, "tmp"), id.name()[:12]+"-")
 	if err != nil {
 		return fmt.Errorf("layer store: %w", err)
 	}
@@ -202,11 +299,13 @@ func (s *Store) Release(id Key) error {
 		s.mu.Unlock()
 		return nil
 	}
+	root := s.at[id]
 	delete(s.refs, id)
+	delete(s.at, id)
 	// Move it out of the namespace under the lock so a concurrent Acquire
 	// cannot adopt a directory being deleted.
-	final := s.Path(id)
-	doomed, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "gc-")
+	final := layerPath(root, id)
+	doomed, err := os.MkdirTemp(filepath.Join(root, "tmp"), "gc-")
 	if err == nil {
 		err = os.Rename(final, filepath.Join(doomed, "fs"))
 	}
