@@ -74,6 +74,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 30*time.Second, "deadline for each call (0 = none)")
 	root.AddCommand(newCheck(g), newVersion(g), newCall(g))
 	root.AddCommand(newPolicy(g), newInitdata())
-	root.AddCommand(newConformance(g))
+	root.AddCommand(newConformance(g), newLayer())
+	root.AddCommand(newKeys(), newLogs(), newExecGrant(), newAudit())
 	return root
 }
