@@ -54,9 +54,10 @@ func emptyDirStorage(d Disk) *agentpb.Storage {
 // TestPodEncryptedEmptyDirNamedRegistry boots a pod whose workload is pulled
 // in the guest from a registry known only by a name that the test's own DNS
 // server (on the host's loopback) resolves, through the dns lines of
-// CreateSandbox; the workload writes into an encrypted emptyDir. The disk
-// is then read on the host: it must hold dm-integrity's layout and
-// ciphertext, never the workload's data, a file system or a LUKS header.
+// CreateSandbox, onto the pod's trusted_store; the workload writes into an
+// encrypted emptyDir. Both disks are then read on the host: they must hold
+// dm-integrity's layout and ciphertext, never the workload's data or the
+// image's, a file system or a LUKS header.
 func TestPodEncryptedEmptyDirNamedRegistry(t *testing.T) {
 	a := artifacts(t)
 	run := randomHex(t, 6)
@@ -72,13 +73,8 @@ func TestPodEncryptedEmptyDirNamedRegistry(t *testing.T) {
 	cdh := "[image]\nextra_root_certificates = [" + strconv.Quote(reg.CAPEM) + "]\n"
 	img := initdataImage(t, filepath.Join(a.Root, "policy", "rego", "allow-all.rego"), map[string]string{"cdh.toml": cdh})
 
-	emptyDir := Disk{Path: filepath.Join(t.TempDir(), "emptydir.img"), Slot: 0x1e}
-	if err := os.WriteFile(emptyDir.Path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(emptyDir.Path, 64<<20); err != nil {
-		t.Fatal(err)
-	}
+	emptyDir := newDisk(t, "emptydir.img", 0x1e, 64<<20)
+	trusted := newDisk(t, "trusted_store.img", 0x1f, 128<<20)
 	// Each guest connection to guestDNS:53 runs one relay to the server.
 	busybox, err := exec.LookPath("busybox")
 	if err != nil {
@@ -87,7 +83,7 @@ func TestPodEncryptedEmptyDirNamedRegistry(t *testing.T) {
 	host, port, _ := net.SplitHostPort(dns.Addr)
 	v := boot(t, VMConfig{
 		Drives:   []string{img},
-		Disks:    []Disk{emptyDir},
+		Disks:    []Disk{emptyDir, trusted},
 		GuestFwd: []GuestFwd{{Addr: guestDNS + ":53", Command: busybox + " nc " + host + " " + port}},
 	})
 	c := connect(t, v)
@@ -140,8 +136,15 @@ func TestPodEncryptedEmptyDirNamedRegistry(t *testing.T) {
 		// to the storage's mount point (utils.rs:181-188).
 		spec.Mounts = append(spec.Mounts, &agentpb.Mount{Destination: "/data", Type: "bind", Source: vol.MountPoint,
 			Options: []string{"rbind", "rprivate", "rw"}})
+		// The pod's raw block volume at Kata's trusted_store path
+		// (docs/how-to/how-to-pull-images-in-guest-with-kata.md): the
+		// spec lists the host's numbers, the request the disk by PCI path
+		// (kata_agent.go:1195-1210 appendBlockDevice); the agent encrypts
+		// it and pulls the image onto it.
+		spec.Linux.Devices = append(spec.Linux.Devices, &agentpb.LinuxDevice{Path: "/dev/trusted_store", Type: "b", Major: 259, Minor: 7, FileMode: 0o660})
 		_, err := c.Agent.CreateContainer(callCtx(t), &agentpb.CreateContainerRequest{
 			ContainerId: cid, ExecId: cid, OCI: spec,
+			Devices: []*agentpb.Device{{Type: "blk", Id: trusted.PCIPath(), ContainerPath: "/dev/trusted_store"}},
 			Storages: []*agentpb.Storage{{
 				Driver: "image_guest_pull", Source: ref, MountPoint: rootfs,
 				DriverOptions: []string{`image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"container"}}`},
@@ -155,6 +158,9 @@ func TestPodEncryptedEmptyDirNamedRegistry(t *testing.T) {
 		}
 		if rec, ok := v.Console().Find("storage encrypted"); !ok || rec.Str("integrity") != "hmac-sha256" {
 			t.Errorf("storage encrypted record %v (found %v), want integrity hmac-sha256", rec, ok)
+		}
+		if rec, ok := v.Console().Find("trusted store mounted"); !ok || rec.Str("integrity") != "hmac-sha256" {
+			t.Errorf("trusted store record %v (found %v), want integrity hmac-sha256", rec, ok)
 		}
 		if _, err := c.Agent.StartContainer(callCtx(t), &agentpb.StartContainerRequest{ContainerId: cid}); err != nil {
 			t.Fatalf("StartContainer: %v", err)
@@ -201,7 +207,23 @@ func TestPodEncryptedEmptyDirNamedRegistry(t *testing.T) {
 			t.Fatal("the VM still runs; its writes may not have reached the disk file")
 		}
 		checkCiphertextDisk(t, emptyDir.Path, marker)
+		// The busybox layer was unpacked onto the trusted store: its
+		// blocks are there, its text is not.
+		checkCiphertextDisk(t, trusted.Path, "BusyBox v")
 	})
+}
+
+// newDisk makes a sparse raw disk for the guest.
+func newDisk(t *testing.T, name string, slot uint8, size int64) Disk {
+	t.Helper()
+	d := Disk{Path: filepath.Join(t.TempDir(), name), Slot: slot}
+	if err := os.WriteFile(d.Path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(d.Path, size); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // checkCiphertextDisk reads an encrypted emptyDir's disk file as the host
