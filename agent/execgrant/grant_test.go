@@ -205,9 +205,12 @@ func TestKeysPEM(t *testing.T) {
 		t.Fatal(err)
 	}
 	pder, _ := x509.MarshalPKIXPublicKey(k.Public())
-	pub, err := ParsePublicKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}))
+	pub, err := ParsePublicKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if b64, err := ParsePublicKey([]byte(base64.StdEncoding.EncodeToString(pder))); err != nil || !b64.(ed25519.PublicKey).Equal(pub) {
+		t.Fatalf("base64 DER: %v", err)
 	}
 	tok, _ := Sign(priv, testGrant())
 	if _, err := Verify(tok, []crypto.PublicKey{pub}, now, target); err != nil {
@@ -215,7 +218,7 @@ func TestKeysPEM(t *testing.T) {
 	}
 	x, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	xder, _ := x509.MarshalPKIXPublicKey(x.PublicKey())
-	if _, err := ParsePublicKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: xder})); err == nil {
+	if _, err := ParsePublicKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: xder})); err == nil {
 		t.Fatal("an X25519 key was accepted as a signing key")
 	}
 }

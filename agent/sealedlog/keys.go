@@ -5,19 +5,21 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 )
 
-// ParsePublicKeyPEM reads the owner's log key: a PEM "PUBLIC KEY" (PKIX)
-// holding X25519 or P-256.
-func ParsePublicKeyPEM(b []byte) (*ecdh.PublicKey, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PUBLIC KEY" {
-		return nil, errors.New("log key: want a PEM PUBLIC KEY block")
+// ParsePublicKey reads the owner's log key, X25519 or P-256: a PEM "PUBLIC
+// KEY" (PKIX) block or the base64 of its DER.
+func ParsePublicKey(b []byte) (*ecdh.PublicKey, error) {
+	der, err := publicDER(b)
+	if err != nil {
+		return nil, fmt.Errorf("log key: %w", err)
 	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	k, err := x509.ParsePKIXPublicKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("log key: %w", err)
 	}
@@ -58,4 +60,20 @@ func ParsePrivateKeyPEM(b []byte) (*ecdh.PrivateKey, error) {
 		}
 	}
 	return nil, fmt.Errorf("log private key: %T is not X25519 or P-256", k)
+}
+
+// publicDER accepts a PEM "PUBLIC KEY" block or the base64 of its DER, the
+// form cocoon.toml carries.
+func publicDER(b []byte) ([]byte, error) {
+	if blk, _ := pem.Decode(b); blk != nil {
+		if blk.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("PEM block %q, want PUBLIC KEY", blk.Type)
+		}
+		return blk.Bytes, nil
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, errors.New("want a PEM PUBLIC KEY block or base64 PKIX DER")
+	}
+	return der, nil
 }

@@ -75,5 +75,6 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCheck(g), newVersion(g), newCall(g))
 	root.AddCommand(newPolicy(g), newInitdata())
 	root.AddCommand(newConformance(g), newLayer())
+	root.AddCommand(newKeys(), newLogs(), newExecGrant(), newAudit())
 	return root
 }

@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+)
+
+func newLogs() *cobra.Command {
+	cmd := &cobra.Command{Use: "logs", Short: "Read container output sealed to the pod owner"}
+	cmd.AddCommand(newLogsOpen())
+	return cmd
+}
+
+// markPrefix starts every line logs open adds to the plaintext.
+const markPrefix = "### cocoon-logs: "
+
+// maxInputLine bounds a line of kubectl output; longer ones cannot be
+// sealed lines and are skipped as unsealed.
+const maxInputLine = 1 << 20
+
+func newLogsOpen() *cobra.Command {
+	var key string
+	cmd := &cobra.Command{
+		Use:   "open --key seal.key [FILE|-]",
+		Short: "Decrypt `kubectl logs` output of sealed containers",
+		Long: `Decrypt the output of kubectl logs (with or without --timestamps; stdin when
+FILE is - or absent) with the owner's seal.key and print the plaintext. Lines
+starting with "` + markPrefix + `" mark what the input does not faithfully
+carry: records missing, arriving late (reordered) or twice (replayed), lines
+that do not authenticate, and lines that were not sealed at all (their
+content is not shown: the host could have written them). The exit status is
+1 when records are missing, reordered, replayed or forged.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if key == "" {
+				return fmt.Errorf("--key is required")
+			}
+			b, err := readKeyFile(key)
+			if err != nil {
+				return err
+			}
+			priv, err := sealedlog.ParsePrivateKeyPEM(b)
+			if err != nil {
+				return err
+			}
+			in := cmd.InOrStdin()
+			if len(args) == 1 && args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			o, err := sealedlog.NewOpener(priv)
+			if err != nil {
+				return err
+			}
+			p := &logPrinter{w: bufio.NewWriter(cmd.OutOrStdout()), atLineStart: true}
+			if err := eachLine(in, func(l []byte, tooLong bool) {
+				if tooLong {
+					p.print(sealedlog.Event{Kind: sealedlog.Unsealed})
+					return
+				}
+				for _, e := range o.Line(l) {
+					p.print(e)
+				}
+			}); err != nil {
+				return err
+			}
+			for _, e := range o.End() {
+				p.print(e)
+			}
+			p.flushUnsealed()
+			if err := p.w.Flush(); err != nil {
+				return err
+			}
+			if p.problems > 0 {
+				return fmt.Errorf("%d integrity problems (marked in the output)", p.problems)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "the owner's private log key (seal.key)")
+	return cmd
+}
+
+// eachLine calls fn for every line of r; a line longer than maxInputLine
+// is reported once as tooLong and skipped.
+func eachLine(r io.Reader, fn func(l []byte, tooLong bool)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var long []byte
+	skipping := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			if !skipping {
+				long = append(long, chunk...)
+				if len(long) > maxInputLine {
+					skipping, long = true, nil
+					fn(nil, true)
+				}
+			}
+			continue
+		case err != nil && err != io.EOF:
+			return err
+		}
+		if !skipping && (len(chunk) > 0 || len(long) > 0) {
+			fn(append(long, chunk...), false)
+		}
+		long, skipping = long[:0], false
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// logPrinter writes plaintext and marks; marks always stand on their own
+// line.
+type logPrinter struct {
+	w           *bufio.Writer
+	atLineStart bool
+	unsealed    int // a run of unsealed lines not yet reported
+	problems    int
+}
+
+func (p *logPrinter) mark(format string, a ...any) {
+	if !p.atLineStart {
+		p.w.WriteByte('\n')
+	}
+	fmt.Fprintf(p.w, markPrefix+format+"\n", a...)
+	p.atLineStart = true
+}
+
+func (p *logPrinter) flushUnsealed() {
+	if p.unsealed > 0 {
+		p.mark("%d unsealed line(s) not shown (written outside a sealed stream)", p.unsealed)
+		p.unsealed = 0
+	}
+}
+
+func (p *logPrinter) print(e sealedlog.Event) {
+	if e.Kind == sealedlog.Unsealed {
+		p.unsealed++
+		return
+	}
+	p.flushUnsealed()
+	switch e.Kind {
+	case sealedlog.Data:
+		p.w.Write(e.Data)
+		p.atLineStart = e.Data[len(e.Data)-1] == '\n'
+	case sealedlog.Late:
+		p.problems++
+		p.mark("%s: record %d arrives late (reordered); its place was marked missing", e.Stream, e.First)
+		p.w.Write(e.Data)
+		p.atLineStart = e.Data[len(e.Data)-1] == '\n'
+		p.mark("%s: end of late record %d", e.Stream, e.First)
+	case sealedlog.NewStream:
+		p.mark("%s: stream starts", e.Stream)
+	case sealedlog.StartsLate:
+		p.mark("%s: the input starts after record %d (log rotated, --tail or --since, or dropped)", e.Stream, e.Last)
+	case sealedlog.Missing:
+		p.problems++
+		p.mark("%s: MISSING records %d to %d", e.Stream, e.First, e.Last)
+	case sealedlog.Replayed:
+		p.problems++
+		p.mark("%s: REPLAYED record %d (shown once)", e.Stream, e.First)
+	case sealedlog.Closed:
+		p.mark("%s: stream ends (record %d)", e.Stream, e.First)
+	case sealedlog.NotClosed:
+		p.mark("%s: no end of stream after record %d (still running, or the rest was cut)", e.Stream, e.First-1)
+	case sealedlog.Rejected:
+		p.problems++
+		p.mark("%s: REJECTED sealed line: %s", e.Stream, e.Reason)
+	}
+}
