@@ -138,9 +138,14 @@ while IFS= read -r f; do
 	[ ! -e "$tree/etc/kata-opa/$b" ] || { echo "build.sh: two policies named $b" >&2; exit 1; }
 	install -m 0644 "$f" "$tree/etc/kata-opa/$b"
 done < <(find policy -name testdata -prune -o -name '*.rego' ! -name '*_test.rego' -print 2>/dev/null | sort)
+# The image's default policy: a confidential image refuses what CoCo's
+# default refuses until initdata brings the pod's own policy; a development
+# image allows everything, as Kata's images do, so pods that install their
+# policy with SetPolicy (the io.katacontainers.config.agent.policy
+# annotation) work.
 default=${POLICY:-}
 if [ -z "$default" ]; then
-	for p in coco-default allow-all; do [ -e "$tree/etc/kata-opa/$p.rego" ] && { default=$p; break; }; done
+	case "$CONFIDENTIAL" in 1) default=coco-default ;; *) default=allow-all ;; esac
 fi
 if [ -n "$default" ]; then
 	[ -e "$tree/etc/kata-opa/$default.rego" ] || { echo "build.sh: no policy $default.rego under policy/" >&2; exit 1; }

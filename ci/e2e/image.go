@@ -53,8 +53,9 @@ func Lock(root string) (*os.File, error) {
 // DevImageEnv builds the development image the VM tests boot: there is no
 // TEE under TCG, and a confidential agent (the build's default) refuses to
 // start without one. TestConfidentialWithoutInitdata adds the confidential
-// image file back on top.
-var DevImageEnv = []string{"CONFIDENTIAL=0"}
+// image file back on top. The default policy stays the confidential
+// image's, coco-default, so the VM tests exercise it.
+var DevImageEnv = []string{"CONFIDENTIAL=0", "POLICY=coco-default"}
 
 // ImageConfigFile is the agent's own configuration file in the guest tree
 // (config.ImageFile), relative to the root.
