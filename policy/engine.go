@@ -11,11 +11,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/open-policy-agent/opa/v1/ast"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/policy/input"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Engine holds the policy in force and enforces it on agent requests.
@@ -26,8 +24,8 @@ type Engine struct {
 	inputs input.Values
 	canon  input.Canonical
 	// failClosed refuses what the decision log cannot record.
-	failClosed  bool
-	measureHead func(head string) error
+	failClosed bool
+	measurer   Measurer
 }
 
 // EngineOptions are an engine's collaborators; all may be zero.
@@ -40,10 +38,10 @@ type EngineOptions struct {
 	// let the host act unseen by filling the log's file system. Otherwise
 	// such failures are logged and the request proceeds.
 	Confidential bool
-	// MeasureHead, when set, records the decision log's head in the
-	// runtime measurement log; it is called after SetPolicy installs a
-	// policy (the agent also calls it from the log's rotation).
-	MeasureHead func(head string) error
+	// Measurer, when set, measures every policy SetPolicy installs and
+	// the decision log's head after it (Boot also hands it the log's
+	// rotation and measures the first policy).
+	Measurer Measurer
 }
 
 // NewEngine returns an engine enforcing p. dlog may be nil (no decision log).
@@ -62,7 +60,7 @@ func newEngine(p *Policy, o EngineOptions) (*Engine, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{log: o.Log, dlog: o.Decisions, failClosed: o.Confidential, measureHead: o.MeasureHead}
+	e := &Engine{log: o.Log, dlog: o.Decisions, failClosed: o.Confidential, measurer: o.Measurer}
 	err := e.record(e.policyEntry(p))
 	e.install(p)
 	return e, err
@@ -90,9 +88,11 @@ func (e *Engine) install(p *Policy) {
 }
 
 // SetPolicy compiles text and makes it the policy in force with fresh state.
-// A policy that does not load leaves the current one in place, and so does
-// one whose installation the decision log cannot record in confidential
-// mode. The head after the policy entry is then measured: a failed
+// The gate has already checked the request against the current policy (as
+// SetPolicyRequest with input {"policy": text}). A policy that does not load
+// leaves the current one in place, and so does one whose installation the
+// decision log cannot record in confidential mode. The head after the
+// policy entry and the policy are then measured (see measureSet): a failed
 // measurement is an error, with the policy already in force.
 func (e *Engine) SetPolicy(ctx context.Context, text, source string) error {
 	p, err := Load(ctx, text, source)
@@ -103,12 +103,7 @@ func (e *Engine) SetPolicy(ctx context.Context, text, source string) error {
 		return unrecorded("SetPolicyRequest", err)
 	}
 	e.install(p)
-	if e.measureHead != nil && e.dlog != nil {
-		if err := e.measureHead(e.dlog.Head()); err != nil {
-			return fmt.Errorf("SetPolicy: policy installed but the decision log head was not measured: %w", err)
-		}
-	}
-	return nil
+	return e.measureSet(p)
 }
 
 // unrecorded is the refusal of a request whose decision the log could not
@@ -116,38 +111,6 @@ func (e *Engine) SetPolicy(ctx context.Context, text, source string) error {
 // and the condition passes once the log can write again.
 func unrecorded(name string, err error) error {
 	return errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("%s refused: its decision cannot be recorded in the decision log (confidential mode): %v", name, err))
-}
-
-// Gate decides an AgentService request; its signature is the server's Gate.
-// A denial is PERMISSION_DENIED "<Name> is blocked by policy: <prints>",
-// for CreateContainer led by the one-line reason (see denial);
-// an undefined or malformed result is INTERNAL. For an allowed decision with
-// ops, finish commits the state change only when the operation succeeded.
-func (e *Engine) Gate(ctx context.Context, method string, req any) (func(error), error) {
-	msg, ok := req.(proto.Message)
-	if !ok {
-		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: request is %T, not a protobuf message", method, req))
-	}
-	name := string(msg.ProtoReflect().Descriptor().Name())
-	p := e.cur.Load()
-	_, derived := msg.(*agentpb.CopyFileRequest)
-	// A rule that never looks at input gets an empty one; otherwise the
-	// input goes straight from the message to OPA's value form. CopyFile's
-	// derivation also validates the request, so it always runs.
-	var in ast.Value = ast.NewObject()
-	if derived || p.readsInput(name) {
-		v, err := e.inputs.ForRequest(msg)
-		if err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: %v", name, err))
-		}
-		in = v
-	}
-	digest := func() string { return inputDigest(in) }
-	if !derived {
-		// The request is its own input: hash it without building JSON.
-		digest = func() string { return e.canon.Digest(msg) }
-	}
-	return e.check(ctx, p, name, in, digest)
 }
 
 // Check enforces the policy in force on one request input.

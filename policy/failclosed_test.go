@@ -127,6 +127,10 @@ func TestConfidentialRefusesUnrecordedDecisions(t *testing.T) {
 	if !errdefs.IsUnavailable(err) {
 		t.Fatalf("unrecorded ReadStdout: %v", err)
 	}
+	// ... and answered as end of stream, as a denied read is.
+	if eos := (*policy.EndOfStream)(nil); !errors.As(err, &eos) {
+		t.Fatalf("unrecorded ReadStdout refused with %T, want *policy.EndOfStream", err)
+	}
 	before := conf.Policy()
 	err = conf.SetPolicy(context.Background(), builtin(t, policy.AllowAllExceptExec)+"\n# "+big+"\n", "SetPolicy")
 	if !errdefs.IsUnavailable(err) || conf.Policy() != before {
@@ -150,21 +154,30 @@ func TestConfidentialRefusesUnrecordedDecisions(t *testing.T) {
 	}
 }
 
-// The chain head is handed to MeasureHead when SetPolicy succeeds and
-// before the log rotates; a measurement that fails fails SetPolicy.
+// headMeasurer records the decision log heads it is handed; err fails them.
+type headMeasurer struct {
+	heads []string
+	err   error
+}
+
+func (m *headMeasurer) RecordPolicyLoad(string) error { return nil }
+func (m *headMeasurer) RecordPolicySet(string) error  { return nil }
+func (m *headMeasurer) RecordDecisionHead(h string) error {
+	m.heads = append(m.heads, h)
+	return m.err
+}
+
+// The chain head is measured when SetPolicy succeeds and before the log
+// rotates; a measurement that fails fails SetPolicy.
 func TestHeadMeasuredOnSetPolicyAndRotation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "decisions.log")
-	var heads []string
-	var measureErr error
+	m := &headMeasurer{}
 	e, err := policy.Boot(context.Background(), policy.BootConfig{
 		PolicyFile:          filepath.Join(t.TempDir(), "none.rego"),
 		DecisionLog:         path,
 		DecisionLogMaxBytes: 4096,
 		ReadFile:            func(string) ([]byte, error) { return nil, os.ErrNotExist },
-		MeasureHead: func(h string) error {
-			heads = append(heads, h)
-			return measureErr
-		},
+		Measurer:            m,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -173,21 +186,21 @@ func TestHeadMeasuredOnSetPolicyAndRotation(t *testing.T) {
 	if err := e.SetPolicy(context.Background(), builtin(t, policy.AllowAll), "SetPolicy"); err != nil {
 		t.Fatal(err)
 	}
-	if len(heads) != 1 || heads[0] != e.DecisionHead() {
-		t.Fatalf("after SetPolicy measured %v, head %s", heads, e.DecisionHead())
+	if len(m.heads) != 1 || m.heads[0] != e.DecisionHead() {
+		t.Fatalf("after SetPolicy measured %v, head %s", m.heads, e.DecisionHead())
 	}
-	for i := 0; i < 200 && len(heads) == 1; i++ {
+	for i := 0; i < 200 && len(m.heads) == 1; i++ {
 		if err := gate(e, "CreateContainer", createReq("c", "pod"), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(heads) != 2 {
-		t.Fatalf("no head measured at rotation: %v", heads)
+	if len(m.heads) != 2 {
+		t.Fatalf("no head measured at rotation: %v", m.heads)
 	}
-	if res := verifyFile(t, path+".1"); res.LastHash != heads[1] {
-		t.Fatalf("measured %s, rotated file ends at %s", heads[1], res.LastHash)
+	if res := verifyFile(t, path+".1"); res.LastHash != m.heads[1] {
+		t.Fatalf("measured %s, rotated file ends at %s", m.heads[1], res.LastHash)
 	}
-	measureErr = errors.New("rtmr extend failed")
+	m.err = errors.New("rtmr extend failed")
 	if err := e.SetPolicy(context.Background(), builtin(t, policy.AllowAll), "SetPolicy"); err == nil || !strings.Contains(err.Error(), "rtmr extend failed") {
 		t.Fatalf("SetPolicy with a failing measurement: %v", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
-	"github.com/cocoon-tee/cocoon/agent/attest/eventlog"
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/debugconsole"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
@@ -88,18 +87,14 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		PolicyFile:   cfg.PolicyFile,
 		DecisionLog:  cfg.DecisionLog,
 		Confidential: cfg.Confidential,
-		Initdata:     idata,
-		MeasureHead:  func(h string) error { return measureHead(att, h) },
+		Initdata:     initdataPolicy(idata),
+		Measurer:     att,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
 	defer pol.Close()
 	engine.Store(pol)
-	// The policy in force is measured before anything is served under it.
-	if err := measurePolicy(att, eventlog.OpLoadPolicy, pol.Policy().Digest()); err != nil {
-		return err
-	}
 
 	imageDriver, err := newImageDriver(cfg, idata, att, log)
 	if err != nil {
@@ -123,11 +118,12 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 	}
 	defer closeSystem()
 
-	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, System: system, OnPolicy: func(digest string) error {
-		return measurePolicy(att, eventlog.OpSetPolicy, digest)
-	}, AfterDestroy: func() {
+	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, System: system, AfterDestroy: func() {
 		// The decision log's head is measured before a possible power-off.
-		measureDecisions(att, pol.DecisionHead(), log)
+		// The pod is being torn down and no caller is left to answer.
+		if err := pol.MeasureDecisions(); err != nil {
+			log.Error("decision log head not measured", "error", err)
+		}
 		if initsys.IsInit() {
 			powerOff.Store(true)
 			stopServing()
@@ -137,7 +133,6 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		Agent:  svc,
 		Health: rpc.Health{AgentVersion: version.Version, APIVersion: version.APIVersion},
 		Gate:   pol.Gate,
-		Denied: svc.AnswerDenied,
 		Log:    log,
 	})
 	if err != nil {
@@ -228,4 +223,17 @@ func startDebugConsole(ctx context.Context, cfg config.Config, log *slog.Logger)
 			log.Warn("debug console not served", "addr", port.String(), "error", err.Error())
 		}
 	}()
+}
+
+// initdataPolicy is initdata's policy.rego for policy.Boot, nil when there
+// is none; the decision log names it by the initdata's digest.
+func initdataPolicy(idata *initdata.Initdata) *policy.Text {
+	if idata == nil {
+		return nil
+	}
+	text, ok := idata.Policy()
+	if !ok {
+		return nil
+	}
+	return &policy.Text{Rego: text, Source: "initdata:" + idata.DigestHex()}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/cocoon-tee/cocoon/agent/server"
 	"github.com/cocoon-tee/cocoon/agent/stream"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -36,16 +37,25 @@ func (s *Service) WriteStdin(ctx context.Context, r *agentpb.WriteStreamRequest)
 
 // ReadStdout returns one chunk of stdout; empty data is EOF.
 func (s *Service) ReadStdout(ctx context.Context, r *agentpb.ReadStreamRequest) (*agentpb.ReadStreamResponse, error) {
-	return s.read(r, stream.Stdout)
+	return s.read(ctx, r, stream.Stdout)
 }
 
 // ReadStderr returns one chunk of stderr; empty data is EOF.
 func (s *Service) ReadStderr(ctx context.Context, r *agentpb.ReadStreamRequest) (*agentpb.ReadStreamResponse, error) {
-	return s.read(r, stream.Stderr)
+	return s.read(ctx, r, stream.Stderr)
 }
 
-func (s *Service) read(r *agentpb.ReadStreamRequest, w stream.Which) (*agentpb.ReadStreamResponse, error) {
+func (s *Service) read(ctx context.Context, r *agentpb.ReadStreamRequest, w stream.Which) (*agentpb.ReadStreamResponse, error) {
 	_, p, err := s.process(r.ContainerId, r.ExecId)
+	if server.RefusedAsEndOfStream(ctx) {
+		// The policy refused the read and the server answers EOF: the
+		// runtime stops reading, so the agent drains the stream from now
+		// on and the workload never blocks on a full pipe.
+		if err == nil {
+			p.IO.Discard(w)
+		}
+		return &agentpb.ReadStreamResponse{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -79,28 +89,4 @@ func (s *Service) TtyWinResize(ctx context.Context, r *agentpb.TtyWinResizeReque
 		return nil, errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("process %q has no terminal", r.ExecId))
 	}
 	return okEmpty(err)
-}
-
-// AnswerDenied is the server's Denied hook. A ReadStdout or ReadStderr the
-// policy refuses switches that stream to discard mode — the agent keeps
-// draining the pipe so the workload never blocks on it — and answers EOF.
-// Every other denial stays an error.
-func (s *Service) AnswerDenied(ctx context.Context, method string, req any, err error) (any, bool) {
-	var w stream.Which
-	switch method {
-	case "ReadStdout":
-		w = stream.Stdout
-	case "ReadStderr":
-		w = stream.Stderr
-	default:
-		return nil, false
-	}
-	r, ok := req.(*agentpb.ReadStreamRequest)
-	if !ok {
-		return nil, false
-	}
-	if _, p, perr := s.process(r.ContainerId, r.ExecId); perr == nil {
-		p.IO.Discard(w)
-	}
-	return &agentpb.ReadStreamResponse{}, true
 }

@@ -19,9 +19,8 @@ const agentServicePrefix = "/grpc.AgentService/"
 
 // chain is the one interceptor every request passes through.
 type chain struct {
-	gate   Gate
-	denied func(ctx context.Context, method string, req any, err error) (any, bool)
-	log    *slog.Logger
+	gate Gate
+	log  *slog.Logger
 }
 
 // errDenied marks a gate refusal inside the handler call.
@@ -50,6 +49,12 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 	}()
 
 	gated := c.gate != nil && strings.HasPrefix(info.FullMethod, agentServicePrefix)
+	// eos holds a refusal the gate wants answered as end of stream; the
+	// handler finds it through its context (RefusedAsEndOfStream).
+	var eos endOfStream
+	if gated {
+		ctx = context.WithValue(ctx, endOfStreamKey{}, &eos)
+	}
 	decode := func(v any) error {
 		if err := unmarshal(v); err != nil {
 			return status.Errorf(codes.InvalidArgument, "%s: malformed request: %v", shortName(info.FullMethod), err)
@@ -65,6 +70,10 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 		}
 		f, err := c.gate(ctx, shortName(info.FullMethod), v)
 		if err != nil {
+			if answersEndOfStream(err) {
+				eos.refusal = err
+				return nil
+			}
 			return errDenied{err}
 		}
 		finish = f
@@ -72,12 +81,10 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 	}
 	resp, err = method(ctx, decode)
 	if d, ok := err.(errDenied); ok {
-		if c.denied != nil {
-			if r, ok := c.denied(ctx, shortName(info.FullMethod), req, d.err); ok {
-				return r, nil
-			}
-		}
 		return nil, d.err
+	}
+	if eos.refusal != nil {
+		return eos.reply(resp, err)
 	}
 	return resp, err
 }

@@ -19,6 +19,13 @@ import (
 // before its handler runs. A nil error admits the request; finish, when not
 // nil, is called with the handler's error so that state a decision changes is
 // committed only when the operation succeeded. Health requests never reach it.
+//
+// The error says how a refusal is answered. It is the reply's status, unless
+// it has a method AnswerEndOfStream() bool that returns true (the policy
+// engine's refusal of a stream read): then the handler still runs, with
+// RefusedAsEndOfStream(ctx) true, so that it can keep the stream drained
+// without performing the read, and the reply is an empty message of the
+// handler's reply type — for ReadStdout and ReadStderr, end of stream.
 type Gate func(ctx context.Context, method string, req any) (finish func(error), err error)
 
 // Options configure a Server.
@@ -27,11 +34,7 @@ type Options struct {
 	Health agentpb.HealthService
 	// Gate may be nil: every request is then admitted.
 	Gate Gate
-	// Denied may be nil. When set, it is offered every request the gate
-	// refused and may answer it instead of the error — so that, for example, a
-	// denied ReadStdout reads as EOF while the agent keeps draining the pipe.
-	Denied func(ctx context.Context, method string, req any, err error) (resp any, ok bool)
-	Log    *slog.Logger
+	Log  *slog.Logger
 }
 
 // Server serves the agent API on any number of listeners.
@@ -45,7 +48,7 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	chain := &chain{gate: o.Gate, denied: o.Denied, log: o.Log}
+	chain := &chain{gate: o.Gate, log: o.Log}
 	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(chain.intercept))
 	if err != nil {
 		return nil, err

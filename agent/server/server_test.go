@@ -182,20 +182,39 @@ func TestGateSeesDecodedRequestAndOutcome(t *testing.T) {
 	}
 }
 
-func TestDeniedHookMayAnswer(t *testing.T) {
-	gate := func(_ context.Context, method string, _ any) (func(error), error) {
-		return nil, status.Error(codes.PermissionDenied, method+" is blocked by policy")
+// endOfStream is a gate refusal answered as the end of a stream, as the
+// policy engine refuses stream reads.
+type endOfStream struct{ error }
+
+func (endOfStream) AnswerEndOfStream() bool { return true }
+
+// readAgent's ReadStdout records what it saw and returns data, which a read
+// refused as end of stream must not carry.
+type readAgent struct {
+	*rpc.Service
+	hooked string
+}
+
+func (a *readAgent) ReadStdout(ctx context.Context, r *agentpb.ReadStreamRequest) (*agentpb.ReadStreamResponse, error) {
+	if server.RefusedAsEndOfStream(ctx) {
+		a.hooked = r.ContainerId
 	}
-	a := &testAgent{Service: rpc.New(rpc.Deps{})}
-	var hooked string
-	srv, err := server.New(server.Options{Agent: a, Health: rpc.Health{}, Gate: gate,
-		Denied: func(_ context.Context, method string, req any, _ error) (any, bool) {
-			if method != "ReadStdout" {
-				return nil, false
-			}
-			hooked = req.(*agentpb.ReadStreamRequest).ContainerId
-			return &agentpb.ReadStreamResponse{}, true
-		}})
+	return &agentpb.ReadStreamResponse{Data: []byte("hidden output")}, nil
+}
+
+// A refusal that asks for it is answered as end of stream, with no data
+// whatever the handler returns; the handler sees the refusal so that it can
+// keep the stream drained. Other refusals stay errors.
+func TestRefusalAnsweredAsEndOfStream(t *testing.T) {
+	gate := func(_ context.Context, method string, _ any) (func(error), error) {
+		err := status.Error(codes.PermissionDenied, method+" is blocked by policy")
+		if method == "ReadStdout" {
+			return nil, endOfStream{err}
+		}
+		return nil, err
+	}
+	a := &readAgent{Service: rpc.New(rpc.Deps{})}
+	srv, err := server.New(server.Options{Agent: a, Health: rpc.Health{}, Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,8 +225,8 @@ func TestDeniedHookMayAnswer(t *testing.T) {
 	c := agentpb.NewAgentServiceClient(ttrpc.NewClient(conn))
 	ctx := context.Background()
 	r, err := c.ReadStdout(ctx, &agentpb.ReadStreamRequest{ContainerId: "c9", Len: 10})
-	if err != nil || len(r.Data) != 0 || hooked != "c9" {
-		t.Fatalf("denied read answered %v, %v (hook saw %q)", r, err, hooked)
+	if err != nil || len(r.Data) != 0 || a.hooked != "c9" {
+		t.Fatalf("denied read answered %v, %v (handler saw %q)", r, err, a.hooked)
 	}
 	if _, err := c.ReadStderr(ctx, &agentpb.ReadStreamRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("unhooked denial: %v", err)

@@ -309,3 +309,36 @@ func (a *Attestation) RecordPull(ref, digest string) error {
 	}
 	return a.Record(eventlog.DomainCoCo, eventlog.OpPullImage, content)
 }
+
+// RecordPolicyLoad measures the policy the agent starts with (it implements
+// policy.Measurer, as do the next two).
+func (a *Attestation) RecordPolicyLoad(digest string) error {
+	return a.recordPolicy(eventlog.OpLoadPolicy, digest)
+}
+
+// RecordPolicySet measures a policy SetPolicy put in force.
+func (a *Attestation) RecordPolicySet(digest string) error {
+	return a.recordPolicy(eventlog.OpSetPolicy, digest)
+}
+
+// recordPolicy records a policy's sha256, so that a verifier replaying the
+// log knows which policy guarded the pod.
+func (a *Attestation) recordPolicy(op, digest string) error {
+	if err := a.Record(eventlog.DomainCocoon, op, "sha256:"+digest); err != nil {
+		return fmt.Errorf("measuring policy: %w", err)
+	}
+	return nil
+}
+
+// RecordDecisionHead measures the decision log's head (the hash of its
+// newest entry), so that log files dropped by rotation, or by the host,
+// still end at a measured hash. An empty log has no head to measure.
+func (a *Attestation) RecordDecisionHead(head string) error {
+	if head == "" || a.Events == nil {
+		return nil
+	}
+	if err := a.Events.Record(eventlog.DomainCocoon, eventlog.OpDecisionsHead, "sha256:"+head); err != nil {
+		return fmt.Errorf("measuring the decision log head: %w", err)
+	}
+	return nil
+}
