@@ -4,10 +4,10 @@
 // namespaces and cgroup, and every process is reaped by a goroutine of its
 // own that records its exit status for any number of waiters.
 //
-// The package also converts the runtime's protobuf OCI spec into a
-// runtime-spec Spec, applies a guest-pulled image's configuration, resolves
-// users against the container's account files and converts cgroup
-// statistics. It knows nothing about the sandbox, storages or the wire.
+// The package also applies a guest-pulled image's configuration, resolves
+// users against the container's account files, points a spec's devices at
+// the guest's and reports cgroup statistics. It takes runtime-spec types and
+// knows nothing about the sandbox, storages or the wire.
 package container
 
 import (
@@ -247,6 +247,21 @@ func (c *Container) Process(execID string) (*Process, error) {
 	return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("process %q not found in container %q", execID, c.id))
 }
 
+// Wait blocks until the process exits and returns its status. An exec'd
+// process is forgotten once waited for, as in Kata.
+func (c *Container) Wait(ctx context.Context, execID string) (int, error) {
+	p, err := c.Process(execID)
+	if err != nil {
+		return 0, err
+	}
+	status, err := p.Wait(ctx)
+	if err != nil {
+		return 0, err
+	}
+	c.Forget(p)
+	return status, nil
+}
+
 // Forget drops an exec'd process that has exited and been waited for, so
 // that long-lived containers with periodic exec probes do not grow.
 func (c *Container) Forget(p *Process) {
@@ -267,6 +282,9 @@ func (c *Container) Forget(p *Process) {
 // to an init that neither catches, ignores nor blocks it would do nothing
 // (the kernel protects a PID namespace's init), so SIGKILL is sent instead.
 func (c *Container) Signal(ctx context.Context, execID string, sig syscall.Signal) error {
+	if sig <= 0 || sig > 64 {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("signal %d is not a valid signal", sig))
+	}
 	if execID == "" && sig == unix.SIGKILL {
 		return c.KillAll()
 	}

@@ -6,8 +6,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // GuestDevice is a device of a CreateContainer request as found in the
@@ -29,7 +28,7 @@ type GuestDevice struct {
 // the host's numbers of such an entry follows it, and a rule allowing "rwm"
 // on each guest device is added. A guest device no spec entry names, or two
 // for one path, is an error: the spec and the device list disagree.
-func RewriteDevices(s *agentpb.Spec, devs []GuestDevice) error {
+func RewriteDevices(s *specs.Spec, devs []GuestDevice) error {
 	if len(devs) == 0 {
 		return nil
 	}
@@ -48,10 +47,8 @@ func RewriteDevices(s *agentpb.Spec, devs []GuestDevice) error {
 		major, minor int64
 	}
 	moved := map[hostKey]GuestDevice{}
-	for _, sd := range s.Linux.Devices {
-		if sd == nil {
-			continue // SpecFromProto refuses it with its own message.
-		}
+	for i := range s.Linux.Devices {
+		sd := &s.Linux.Devices[i]
 		d, ok := pending[sd.Path]
 		if !ok {
 			continue
@@ -76,21 +73,24 @@ func RewriteDevices(s *agentpb.Spec, devs []GuestDevice) error {
 		return errdefs.ErrInvalidArgument.WithMessage("devices missing from the OCI spec's linux.devices: " + strings.Join(missing, " "))
 	}
 	if s.Linux.Resources == nil {
-		s.Linux.Resources = &agentpb.LinuxResources{}
+		s.Linux.Resources = &specs.LinuxResources{}
 	}
 	res := s.Linux.Resources
-	for _, r := range res.Devices {
-		if r == nil || r.Major < 0 || r.Minor < 0 {
+	for i := range res.Devices {
+		r := &res.Devices[i]
+		if r.Major == nil || r.Minor == nil {
 			continue // wildcards name no one device
 		}
-		if d, ok := moved[hostKey{r.Type, r.Major, r.Minor}]; ok {
-			r.Major, r.Minor = d.Major, d.Minor
+		if d, ok := moved[hostKey{r.Type, *r.Major, *r.Minor}]; ok {
+			r.Major, r.Minor = ptr(d.Major), ptr(d.Minor)
 		}
 	}
 	// Added after the rewrite above, so that no added rule is mistaken for
 	// a host rule whose numbers happen to equal a guest device's.
 	for _, d := range devs {
-		res.Devices = append(res.Devices, &agentpb.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: d.Major, Minor: d.Minor, Access: "rwm"})
+		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: ptr(d.Major), Minor: ptr(d.Minor), Access: "rwm"})
 	}
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,32 +1,31 @@
 package container
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // deviceSpec is what containerd sends for a pod with one raw block volume
 // and one VFIO group: linux.devices with the host's numbers and a
 // resources rule allowing each (containerd internal/cri/opts/spec_linux.go
 // WithDevices), next to the default deny-all and wildcard rules.
-func deviceSpec() *agentpb.Spec {
-	return &agentpb.Spec{Linux: &agentpb.Linux{
-		Devices: []*agentpb.LinuxDevice{
+func deviceSpec() *specs.Spec {
+	return &specs.Spec{Linux: &specs.Linux{
+		Devices: []specs.LinuxDevice{
 			{Path: "/dev/xda", Type: "b", Major: 253, Minor: 4},
 			{Path: "/dev/vfio/45", Type: "c", Major: 511, Minor: 3},
 			{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229},
 		},
-		Resources: &agentpb.LinuxResources{Devices: []*agentpb.LinuxDeviceCgroup{
-			{Allow: false, Access: "rwm", Major: -1, Minor: -1},
-			{Allow: true, Type: "b", Major: 253, Minor: 4, Access: "rw"},
-			{Allow: true, Type: "c", Major: 511, Minor: 3, Access: "rwm"},
-			{Allow: true, Type: "c", Major: 10, Minor: 229, Access: "rwm"},
-			{Allow: true, Type: "c", Major: 136, Minor: -1, Access: "rwm"},
+		Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{
+			{Allow: false, Access: "rwm"},
+			{Allow: true, Type: "b", Major: ptr[int64](253), Minor: ptr[int64](4), Access: "rw"},
+			{Allow: true, Type: "c", Major: ptr[int64](511), Minor: ptr[int64](3), Access: "rwm"},
+			{Allow: true, Type: "c", Major: ptr[int64](10), Minor: ptr[int64](229), Access: "rwm"},
+			{Allow: true, Type: "c", Major: ptr[int64](136), Access: "rwm"},
 		}},
 	}}
 }
@@ -37,27 +36,27 @@ func TestRewriteDevices(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		devs        []GuestDevice
-		wantDevices []*agentpb.LinuxDevice
-		wantRules   []*agentpb.LinuxDeviceCgroup
+		wantDevices []specs.LinuxDevice
+		wantRules   []specs.LinuxDeviceCgroup
 		wantErr     string
 	}{
 		{name: "none", wantDevices: deviceSpec().Linux.Devices, wantRules: deviceSpec().Linux.Resources.Devices},
 		{
 			name: "block and vfio",
 			devs: []GuestDevice{blk, vfio},
-			wantDevices: []*agentpb.LinuxDevice{
+			wantDevices: []specs.LinuxDevice{
 				{Path: "/dev/xda", Type: "b", Major: 252, Minor: 16},
 				{Path: "/dev/vfio/7", Type: "c", Major: 243, Minor: 1},
 				{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229},
 			},
-			wantRules: []*agentpb.LinuxDeviceCgroup{
-				{Allow: false, Access: "rwm", Major: -1, Minor: -1},
-				{Allow: true, Type: "b", Major: 252, Minor: 16, Access: "rw"},
-				{Allow: true, Type: "c", Major: 243, Minor: 1, Access: "rwm"},
-				{Allow: true, Type: "c", Major: 10, Minor: 229, Access: "rwm"},
-				{Allow: true, Type: "c", Major: 136, Minor: -1, Access: "rwm"},
-				{Allow: true, Type: "b", Major: 252, Minor: 16, Access: "rwm"},
-				{Allow: true, Type: "c", Major: 243, Minor: 1, Access: "rwm"},
+			wantRules: []specs.LinuxDeviceCgroup{
+				{Allow: false, Access: "rwm"},
+				{Allow: true, Type: "b", Major: ptr[int64](252), Minor: ptr[int64](16), Access: "rw"},
+				{Allow: true, Type: "c", Major: ptr[int64](243), Minor: ptr[int64](1), Access: "rwm"},
+				{Allow: true, Type: "c", Major: ptr[int64](10), Minor: ptr[int64](229), Access: "rwm"},
+				{Allow: true, Type: "c", Major: ptr[int64](136), Access: "rwm"},
+				{Allow: true, Type: "b", Major: ptr[int64](252), Minor: ptr[int64](16), Access: "rwm"},
+				{Allow: true, Type: "c", Major: ptr[int64](243), Minor: ptr[int64](1), Access: "rwm"},
 			},
 		},
 		{
@@ -65,18 +64,18 @@ func TestRewriteDevices(t *testing.T) {
 			// the host's fuse rule, nor the fuse rule moved.
 			name: "guest numbers equal another host device's",
 			devs: []GuestDevice{{ContainerPath: "/dev/xda", Type: "b", Major: 10, Minor: 229}},
-			wantDevices: []*agentpb.LinuxDevice{
+			wantDevices: []specs.LinuxDevice{
 				{Path: "/dev/xda", Type: "b", Major: 10, Minor: 229},
 				{Path: "/dev/vfio/45", Type: "c", Major: 511, Minor: 3},
 				{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229},
 			},
-			wantRules: []*agentpb.LinuxDeviceCgroup{
-				{Allow: false, Access: "rwm", Major: -1, Minor: -1},
-				{Allow: true, Type: "b", Major: 10, Minor: 229, Access: "rw"},
-				{Allow: true, Type: "c", Major: 511, Minor: 3, Access: "rwm"},
-				{Allow: true, Type: "c", Major: 10, Minor: 229, Access: "rwm"},
-				{Allow: true, Type: "c", Major: 136, Minor: -1, Access: "rwm"},
-				{Allow: true, Type: "b", Major: 10, Minor: 229, Access: "rwm"},
+			wantRules: []specs.LinuxDeviceCgroup{
+				{Allow: false, Access: "rwm"},
+				{Allow: true, Type: "b", Major: ptr[int64](10), Minor: ptr[int64](229), Access: "rw"},
+				{Allow: true, Type: "c", Major: ptr[int64](511), Minor: ptr[int64](3), Access: "rwm"},
+				{Allow: true, Type: "c", Major: ptr[int64](10), Minor: ptr[int64](229), Access: "rwm"},
+				{Allow: true, Type: "c", Major: ptr[int64](136), Access: "rwm"},
+				{Allow: true, Type: "b", Major: ptr[int64](10), Minor: ptr[int64](229), Access: "rwm"},
 			},
 		},
 		{name: "not in the spec", devs: []GuestDevice{{ContainerPath: "/dev/xdz", Type: "b", Major: 1, Minor: 2}}, wantErr: "missing from the OCI spec's linux.devices: /dev/xdz"},
@@ -94,10 +93,10 @@ func TestRewriteDevices(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !proto.Equal(&agentpb.Linux{Devices: s.Linux.Devices}, &agentpb.Linux{Devices: tc.wantDevices}) {
+			if !reflect.DeepEqual(s.Linux.Devices, tc.wantDevices) {
 				t.Errorf("devices %v\nwant %v", s.Linux.Devices, tc.wantDevices)
 			}
-			if !proto.Equal(&agentpb.LinuxResources{Devices: s.Linux.Resources.Devices}, &agentpb.LinuxResources{Devices: tc.wantRules}) {
+			if !reflect.DeepEqual(s.Linux.Resources.Devices, tc.wantRules) {
 				t.Errorf("rules %v\nwant %v", s.Linux.Resources.Devices, tc.wantRules)
 			}
 		})
@@ -106,11 +105,11 @@ func TestRewriteDevices(t *testing.T) {
 
 func TestRewriteDevicesEdges(t *testing.T) {
 	dev := []GuestDevice{{ContainerPath: "/dev/xda", Type: "b", Major: 252, Minor: 0}}
-	if err := RewriteDevices(&agentpb.Spec{}, dev); !errdefs.IsInvalidArgument(err) {
+	if err := RewriteDevices(&specs.Spec{}, dev); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("no linux: %v", err)
 	}
 	// Two spec entries with the same host numbers under different paths.
-	s := &agentpb.Spec{Linux: &agentpb.Linux{Devices: []*agentpb.LinuxDevice{
+	s := &specs.Spec{Linux: &specs.Linux{Devices: []specs.LinuxDevice{
 		{Path: "/dev/xda", Type: "b", Major: 8, Minor: 0}, {Path: "/dev/xdb", Type: "b", Major: 8, Minor: 0},
 	}}}
 	err := RewriteDevices(s, append(dev, GuestDevice{ContainerPath: "/dev/xdb", Type: "b", Major: 252, Minor: 1}))
@@ -119,8 +118,8 @@ func TestRewriteDevicesEdges(t *testing.T) {
 	}
 	// A spec without resources gets the allow rule (libcontainer then
 	// builds its device rules from it and linux.devices).
-	s = &agentpb.Spec{Linux: &agentpb.Linux{Devices: []*agentpb.LinuxDevice{{Path: "/dev/xda", Type: "b", Major: 8, Minor: 0}}}}
-	if err := RewriteDevices(s, dev); err != nil || len(s.Linux.Resources.GetDevices()) != 1 || s.Linux.Resources.Devices[0].Major != 252 {
+	s = &specs.Spec{Linux: &specs.Linux{Devices: []specs.LinuxDevice{{Path: "/dev/xda", Type: "b", Major: 8, Minor: 0}}}}
+	if err := RewriteDevices(s, dev); err != nil || s.Linux.Resources == nil || len(s.Linux.Resources.Devices) != 1 || *s.Linux.Resources.Devices[0].Major != 252 {
 		t.Errorf("no resources: %v %v", s.Linux.Resources, err)
 	}
 }

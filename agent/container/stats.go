@@ -13,8 +13,6 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Update applies new cgroup limits. Only the limits the request sets change;
@@ -80,87 +78,42 @@ func setIf[T comparable](dst *T, v T) {
 	}
 }
 
+// Stats are a container's cgroup statistics and the counters of the
+// network devices in its network namespace.
+type Stats struct {
+	Cgroup  *cgroups.Stats
+	Network []NetworkStats
+}
+
+// NetworkStats are one network device's counters from /proc/<pid>/net/dev.
+type NetworkStats struct {
+	Name                                    string
+	RxBytes, RxPackets, RxErrors, RxDropped uint64
+	TxBytes, TxPackets, TxErrors, TxDropped uint64
+}
+
 // Stats returns the container's cgroup statistics and the network counters
 // of its network namespace (the sandbox's).
-func (c *Container) Stats(ctx context.Context) (*agentpb.StatsContainerResponse, error) {
+func (c *Container) Stats(ctx context.Context) (*Stats, error) {
 	st, err := c.lc.Stats()
 	if err != nil {
 		return nil, fmt.Errorf("stats of %q: %w", c.id, err)
 	}
-	resp := &agentpb.StatsContainerResponse{CgroupStats: cgroupStats(st.CgroupStats)}
+	out := &Stats{Cgroup: st.CgroupStats}
 	if !c.init.Exited() {
 		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/dev", c.init.pid)); err == nil {
-			resp.NetworkStats = ParseNetDev(data)
+			out.Network = ParseNetDev(data)
 		}
 	}
-	return resp, nil
-}
-
-func cgroupStats(s *cgroups.Stats) *agentpb.CgroupStats {
-	if s == nil {
-		return nil
-	}
-	out := &agentpb.CgroupStats{
-		CpuStats: &agentpb.CpuStats{
-			CpuUsage: &agentpb.CpuUsage{
-				TotalUsage:        s.CpuStats.CpuUsage.TotalUsage,
-				PercpuUsage:       s.CpuStats.CpuUsage.PercpuUsage,
-				UsageInKernelmode: s.CpuStats.CpuUsage.UsageInKernelmode,
-				UsageInUsermode:   s.CpuStats.CpuUsage.UsageInUsermode,
-			},
-			ThrottlingData: &agentpb.ThrottlingData{
-				Periods:          s.CpuStats.ThrottlingData.Periods,
-				ThrottledPeriods: s.CpuStats.ThrottlingData.ThrottledPeriods,
-				ThrottledTime:    s.CpuStats.ThrottlingData.ThrottledTime,
-			},
-		},
-		MemoryStats: &agentpb.MemoryStats{
-			Cache:        s.MemoryStats.Cache,
-			Usage:        memData(s.MemoryStats.Usage),
-			SwapUsage:    memData(s.MemoryStats.SwapUsage),
-			KernelUsage:  memData(s.MemoryStats.KernelUsage),
-			UseHierarchy: s.MemoryStats.UseHierarchy,
-			Stats:        s.MemoryStats.Stats,
-		},
-		PidsStats: &agentpb.PidsStats{Current: s.PidsStats.Current, Limit: s.PidsStats.Limit},
-		BlkioStats: &agentpb.BlkioStats{
-			IoServiceBytesRecursive: blkio(s.BlkioStats.IoServiceBytesRecursive),
-			IoServicedRecursive:     blkio(s.BlkioStats.IoServicedRecursive),
-			IoQueuedRecursive:       blkio(s.BlkioStats.IoQueuedRecursive),
-			IoServiceTimeRecursive:  blkio(s.BlkioStats.IoServiceTimeRecursive),
-			IoWaitTimeRecursive:     blkio(s.BlkioStats.IoWaitTimeRecursive),
-			IoMergedRecursive:       blkio(s.BlkioStats.IoMergedRecursive),
-			IoTimeRecursive:         blkio(s.BlkioStats.IoTimeRecursive),
-			SectorsRecursive:        blkio(s.BlkioStats.SectorsRecursive),
-		},
-	}
-	if len(s.HugetlbStats) > 0 {
-		out.HugetlbStats = make(map[string]*agentpb.HugetlbStats, len(s.HugetlbStats))
-		for k, v := range s.HugetlbStats {
-			out.HugetlbStats[k] = &agentpb.HugetlbStats{Usage: v.Usage, MaxUsage: v.MaxUsage, Failcnt: v.Failcnt}
-		}
-	}
-	return out
-}
-
-func memData(m cgroups.MemoryData) *agentpb.MemoryData {
-	return &agentpb.MemoryData{Usage: m.Usage, MaxUsage: m.MaxUsage, Failcnt: m.Failcnt, Limit: m.Limit}
-}
-
-func blkio(in []cgroups.BlkioStatEntry) []*agentpb.BlkioStatsEntry {
-	out := make([]*agentpb.BlkioStatsEntry, 0, len(in))
-	for _, e := range in {
-		out = append(out, &agentpb.BlkioStatsEntry{Major: e.Major, Minor: e.Minor, Op: e.Op, Value: e.Value})
-	}
-	return out
+	return out, nil
 }
 
 // ParseNetDev parses /proc/<pid>/net/dev: two header lines, then
 // "iface: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed
 // multicast tx_bytes tx_packets tx_errs tx_drop ...". Malformed lines are
 // skipped; the loopback interface is left out, as in Kata.
-func ParseNetDev(data []byte) []*agentpb.NetworkStats {
-	var out []*agentpb.NetworkStats
+func ParseNetDev(data []byte) []NetworkStats {
+	var out []NetworkStats
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(sc.Text(), ":")
@@ -185,7 +138,7 @@ func ParseNetDev(data []byte) []*agentpb.NetworkStats {
 		if bad {
 			continue
 		}
-		out = append(out, &agentpb.NetworkStats{
+		out = append(out, NetworkStats{
 			Name: name, RxBytes: v[0], RxPackets: v[1], RxErrors: v[2], RxDropped: v[3],
 			TxBytes: v[8], TxPackets: v[9], TxErrors: v[10], TxDropped: v[11],
 		})

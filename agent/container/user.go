@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-tee/cocoon/agent/safepath"
 )
@@ -21,6 +22,40 @@ const maxAccountFile = 4 << 20
 type User struct {
 	UID, GID       uint32
 	AdditionalGids []uint32
+}
+
+// StringUser is a user given by name or number (CreateContainer's and
+// ExecProcess's string_user): UID and GID as ResolveUser reads them, and
+// further groups each a group name or number.
+type StringUser struct {
+	UID, GID       string
+	AdditionalGids []string
+}
+
+// ApplyStringUser resolves su against rootfs and sets it as p's user. A nil
+// su or one without a UID leaves p's user as it is.
+func ApplyStringUser(p *specs.Process, su *StringUser, rootfs string) error {
+	if su == nil || su.UID == "" {
+		return nil
+	}
+	spec := su.UID
+	if su.GID != "" {
+		spec += ":" + su.GID
+	}
+	u, err := ResolveUser(rootfs, spec)
+	if err != nil {
+		return err
+	}
+	p.User.UID, p.User.GID = u.UID, u.GID
+	p.User.AdditionalGids = u.AdditionalGids
+	for _, g := range su.AdditionalGids {
+		gid, err := ResolveGroup(rootfs, g)
+		if err != nil {
+			return err
+		}
+		p.User.AdditionalGids = append(p.User.AdditionalGids, gid)
+	}
+	return nil
 }
 
 type passwdEntry struct {

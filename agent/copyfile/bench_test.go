@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // BenchmarkCopy measures one whole-file CopyFile (a typical config map key)
@@ -19,7 +17,7 @@ func BenchmarkCopy(b *testing.B) {
 			p := filepath.Join(f.root, "cid", "volumes", "cfg", "key")
 			b.SetBytes(int64(size))
 			for b.Loop() {
-				if err := f.c.Copy(context.Background(), &agentpb.CopyFileRequest{Path: p, FileSize: int64(size), FileMode: 0o644, DirMode: 0o755, Data: data, Uid: -1, Gid: -1}); err != nil {
+				if err := f.c.Copy(context.Background(), &Request{Path: p, FileSize: int64(size), FileMode: 0o644, DirMode: 0o755, Data: data, UID: -1, GID: -1}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -28,7 +28,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/safepath"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // MaxChunk is the largest data field accepted in one request. The runtime
@@ -98,20 +97,20 @@ const (
 )
 
 // check validates the request and returns the path components under root.
-func (c *Copier) check(req *agentpb.CopyFileRequest) ([]string, kind, error) {
+func (c *Copier) check(req *Request) ([]string, kind, error) {
 	if req == nil {
 		return nil, 0, invalid("copy file request is null")
 	}
-	if err := safepath.Within(req.GetPath(), c.root); err != nil {
+	if err := safepath.Within(req.Path, c.root); err != nil {
 		return nil, 0, fmt.Errorf("copy file: %w", err)
 	}
-	rel := strings.TrimPrefix(strings.TrimPrefix(req.GetPath(), c.root), "/")
+	rel := strings.TrimPrefix(strings.TrimPrefix(req.Path, c.root), "/")
 	if rel == "" {
-		return nil, 0, invalid("copy file: path %q is the shared directory itself", req.GetPath())
+		return nil, 0, invalid("copy file: path %q is the shared directory itself", req.Path)
 	}
 	parts := strings.Split(rel, "/")
 	if len(parts) > maxDepth {
-		return nil, 0, invalid("copy file: path %q is deeper than %d", req.GetPath(), maxDepth)
+		return nil, 0, invalid("copy file: path %q is deeper than %d", req.Path, maxDepth)
 	}
 	for _, p := range parts {
 		if len(p) > unix.NAME_MAX {
@@ -119,7 +118,7 @@ func (c *Copier) check(req *agentpb.CopyFileRequest) ([]string, kind, error) {
 		}
 	}
 	var k kind
-	switch req.GetFileMode() & unix.S_IFMT {
+	switch req.FileMode & unix.S_IFMT {
 	case 0, unix.S_IFREG:
 		k = regular
 	case unix.S_IFDIR:
@@ -127,25 +126,25 @@ func (c *Copier) check(req *agentpb.CopyFileRequest) ([]string, kind, error) {
 	case unix.S_IFLNK:
 		k = symlink
 	default:
-		return nil, 0, invalid("copy file: %s: file type %#o is not a regular file, directory or symlink", req.GetPath(), req.GetFileMode()&unix.S_IFMT)
+		return nil, 0, invalid("copy file: %s: file type %#o is not a regular file, directory or symlink", req.Path, req.FileMode&unix.S_IFMT)
 	}
-	if req.GetUid() < -1 || req.GetGid() < -1 {
-		return nil, 0, invalid("copy file: %s: uid %d / gid %d out of range", req.GetPath(), req.GetUid(), req.GetGid())
+	if req.UID < -1 || req.GID < -1 {
+		return nil, 0, invalid("copy file: %s: uid %d / gid %d out of range", req.Path, req.UID, req.GID)
 	}
-	if len(req.GetData()) > MaxChunk {
-		return nil, 0, invalid("copy file: %s: chunk of %d bytes, more than %d", req.GetPath(), len(req.GetData()), MaxChunk)
+	if len(req.Data) > MaxChunk {
+		return nil, 0, invalid("copy file: %s: chunk of %d bytes, more than %d", req.Path, len(req.Data), MaxChunk)
 	}
 	if k == regular {
-		size, off, n := req.GetFileSize(), req.GetOffset(), int64(len(req.GetData()))
+		size, off, n := req.FileSize, req.Offset, int64(len(req.Data))
 		switch {
 		case size < 0 || size > c.lim.MaxFileSize || size > c.lim.MaxTotalBytes:
-			return nil, 0, invalid("copy file: %s: file_size %d out of range 0-%d", req.GetPath(), size, min(c.lim.MaxFileSize, c.lim.MaxTotalBytes))
+			return nil, 0, invalid("copy file: %s: file_size %d out of range 0-%d", req.Path, size, min(c.lim.MaxFileSize, c.lim.MaxTotalBytes))
 		case off < 0 || off > size || n > size-off:
-			return nil, 0, invalid("copy file: %s: chunk [%d, +%d) does not fit file_size %d", req.GetPath(), off, n, size)
+			return nil, 0, invalid("copy file: %s: chunk [%d, +%d) does not fit file_size %d", req.Path, off, n, size)
 		}
 	}
 	if k == symlink {
-		if err := c.checkTarget(req.GetPath(), string(req.GetData())); err != nil {
+		if err := c.checkTarget(req.Path, string(req.Data)); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -178,8 +177,21 @@ func (c *Copier) checkTarget(at, target string) error {
 	return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("copy file: %s: symlink target %q leaves %s", at, target, c.root))
 }
 
+// Request is one CopyFile request: a chunk of a regular file, a directory
+// or a symlink (its target in Data), by the type bits of FileMode. UID and
+// GID of -1 leave ownership alone.
+type Request struct {
+	Path     string
+	FileSize int64
+	FileMode uint32
+	DirMode  uint32
+	UID, GID int32
+	Offset   int64
+	Data     []byte
+}
+
 // Copy applies one CopyFile request.
-func (c *Copier) Copy(_ context.Context, req *agentpb.CopyFileRequest) error {
+func (c *Copier) Copy(_ context.Context, req *Request) error {
 	parts, k, err := c.check(req)
 	if err != nil {
 		return err
@@ -194,16 +206,16 @@ func (c *Copier) Copy(_ context.Context, req *agentpb.CopyFileRequest) error {
 		return fmt.Errorf("copy file: open %s: %w", c.root, err)
 	}
 	defer unix.Close(rootfd)
-	dfd, err := c.openParents(rootfd, parts[:len(parts)-1], req.GetDirMode()&dirPermMask)
+	dfd, err := c.openParents(rootfd, parts[:len(parts)-1], req.DirMode&dirPermMask)
 	if err != nil {
-		return fmt.Errorf("copy file %s: %w", req.GetPath(), err)
+		return fmt.Errorf("copy file %s: %w", req.Path, err)
 	}
 	defer unix.Close(dfd)
 	if len(parts) > 1 {
 		// Kata gives the immediate parent the file's owner: a volume's
 		// directory must be readable by the pod's user.
-		if err := unix.Fchown(dfd, int(req.GetUid()), int(req.GetGid())); err != nil {
-			return fmt.Errorf("copy file %s: chown parent: %w", req.GetPath(), err)
+		if err := unix.Fchown(dfd, int(req.UID), int(req.GID)); err != nil {
+			return fmt.Errorf("copy file %s: chown parent: %w", req.Path, err)
 		}
 	}
 	name := parts[len(parts)-1]
@@ -216,7 +228,7 @@ func (c *Copier) Copy(_ context.Context, req *agentpb.CopyFileRequest) error {
 		err = c.writeChunk(dfd, name, req)
 	}
 	if err != nil {
-		return fmt.Errorf("copy file %s: %w", req.GetPath(), err)
+		return fmt.Errorf("copy file %s: %w", req.Path, err)
 	}
 	return nil
 }
@@ -289,7 +301,7 @@ func (c *Copier) openParents(rootfd int, parents []string, mode uint32) (int, er
 	return fd, nil
 }
 
-func (c *Copier) makeDir(dfd int, name string, req *agentpb.CopyFileRequest) error {
+func (c *Copier) makeDir(dfd int, name string, req *Request) error {
 	var st unix.Stat_t
 	if unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		if err := c.reserve(name, 1, 0); err != nil {
@@ -303,7 +315,7 @@ func (c *Copier) makeDir(dfd int, name string, req *agentpb.CopyFileRequest) err
 	} else if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EISDIR) {
 		return classify("remove", name, err)
 	}
-	if err := unix.Mkdirat(dfd, name, dirPermMask&req.GetFileMode()); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := unix.Mkdirat(dfd, name, dirPermMask&req.FileMode); err != nil && !errors.Is(err, unix.EEXIST) {
 		return classify("create directory", name, err)
 	}
 	fd, err := openDir(dfd, name)
@@ -311,16 +323,16 @@ func (c *Copier) makeDir(dfd int, name string, req *agentpb.CopyFileRequest) err
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Fchmod(fd, req.GetFileMode()&filePermMask); err != nil {
+	if err := unix.Fchmod(fd, req.FileMode&filePermMask); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	if err := unix.Fchown(fd, int(req.GetUid()), int(req.GetGid())); err != nil {
+	if err := unix.Fchown(fd, int(req.UID), int(req.GID)); err != nil {
 		return fmt.Errorf("chown: %w", err)
 	}
 	return nil
 }
 
-func (c *Copier) makeSymlink(dfd int, name string, req *agentpb.CopyFileRequest) error {
+func (c *Copier) makeSymlink(dfd int, name string, req *Request) error {
 	if err := c.reserve(name, 1, 0); err != nil {
 		return err
 	}
@@ -329,10 +341,10 @@ func (c *Copier) makeSymlink(dfd int, name string, req *agentpb.CopyFileRequest)
 	if err := removeAllAt(dfd, name, 0); err != nil {
 		return err
 	}
-	if err := unix.Symlinkat(string(req.GetData()), dfd, name); err != nil {
+	if err := unix.Symlinkat(string(req.Data), dfd, name); err != nil {
 		return classify("create symlink", name, err)
 	}
-	if err := unix.Fchownat(dfd, name, int(req.GetUid()), int(req.GetGid()), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.Fchownat(dfd, name, int(req.UID), int(req.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("chown symlink: %w", err)
 	}
 	return nil
@@ -345,14 +357,14 @@ func tempName(name string) string {
 	return ".cocoon-copy-" + hex.EncodeToString(h[:12]) + ".tmp"
 }
 
-func (c *Copier) writeChunk(dfd int, name string, req *agentpb.CopyFileRequest) error {
+func (c *Copier) writeChunk(dfd int, name string, req *Request) error {
 	tmp := tempName(name)
 	flags := unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	if req.GetOffset() == 0 {
+	if req.Offset == 0 {
 		flags |= unix.O_CREAT | unix.O_TRUNC
 		// The first chunk reserves the whole file, next to what it may
 		// replace: both exist until the rename.
-		files, bytes := 1, req.GetFileSize()
+		files, bytes := 1, req.FileSize
 		var tst unix.Stat_t
 		if unix.Fstatat(dfd, tmp, &tst, unix.AT_SYMLINK_NOFOLLOW) == nil && tst.Mode&unix.S_IFMT == unix.S_IFREG {
 			files, bytes = 0, bytes-tst.Size // an abandoned upload starts again
@@ -363,7 +375,7 @@ func (c *Copier) writeChunk(dfd int, name string, req *agentpb.CopyFileRequest) 
 	}
 	fd, err := unix.Openat(dfd, tmp, flags, 0o600)
 	if errors.Is(err, unix.ENOENT) {
-		return invalid("no upload in progress for offset %d (the first chunk must have offset 0)", req.GetOffset())
+		return invalid("no upload in progress for offset %d (the first chunk must have offset 0)", req.Offset)
 	}
 	if err != nil {
 		return classify("open", tmp, err)
@@ -377,19 +389,19 @@ func (c *Copier) writeChunk(dfd int, name string, req *agentpb.CopyFileRequest) 
 	if !st.Mode().IsRegular() {
 		return invalid("temporary file %q is not a regular file", tmp)
 	}
-	if st.Size() != req.GetOffset() {
-		return invalid("offset %d does not continue the upload (%d bytes received so far)", req.GetOffset(), st.Size())
+	if st.Size() != req.Offset {
+		return invalid("offset %d does not continue the upload (%d bytes received so far)", req.Offset, st.Size())
 	}
-	if _, err := f.WriteAt(req.GetData(), req.GetOffset()); err != nil {
+	if _, err := f.WriteAt(req.Data, req.Offset); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
-	if req.GetOffset()+int64(len(req.GetData())) != req.GetFileSize() {
+	if req.Offset+int64(len(req.Data)) != req.FileSize {
 		return nil // more chunks to come
 	}
-	if err := unix.Fchmod(fd, req.GetFileMode()&filePermMask); err != nil {
+	if err := unix.Fchmod(fd, req.FileMode&filePermMask); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	if err := unix.Fchown(fd, int(req.GetUid()), int(req.GetGid())); err != nil {
+	if err := unix.Fchown(fd, int(req.UID), int(req.GID)); err != nil {
 		return fmt.Errorf("chown: %w", err)
 	}
 	// rename(2) replaces files and symlinks atomically but not directories.

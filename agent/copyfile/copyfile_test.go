@@ -9,8 +9,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // fixture is a temp tree: root is the shared directory, outside/secret is
@@ -58,8 +56,8 @@ func (f *fixture) untouched(t testing.TB) {
 }
 
 func (f *fixture) copy(path string, mode uint32, size, off int64, data []byte) error {
-	return f.c.Copy(context.Background(), &agentpb.CopyFileRequest{
-		Path: path, FileMode: mode, DirMode: 0o750, FileSize: size, Offset: off, Data: data, Uid: -1, Gid: -1,
+	return f.c.Copy(context.Background(), &Request{
+		Path: path, FileMode: mode, DirMode: 0o750, FileSize: size, Offset: off, Data: data, UID: -1, GID: -1,
 	})
 }
 
@@ -118,7 +116,7 @@ func TestCopyRegularChunked(t *testing.T) {
 func TestCopyOwnership(t *testing.T) {
 	f := newFixture(t)
 	p := filepath.Join(f.root, "cid", "owned")
-	err := f.c.Copy(context.Background(), &agentpb.CopyFileRequest{Path: p, FileMode: 0o600, DirMode: 0o755, FileSize: 1, Data: []byte("x"), Uid: 1234, Gid: 5678})
+	err := f.c.Copy(context.Background(), &Request{Path: p, FileMode: 0o600, DirMode: 0o755, FileSize: 1, Data: []byte("x"), UID: 1234, GID: 5678})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +225,7 @@ func TestCopyRejects(t *testing.T) {
 	if err := f.c.Copy(context.Background(), nil); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("nil request: %v", err)
 	}
-	if err := f.c.Copy(context.Background(), &agentpb.CopyFileRequest{Path: r + "/cid/u", Uid: -2, FileSize: 0}); !errdefs.IsInvalidArgument(err) {
+	if err := f.c.Copy(context.Background(), &Request{Path: r + "/cid/u", UID: -2, FileSize: 0}); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("uid -2: %v", err)
 	}
 	// A chunk at the wrong offset of a real upload.

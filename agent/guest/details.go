@@ -12,24 +12,45 @@ import (
 	"strings"
 
 	"github.com/opencontainers/runc/libcontainer/seccomp"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // ExtraFeatures are the optional Kata agent features this build always has.
 func ExtraFeatures() []string { return []string{"agent-policy", "guest-pull"} }
 
+// DetailsRequest says which memory facts GetGuestDetails asks for.
+type DetailsRequest struct {
+	MemBlockSize    bool
+	MemHotplugProbe bool
+}
+
+// Details are the guest's memory hot-plug facts and the agent's abilities.
+type Details struct {
+	MemBlockSizeBytes      uint64
+	SupportMemHotplugProbe bool
+	Agent                  AgentDetails
+}
+
+// AgentDetails are what the agent can do.
+type AgentDetails struct {
+	Version         string
+	InitDaemon      bool
+	SupportsSeccomp bool
+	ExtraFeatures   []string
+	DeviceHandlers  []string
+	StorageHandlers []string
+}
+
 // Details answers GetGuestDetails.
-func (g *Guest) Details(_ context.Context, req *agentpb.GuestDetailsRequest) (*agentpb.GuestDetailsResponse, error) {
-	resp := &agentpb.GuestDetailsResponse{}
-	if req.GetMemBlockSize() {
+func (g *Guest) Details(_ context.Context, req DetailsRequest) (*Details, error) {
+	resp := &Details{}
+	if req.MemBlockSize {
 		n, err := g.memBlockSize()
 		if err != nil {
 			return nil, err
 		}
 		resp.MemBlockSizeBytes = n
 	}
-	if req.GetMemHotplugProbe() {
+	if req.MemHotplugProbe {
 		_, err := os.Stat(g.probePath())
 		switch {
 		case err == nil:
@@ -38,7 +59,7 @@ func (g *Guest) Details(_ context.Context, req *agentpb.GuestDetailsRequest) (*a
 			return nil, fmt.Errorf("memory hot-plug probe: %w", err)
 		}
 	}
-	d := &agentpb.AgentDetails{
+	d := AgentDetails{
 		Version:         g.o.Version,
 		InitDaemon:      os.Getpid() == 1,
 		SupportsSeccomp: seccomp.Enabled && g.seccomp(),
@@ -52,7 +73,7 @@ func (g *Guest) Details(_ context.Context, req *agentpb.GuestDetailsRequest) (*a
 	if g.o.DeviceHandlers != nil {
 		d.DeviceHandlers = g.o.DeviceHandlers()
 	}
-	resp.AgentDetails = d
+	resp.Agent = d
 	return resp, nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/storage"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Device types of CreateContainerRequest.devices, as the Kata runtime names
@@ -40,6 +39,17 @@ const (
 // pollInterval paces the sysfs polls while waiting for a hot-plugged device.
 const pollInterval = 10 * time.Millisecond
 
+// Device is one device of a CreateContainer request as the host names it:
+// its Type says how ID or VMPath find it in the guest, ContainerPath is the
+// spec's linux.devices entry it stands for.
+type Device struct {
+	ID            string
+	Type          string
+	VMPath        string
+	ContainerPath string
+	Options       []string
+}
+
 // DeviceNode is one device of a CreateContainer request as it is in this
 // guest: the node the spec's linux.devices entry at ContainerPath must name.
 type DeviceNode struct {
@@ -55,7 +65,7 @@ type DeviceNode struct {
 // guest, waiting up to the hot-plug timeout for it as Kata's add_devices
 // does (src/agent/src/device/mod.rs), and returns its guest node. Devices
 // only the guest kernel uses (vfio-pci-gk) are awaited and yield no node.
-func (g *Guest) ResolveDevices(ctx context.Context, devs []*agentpb.Device) ([]DeviceNode, error) {
+func (g *Guest) ResolveDevices(ctx context.Context, devs []*Device) ([]DeviceNode, error) {
 	if len(devs) > MaxDevices {
 		return nil, invalid("%d devices, more than %d", len(devs), MaxDevices)
 	}
@@ -66,7 +76,7 @@ func (g *Guest) ResolveDevices(ctx context.Context, devs []*agentpb.Device) ([]D
 		}
 		node, err := g.resolve(ctx, d)
 		if err != nil {
-			return nil, fmt.Errorf("device %q (%s) for %s: %w", d.Id, d.Type, d.ContainerPath, err)
+			return nil, fmt.Errorf("device %q (%s) for %s: %w", d.ID, d.Type, d.ContainerPath, err)
 		}
 		if node != nil {
 			out = append(out, *node)
@@ -77,13 +87,13 @@ func (g *Guest) ResolveDevices(ctx context.Context, devs []*agentpb.Device) ([]D
 
 // validateDevice checks what Kata's validate_device checks, and that the
 // paths are plain absolute paths.
-func validateDevice(i int, d *agentpb.Device) error {
+func validateDevice(i int, d *Device) error {
 	switch {
 	case d == nil:
 		return invalid("device %d is null", i)
 	case d.Type == "":
 		return invalid("device %d has no type", i)
-	case d.Id == "" && d.VmPath == "":
+	case d.ID == "" && d.VMPath == "":
 		return invalid("device %d has neither id nor vm_path", i)
 	case d.ContainerPath == "":
 		return invalid("device %d has no container_path", i)
@@ -95,16 +105,16 @@ func validateDevice(i int, d *agentpb.Device) error {
 	return nil
 }
 
-func (g *Guest) resolve(ctx context.Context, d *agentpb.Device) (*DeviceNode, error) {
+func (g *Guest) resolve(ctx context.Context, d *Device) (*DeviceNode, error) {
 	var name string
 	var err error
 	switch d.Type {
 	case DeviceBlk:
-		name, err = g.pciBlock(ctx, d.Id)
+		name, err = g.pciBlock(ctx, d.ID)
 	case DeviceMmioBlk, DeviceNvdimm:
-		name, err = g.namedBlock(ctx, d.VmPath)
+		name, err = g.namedBlock(ctx, d.VMPath)
 	case DeviceSCSI:
-		name, err = g.scsiBlock(ctx, d.Id)
+		name, err = g.scsiBlock(ctx, d.ID)
 	case DeviceVfioPCI, DeviceVfioPCIGK:
 		return g.vfioPCI(ctx, d)
 	case DeviceVfioAP, DeviceVfioAPCold, DeviceBlkCCW:

@@ -13,7 +13,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // devTree is a fake /sys and a /dev with real device nodes, in temp dirs.
@@ -74,7 +73,7 @@ func TestResolveDevices(t *testing.T) {
 		d.mkdir(t, "devices/pci0000:00/0000:00:02.0/pci_bus/0000:01")
 		d.mkdir(t, filepath.Join(strings.TrimPrefix(bridge, d.sys), "0000:01:03.0/virtio4/block/vdc"))
 		d.mknod(t, "vdc", unix.S_IFBLK, 252, 32)
-		got, err := d.guest().ResolveDevices(ctx, []*agentpb.Device{{Id: "02/03", Type: "blk", VmPath: "/dev/vdz", ContainerPath: "/dev/xda"}})
+		got, err := d.guest().ResolveDevices(ctx, []*Device{{ID: "02/03", Type: "blk", VMPath: "/dev/vdz", ContainerPath: "/dev/xda"}})
 		want := DeviceNode{ContainerPath: "/dev/xda", Type: "b", Major: 252, Minor: 32}
 		if err != nil || len(got) != 1 || got[0] != want {
 			t.Fatalf("got %+v, %v", got, err)
@@ -88,7 +87,7 @@ func TestResolveDevices(t *testing.T) {
 		var got []DeviceNode
 		go func() {
 			var err error
-			got, err = g.ResolveDevices(ctx, []*agentpb.Device{{Id: "05", Type: "blk", ContainerPath: "/dev/xdb"}})
+			got, err = g.ResolveDevices(ctx, []*Device{{ID: "05", Type: "blk", ContainerPath: "/dev/xdb"}})
 			done <- err
 		}()
 		d.mkdir(t, "devices/pci0000:00/0000:00:05.0/virtio2/block/vdb")
@@ -107,7 +106,7 @@ func TestResolveDevices(t *testing.T) {
 		d.symlink(t, "../../devices/pci0000:00/0000:00:04.0/virtio1/host0/target0:0:1/0:0:1:2/block/sdb", "class/block/sdb")
 		d.symlink(t, "../../devices/pci0000:00/0000:00:04.0/virtio1/host0/target0:0:1/0:0:1:20/block/sdc", "class/block/sdc")
 		d.mknod(t, "sdb", unix.S_IFBLK, 8, 16)
-		got, err := d.guest().ResolveDevices(ctx, []*agentpb.Device{{Id: "1:2", Type: "scsi", ContainerPath: "/dev/sda"}})
+		got, err := d.guest().ResolveDevices(ctx, []*Device{{ID: "1:2", Type: "scsi", ContainerPath: "/dev/sda"}})
 		if err != nil || len(got) != 1 || got[0].Major != 8 || got[0].Minor != 16 {
 			t.Fatalf("got %+v, %v", got, err)
 		}
@@ -122,9 +121,9 @@ func TestResolveDevices(t *testing.T) {
 		d.symlink(t, "../../devices/platform/pmem0/ndbus0/region0/namespace0.0/block/pmem0", "class/block/pmem0")
 		d.mknod(t, "vda", unix.S_IFBLK, 254, 0)
 		d.mknod(t, "pmem0", unix.S_IFBLK, 259, 0)
-		got, err := d.guest().ResolveDevices(ctx, []*agentpb.Device{
-			{Id: "/dev/vda", VmPath: "/dev/vda", Type: "mmioblk", ContainerPath: "/dev/m"},
-			{VmPath: "/dev/pmem0", Type: "nvdimm", ContainerPath: "/dev/p"},
+		got, err := d.guest().ResolveDevices(ctx, []*Device{
+			{ID: "/dev/vda", VMPath: "/dev/vda", Type: "mmioblk", ContainerPath: "/dev/m"},
+			{VMPath: "/dev/pmem0", Type: "nvdimm", ContainerPath: "/dev/p"},
 		})
 		if err != nil || len(got) != 2 || got[0].Major != 254 || got[1].Major != 259 {
 			t.Fatalf("got %+v, %v", got, err)
@@ -151,7 +150,7 @@ func TestResolveDevices(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.mknod(t, "vfio/7", unix.S_IFCHR, 243, 1)
-		got, err := d.guest().ResolveDevices(ctx, []*agentpb.Device{{Id: "45", Type: "vfio-pci", ContainerPath: "/dev/vfio/45", Options: []string{"0000:41:00.0=06"}}})
+		got, err := d.guest().ResolveDevices(ctx, []*Device{{ID: "45", Type: "vfio-pci", ContainerPath: "/dev/vfio/45", Options: []string{"0000:41:00.0=06"}}})
 		want := DeviceNode{ContainerPath: "/dev/vfio/45", Type: "c", Major: 243, Minor: 1, Path: "/dev/vfio/7"}
 		if err != nil || len(got) != 1 || got[0] != want {
 			t.Fatalf("got %+v, %v", got, err)
@@ -170,7 +169,7 @@ func TestResolveDevices(t *testing.T) {
 	t.Run("vfio-pci-gk waits and leaves the spec alone", func(t *testing.T) {
 		d := newDevTree(t)
 		d.mkdir(t, "devices/pci0000:00/0000:00:07.0")
-		got, err := d.guest().ResolveDevices(ctx, []*agentpb.Device{{Id: "3", Type: "vfio-pci-gk", ContainerPath: "/dev/vfio/3", Options: []string{"0000:41:00.0=07"}}})
+		got, err := d.guest().ResolveDevices(ctx, []*Device{{ID: "3", Type: "vfio-pci-gk", ContainerPath: "/dev/vfio/3", Options: []string{"0000:41:00.0=07"}}})
 		if err != nil || len(got) != 0 {
 			t.Fatalf("got %+v, %v", got, err)
 		}
@@ -178,7 +177,7 @@ func TestResolveDevices(t *testing.T) {
 
 	t.Run("a device that never comes", func(t *testing.T) {
 		d := newDevTree(t)
-		_, err := d.guest().ResolveDevices(ctx, []*agentpb.Device{{Id: "09", Type: "blk", ContainerPath: "/dev/xda"}})
+		_, err := d.guest().ResolveDevices(ctx, []*Device{{ID: "09", Type: "blk", ContainerPath: "/dev/xda"}})
 		if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "did not appear") {
 			t.Fatalf("got %v", err)
 		}
@@ -188,34 +187,34 @@ func TestResolveDevices(t *testing.T) {
 func TestResolveDevicesRefusesBadInput(t *testing.T) {
 	d := devTree{sys: t.TempDir(), dev: t.TempDir()}
 	for _, tc := range []struct {
-		dev  *agentpb.Device
+		dev  *Device
 		want string
 		is   func(error) bool
 	}{
 		{nil, "null", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Id: "02", ContainerPath: "/dev/x"}, "no type", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "blk", ContainerPath: "/dev/x"}, "neither id nor vm_path", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "blk", Id: "02"}, "no container_path", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "blk", Id: "02", ContainerPath: "dev/x"}, "clean absolute", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "blk", Id: "02", ContainerPath: "/dev/../etc/x"}, "clean absolute", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "floppy", Id: "1", ContainerPath: "/dev/fd0"}, `unknown device type "floppy"`, errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "blk", Id: "zz", ContainerPath: "/dev/x"}, "slot", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "scsi", Id: "1", ContainerPath: "/dev/x"}, "SCSI address", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "mmioblk", VmPath: "/dev/../etc/passwd", ContainerPath: "/dev/x"}, "not /dev/<name>", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "nvdimm", VmPath: "/etc/passwd", ContainerPath: "/dev/x"}, "not /dev/<name>", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "nvdimm", VmPath: "/dev/a/b", ContainerPath: "/dev/x"}, "not /dev/<name>", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "vfio-pci", Id: "1", ContainerPath: "/dev/vfio/1", Options: []string{"41:00.0=02"}}, "VFIO option", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "vfio-pci", Id: "1", ContainerPath: "/dev/vfio/1", Options: []string{"0000:41:00.0=../02"}}, "slot", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "vfio-pci", Id: "1", ContainerPath: "/dev/vfio/1", Options: []string{"0000:41:00.0="}}, "no VFIO group", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "vfio-pci", Id: "1", ContainerPath: "/dev/vfio/1", Options: make([]string, MaxDeviceOptions+1)}, "options", errdefs.IsInvalidArgument},
-		{&agentpb.Device{Type: "vfio-ap", Id: "1", ContainerPath: "/dev/vfio/1"}, "s390x", errdefs.IsNotImplemented},
+		{&Device{ID: "02", ContainerPath: "/dev/x"}, "no type", errdefs.IsInvalidArgument},
+		{&Device{Type: "blk", ContainerPath: "/dev/x"}, "neither id nor vm_path", errdefs.IsInvalidArgument},
+		{&Device{Type: "blk", ID: "02"}, "no container_path", errdefs.IsInvalidArgument},
+		{&Device{Type: "blk", ID: "02", ContainerPath: "dev/x"}, "clean absolute", errdefs.IsInvalidArgument},
+		{&Device{Type: "blk", ID: "02", ContainerPath: "/dev/../etc/x"}, "clean absolute", errdefs.IsInvalidArgument},
+		{&Device{Type: "floppy", ID: "1", ContainerPath: "/dev/fd0"}, `unknown device type "floppy"`, errdefs.IsInvalidArgument},
+		{&Device{Type: "blk", ID: "zz", ContainerPath: "/dev/x"}, "slot", errdefs.IsInvalidArgument},
+		{&Device{Type: "scsi", ID: "1", ContainerPath: "/dev/x"}, "SCSI address", errdefs.IsInvalidArgument},
+		{&Device{Type: "mmioblk", VMPath: "/dev/../etc/passwd", ContainerPath: "/dev/x"}, "not /dev/<name>", errdefs.IsInvalidArgument},
+		{&Device{Type: "nvdimm", VMPath: "/etc/passwd", ContainerPath: "/dev/x"}, "not /dev/<name>", errdefs.IsInvalidArgument},
+		{&Device{Type: "nvdimm", VMPath: "/dev/a/b", ContainerPath: "/dev/x"}, "not /dev/<name>", errdefs.IsInvalidArgument},
+		{&Device{Type: "vfio-pci", ID: "1", ContainerPath: "/dev/vfio/1", Options: []string{"41:00.0=02"}}, "VFIO option", errdefs.IsInvalidArgument},
+		{&Device{Type: "vfio-pci", ID: "1", ContainerPath: "/dev/vfio/1", Options: []string{"0000:41:00.0=../02"}}, "slot", errdefs.IsInvalidArgument},
+		{&Device{Type: "vfio-pci", ID: "1", ContainerPath: "/dev/vfio/1", Options: []string{"0000:41:00.0="}}, "no VFIO group", errdefs.IsInvalidArgument},
+		{&Device{Type: "vfio-pci", ID: "1", ContainerPath: "/dev/vfio/1", Options: make([]string, MaxDeviceOptions+1)}, "options", errdefs.IsInvalidArgument},
+		{&Device{Type: "vfio-ap", ID: "1", ContainerPath: "/dev/vfio/1"}, "s390x", errdefs.IsNotImplemented},
 	} {
-		_, err := d.guest().ResolveDevices(context.Background(), []*agentpb.Device{tc.dev})
+		_, err := d.guest().ResolveDevices(context.Background(), []*Device{tc.dev})
 		if !tc.is(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want %q", tc.dev, err, tc.want)
 		}
 	}
-	if _, err := d.guest().ResolveDevices(context.Background(), make([]*agentpb.Device, MaxDevices+1)); !errdefs.IsInvalidArgument(err) {
+	if _, err := d.guest().ResolveDevices(context.Background(), make([]*Device, MaxDevices+1)); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("too many devices: %v", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/safepath"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+	"github.com/cocoon-tee/cocoon/agent/storage"
 )
 
 // maxEphemeral bounds one UpdateEphemeralMounts request.
@@ -54,7 +54,7 @@ func ParseMountOptions(opts []string) (uintptr, string, error) {
 // new options, e.g. a grown size limit for an emptyDir with medium Memory.
 // Only tmpfs mount points under the Kata run directory are touched; every
 // storage is validated before any remount.
-func (g *Guest) UpdateEphemeralMounts(_ context.Context, storages []*agentpb.Storage) error {
+func (g *Guest) UpdateEphemeralMounts(_ context.Context, storages []*storage.Storage) error {
 	if len(storages) > maxEphemeral {
 		return invalid("%d storages, more than %d", len(storages), maxEphemeral)
 	}
@@ -68,24 +68,24 @@ func (g *Guest) UpdateEphemeralMounts(_ context.Context, storages []*agentpb.Sto
 		if s == nil {
 			return invalid("storage is null")
 		}
-		if s.GetDriver() != "ephemeral" {
-			return invalid("storage %s: driver %q is not ephemeral", s.GetMountPoint(), s.GetDriver())
+		if s.Driver != "ephemeral" {
+			return invalid("storage %s: driver %q is not ephemeral", s.MountPoint, s.Driver)
 		}
-		if err := safepath.Within(s.GetMountPoint(), g.o.KataRunDir); err != nil {
+		if err := safepath.Within(s.MountPoint, g.o.KataRunDir); err != nil {
 			return err
 		}
-		m, err := g.mountAt(s.GetMountPoint())
+		m, err := g.mountAt(s.MountPoint)
 		if err != nil {
 			return err
 		}
 		if m.FSType != "tmpfs" {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s is %s, not tmpfs", s.GetMountPoint(), m.FSType))
+			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s is %s, not tmpfs", s.MountPoint, m.FSType))
 		}
-		flags, data, err := ParseMountOptions(s.GetOptions())
+		flags, data, err := ParseMountOptions(s.Options)
 		if err != nil {
-			return fmt.Errorf("storage %s: %w", s.GetMountPoint(), err)
+			return fmt.Errorf("storage %s: %w", s.MountPoint, err)
 		}
-		todo = append(todo, remount{s.GetMountPoint(), flags, data})
+		todo = append(todo, remount{s.MountPoint, flags, data})
 	}
 	for _, r := range todo {
 		if err := unix.Mount("none", r.path, "tmpfs", unix.MS_REMOUNT|r.flags, r.data); err != nil {

@@ -16,8 +16,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // fakeTree writes files (path → content) under a temp dir.
@@ -59,29 +59,29 @@ func TestDetails(t *testing.T) {
 	})
 	proc := fakeTree(t, map[string]string{"self/status": "Name:\tx\nSeccomp:\t0\nSeccomp_filters:\t0\n"})
 	g := New(Options{Sysfs: sys, Proc: proc, Version: "1.2.3", StorageHandlers: func() []string { return []string{"blk", "local"} }})
-	r, err := g.Details(ctx, &agentpb.GuestDetailsRequest{MemBlockSize: true, MemHotplugProbe: true})
+	r, err := g.Details(ctx, DetailsRequest{MemBlockSize: true, MemHotplugProbe: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := r.GetAgentDetails()
-	if r.GetMemBlockSizeBytes() != 0x8000000 || !r.GetSupportMemHotplugProbe() || d.GetVersion() != "1.2.3" ||
-		d.GetSupportsSeccomp() != seccomp.Enabled || d.GetInitDaemon() || strings.Join(d.GetStorageHandlers(), ",") != "blk,local" {
+	d := r.Agent
+	if r.MemBlockSizeBytes != 0x8000000 || !r.SupportMemHotplugProbe || d.Version != "1.2.3" ||
+		d.SupportsSeccomp != seccomp.Enabled || d.InitDaemon || strings.Join(d.StorageHandlers, ",") != "blk,local" {
 		t.Fatalf("details: %v", r)
 	}
 	// Not asked: not reported.
-	r, _ = g.Details(ctx, &agentpb.GuestDetailsRequest{})
-	if r.GetMemBlockSizeBytes() != 0 || r.GetSupportMemHotplugProbe() {
+	r, _ = g.Details(ctx, DetailsRequest{})
+	if r.MemBlockSizeBytes != 0 || r.SupportMemHotplugProbe {
 		t.Fatalf("unrequested fields set: %v", r)
 	}
 	// A kernel without hot-plug or seccomp.
 	g = New(Options{Sysfs: t.TempDir(), Proc: fakeTree(t, map[string]string{"self/status": "Name:\tx\n"})})
-	r, err = g.Details(ctx, &agentpb.GuestDetailsRequest{MemBlockSize: true, MemHotplugProbe: true})
-	if err != nil || r.GetMemBlockSizeBytes() != 0 || r.GetSupportMemHotplugProbe() || r.GetAgentDetails().GetSupportsSeccomp() {
+	r, err = g.Details(ctx, DetailsRequest{MemBlockSize: true, MemHotplugProbe: true})
+	if err != nil || r.MemBlockSizeBytes != 0 || r.SupportMemHotplugProbe || r.Agent.SupportsSeccomp {
 		t.Fatalf("bare kernel: %v %v", r, err)
 	}
 	// Garbage in sysfs.
 	g = New(Options{Sysfs: fakeTree(t, map[string]string{"devices/system/memory/block_size_bytes": "zz\n"})})
-	if _, err := g.Details(ctx, &agentpb.GuestDetailsRequest{MemBlockSize: true}); err == nil || !strings.Contains(err.Error(), "Invalid block size") {
+	if _, err := g.Details(ctx, DetailsRequest{MemBlockSize: true}); err == nil || !strings.Contains(err.Error(), "Invalid block size") {
 		t.Fatalf("bad block size: %v", err)
 	}
 	// The real kernel this test runs on has seccomp (containers need it).
@@ -107,7 +107,7 @@ func TestOnlineCPUMem(t *testing.T) {
 	}
 	g := New(Options{Sysfs: sys, OnlineRetries: 2, OnlineWait: time.Millisecond})
 	// Enough CPUs online already: nothing is written.
-	if err := g.OnlineCPUMem(ctx, &agentpb.OnlineCPUMemRequest{NbCpus: 2, CpuOnly: true}); err != nil {
+	if err := g.OnlineCPUMem(ctx, &OnlineRequest{NbCPUs: 2, CPUOnly: true}); err != nil {
 		t.Fatal(err)
 	}
 	if read("devices/system/cpu/cpu2/online") != "0" || read("devices/system/memory/memory7/online") != "0" {
@@ -115,7 +115,7 @@ func TestOnlineCPUMem(t *testing.T) {
 	}
 	// One more CPU wanted: one offline CPU is onlined; the fake tree's
 	// online list never changes, so the retries run out.
-	err := g.OnlineCPUMem(ctx, &agentpb.OnlineCPUMemRequest{NbCpus: 3})
+	err := g.OnlineCPUMem(ctx, &OnlineRequest{NbCPUs: 3})
 	if err == nil || !strings.Contains(err.Error(), "failed to online 3 CPU(s)") {
 		t.Fatalf("err = %v", err)
 	}
@@ -123,7 +123,7 @@ func TestOnlineCPUMem(t *testing.T) {
 		t.Fatal("cpu2 not onlined")
 	}
 	// Memory blocks.
-	if err := g.OnlineCPUMem(ctx, &agentpb.OnlineCPUMemRequest{}); err != nil {
+	if err := g.OnlineCPUMem(ctx, &OnlineRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if read("devices/system/memory/memory7/online") != "1" {
@@ -132,7 +132,7 @@ func TestOnlineCPUMem(t *testing.T) {
 	if err := g.OnlineCPUMem(ctx, nil); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("nil: %v", err)
 	}
-	if err := g.OnlineCPUMem(ctx, &agentpb.OnlineCPUMemRequest{NbCpus: 1 << 30}); !errdefs.IsInvalidArgument(err) {
+	if err := g.OnlineCPUMem(ctx, &OnlineRequest{NbCPUs: 1 << 30}); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("huge nb_cpus: %v", err)
 	}
 	if err := g.MemHotplugByProbe(ctx, []uint64{0x100000000, 0x108000000}); err != nil {
@@ -316,8 +316,7 @@ func TestVolumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.GetUsage()) != 2 || r.GetUsage()[0].GetUnit() != agentpb.VolumeUsage_BYTES || r.GetUsage()[0].GetTotal() == 0 ||
-		r.GetUsage()[1].GetUnit() != agentpb.VolumeUsage_INODES || r.GetVolumeCondition().GetAbnormal() {
+	if r.Bytes.Total == 0 || r.Inodes.Total == 0 {
 		t.Fatalf("stats: %v", r)
 	}
 	if _, err := g.VolumeStats(ctx, "rel"); !errdefs.IsInvalidArgument(err) {
@@ -366,8 +365,8 @@ func TestUpdateEphemeralMounts(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Unmount(mp, unix.MNT_DETACH) })
 	g := New(Options{KataRunDir: run})
-	st := &agentpb.Storage{Driver: "ephemeral", Fstype: "tmpfs", MountPoint: mp, Options: []string{"nodev", "size=2m"}}
-	if err := g.UpdateEphemeralMounts(ctx, []*agentpb.Storage{st}); err != nil {
+	st := &storage.Storage{Driver: "ephemeral", Fstype: "tmpfs", MountPoint: mp, Options: []string{"nodev", "size=2m"}}
+	if err := g.UpdateEphemeralMounts(ctx, []*storage.Storage{st}); err != nil {
 		t.Fatal(err)
 	}
 	var fs unix.Statfs_t
@@ -376,7 +375,7 @@ func TestUpdateEphemeralMounts(t *testing.T) {
 	}
 	plain := filepath.Join(run, "plain")
 	_ = os.MkdirAll(plain, 0o755)
-	for _, bad := range []*agentpb.Storage{
+	for _, bad := range []*storage.Storage{
 		nil,
 		{Driver: "local", MountPoint: mp, Options: []string{"size=3m"}},
 		{Driver: "ephemeral", MountPoint: "/tmp", Options: []string{"size=3m"}},
@@ -384,7 +383,7 @@ func TestUpdateEphemeralMounts(t *testing.T) {
 		{Driver: "ephemeral", MountPoint: mp, Options: []string{"size=3m,uid=0"}},
 		{Driver: "ephemeral", MountPoint: mp, Options: []string{"bind"}},
 	} {
-		if err := g.UpdateEphemeralMounts(ctx, []*agentpb.Storage{bad}); err == nil {
+		if err := g.UpdateEphemeralMounts(ctx, []*storage.Storage{bad}); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
 	}

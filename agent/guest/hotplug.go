@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // maxProbeAddrs bounds MemHotplugByProbe; each address is one memory block.
@@ -21,21 +19,28 @@ var (
 	memDir = regexp.MustCompile(`^memory[0-9]+$`)
 )
 
+// OnlineRequest is what OnlineCPUMem is asked: bring CPUs up to NbCPUs
+// online (0: leave CPUs), and unless CPUOnly, every offline memory block.
+type OnlineRequest struct {
+	NbCPUs  uint32
+	CPUOnly bool
+}
+
 // OnlineCPUMem onlines hot-plugged CPUs until nb_cpus are online (0 skips
 // CPUs) and, unless cpu_only, every offline memory block. As in Kata the
 // CPU count is re-read and retried, because the VMM may still be adding
 // them; the wait flag is accepted for compatibility and ignored, as Kata
 // ignores it.
-func (g *Guest) OnlineCPUMem(ctx context.Context, req *agentpb.OnlineCPUMemRequest) error {
+func (g *Guest) OnlineCPUMem(ctx context.Context, req *OnlineRequest) error {
 	if req == nil {
 		return invalid("online cpu/mem request is null")
 	}
-	if req.GetNbCpus() > 0 {
-		if err := g.onlineCPUs(ctx, int(req.GetNbCpus())); err != nil {
+	if req.NbCPUs > 0 {
+		if err := g.onlineCPUs(ctx, int(req.NbCPUs)); err != nil {
 			return fmt.Errorf("online cpus: %w", err)
 		}
 	}
-	if !req.GetCpuOnly() {
+	if !req.CPUOnly {
 		if _, err := onlineAll(filepath.Join(g.o.Sysfs, "devices/system/memory"), memDir, -1); err != nil {
 			return fmt.Errorf("online memory: %w", err)
 		}

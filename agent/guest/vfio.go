@@ -10,8 +10,6 @@ import (
 	"strconv"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // vfioPCI waits for each PCI function of a VFIO device at its guest PCI
@@ -21,7 +19,7 @@ import (
 // group path in the spec. For vfio-pci-gk the guest kernel's own driver
 // keeps the device and the spec is left as it is. This follows Kata's
 // VfioPciDeviceHandler (src/agent/src/device/vfio_device_handler.rs).
-func (g *Guest) vfioPCI(ctx context.Context, d *agentpb.Device) (*DeviceNode, error) {
+func (g *Guest) vfioPCI(ctx context.Context, d *Device) (*DeviceNode, error) {
 	inContainer := d.Type == DeviceVfioPCI
 	group := ""
 	for _, o := range d.Options {

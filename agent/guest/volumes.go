@@ -13,12 +13,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/safepath"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
+
+// VolumeUsage is one kind of a volume's usage, in bytes or inodes.
+type VolumeUsage struct {
+	Total, Available, Used uint64
+}
+
+// VolumeStats are a volume's space and inode usage.
+type VolumeStats struct {
+	Bytes, Inodes VolumeUsage
+}
 
 // VolumeStats reports a volume's space and inode usage, as the kubelet's
 // CSI NodeGetVolumeStats expects them.
-func (g *Guest) VolumeStats(_ context.Context, path string) (*agentpb.VolumeStatsResponse, error) {
+func (g *Guest) VolumeStats(_ context.Context, path string) (*VolumeStats, error) {
 	if err := safepath.Within(path, "/"); err != nil {
 		return nil, err
 	}
@@ -30,12 +39,9 @@ func (g *Guest) VolumeStats(_ context.Context, path string) (*agentpb.VolumeStat
 		return nil, fmt.Errorf("statfs %s: %w", path, err)
 	}
 	bs := uint64(st.Bsize)
-	return &agentpb.VolumeStatsResponse{
-		Usage: []*agentpb.VolumeUsage{
-			{Total: st.Blocks * bs, Available: st.Bavail * bs, Used: (st.Blocks - st.Bfree) * bs, Unit: agentpb.VolumeUsage_BYTES},
-			{Total: st.Files, Available: st.Ffree, Used: st.Files - st.Ffree, Unit: agentpb.VolumeUsage_INODES},
-		},
-		VolumeCondition: &agentpb.VolumeCondition{Abnormal: false, Message: "OK"},
+	return &VolumeStats{
+		Bytes:  VolumeUsage{Total: st.Blocks * bs, Available: st.Bavail * bs, Used: (st.Blocks - st.Bfree) * bs},
+		Inodes: VolumeUsage{Total: st.Files, Available: st.Ffree, Used: st.Files - st.Ffree},
 	}, nil
 }
 

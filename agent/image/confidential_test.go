@@ -15,7 +15,6 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/image/imgconfig"
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testregistry"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // memResources serves kbs:/// resources from memory, where the agent asks
@@ -67,7 +66,7 @@ func TestPullWithoutPolicy(t *testing.T) {
 			f.conf.AcceptDigestPinnedWithoutPolicy = c.acceptPinned
 			d := f.driver(c.confidential)
 			mp := filepath.Join(d.kataRunDir, "c", "rootfs")
-			m, err := d.Mount(context.Background(), storage.Request{Owner: "c", Storage: &agentpb.Storage{
+			m, err := d.Mount(context.Background(), storage.Request{Owner: "c", Storage: &storage.Storage{
 				Driver: DriverName, Source: c.ref, MountPoint: mp,
 				DriverOptions: []string{`image_guest_pull={"metadata":{}}`},
 			}})
@@ -258,7 +257,7 @@ func TestAgentDriverKernelFallback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := d.Mount(context.Background(), storage.Request{Owner: "c", Storage: &agentpb.Storage{
+			m, err := d.Mount(context.Background(), storage.Request{Owner: "c", Storage: &storage.Storage{
 				Driver: DriverName, Source: ref, MountPoint: filepath.Join(run, "c", "rootfs"),
 				DriverOptions: []string{`image_guest_pull={"metadata":{}}`},
 			}})

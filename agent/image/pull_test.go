@@ -13,7 +13,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testregistry"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 func TestPullMountRunBusybox(t *testing.T) {
@@ -27,7 +26,7 @@ func TestPullMountRunBusybox(t *testing.T) {
 	run := filepath.Join(f.dir, "run")
 	d := NewDriver(p, run, "")
 	mp := filepath.Join(run, "c1", "rootfs")
-	m, err := d.Mount(context.Background(), storage.Request{Owner: "c1", Storage: &agentpb.Storage{
+	m, err := d.Mount(context.Background(), storage.Request{Owner: "c1", Storage: &storage.Storage{
 		Driver: DriverName, Source: ref, MountPoint: mp,
 		DriverOptions: []string{`image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"container"}}`},
 	}})
@@ -72,17 +71,17 @@ func TestMountRefusesBadStorage(t *testing.T) {
 	d := NewDriver(f.puller(), filepath.Join(f.dir, "run"), "")
 	opt := []string{`image_guest_pull={"metadata":{}}`}
 	cases := map[string]struct {
-		s    *agentpb.Storage
+		s    *storage.Storage
 		want func(error) bool
 	}{
-		"outside run dir": {&agentpb.Storage{Source: "x", MountPoint: "/etc/rootfs", DriverOptions: opt}, errdefs.IsPermissionDenied},
-		"relative":        {&agentpb.Storage{Source: "x", MountPoint: "rootfs", DriverOptions: opt}, errdefs.IsInvalidArgument},
-		"dotdot":          {&agentpb.Storage{Source: "x", MountPoint: f.dir + "/run/../x", DriverOptions: opt}, errdefs.IsInvalidArgument},
-		"no options":      {&agentpb.Storage{Source: "x", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs")}, errdefs.IsInvalidArgument},
-		"bad json":        {&agentpb.Storage{Source: "x", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: []string{"image_guest_pull={"}}, errdefs.IsInvalidArgument},
-		"bad ref":         {&agentpb.Storage{Source: "UPPER/Case!", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: opt}, errdefs.IsInvalidArgument},
-		"no source":       {&agentpb.Storage{MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: opt}, errdefs.IsInvalidArgument},
-		"missing image":   {&agentpb.Storage{Source: f.reg.Addr + "/nothing:here", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: opt}, errdefs.IsNotFound},
+		"outside run dir": {&storage.Storage{Source: "x", MountPoint: "/etc/rootfs", DriverOptions: opt}, errdefs.IsPermissionDenied},
+		"relative":        {&storage.Storage{Source: "x", MountPoint: "rootfs", DriverOptions: opt}, errdefs.IsInvalidArgument},
+		"dotdot":          {&storage.Storage{Source: "x", MountPoint: f.dir + "/run/../x", DriverOptions: opt}, errdefs.IsInvalidArgument},
+		"no options":      {&storage.Storage{Source: "x", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs")}, errdefs.IsInvalidArgument},
+		"bad json":        {&storage.Storage{Source: "x", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: []string{"image_guest_pull={"}}, errdefs.IsInvalidArgument},
+		"bad ref":         {&storage.Storage{Source: "UPPER/Case!", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: opt}, errdefs.IsInvalidArgument},
+		"no source":       {&storage.Storage{MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: opt}, errdefs.IsInvalidArgument},
+		"missing image":   {&storage.Storage{Source: f.reg.Addr + "/nothing:here", MountPoint: filepath.Join(f.dir, "run", "c", "rootfs"), DriverOptions: opt}, errdefs.IsNotFound},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -109,7 +108,7 @@ func TestPauseBundle(t *testing.T) {
 	run := filepath.Join(f.dir, "run")
 	d := NewDriver(f.puller(), run, bundle)
 	mp := filepath.Join(run, "sb", "rootfs")
-	m, err := d.Mount(context.Background(), storage.Request{Owner: "sb", Storage: &agentpb.Storage{
+	m, err := d.Mount(context.Background(), storage.Request{Owner: "sb", Storage: &storage.Storage{
 		Driver: DriverName, Source: "pause", MountPoint: mp,
 		DriverOptions: []string{`image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"sandbox"}}`},
 	}})

@@ -16,7 +16,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testregistry"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Real images carry layers with absolute entry names: `umoci insert IMAGE
@@ -62,7 +61,7 @@ func TestPullRealLayerShapes(t *testing.T) {
 	d := NewDriver(p, run, "")
 	for i, r := range []string{ref, oddRef} {
 		mp := filepath.Join(run, "c"+string(rune('0'+i)), "rootfs")
-		m, err := d.Mount(context.Background(), storage.Request{Owner: "c", Storage: &agentpb.Storage{
+		m, err := d.Mount(context.Background(), storage.Request{Owner: "c", Storage: &storage.Storage{
 			Driver: DriverName, Source: r, MountPoint: mp,
 			DriverOptions: []string{`image_guest_pull={"metadata":{}}`},
 		}})

@@ -11,8 +11,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 
 // maxAddresses bounds how many addresses one request may set.
@@ -34,44 +32,44 @@ type interfaceRequest struct {
 	noARP bool
 }
 
-func checkInterface(iface *typespb.Interface) (interfaceRequest, error) {
+func checkInterface(iface *Interface) (interfaceRequest, error) {
 	var r interfaceRequest
 	if iface == nil {
 		return r, invalid("empty update interface request")
 	}
-	if iface.GetHwAddr() == "" && iface.GetName() == "" {
+	if iface.HwAddr == "" && iface.Name == "" {
 		return r, invalid("interface has neither hwAddr nor name")
 	}
-	if iface.GetHwAddr() != "" {
-		hw, err := parseMAC(iface.GetHwAddr())
+	if iface.HwAddr != "" {
+		hw, err := parseMAC(iface.HwAddr)
 		if err != nil {
 			return r, err
 		}
 		r.hw = hw
 	}
-	if iface.GetName() != "" {
-		if err := checkLinkName(iface.GetName()); err != nil {
+	if iface.Name != "" {
+		if err := checkLinkName(iface.Name); err != nil {
 			return r, err
 		}
-		r.name = iface.GetName()
+		r.name = iface.Name
 	}
-	if m := iface.GetMtu(); m != 0 {
+	if m := iface.MTU; m != 0 {
 		if m < minMTU || m > maxMTU {
 			return r, invalid("MTU %d out of range %d-%d", m, minMTU, maxMTU)
 		}
 		r.mtu = int(m)
 	}
-	if len(iface.GetIPAddresses()) > maxAddresses {
-		return r, invalid("%d IP addresses, more than %d", len(iface.GetIPAddresses()), maxAddresses)
+	if len(iface.IPAddresses) > maxAddresses {
+		return r, invalid("%d IP addresses, more than %d", len(iface.IPAddresses), maxAddresses)
 	}
-	for _, a := range iface.GetIPAddresses() {
+	for _, a := range iface.IPAddresses {
 		n, err := parseAddress(a)
 		if err != nil {
 			return r, err
 		}
 		r.addrs = append(r.addrs, n)
 	}
-	r.noARP = iface.GetRawFlags()&unix.IFF_NOARP != 0
+	r.noARP = iface.RawFlags&unix.IFF_NOARP != 0
 	return r, nil
 }
 
@@ -100,7 +98,7 @@ func (m *Manager) findLink(hw net.HardwareAddr, name string) (netlink.Link, erro
 // no address is given): the addresses become exactly the requested ones (IPv6
 // link-local addresses the kernel manages are kept), then MTU, name, ARP and
 // up. It returns the link as it is afterwards.
-func (m *Manager) UpdateInterface(_ context.Context, iface *typespb.Interface) (*typespb.Interface, error) {
+func (m *Manager) UpdateInterface(_ context.Context, iface *Interface) (*Interface, error) {
 	req, err := checkInterface(iface)
 	if err != nil {
 		return nil, err
@@ -231,12 +229,12 @@ func (m *Manager) ipv6Enabled() bool {
 }
 
 // ListInterfaces reports every link with its addresses.
-func (m *Manager) ListInterfaces(context.Context) ([]*typespb.Interface, error) {
+func (m *Manager) ListInterfaces(context.Context) ([]*Interface, error) {
 	links, err := m.h.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	out := make([]*typespb.Interface, 0, len(links))
+	out := make([]*Interface, 0, len(links))
 	for _, l := range links {
 		i, err := m.describe(l)
 		if err != nil {
@@ -247,26 +245,26 @@ func (m *Manager) ListInterfaces(context.Context) ([]*typespb.Interface, error) 
 	return out, nil
 }
 
-func (m *Manager) describe(l netlink.Link) (*typespb.Interface, error) {
+func (m *Manager) describe(l netlink.Link) (*Interface, error) {
 	a := l.Attrs()
 	addrs, err := m.h.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", a.Name, err)
 	}
-	i := &typespb.Interface{
+	i := &Interface{
 		Name:     a.Name,
-		Mtu:      uint64(a.MTU),
+		MTU:      uint64(a.MTU),
 		HwAddr:   a.HardwareAddr.String(),
 		Type:     l.Type(),
 		RawFlags: a.RawFlags,
 	}
 	for _, ad := range addrs {
 		ones, _ := ad.Mask.Size()
-		fam := typespb.IPFamily_v4
+		fam := FamilyV4
 		if ad.IP.To4() == nil {
-			fam = typespb.IPFamily_v6
+			fam = FamilyV6
 		}
-		i.IPAddresses = append(i.IPAddresses, &typespb.IPAddress{Family: fam, Address: ad.IP.String(), Mask: fmt.Sprint(ones)})
+		i.IPAddresses = append(i.IPAddresses, &IPAddress{Family: fam, Address: ad.IP.String(), Mask: fmt.Sprint(ones)})
 	}
 	return i, nil
 }

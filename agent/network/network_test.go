@@ -13,7 +13,6 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 
 // newNetns creates a private network namespace for one test; the test
@@ -73,18 +72,18 @@ func setup(t *testing.T) (*Manager, *netlink.Handle) {
 	return m, h
 }
 
-func v4(addr, mask string) *typespb.IPAddress {
-	return &typespb.IPAddress{Family: typespb.IPFamily_v4, Address: addr, Mask: mask}
+func v4(addr, mask string) *IPAddress {
+	return &IPAddress{Family: FamilyV4, Address: addr, Mask: mask}
 }
 
-func v6(addr, mask string) *typespb.IPAddress {
-	return &typespb.IPAddress{Family: typespb.IPFamily_v6, Address: addr, Mask: mask}
+func v6(addr, mask string) *IPAddress {
+	return &IPAddress{Family: FamilyV6, Address: addr, Mask: mask}
 }
 
-func addrSet(i *typespb.Interface) map[string]bool {
+func addrSet(i *Interface) map[string]bool {
 	s := map[string]bool{}
-	for _, a := range i.GetIPAddresses() {
-		s[a.GetAddress()+"/"+a.GetMask()] = true
+	for _, a := range i.IPAddresses {
+		s[a.Address+"/"+a.Mask] = true
 	}
 	return s
 }
@@ -92,14 +91,14 @@ func addrSet(i *typespb.Interface) map[string]bool {
 func TestUpdateInterface(t *testing.T) {
 	m, h := setup(t)
 	ctx := context.Background()
-	got, err := m.UpdateInterface(ctx, &typespb.Interface{
-		HwAddr: mac0, Name: "eth0", Mtu: 1400,
-		IPAddresses: []*typespb.IPAddress{v4("10.10.0.2", "24"), v6("fd00::2", "64")},
+	got, err := m.UpdateInterface(ctx, &Interface{
+		HwAddr: mac0, Name: "eth0", MTU: 1400,
+		IPAddresses: []*IPAddress{v4("10.10.0.2", "24"), v6("fd00::2", "64")},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.GetName() != "eth0" || got.GetMtu() != 1400 || got.GetHwAddr() != mac0 || got.GetType() != "veth" {
+	if got.Name != "eth0" || got.MTU != 1400 || got.HwAddr != mac0 || got.Type != "veth" {
 		t.Fatalf("interface after update: %v", got)
 	}
 	as := addrSet(got)
@@ -113,7 +112,7 @@ func TestUpdateInterface(t *testing.T) {
 
 	// A second update replaces the addresses rather than adding to them, and
 	// the dotted netmask form is accepted.
-	got, err = m.UpdateInterface(ctx, &typespb.Interface{HwAddr: strings.ToUpper(mac0), Name: "eth0", IPAddresses: []*typespb.IPAddress{v4("10.10.0.3", "255.255.255.0")}})
+	got, err = m.UpdateInterface(ctx, &Interface{HwAddr: strings.ToUpper(mac0), Name: "eth0", IPAddresses: []*IPAddress{v4("10.10.0.3", "255.255.255.0")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +122,7 @@ func TestUpdateInterface(t *testing.T) {
 	}
 
 	// Renaming onto a name another link holds swaps the two names.
-	if _, err := m.UpdateInterface(ctx, &typespb.Interface{HwAddr: mac1, Name: "eth0"}); err != nil {
+	if _, err := m.UpdateInterface(ctx, &Interface{HwAddr: mac1, Name: "eth0"}); err != nil {
 		t.Fatal(err)
 	}
 	l0, _ := h.LinkByName("eth0")
@@ -138,7 +137,7 @@ func TestUpdateInterface(t *testing.T) {
 	}
 	names := map[string]bool{}
 	for _, i := range list {
-		names[i.GetName()] = true
+		names[i.Name] = true
 	}
 	if !names["lo"] || !names["eth0"] || !names["veth1"] || len(list) != 3 {
 		t.Fatalf("ListInterfaces: %v", list)
@@ -150,23 +149,23 @@ func TestUpdateInterfaceBadInput(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name  string
-		iface *typespb.Interface
+		iface *Interface
 		class func(error) bool
 	}{
 		{"nil", nil, errdefs.IsInvalidArgument},
-		{"no identity", &typespb.Interface{Mtu: 1500}, errdefs.IsInvalidArgument},
-		{"bad mac", &typespb.Interface{HwAddr: "zz:00"}, errdefs.IsInvalidArgument},
-		{"bad ip", &typespb.Interface{HwAddr: mac0, IPAddresses: []*typespb.IPAddress{v4("10.0.0.300", "24")}}, errdefs.IsInvalidArgument},
-		{"bad prefix", &typespb.Interface{HwAddr: mac0, IPAddresses: []*typespb.IPAddress{v4("10.0.0.3", "33")}}, errdefs.IsInvalidArgument},
-		{"bad mask", &typespb.Interface{HwAddr: mac0, IPAddresses: []*typespb.IPAddress{v4("10.0.0.3", "255.0.255.0")}}, errdefs.IsInvalidArgument},
-		{"family mismatch", &typespb.Interface{HwAddr: mac0, IPAddresses: []*typespb.IPAddress{v6("10.0.0.3", "24")}}, errdefs.IsInvalidArgument},
-		{"null address", &typespb.Interface{HwAddr: mac0, IPAddresses: []*typespb.IPAddress{nil}}, errdefs.IsInvalidArgument},
-		{"small mtu", &typespb.Interface{HwAddr: mac0, Mtu: 10}, errdefs.IsInvalidArgument},
-		{"huge mtu", &typespb.Interface{HwAddr: mac0, Mtu: 1 << 40}, errdefs.IsInvalidArgument},
-		{"long name", &typespb.Interface{HwAddr: mac0, Name: "abcdefghijklmnopq"}, errdefs.IsInvalidArgument},
-		{"slash name", &typespb.Interface{HwAddr: mac0, Name: "a/b"}, errdefs.IsInvalidArgument},
-		{"unknown mac", &typespb.Interface{HwAddr: "02:00:00:00:00:99", Name: "eth9"}, errdefs.IsNotFound},
-		{"unknown name", &typespb.Interface{Name: "eth9"}, errdefs.IsNotFound},
+		{"no identity", &Interface{MTU: 1500}, errdefs.IsInvalidArgument},
+		{"bad mac", &Interface{HwAddr: "zz:00"}, errdefs.IsInvalidArgument},
+		{"bad ip", &Interface{HwAddr: mac0, IPAddresses: []*IPAddress{v4("10.0.0.300", "24")}}, errdefs.IsInvalidArgument},
+		{"bad prefix", &Interface{HwAddr: mac0, IPAddresses: []*IPAddress{v4("10.0.0.3", "33")}}, errdefs.IsInvalidArgument},
+		{"bad mask", &Interface{HwAddr: mac0, IPAddresses: []*IPAddress{v4("10.0.0.3", "255.0.255.0")}}, errdefs.IsInvalidArgument},
+		{"family mismatch", &Interface{HwAddr: mac0, IPAddresses: []*IPAddress{v6("10.0.0.3", "24")}}, errdefs.IsInvalidArgument},
+		{"null address", &Interface{HwAddr: mac0, IPAddresses: []*IPAddress{nil}}, errdefs.IsInvalidArgument},
+		{"small mtu", &Interface{HwAddr: mac0, MTU: 10}, errdefs.IsInvalidArgument},
+		{"huge mtu", &Interface{HwAddr: mac0, MTU: 1 << 40}, errdefs.IsInvalidArgument},
+		{"long name", &Interface{HwAddr: mac0, Name: "abcdefghijklmnopq"}, errdefs.IsInvalidArgument},
+		{"slash name", &Interface{HwAddr: mac0, Name: "a/b"}, errdefs.IsInvalidArgument},
+		{"unknown mac", &Interface{HwAddr: "02:00:00:00:00:99", Name: "eth9"}, errdefs.IsNotFound},
+		{"unknown name", &Interface{Name: "eth9"}, errdefs.IsNotFound},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -190,10 +189,10 @@ func TestUpdateInterfaceBadInput(t *testing.T) {
 	}
 }
 
-func routeKeys(rs []*typespb.Route) map[string]bool {
+func routeKeys(rs []*Route) map[string]bool {
 	s := map[string]bool{}
 	for _, r := range rs {
-		s[r.GetDest()+" via "+r.GetGateway()+" dev "+r.GetDevice()] = true
+		s[r.Dest+" via "+r.Gateway+" dev "+r.Device] = true
 	}
 	return s
 }
@@ -201,17 +200,17 @@ func routeKeys(rs []*typespb.Route) map[string]bool {
 func TestUpdateRoutes(t *testing.T) {
 	m, _ := setup(t)
 	ctx := context.Background()
-	if _, err := m.UpdateInterface(ctx, &typespb.Interface{HwAddr: mac0, Name: "eth0", IPAddresses: []*typespb.IPAddress{v4("10.10.0.2", "24"), v6("fd00::2", "64")}}); err != nil {
+	if _, err := m.UpdateInterface(ctx, &Interface{HwAddr: mac0, Name: "eth0", IPAddresses: []*IPAddress{v4("10.10.0.2", "24"), v6("fd00::2", "64")}}); err != nil {
 		t.Fatal(err)
 	}
 	// Gateway routes listed first: the agent must still add the link route
 	// that makes 10.30.0.1 reachable before the route through it.
-	routes := []*typespb.Route{
+	routes := []*Route{
 		{Dest: "", Gateway: "10.10.0.1", Device: "eth0"},
 		{Dest: "10.40.0.0/16", Gateway: "10.30.0.1", Device: "eth0"},
 		{Dest: "10.30.0.0/24", Device: "eth0", Scope: 253},
-		{Dest: "fd01::/64", Gateway: "fd00::1", Device: "eth0", Family: typespb.IPFamily_v6},
-		{Dest: "10.50.0.0/16", Device: "eth0", Source: "10.10.0.2", Scope: 253, Mtu: 1300},
+		{Dest: "fd01::/64", Gateway: "fd00::1", Device: "eth0", Family: FamilyV6},
+		{Dest: "10.50.0.0/16", Device: "eth0", Source: "10.10.0.2", Scope: 253, MTU: 1300},
 	}
 	got, err := m.UpdateRoutes(ctx, routes)
 	if err != nil {
@@ -224,13 +223,13 @@ func TestUpdateRoutes(t *testing.T) {
 		}
 	}
 	for _, r := range got {
-		if r.GetDest() == "10.50.0.0/16" && (r.GetSource() != "10.10.0.2" || r.GetMtu() != 1300 || r.GetScope() != 253) {
+		if r.Dest == "10.50.0.0/16" && (r.Source != "10.10.0.2" || r.MTU != 1300 || r.Scope != 253) {
 			t.Errorf("10.50.0.0/16 route lost source/mtu/scope: %v", r)
 		}
 	}
 
 	// A bad request changes nothing.
-	for _, bad := range [][]*typespb.Route{
+	for _, bad := range [][]*Route{
 		{{Dest: "10.0.0.0/33", Device: "eth0"}},
 		{{Dest: "not-a-cidr", Device: "eth0"}},
 		{{Dest: "10.1.0.0/16", Gateway: "fd00::1", Device: "eth0"}},
@@ -252,7 +251,7 @@ func TestUpdateRoutes(t *testing.T) {
 	}
 
 	// Replacing with a shorter table removes the rest but keeps kernel routes.
-	got, err = m.UpdateRoutes(ctx, []*typespb.Route{{Dest: "default", Gateway: "10.10.0.1", Device: "eth0"}})
+	got, err = m.UpdateRoutes(ctx, []*Route{{Dest: "default", Gateway: "10.10.0.1", Device: "eth0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +261,7 @@ func TestUpdateRoutes(t *testing.T) {
 	}
 
 	// An unreachable gateway fails and the previous table is restored.
-	if _, err := m.UpdateRoutes(ctx, []*typespb.Route{{Dest: "10.60.0.0/16", Gateway: "192.0.2.1", Device: "eth0"}}); err == nil {
+	if _, err := m.UpdateRoutes(ctx, []*Route{{Dest: "10.60.0.0/16", Gateway: "192.0.2.1", Device: "eth0"}}); err == nil {
 		t.Fatal("route through an unreachable gateway was accepted")
 	} else {
 		t.Log(err)
@@ -276,10 +275,10 @@ func TestUpdateRoutes(t *testing.T) {
 func TestAddARPNeighbors(t *testing.T) {
 	m, h := setup(t)
 	ctx := context.Background()
-	if _, err := m.UpdateInterface(ctx, &typespb.Interface{HwAddr: mac0, Name: "eth0", IPAddresses: []*typespb.IPAddress{v4("10.10.0.2", "24")}}); err != nil {
+	if _, err := m.UpdateInterface(ctx, &Interface{HwAddr: mac0, Name: "eth0", IPAddresses: []*IPAddress{v4("10.10.0.2", "24")}}); err != nil {
 		t.Fatal(err)
 	}
-	err := m.AddARPNeighbors(ctx, []*typespb.ARPNeighbor{{ToIPAddress: v4("10.10.0.9", ""), Device: "eth0", Lladdr: "02:00:00:00:bb:09"}})
+	err := m.AddARPNeighbors(ctx, []*ARPNeighbor{{ToIPAddress: v4("10.10.0.9", ""), Device: "eth0", Lladdr: "02:00:00:00:bb:09"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +296,7 @@ func TestAddARPNeighbors(t *testing.T) {
 	if !found {
 		t.Fatalf("neighbour not installed: %v", ns)
 	}
-	for _, bad := range []*typespb.ARPNeighbor{
+	for _, bad := range []*ARPNeighbor{
 		nil,
 		{Device: "eth0"},
 		{ToIPAddress: v4("10.10.0.x", ""), Device: "eth0"},
@@ -305,7 +304,7 @@ func TestAddARPNeighbors(t *testing.T) {
 		{ToIPAddress: v4("10.10.0.8", ""), Device: "eth0", Lladdr: "zz"},
 		{ToIPAddress: v4("10.10.0.8", ""), Device: "eth0", State: -1},
 	} {
-		if err := m.AddARPNeighbors(ctx, []*typespb.ARPNeighbor{bad}); err == nil {
+		if err := m.AddARPNeighbors(ctx, []*ARPNeighbor{bad}); err == nil {
 			t.Errorf("AddARPNeighbors(%v) succeeded", bad)
 		}
 	}
@@ -366,7 +365,7 @@ func TestSetMAC(t *testing.T) {
 		t.Fatalf("veth0 after SetMAC: %v, %v", l.Attrs().HardwareAddr, err)
 	}
 	// UpdateInterface now finds the link by the new address.
-	if got, err := m.UpdateInterface(context.Background(), &typespb.Interface{HwAddr: want, Name: "eth5"}); err != nil || got.GetName() != "eth5" {
+	if got, err := m.UpdateInterface(context.Background(), &Interface{HwAddr: want, Name: "eth5"}); err != nil || got.Name != "eth5" {
 		t.Fatalf("update by the new MAC: %v, %v", got, err)
 	}
 	if err := m.SetMAC("eth5", "not-a-mac"); !errdefs.IsInvalidArgument(err) {

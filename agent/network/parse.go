@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 
 // maxNameLen is IFNAMSIZ minus the terminating NUL.
@@ -49,26 +47,26 @@ func parseMAC(s string) (net.HardwareAddr, error) {
 	return hw, nil
 }
 
-// parseAddress turns a typespb.IPAddress into an IPNet. The mask is a prefix
+// parseAddress turns an IPAddress into an IPNet. The mask is a prefix
 // length ("24", what the runtime sends) or a dotted IPv4 netmask.
-func parseAddress(a *typespb.IPAddress) (*net.IPNet, error) {
+func parseAddress(a *IPAddress) (*net.IPNet, error) {
 	if a == nil {
 		return nil, invalid("IP address is null")
 	}
-	ip := net.ParseIP(a.GetAddress())
+	ip := net.ParseIP(a.Address)
 	if ip == nil {
-		return nil, invalid("invalid IP address %q", a.GetAddress())
+		return nil, invalid("invalid IP address %q", a.Address)
 	}
 	bits := 128
 	if v4 := ip.To4(); v4 != nil {
 		ip, bits = v4, 32
 	}
-	if (bits == 32) != (a.GetFamily() == typespb.IPFamily_v4) {
-		return nil, invalid("IP address %q does not match family %v", a.GetAddress(), a.GetFamily())
+	if (bits == 32) != (a.Family == FamilyV4) {
+		return nil, invalid("IP address %q does not match family %v", a.Address, a.Family)
 	}
-	ones, err := parseMask(a.GetMask(), bits)
+	ones, err := parseMask(a.Mask, bits)
 	if err != nil {
-		return nil, fmt.Errorf("address %s: %w", a.GetAddress(), err)
+		return nil, fmt.Errorf("address %s: %w", a.Address, err)
 	}
 	return &net.IPNet{IP: ip, Mask: net.CIDRMask(ones, bits)}, nil
 }
@@ -98,10 +96,10 @@ func parseMask(s string, bits int) (int, error) {
 // of the family; Kata lists a default route as a bare "0.0.0.0" (or "::"),
 // which is read back the same way rather than as a host route to 0.0.0.0;
 // a bare address is a host route.
-func parseDest(s string, fam typespb.IPFamily) (*net.IPNet, error) {
+func parseDest(s string, fam Family) (*net.IPNet, error) {
 	switch s {
 	case "", "default":
-		if fam == typespb.IPFamily_v6 {
+		if fam == FamilyV6 {
 			return &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, nil
 		}
 		return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, nil

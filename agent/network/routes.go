@@ -8,8 +8,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 
 // maxRoutes bounds one UpdateRoutes request.
@@ -21,15 +19,15 @@ const maxRoutes = 4096
 const settableFlags = unix.RTNH_F_ONLINK | unix.RTNH_F_PERVASIVE
 
 // checkRoute validates one route and resolves its device.
-func (m *Manager) checkRoute(r *typespb.Route) (netlink.Route, error) {
+func (m *Manager) checkRoute(r *Route) (netlink.Route, error) {
 	var nr netlink.Route
 	if r == nil {
 		return nr, invalid("route is null")
 	}
-	if err := checkLinkName(r.GetDevice()); err != nil {
-		return nr, fmt.Errorf("route to %q: %w", r.GetDest(), err)
+	if err := checkLinkName(r.Device); err != nil {
+		return nr, fmt.Errorf("route to %q: %w", r.Dest, err)
 	}
-	dst, err := parseDest(r.GetDest(), r.GetFamily())
+	dst, err := parseDest(r.Dest, r.Family)
 	if err != nil {
 		return nr, err
 	}
@@ -37,42 +35,42 @@ func (m *Manager) checkRoute(r *typespb.Route) (netlink.Route, error) {
 	if !is4(dst.IP) {
 		family = netlink.FAMILY_V6
 	}
-	if (family == netlink.FAMILY_V6) != (r.GetFamily() == typespb.IPFamily_v6) && r.GetDest() != "" {
-		return nr, invalid("route destination %q does not match family %v", r.GetDest(), r.GetFamily())
+	if (family == netlink.FAMILY_V6) != (r.Family == FamilyV6) && r.Dest != "" {
+		return nr, invalid("route destination %q does not match family %v", r.Dest, r.Family)
 	}
 	nr = netlink.Route{Dst: dst, Family: family, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT, Type: unix.RTN_UNICAST}
-	if r.GetGateway() != "" {
-		gw, err := parseIP("gateway", r.GetGateway())
+	if r.Gateway != "" {
+		gw, err := parseIP("gateway", r.Gateway)
 		if err != nil {
 			return nr, err
 		}
 		if is4(gw) != (family == netlink.FAMILY_V4) {
-			return nr, invalid("gateway %q and destination %q are of different families", r.GetGateway(), r.GetDest())
+			return nr, invalid("gateway %q and destination %q are of different families", r.Gateway, r.Dest)
 		}
 		nr.Gw = gw
 	}
-	if r.GetSource() != "" {
-		src, err := parseIP("source", r.GetSource())
+	if r.Source != "" {
+		src, err := parseIP("source", r.Source)
 		if err != nil {
 			return nr, err
 		}
 		if is4(src) != (family == netlink.FAMILY_V4) {
-			return nr, invalid("source %q and destination %q are of different families", r.GetSource(), r.GetDest())
+			return nr, invalid("source %q and destination %q are of different families", r.Source, r.Dest)
 		}
 		nr.Src = src
 	}
-	if r.GetScope() > 255 {
-		return nr, invalid("route scope %d out of range 0-255", r.GetScope())
+	if r.Scope > 255 {
+		return nr, invalid("route scope %d out of range 0-255", r.Scope)
 	}
-	nr.Scope = netlink.Scope(r.GetScope())
-	if r.GetMtu() > maxMTU {
-		return nr, invalid("route MTU %d more than %d", r.GetMtu(), maxMTU)
+	nr.Scope = netlink.Scope(r.Scope)
+	if r.MTU > maxMTU {
+		return nr, invalid("route MTU %d more than %d", r.MTU, maxMTU)
 	}
-	nr.MTU = int(r.GetMtu())
-	nr.Flags = int(r.GetFlags()) & settableFlags
-	link, err := m.h.LinkByName(r.GetDevice())
+	nr.MTU = int(r.MTU)
+	nr.Flags = int(r.Flags) & settableFlags
+	link, err := m.h.LinkByName(r.Device)
 	if err != nil {
-		return nr, errLinkNotFound("Name: " + r.GetDevice())
+		return nr, errLinkNotFound("Name: " + r.Device)
 	}
 	nr.LinkIndex = link.Attrs().Index
 	return nr, nil
@@ -82,7 +80,7 @@ func (m *Manager) checkRoute(r *typespb.Route) (netlink.Route, error) {
 // and returns the table afterwards. Routes the kernel derived from addresses
 // stay. The request is validated completely before anything changes; if
 // adding fails part way, the previous routes are put back.
-func (m *Manager) UpdateRoutes(ctx context.Context, routes []*typespb.Route) ([]*typespb.Route, error) {
+func (m *Manager) UpdateRoutes(ctx context.Context, routes []*Route) ([]*Route, error) {
 	if len(routes) > maxRoutes {
 		return nil, invalid("%d routes, more than %d", len(routes), maxRoutes)
 	}
@@ -167,13 +165,13 @@ func (m *Manager) mainRoutes() ([]netlink.Route, error) {
 
 // ListRoutes reports the main table of both families. A default route has
 // an empty dest, which is what the runtime sends for one.
-func (m *Manager) ListRoutes(context.Context) ([]*typespb.Route, error) {
+func (m *Manager) ListRoutes(context.Context) ([]*Route, error) {
 	rs, err := m.mainRoutes()
 	if err != nil {
 		return nil, err
 	}
 	names := map[int]string{}
-	out := make([]*typespb.Route, 0, len(rs))
+	out := make([]*Route, 0, len(rs))
 	for _, r := range rs {
 		if r.LinkIndex == 0 && len(r.MultiPath) > 0 {
 			continue // multipath routes are never configured by the runtime
@@ -185,14 +183,14 @@ func (m *Manager) ListRoutes(context.Context) ([]*typespb.Route, error) {
 			}
 			names[r.LinkIndex] = name
 		}
-		tr := &typespb.Route{
+		tr := &Route{
 			Device: name,
 			Scope:  uint32(r.Scope),
 			Flags:  uint32(r.Flags),
-			Mtu:    uint32(r.MTU),
+			MTU:    uint32(r.MTU),
 		}
 		if r.Family == netlink.FAMILY_V6 {
-			tr.Family = typespb.IPFamily_v6
+			tr.Family = FamilyV6
 		}
 		if r.Dst != nil {
 			if ones, _ := r.Dst.Mask.Size(); ones != 0 || !r.Dst.IP.IsUnspecified() {
@@ -212,7 +210,7 @@ func (m *Manager) ListRoutes(context.Context) ([]*typespb.Route, error) {
 
 // AddARPNeighbors installs neighbour entries; state 0 means permanent.
 // All entries are validated before any is added.
-func (m *Manager) AddARPNeighbors(_ context.Context, neighs []*typespb.ARPNeighbor) error {
+func (m *Manager) AddARPNeighbors(_ context.Context, neighs []*ARPNeighbor) error {
 	if len(neighs) > maxRoutes {
 		return invalid("%d neighbours, more than %d", len(neighs), maxRoutes)
 	}
@@ -232,25 +230,29 @@ func (m *Manager) AddARPNeighbors(_ context.Context, neighs []*typespb.ARPNeighb
 	return nil
 }
 
-func (m *Manager) checkNeighbor(n *typespb.ARPNeighbor) (netlink.Neigh, error) {
+func (m *Manager) checkNeighbor(n *ARPNeighbor) (netlink.Neigh, error) {
 	var nn netlink.Neigh
 	if n == nil {
 		return nn, invalid("ARP neighbour is null")
 	}
-	if n.GetToIPAddress().GetAddress() == "" {
+	var addr string
+	if n.ToIPAddress != nil {
+		addr = n.ToIPAddress.Address
+	}
+	if addr == "" {
 		return nn, invalid("Unable to determine ip address of ARP neighbor")
 	}
-	ip := net.ParseIP(n.GetToIPAddress().GetAddress())
+	ip := net.ParseIP(addr)
 	if ip == nil {
-		return nn, invalid("invalid ARP neighbour IP %q", n.GetToIPAddress().GetAddress())
+		return nn, invalid("invalid ARP neighbour IP %q", addr)
 	}
-	if err := checkLinkName(n.GetDevice()); err != nil {
+	if err := checkLinkName(n.Device); err != nil {
 		return nn, err
 	}
-	if n.GetState() < 0 || n.GetState() > 0xffff || n.GetFlags() < 0 || n.GetFlags() > 0xff {
-		return nn, invalid("ARP neighbour state %d or flags %d out of range", n.GetState(), n.GetFlags())
+	if n.State < 0 || n.State > 0xffff || n.Flags < 0 || n.Flags > 0xff {
+		return nn, invalid("ARP neighbour state %d or flags %d out of range", n.State, n.Flags)
 	}
-	nn = netlink.Neigh{IP: ip, State: int(n.GetState()), Flags: int(n.GetFlags()), Family: netlink.FAMILY_V4}
+	nn = netlink.Neigh{IP: ip, State: int(n.State), Flags: int(n.Flags), Family: netlink.FAMILY_V4}
 	if nn.State == 0 {
 		nn.State = netlink.NUD_PERMANENT
 	}
@@ -259,16 +261,16 @@ func (m *Manager) checkNeighbor(n *typespb.ARPNeighbor) (netlink.Neigh, error) {
 	} else {
 		nn.Family = netlink.FAMILY_V6
 	}
-	if n.GetLladdr() != "" {
-		hw, err := parseMAC(n.GetLladdr())
+	if n.Lladdr != "" {
+		hw, err := parseMAC(n.Lladdr)
 		if err != nil {
 			return nn, err
 		}
 		nn.HardwareAddr = hw
 	}
-	link, err := m.h.LinkByName(n.GetDevice())
+	link, err := m.h.LinkByName(n.Device)
 	if err != nil {
-		return nn, errLinkNotFound("Name: " + n.GetDevice())
+		return nn, errLinkNotFound("Name: " + n.Device)
 	}
 	nn.LinkIndex = link.Attrs().Index
 	return nn, nil

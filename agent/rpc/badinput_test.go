@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/reaper"
+	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
 	"github.com/cocoon-tee/cocoon/ci/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -26,7 +26,7 @@ func TestCreateContainerBadInput(t *testing.T) {
 	if err := os.Symlink("/", link); err != nil {
 		t.Fatal(err)
 	}
-	manyEnv := make([]string, container.MaxEnv+1)
+	manyEnv := make([]string, convert.MaxEnv+1)
 	for i := range manyEnv {
 		manyEnv[i] = "A=b"
 	}

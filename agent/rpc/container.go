@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
-	"github.com/cocoon-tee/cocoon/agent/safepath"
+	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -23,13 +23,14 @@ func (s *Service) CreateContainer(ctx context.Context, r *agentpb.CreateContaine
 	if err != nil {
 		return nil, err
 	}
-	oci, err := s.guestSpec(ctx, r)
+	spec, err := convert.SpecFromProto(r.OCI)
 	if err != nil {
 		return nil, err
 	}
 	_, err = sb.CreateContainer(ctx, sandbox.ContainerRequest{
-		ID: r.ContainerId, ExecID: r.ExecId, StringUser: r.StringUser,
-		Storages: r.Storages, OCI: oci, SandboxPidns: r.SandboxPidns,
+		ID: r.ContainerId, ExecID: r.ExecId, StringUser: convert.StringUserFromProto(r.StringUser),
+		Storages: convert.StoragesFromProto(r.Storages), Spec: spec, Devices: convert.DevicesFromProto(r.Devices),
+		SandboxPidns: r.SandboxPidns, Guest: s.system.Guest,
 	})
 	return okEmpty(err)
 }
@@ -60,22 +61,18 @@ func (s *Service) RemoveContainer(ctx context.Context, r *agentpb.RemoveContaine
 
 // ExecProcess starts another process in a container.
 func (s *Service) ExecProcess(ctx context.Context, r *agentpb.ExecProcessRequest) (*emptypb.Empty, error) {
-	c, err := s.container(r.ContainerId)
+	sb, err := s.pod()
 	if err != nil {
 		return nil, err
 	}
-	if err := safepath.ValidateID("exec", r.ExecId); err != nil {
-		return nil, err
-	}
-	proc, err := container.ProcessFromProto(r.Process)
+	proc, err := convert.ProcessFromProto(r.Process)
 	if err != nil {
 		return nil, err
 	}
-	s.stripLSMLabels(r.ContainerId, &proc.ApparmorProfile, &proc.SelinuxLabel, nil)
-	if err := sandbox.ApplyStringUser(proc, r.StringUser, c.Rootfs()); err != nil {
-		return nil, err
-	}
-	_, err = c.Exec(ctx, r.ExecId, proc)
+	_, err = sb.Exec(ctx, sandbox.ExecRequest{
+		ContainerID: r.ContainerId, ExecID: r.ExecId, StringUser: convert.StringUserFromProto(r.StringUser),
+		Process: proc, Guest: s.system.Guest,
+	})
 	return okEmpty(err)
 }
 
@@ -86,24 +83,19 @@ func (s *Service) SignalProcess(ctx context.Context, r *agentpb.SignalProcessReq
 	if err != nil {
 		return nil, err
 	}
-	if r.Signal == 0 || r.Signal > 64 {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("signal %d is not a valid signal", r.Signal))
-	}
 	return okEmpty(c.Signal(ctx, r.ExecId, syscall.Signal(r.Signal)))
 }
 
-// WaitProcess blocks until the process exits and returns its status. An
-// exec'd process is forgotten once waited for, as in Kata.
+// WaitProcess blocks until the process exits and returns its status.
 func (s *Service) WaitProcess(ctx context.Context, r *agentpb.WaitProcessRequest) (*agentpb.WaitProcessResponse, error) {
-	c, p, err := s.process(r.ContainerId, r.ExecId)
+	c, err := s.container(r.ContainerId)
 	if err != nil {
 		return nil, err
 	}
-	status, err := p.Wait(ctx)
+	status, err := c.Wait(ctx, r.ExecId)
 	if err != nil {
 		return nil, err
 	}
-	c.Forget(p)
 	return &agentpb.WaitProcessResponse{Status: int32(status)}, nil
 }
 
@@ -113,7 +105,7 @@ func (s *Service) UpdateContainer(ctx context.Context, r *agentpb.UpdateContaine
 	if err != nil {
 		return nil, err
 	}
-	res, err := container.ResourcesFromProto(r.Resources)
+	res, err := convert.ResourcesFromProto(r.Resources)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +118,11 @@ func (s *Service) StatsContainer(ctx context.Context, r *agentpb.StatsContainerR
 	if err != nil {
 		return nil, err
 	}
-	return c.Stats(ctx)
+	st, err := c.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return convert.StatsToProto(st), nil
 }
 
 // PauseContainer freezes a container.

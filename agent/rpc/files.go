@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -14,7 +15,7 @@ func (s *Service) CopyFile(ctx context.Context, r *agentpb.CopyFileRequest) (*em
 	if s.system.Files == nil {
 		return nil, errdefs.ErrNotImplemented.WithMessage("CopyFile is not configured in this agent")
 	}
-	if err := s.system.Files.Copy(ctx, r); err != nil {
+	if err := s.system.Files.Copy(ctx, convert.CopyFileFromProto(r)); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil

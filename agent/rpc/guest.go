@@ -10,6 +10,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/guest"
 	"github.com/cocoon-tee/cocoon/agent/metrics"
 	"github.com/cocoon-tee/cocoon/agent/network"
+	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -42,7 +43,11 @@ func (s *Service) GetGuestDetails(ctx context.Context, r *agentpb.GuestDetailsRe
 	if err != nil {
 		return nil, err
 	}
-	return g.Details(ctx, r)
+	d, err := g.Details(ctx, guest.DetailsRequest{MemBlockSize: r.GetMemBlockSize(), MemHotplugProbe: r.GetMemHotplugProbe()})
+	if err != nil {
+		return nil, err
+	}
+	return convert.DetailsToProto(d), nil
 }
 
 // OnlineCPUMem onlines hot-plugged CPUs and memory.
@@ -51,7 +56,7 @@ func (s *Service) OnlineCPUMem(ctx context.Context, r *agentpb.OnlineCPUMemReque
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.OnlineCPUMem(ctx, r))
+	return empty(g.OnlineCPUMem(ctx, convert.OnlineFromProto(r)))
 }
 
 // MemHotplugByProbe announces hot-added memory.
@@ -105,7 +110,11 @@ func (s *Service) GetVolumeStats(ctx context.Context, r *agentpb.VolumeStatsRequ
 	if err != nil {
 		return nil, err
 	}
-	return g.VolumeStats(ctx, r.GetVolumeGuestPath())
+	v, err := g.VolumeStats(ctx, r.GetVolumeGuestPath())
+	if err != nil {
+		return nil, err
+	}
+	return convert.VolumeStatsToProto(v), nil
 }
 
 // ResizeVolume grows a volume's file system to its device.
@@ -123,7 +132,7 @@ func (s *Service) UpdateEphemeralMounts(ctx context.Context, r *agentpb.UpdateEp
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.UpdateEphemeralMounts(ctx, r.GetStorages()))
+	return empty(g.UpdateEphemeralMounts(ctx, convert.StoragesFromProto(r.GetStorages())))
 }
 
 // RemoveStaleVirtiofsShareMounts detaches virtio-fs shares whose host side is gone.

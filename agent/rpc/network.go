@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cocoon-tee/cocoon/agent/network"
+	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
@@ -31,7 +32,11 @@ func (s *Service) UpdateInterface(ctx context.Context, r *agentpb.UpdateInterfac
 			return nil, err
 		}
 	}
-	return n.UpdateInterface(ctx, iface)
+	got, err := n.UpdateInterface(ctx, convert.InterfaceFromProto(iface))
+	if err != nil {
+		return nil, err
+	}
+	return convert.InterfaceToProto(got), nil
 }
 
 // reconcilePCINetdev waits for the NIC at the PCI path and, when the
@@ -65,11 +70,11 @@ func (s *Service) UpdateRoutes(ctx context.Context, r *agentpb.UpdateRoutesReque
 	if r.GetRoutes() == nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("empty update routes request")
 	}
-	rs, err := n.UpdateRoutes(ctx, r.GetRoutes().GetRoutes())
+	rs, err := n.UpdateRoutes(ctx, convert.RoutesFromProto(r.GetRoutes().GetRoutes()))
 	if err != nil {
 		return nil, err
 	}
-	return &agentpb.Routes{Routes: rs}, nil
+	return &agentpb.Routes{Routes: convert.RoutesToProto(rs)}, nil
 }
 
 // ListInterfaces reports every link.
@@ -82,7 +87,7 @@ func (s *Service) ListInterfaces(ctx context.Context, _ *agentpb.ListInterfacesR
 	if err != nil {
 		return nil, err
 	}
-	return &agentpb.Interfaces{Interfaces: is}, nil
+	return &agentpb.Interfaces{Interfaces: convert.InterfacesToProto(is)}, nil
 }
 
 // ListRoutes reports the main route table.
@@ -95,7 +100,7 @@ func (s *Service) ListRoutes(ctx context.Context, _ *agentpb.ListRoutesRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &agentpb.Routes{Routes: rs}, nil
+	return &agentpb.Routes{Routes: convert.RoutesToProto(rs)}, nil
 }
 
 // AddARPNeighbors installs permanent neighbour entries.
@@ -107,7 +112,7 @@ func (s *Service) AddARPNeighbors(ctx context.Context, r *agentpb.AddARPNeighbor
 	if r.GetNeighbors() == nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("empty add arp neighbours request")
 	}
-	if err := n.AddARPNeighbors(ctx, r.GetNeighbors().GetARPNeighbors()); err != nil {
+	if err := n.AddARPNeighbors(ctx, convert.NeighborsFromProto(r.GetNeighbors().GetARPNeighbors())); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil

@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -17,7 +18,8 @@ func (s *Service) CreateSandbox(ctx context.Context, r *agentpb.CreateSandboxReq
 		return nil, err
 	}
 	err = sb.Create(ctx, sandbox.Config{
-		ID: r.SandboxId, Hostname: r.Hostname, DNS: r.Dns, Storages: r.Storages, Modules: r.KernelModules,
+		ID: r.SandboxId, Hostname: r.Hostname, DNS: r.Dns,
+		Storages: convert.StoragesFromProto(r.Storages), Modules: convert.ModulesFromProto(r.KernelModules),
 	})
 	return okEmpty(err)
 }

@@ -104,7 +104,7 @@ func TestAPIDNS(t *testing.T) {
 	}
 	resolv := filepath.Join(a.run, "shared", "containers", "c1-0123456789abcdef-resolv.conf")
 	a.copyFile(t, resolv, strings.Join(containerdDNS, "\n"))
-	s := apiBind(specFor(testenv.KataRootfs(t, a.run, "c1"), "cat", "/etc/resolv.conf"), resolv, "/etc/resolv.conf", "ro")
+	s := apiBind(pbSpecFor(testenv.KataRootfs(t, a.run, "c1"), "cat", "/etc/resolv.conf"), resolv, "/etc/resolv.conf", "ro")
 	if got := a.output(t, "c1", s); got != strings.Join(containerdDNS, "\n") {
 		t.Fatalf("container's resolv.conf %q", got)
 	}
@@ -114,7 +114,7 @@ func TestAPIDNS(t *testing.T) {
 // (kata virtcontainers/container.go:497); the container gets the guest's.
 func TestAPIHostPathDev(t *testing.T) {
 	a := startRealAgent(t)
-	s := apiBind(specFor(testenv.KataRootfs(t, a.run, "c1"), "sh", "-c", "test -c /host/dev/null && echo ok"), "/dev", "/host/dev")
+	s := apiBind(pbSpecFor(testenv.KataRootfs(t, a.run, "c1"), "sh", "-c", "test -c /host/dev/null && echo ok"), "/dev", "/host/dev")
 	if got := a.output(t, "c1", s); got != "ok\n" {
 		t.Fatalf("container printed %q", got)
 	}
@@ -127,7 +127,7 @@ func TestAPISealedSecretFileNeedsAttestation(t *testing.T) {
 	a := startRealAgent(t)
 	secret := filepath.Join(a.run, "shared", "containers", "c1-0123456789abcdef-token")
 	a.copyFile(t, secret, "sealed.eyJhbGciOiJFUzI1NiJ9.e30.c2ln")
-	s := apiBind(specFor(testenv.KataRootfs(t, a.run, "c1"), "cat", "/etc/token"), secret, "/etc/token", "ro")
+	s := apiBind(pbSpecFor(testenv.KataRootfs(t, a.run, "c1"), "cat", "/etc/token"), secret, "/etc/token", "ro")
 	_, err := a.CreateContainer(apiCtx(t), &agentpb.CreateContainerRequest{ContainerId: "c1", ExecId: "c1", OCI: s})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "/etc/token") || !strings.Contains(err.Error(), "attestation") {
 		t.Fatalf("CreateContainer with a sealed secret file: %v, want FAILED_PRECONDITION naming the mount", err)
@@ -147,7 +147,7 @@ func TestAPIDevShm(t *testing.T) {
 	if _, err := a.CreateSandbox(ctx, &agentpb.CreateSandboxRequest{SandboxId: "sb", Storages: []*agentpb.Storage{st}}); err != nil {
 		t.Fatal(err)
 	}
-	s := specFor(testenv.KataRootfs(t, a.run, "c1"), "sh", "-c", "grep ' /dev/shm ' /proc/mounts; stat -c %a /dev/shm; touch /dev/shm/x && echo writable")
+	s := pbSpecFor(testenv.KataRootfs(t, a.run, "c1"), "sh", "-c", "grep ' /dev/shm ' /proc/mounts; stat -c %a /dev/shm; touch /dev/shm/x && echo writable")
 	s.Mounts = append(s.Mounts, &agentpb.Mount{Destination: "/dev/shm", Type: "bind", Source: shm, Options: []string{"rbind"}})
 	got := a.output(t, "c1", s)
 	f := strings.Fields(got)
@@ -159,5 +159,19 @@ func TestAPIDevShm(t *testing.T) {
 		if !strings.Contains(opts, o) {
 			t.Errorf("container's /dev/shm options %s lack %s", f[3], strings.Trim(o, ","))
 		}
+	}
+}
+
+// pbSpecFor is specFor as the runtime sends it over the API.
+func pbSpecFor(root string, args ...string) *agentpb.Spec {
+	return &agentpb.Spec{
+		Version: "1.1.0",
+		Process: &agentpb.Process{Args: args, Env: []string{"PATH=/bin:/sbin"}, Cwd: "/"},
+		Root:    &agentpb.Root{Path: root},
+		Mounts: []*agentpb.Mount{
+			{Destination: "/proc", Source: "proc", Type: "proc"},
+			{Destination: "/dev", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "mode=755"}},
+		},
+		Linux: &agentpb.Linux{Namespaces: []*agentpb.LinuxNamespace{{Type: "mount"}, {Type: "ipc"}, {Type: "uts"}, {Type: "pid"}}},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +16,6 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // newPodAt is newPod with the state directory at a path of the caller's
@@ -75,9 +75,9 @@ func symlink(t *testing.T, target, link string) string {
 	return link
 }
 
-func withBind(s *agentpb.Spec, src string) *agentpb.Spec {
+func withBind(s *specs.Spec, src string) *specs.Spec {
 	dest := fmt.Sprintf("/mnt/m%d", len(s.Mounts))
-	s.Mounts = append(s.Mounts, &agentpb.Mount{Destination: dest, Source: src, Type: "bind", Options: []string{"rbind", "ro"}})
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: dest, Source: src, Type: "bind", Options: []string{"rbind", "ro"}})
 	return s
 }
 
@@ -104,25 +104,25 @@ func TestBindSourceInStateDirRefused(t *testing.T) {
 	t.Run("beside the run dir", func(t *testing.T) {
 		p := newPodAt(t, stateBeside)
 		secret := writeFile(t, filepath.Join(p.state, "image", "conf", "auth.json"), "registry-password")
-		p.refused(t, sandbox.ContainerRequest{ID: "c1", OCI: withBind(specFor(p.rootfs(t, "c1"), "true"), secret)})
+		p.refused(t, sandbox.ContainerRequest{ID: "c1", Spec: withBind(specFor(p.rootfs(t, "c1"), "true"), secret)})
 	})
 	t.Run("through a symlink in the shared dir", func(t *testing.T) {
 		p := newPodAt(t, stateBeside)
 		secret := writeFile(t, filepath.Join(p.state, "image", "conf", "auth.json"), "registry-password")
 		link := symlink(t, secret, filepath.Join(p.run, "shared", "containers", "c1-0123456789abcdef-auth"))
-		p.refused(t, sandbox.ContainerRequest{ID: "c1", OCI: withBind(specFor(p.rootfs(t, "c1"), "true"), link)})
+		p.refused(t, sandbox.ContainerRequest{ID: "c1", Spec: withBind(specFor(p.rootfs(t, "c1"), "true"), link)})
 	})
 	t.Run("overlay with a lower dir in the layer store", func(t *testing.T) {
 		p := newPodAt(t, stateBeside)
 		layer := filepath.Dir(writeFile(t, filepath.Join(p.state, "image", "layers", "x", "secret"), "decrypted"))
 		s := specFor(p.rootfs(t, "c1"), "true")
-		s.Mounts = append(s.Mounts, &agentpb.Mount{Destination: "/mnt/layer", Source: "overlay", Type: "overlay", Options: []string{"lowerdir=" + layer}})
-		p.refused(t, sandbox.ContainerRequest{ID: "c1", OCI: s})
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/layer", Source: "overlay", Type: "overlay", Options: []string{"lowerdir=" + layer}})
+		p.refused(t, sandbox.ContainerRequest{ID: "c1", Spec: s})
 	})
 	t.Run("state dir below the run dir", func(t *testing.T) {
 		p := newPodAt(t, func(_, run string) string { return filepath.Join(run, "cocoon") })
 		secret := writeFile(t, filepath.Join(p.state, "image", "conf", "auth.json"), "registry-password")
-		p.refused(t, sandbox.ContainerRequest{ID: "c1", OCI: withBind(specFor(p.rootfs(t, "c1"), "true"), secret)})
+		p.refused(t, sandbox.ContainerRequest{ID: "c1", Spec: withBind(specFor(p.rootfs(t, "c1"), "true"), secret)})
 	})
 }
 
@@ -130,7 +130,7 @@ func TestRootInStateDirRefused(t *testing.T) {
 	p := newPodAt(t, stateBeside)
 	root := filepath.Join(p.state, "rootfs")
 	testenv.BusyboxRootfs(t, root)
-	p.refused(t, sandbox.ContainerRequest{ID: "c1", OCI: specFor(root, "true")})
+	p.refused(t, sandbox.ContainerRequest{ID: "c1", Spec: specFor(root, "true")})
 }
 
 // A container never sees another container's root file system: with guest
@@ -139,13 +139,13 @@ func TestAnotherContainersRootfsRefused(t *testing.T) {
 	p := newPodAt(t, stateBeside)
 	ctx := context.Background()
 	r1 := p.rootfs(t, "c1")
-	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: specFor(r1, "true")}); err != nil {
+	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: specFor(r1, "true")}); err != nil {
 		t.Fatal(err)
 	}
 	pulled := filepath.Join(p.run, "c1", "rootfs")
 	testenv.BusyboxRootfs(t, pulled)
 	r2 := p.rootfs(t, "c2")
-	cases := map[string]*agentpb.Spec{
+	cases := map[string]*specs.Spec{
 		"root is c1's":                       specFor(r1, "true"),
 		"root is c1's guest-pull root":       specFor(pulled, "true"),
 		"root links to c1's":                 specFor(symlink(t, r1, filepath.Join(p.run, "c2", "rootfs")), "true"),
@@ -156,7 +156,7 @@ func TestAnotherContainersRootfsRefused(t *testing.T) {
 	}
 	for name, s := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c2", OCI: s})
+			_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c2", Spec: s})
 			if err == nil {
 				if err := p.Remove(ctx, "c2"); err != nil {
 					t.Error(err)
@@ -180,10 +180,10 @@ func TestRootHeldByAnotherContainerRefused(t *testing.T) {
 	ctx := context.Background()
 	future := filepath.Join(p.run, "shared", "containers", "c2", "rootfs")
 	testenv.BusyboxRootfs(t, future)
-	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: withBind(specFor(p.rootfs(t, "c1"), "true"), filepath.Join(future, "etc"))}); err != nil {
+	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: withBind(specFor(p.rootfs(t, "c1"), "true"), filepath.Join(future, "etc"))}); err != nil {
 		t.Fatal(err)
 	}
-	p.refused(t, sandbox.ContainerRequest{ID: "c2", OCI: specFor(future, "true")}, "c1")
+	p.refused(t, sandbox.ContainerRequest{ID: "c2", Spec: specFor(future, "true")}, "c1")
 }
 
 // What the Kata runtime sends still works: shared files named after the
@@ -195,7 +195,7 @@ func TestKataMountSourcesAccepted(t *testing.T) {
 	if err := p.Create(ctx, sandbox.Config{ID: "pod"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "pod", OCI: specFor(p.rootfs(t, "pod"), "true")}); err != nil {
+	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "pod", Spec: specFor(p.rootfs(t, "pod"), "true")}); err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(p.run, "c1", "rootfs")
@@ -207,8 +207,8 @@ func TestKataMountSourcesAccepted(t *testing.T) {
 	}
 	local := filepath.Join(p.run, "shared", "containers", "pod", "rootfs", "local", "cache")
 	s := withBind(withBind(withBind(specFor(root, "true"), hosts), shm), local)
-	st := []*agentpb.Storage{{Driver: "local", Source: "local", Fstype: "local", MountPoint: local}}
-	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s, Storages: st}); err != nil {
+	st := []*storage.Storage{{Driver: "local", Source: "local", Fstype: "local", MountPoint: local}}
+	if _, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: s, Storages: st}); err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
 }

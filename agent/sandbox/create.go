@@ -12,9 +12,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
+	"github.com/cocoon-tee/cocoon/agent/guest"
 	"github.com/cocoon-tee/cocoon/agent/safepath"
 	"github.com/cocoon-tee/cocoon/agent/storage"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // MaxStorages bounds the storages of one CreateContainer.
@@ -22,12 +22,18 @@ const MaxStorages = 256
 
 // ContainerRequest is what CreateContainer carries.
 type ContainerRequest struct {
-	ID           string
-	ExecID       string
-	StringUser   *agentpb.StringUser
-	Storages     []*agentpb.Storage
-	OCI          *agentpb.Spec
+	ID         string
+	ExecID     string
+	StringUser *container.StringUser
+	Storages   []*storage.Storage
+	Spec       *specs.Spec
+	// Devices are the host's devices for the container; Guest finds them
+	// and the spec's linux.devices entries are pointed at them.
+	Devices      []*guest.Device
 	SandboxPidns bool
+	// Guest is the guest the container runs in (see adaptToGuest); nil
+	// refuses devices and keeps every security label.
+	Guest *guest.Guest
 }
 
 // CreateContainer mounts the container's storages, prepares its spec and
@@ -45,12 +51,18 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	if len(r.Storages) > MaxStorages {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d storages, more than %d", len(r.Storages), MaxStorages))
 	}
-	spec, err := container.SpecFromProto(r.OCI)
-	if err != nil {
-		return nil, err
+	spec := r.Spec
+	if spec == nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage("OCI spec is null")
 	}
 	if spec.Process == nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage("OCI spec has no process")
+	}
+	if spec.Linux == nil {
+		return nil, errdefs.ErrInvalidArgument.WithMessage("OCI spec has no Linux")
+	}
+	if err := s.adaptToGuest(ctx, spec, r); err != nil {
+		return nil, err
 	}
 	if err := s.reserve(r.ID); err != nil {
 		return nil, err
@@ -189,7 +201,7 @@ func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r Con
 		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("root path %q is not a directory", spec.Root.Path))
 	}
 	spec.Root.Path = root.resolved
-	if err := ApplyStringUser(spec.Process, r.StringUser, root.resolved); err != nil {
+	if err := container.ApplyStringUser(spec.Process, r.StringUser, root.resolved); err != nil {
 		return err
 	}
 	if len(spec.Process.Args) == 0 {
@@ -302,30 +314,4 @@ func setNamespaces(spec *specs.Spec, ipc, uts, pidNS string, sharePid bool) {
 		pid.Path = pidNS
 	}
 	spec.Linux.Namespaces = append(out, pid)
-}
-
-// ApplyStringUser resolves the request's string user (names or numbers)
-// against the rootfs.
-func ApplyStringUser(p *specs.Process, su *agentpb.StringUser, rootfs string) error {
-	if su == nil || su.Uid == "" {
-		return nil
-	}
-	spec := su.Uid
-	if su.Gid != "" {
-		spec += ":" + su.Gid
-	}
-	u, err := container.ResolveUser(rootfs, spec)
-	if err != nil {
-		return err
-	}
-	p.User.UID, p.User.GID = u.UID, u.GID
-	p.User.AdditionalGids = u.AdditionalGids
-	for _, g := range su.AdditionalGids {
-		gid, err := container.ResolveGroup(rootfs, g)
-		if err != nil {
-			return err
-		}
-		p.User.AdditionalGids = append(p.User.AdditionalGids, gid)
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"context"
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,7 +12,6 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/stream"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // newPodOpts is newPod with options of the test's choosing.
@@ -61,7 +61,7 @@ func (p *pod) output(t *testing.T, r sandbox.ContainerRequest) string {
 	return out
 }
 
-func bindAt(s *agentpb.Spec, src, dest string, opts ...string) *agentpb.Spec {
-	s.Mounts = append(s.Mounts, &agentpb.Mount{Destination: dest, Source: src, Type: "bind", Options: append([]string{"rbind"}, opts...)})
+func bindAt(s *specs.Spec, src, dest string, opts ...string) *specs.Spec {
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: dest, Source: src, Type: "bind", Options: append([]string{"rbind"}, opts...)})
 	return s
 }

@@ -24,7 +24,7 @@ func TestHostPathGuestSystemBinds(t *testing.T) {
 	bindAt(s, "/dev", "/hostdev")
 	bindAt(s, "/proc/sys/kernel", "/hostkernel", "ro")
 	bindAt(s, "/sys", "/hostsys", "ro")
-	if got := p.output(t, sandbox.ContainerRequest{ID: "c1", OCI: s}); got != "Linux\nok\n" {
+	if got := p.output(t, sandbox.ContainerRequest{ID: "c1", Spec: s}); got != "Linux\nok\n" {
 		t.Fatalf("container printed %q", got)
 	}
 }
@@ -46,7 +46,7 @@ func TestHostPathGuestSystemRefusals(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := bindAt(specFor(p.rootfs(t, "c1"), "true"), c.src, "/mnt/x")
-			_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s})
+			_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: s})
 			if !errors.Is(err, c.want) {
 				if err == nil {
 					_ = p.Remove(ctx, "c1")
@@ -60,7 +60,7 @@ func TestHostPathGuestSystemRefusals(t *testing.T) {
 		t.Cleanup(func() { os.RemoveAll(state) })
 		q := newPodOpts(t, func(o *sandbox.Options) { o.StateDir = state })
 		s := bindAt(specFor(q.rootfs(t, "c1"), "true"), "/dev/shm", "/mnt/x")
-		_, err := q.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s})
+		_, err := q.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: s})
 		if !errors.Is(err, errdefs.ErrPermissionDenied) {
 			t.Fatalf("bind of the /dev directory holding the state dir: %v", err)
 		}

@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"path/filepath"
 	"testing"
 
@@ -10,7 +11,6 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // A guest-pulled workload runs with the spec the runtime sent: containerd
@@ -37,8 +37,8 @@ func TestImageConfigOnlyForTheSandbox(t *testing.T) {
 		if ctype != "" {
 			s.Annotations = map[string]string{"io.kubernetes.cri.container-type": ctype}
 		}
-		s.Process.User = &agentpb.User{UID: 0, GID: 0}
-		return sandbox.ContainerRequest{ID: cid, OCI: s, Storages: []*agentpb.Storage{{Driver: "image_guest_pull", Source: "example.com/app:1", MountPoint: mp}}}
+		s.Process.User = specs.User{UID: 0, GID: 0}
+		return sandbox.ContainerRequest{ID: cid, Spec: s, Storages: []*storage.Storage{{Driver: "image_guest_pull", Source: "example.com/app:1", MountPoint: mp}}}
 	}
 	show := `id -u; pwd; echo ${FROM_IMAGE:-unset}`
 	if got := p.output(t, req("app", "container", "sh", "-c", show)); got != "0\n/\nunset\n" {

@@ -9,14 +9,18 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
+
+// Module is a kernel module CreateSandbox asks to load, with its parameters.
+type Module struct {
+	Name       string
+	Parameters []string
+}
 
 // loadModule runs modprobe for one requested kernel module. Names and
 // parameters are checked first: they end up on modprobe's command line and
 // must not be mistaken for its options.
-func loadModule(ctx context.Context, m *agentpb.KernelModule) error {
+func loadModule(ctx context.Context, m *Module) error {
 	if m == nil || m.Name == "" {
 		return errdefs.ErrInvalidArgument.WithMessage("kernel module without a name")
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/safepath"
 	"github.com/cocoon-tee/cocoon/agent/storage"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // oomBacklog is how many OOM events are kept while nobody calls GetOOMEvent.
@@ -147,8 +146,8 @@ type Config struct {
 	ID       string
 	Hostname string
 	DNS      []string
-	Storages []*agentpb.Storage
-	Modules  []*agentpb.KernelModule
+	Storages []*storage.Storage
+	Modules  []*Module
 }
 
 // Create configures the sandbox once: kernel modules, shared namespaces,

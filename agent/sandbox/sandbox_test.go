@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"context"
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/stream"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 func TestMain(m *testing.M) {
@@ -59,16 +59,16 @@ func (p *pod) rootfs(t *testing.T, cid string) string {
 	return testenv.KataRootfs(t, p.run, cid)
 }
 
-func specFor(root string, args ...string) *agentpb.Spec {
-	return &agentpb.Spec{
+func specFor(root string, args ...string) *specs.Spec {
+	return &specs.Spec{
 		Version: "1.1.0",
-		Process: &agentpb.Process{Args: args, Env: []string{"PATH=/bin:/sbin"}, Cwd: "/"},
-		Root:    &agentpb.Root{Path: root},
-		Mounts: []*agentpb.Mount{
+		Process: &specs.Process{Args: args, Env: []string{"PATH=/bin:/sbin"}, Cwd: "/"},
+		Root:    &specs.Root{Path: root},
+		Mounts: []specs.Mount{
 			{Destination: "/proc", Source: "proc", Type: "proc"},
 			{Destination: "/dev", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "mode=755"}},
 		},
-		Linux: &agentpb.Linux{Namespaces: []*agentpb.LinuxNamespace{{Type: "mount"}, {Type: "ipc"}, {Type: "uts"}, {Type: "pid"}}},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: "mount"}, {Type: "ipc"}, {Type: "uts"}, {Type: "pid"}}},
 	}
 }
 
@@ -93,7 +93,7 @@ func TestContainerRunsAndExits(t *testing.T) {
 	if err := p.Create(ctx, sandbox.Config{ID: "pod1", Hostname: "podhost", DNS: []string{"nameserver 10.0.0.10"}}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: specFor(p.rootfs(t, "c1"), "sh", "-c", "echo hello; hostname; echo err >&2; exit 3")})
+	c, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: specFor(p.rootfs(t, "c1"), "sh", "-c", "echo hello; hostname; echo err >&2; exit 3")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestContainerRunsAndExits(t *testing.T) {
 func TestSigtermWithoutHandlerKills(t *testing.T) {
 	p := newPod(t)
 	ctx := context.Background()
-	c, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: specFor(p.rootfs(t, "c1"), "sleep", "1000")})
+	c, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: specFor(p.rootfs(t, "c1"), "sleep", "1000")})
 	if err != nil {
 		t.Fatal(err)
 	}

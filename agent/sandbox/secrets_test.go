@@ -49,7 +49,7 @@ func TestSealedSecretFilesUnsealed(t *testing.T) {
 	bindAt(s, token, "/etc/token", "ro")
 	bindAt(s, vol, "/creds", "ro")
 	bindAt(s, hosts, "/etc/hosts", "ro")
-	got := p.output(t, sandbox.ContainerRequest{ID: "c1", OCI: s})
+	got := p.output(t, sandbox.ContainerRequest{ID: "c1", Spec: s})
 	if want := "plain-secret\nalice" + "plain-secret\nsealed.not-a-secret\npass user "; got != want {
 		t.Fatalf("container read %q, want %q", got, want)
 	}
@@ -82,7 +82,7 @@ func TestSealedSecretFileFailureRefuses(t *testing.T) {
 	vol := filepath.Join(shared, "c1-fedcba9876543210-creds")
 	writeFile(t, filepath.Join(vol, "pass"), "sealed.forged")
 	s := bindAt(bindAt(specFor(p.rootfs(t, "c1"), "true"), good, "/etc/a"), vol, "/creds")
-	_, err := p.CreateContainer(context.Background(), sandbox.ContainerRequest{ID: "c1", OCI: s})
+	_, err := p.CreateContainer(context.Background(), sandbox.ContainerRequest{ID: "c1", Spec: s})
 	if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "/creds/pass") || !strings.Contains(err.Error(), "c1") {
 		t.Fatalf("CreateContainer: %v, want PERMISSION_DENIED naming the container and /creds/pass", err)
 	}
@@ -93,7 +93,7 @@ func TestSealedSecretFileFailureRefuses(t *testing.T) {
 		t.Fatalf("refused container's plaintext left behind: %v", err)
 	}
 	big := writeFile(t, filepath.Join(shared, "c1-0123456789abcdef-big"), "sealed."+strings.Repeat("x", 64<<10))
-	_, err = p.CreateContainer(context.Background(), sandbox.ContainerRequest{ID: "c1", OCI: bindAt(specFor(p.rootfs(t, "c1"), "true"), big, "/etc/big")})
+	_, err = p.CreateContainer(context.Background(), sandbox.ContainerRequest{ID: "c1", Spec: bindAt(specFor(p.rootfs(t, "c1"), "true"), big, "/etc/big")})
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("oversized sealed file: %v", err)
 	}

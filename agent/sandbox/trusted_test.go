@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/storage"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // loopDevice attaches a fresh loop device to a small file and returns its
@@ -41,9 +41,10 @@ func loopDevice(t *testing.T) (string, int64, int64) {
 // trustedSpec is a container spec listing the pod's raw block volume at
 // Kata's trusted_store path, as it reaches the sandbox once the request's
 // devices were mapped to the guest's numbers.
-func trustedSpec(root string, major, minor int64) *agentpb.Spec {
+func trustedSpec(root string, major, minor int64) *specs.Spec {
 	s := specFor(root, "true")
-	s.Linux.Devices = append(s.Linux.Devices, &agentpb.LinuxDevice{Path: storage.TrustedStoreDevice, Type: "b", Major: major, Minor: minor, FileMode: 0o600})
+	mode, id := os.FileMode(0o600), uint32(0)
+	s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{Path: storage.TrustedStoreDevice, Type: "b", Major: major, Minor: minor, FileMode: &mode, UID: &id, GID: &id})
 	return s
 }
 
@@ -76,11 +77,11 @@ func TestTrustedStoreOncePerSandboxBeforeStorages(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	pull := func(cid string) []*agentpb.Storage {
-		return []*agentpb.Storage{{Driver: "image_guest_pull", Source: "example.test/app:1", MountPoint: filepath.Join(p.run, cid, "pulled")}}
+	pull := func(cid string) []*storage.Storage {
+		return []*storage.Storage{{Driver: "image_guest_pull", Source: "example.test/app:1", MountPoint: filepath.Join(p.run, cid, "pulled")}}
 	}
 	for _, cid := range []string{"c1", "c2"} {
-		p.output(t, sandbox.ContainerRequest{ID: cid, OCI: trustedSpec(p.rootfs(t, cid), major, minor), Storages: pull(cid)})
+		p.output(t, sandbox.ContainerRequest{ID: cid, Spec: trustedSpec(p.rootfs(t, cid), major, minor), Storages: pull(cid)})
 	}
 	want := []string{"mount " + dev, "pull c1", "pull c2"}
 	if strings.Join(events, "; ") != strings.Join(want, "; ") {
@@ -89,7 +90,7 @@ func TestTrustedStoreOncePerSandboxBeforeStorages(t *testing.T) {
 
 	// Another device is not the pod's trusted store.
 	other, omajor, ominor := loopDevice(t)
-	_, err = p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c3", OCI: trustedSpec(p.rootfs(t, "c3"), omajor, ominor), Storages: pull("c3")})
+	_, err = p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c3", Spec: trustedSpec(p.rootfs(t, "c3"), omajor, ominor), Storages: pull("c3")})
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "already device") {
 		t.Errorf("second device %s: %v, want FAILED_PRECONDITION", other, err)
 	}
@@ -114,7 +115,7 @@ func TestTrustedStoreRefusals(t *testing.T) {
 
 	t.Run("not-supported", func(t *testing.T) {
 		p := newPodOpts(t, func(*sandbox.Options) {})
-		_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: trustedSpec(p.rootfs(t, "c1"), major, minor)})
+		_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: trustedSpec(p.rootfs(t, "c1"), major, minor)})
 		if !errdefs.IsNotImplemented(err) {
 			t.Errorf("without a trusted store hook: %v, want NOT_IMPLEMENTED", err)
 		}
@@ -141,7 +142,7 @@ func TestTrustedStoreRefusals(t *testing.T) {
 			p := newPodOpts(t, hook)
 			s := trustedSpec(p.rootfs(t, "c1"), tc.major, tc.minor)
 			s.Linux.Devices[0].Type = tc.typ
-			_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s})
+			_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: s})
 			if !tc.want(err) || called {
 				t.Errorf("%v (hook called %v)", err, called)
 			}

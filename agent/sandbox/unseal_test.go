@@ -41,7 +41,7 @@ func TestUnsealEnv(t *testing.T) {
 
 	s := specFor(root, "sh", "-c", `echo -n "$S"`)
 	s.Process.Env = append(s.Process.Env, "S=sealed.bad")
-	_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s})
+	_, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: s})
 	if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "c1") {
 		t.Fatalf("CreateContainer with an unsealing failure: %v", err)
 	}
@@ -54,7 +54,7 @@ func TestUnsealEnv(t *testing.T) {
 
 	s = specFor(root, "sh", "-c", `echo -n "$S"`)
 	s.Process.Env = append(s.Process.Env, "S=sealed.good")
-	c, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", OCI: s})
+	c, err := p.CreateContainer(ctx, sandbox.ContainerRequest{ID: "c1", Spec: s})
 	if err != nil {
 		t.Fatal(err)
 	}

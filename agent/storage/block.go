@@ -8,7 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/safepath"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Driver options of block storages.
@@ -92,7 +91,7 @@ func (b *builtin) block(ctx context.Context, r Request, find func(context.Contex
 // must be created, and whether the disk is encrypted with an ephemeral key.
 // Other driver options are Kata's to define and ignored, as Kata's agent
 // does, except encryption_key: an unknown key must not mean no encryption.
-func blockDriverOptions(s *agentpb.Storage) (mkfs, encrypt bool, err error) {
+func blockDriverOptions(s *Storage) (mkfs, encrypt bool, err error) {
 	for _, d := range s.DriverOptions {
 		if d == createFS {
 			mkfs = true

@@ -12,8 +12,6 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // An encrypted ephemeral disk is what Kata's agent asks the confidential
@@ -134,7 +132,7 @@ func (b *builtin) openEncrypted(ctx context.Context, dev string) (*encryptedDisk
 
 // encryptedBlock formats dev as an encrypted ext4 with a throw-away key and
 // mounts it; releasing it unmounts and closes the mapping.
-func (b *builtin) encryptedBlock(ctx context.Context, s *agentpb.Storage, dev string, o MountOptions) (Mounted, error) {
+func (b *builtin) encryptedBlock(ctx context.Context, s *Storage, dev string, o MountOptions) (Mounted, error) {
 	if err := b.cryptPreflight(); err != nil {
 		return Mounted{}, err
 	}

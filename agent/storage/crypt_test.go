@@ -13,7 +13,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // pattern fills the test disks, so a test can tell that nothing (no plain
@@ -81,8 +80,8 @@ func cryptEnv(t *testing.T, dmControl string) (*storage.Manager, string, string)
 // runtime-rs crates/resource/src/volume/block_emptydir_volume.rs:198-215 does
 // the same, fstype "ext4" (line 96), mount point under
 // /run/kata-containers/sandbox/storage/ (line 152).
-func emptyDir(dev, run string) *agentpb.Storage {
-	return &agentpb.Storage{
+func emptyDir(dev, run string) *storage.Storage {
+	return &storage.Storage{
 		Driver: "blk", Source: dev, Fstype: "ext4",
 		MountPoint:    filepath.Join(run, "sandbox", "storage", "ZGlzaw"),
 		DriverOptions: []string{"encryption_key=ephemeral", "create_filesystem"},
@@ -104,19 +103,19 @@ func emptyDirNothingLeft(t *testing.T, m *storage.Manager, img, headers string) 
 func TestEncryptedBlockBadOptions(t *testing.T) {
 	m, run, headers := cryptEnv(t, "")
 	dev, img := loopDisk(t)
-	cases := map[string]func(s *agentpb.Storage){
+	cases := map[string]func(s *storage.Storage){
 		// Kata's agent refuses the key without a fresh file system
 		// (src/agent/src/storage/block_handler.rs:98-104): encrypting a
 		// disk that already holds data would destroy it.
-		"no create_filesystem": func(s *agentpb.Storage) { s.DriverOptions = []string{"encryption_key=ephemeral"} },
-		"xfs":                  func(s *agentpb.Storage) { s.Fstype = "xfs" },
-		"key from elsewhere":   func(s *agentpb.Storage) { s.DriverOptions[0] = "encryption_key=kbs:///default/key/1" },
-		"empty key":            func(s *agentpb.Storage) { s.DriverOptions[0] = "encryption_key=" },
+		"no create_filesystem": func(s *storage.Storage) { s.DriverOptions = []string{"encryption_key=ephemeral"} },
+		"xfs":                  func(s *storage.Storage) { s.Fstype = "xfs" },
+		"key from elsewhere":   func(s *storage.Storage) { s.DriverOptions[0] = "encryption_key=kbs:///default/key/1" },
+		"empty key":            func(s *storage.Storage) { s.DriverOptions[0] = "encryption_key=" },
 	}
 	for name, mutate := range cases {
 		s := emptyDir(dev, run)
 		mutate(s)
-		_, err := m.Add(context.Background(), "c1", []*agentpb.Storage{s})
+		_, err := m.Add(context.Background(), "c1", []*storage.Storage{s})
 		if !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%s: want INVALID_ARGUMENT, got %v", name, err)
 		}
@@ -130,7 +129,7 @@ func TestEncryptedBlockWithoutCryptsetup(t *testing.T) {
 	m, run, headers := cryptEnv(t, "")
 	dev, img := loopDisk(t)
 	t.Setenv("PATH", t.TempDir())
-	_, err := m.Add(context.Background(), "c1", []*agentpb.Storage{emptyDir(dev, run)})
+	_, err := m.Add(context.Background(), "c1", []*storage.Storage{emptyDir(dev, run)})
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "cryptsetup") {
 		t.Fatalf("want FAILED_PRECONDITION naming cryptsetup, got %v", err)
 	}
@@ -141,7 +140,7 @@ func TestEncryptedBlockWithoutCryptsetup(t *testing.T) {
 func TestEncryptedBlockWithoutDeviceMapper(t *testing.T) {
 	m, run, headers := cryptEnv(t, filepath.Join(t.TempDir(), "no-control"))
 	dev, img := loopDisk(t)
-	_, err := m.Add(context.Background(), "c1", []*agentpb.Storage{emptyDir(dev, run)})
+	_, err := m.Add(context.Background(), "c1", []*storage.Storage{emptyDir(dev, run)})
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "device-mapper") {
 		t.Fatalf("want FAILED_PRECONDITION naming device-mapper, got %v", err)
 	}
@@ -155,7 +154,7 @@ func TestEncryptedBlockRealKernel(t *testing.T) {
 	m, run, headers := cryptEnv(t, "")
 	dev, img := loopDisk(t)
 	s := emptyDir(dev, run)
-	mounted, err := m.Add(context.Background(), "c1", []*agentpb.Storage{s})
+	mounted, err := m.Add(context.Background(), "c1", []*storage.Storage{s})
 	// dmsetup (not the code under test) says what the kernel has.
 	targets, _ := exec.Command("dmsetup", "targets").Output()
 	has := func(name string) bool {

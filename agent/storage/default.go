@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Driver names, as the Kata runtime spells them in Storage.driver.
@@ -120,7 +118,7 @@ func (m *Manager) Drivers() []string {
 // common mounts source on the storage's mount point with its fstype and
 // options and applies fs_group: what most drivers do once they know the
 // source.
-func (b *builtin) common(ctx context.Context, s *agentpb.Storage, source string, o MountOptions) (Mounted, error) {
+func (b *builtin) common(ctx context.Context, s *Storage, source string, o MountOptions) (Mounted, error) {
 	t, err := b.roots.prepare(s.MountPoint, false)
 	if err != nil {
 		return Mounted{}, err
@@ -130,7 +128,7 @@ func (b *builtin) common(ctx context.Context, s *agentpb.Storage, source string,
 	if err != nil {
 		return Mounted{}, err
 	}
-	if err := applyFSGroup(path, s.FsGroup, o.ReadOnly()); err != nil {
+	if err := applyFSGroup(path, s.FSGroup, o.ReadOnly()); err != nil {
 		return Mounted{}, joinCleanup(ctx, err, cleanup)
 	}
 	b.log.Info("storage mounted", "driver", s.Driver, "source", source, "fstype", s.Fstype, "mount_point", s.MountPoint, "options", o.DataString())
@@ -147,7 +145,7 @@ func joinCleanup(ctx context.Context, err error, cleanup func(context.Context) e
 
 // mountOptions checks the fields every mounting driver needs and parses the
 // storage's options.
-func mountOptions(s *agentpb.Storage) (MountOptions, error) {
+func mountOptions(s *Storage) (MountOptions, error) {
 	if s.MountPoint == "" {
 		return MountOptions{}, invalid("storage driver %s: mount_point is empty", s.Driver)
 	}

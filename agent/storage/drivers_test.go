@@ -13,8 +13,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
-	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 
 // mountInfo is one line of /proc/self/mountinfo, reduced to what tests check.
@@ -93,7 +91,7 @@ func TestEphemeralTmpfsAndShm(t *testing.T) {
 	ctx := context.Background()
 	shm := filepath.Join(run, "sandbox", "shm")
 	vol := filepath.Join(run, "sandbox", "ephemeral", "cache")
-	_, err := m.Add(ctx, "", []*agentpb.Storage{
+	_, err := m.Add(ctx, "", []*storage.Storage{
 		{Driver: "ephemeral", Source: "shm", Fstype: "tmpfs", MountPoint: shm, Options: []string{"noexec", "nosuid", "nodev", "mode=1777", "size=67108864"}},
 		{Driver: "ephemeral", Source: "tmpfs", MountPoint: vol, Options: []string{"fsgid=1234"}},
 	})
@@ -134,9 +132,9 @@ func TestSharedMountIsRefcounted(t *testing.T) {
 	m, run := newEnv(t)
 	ctx := context.Background()
 	mp := filepath.Join(run, "sandbox", "ephemeral", "shared")
-	s := &agentpb.Storage{Driver: "ephemeral", Fstype: "tmpfs", Source: "tmpfs", MountPoint: mp}
+	s := &storage.Storage{Driver: "ephemeral", Fstype: "tmpfs", Source: "tmpfs", MountPoint: mp}
 	for _, owner := range []string{"c1", "c2"} {
-		if _, err := m.Add(ctx, owner, []*agentpb.Storage{s}); err != nil {
+		if _, err := m.Add(ctx, owner, []*storage.Storage{s}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,7 +159,7 @@ func TestRollbackOnFailure(t *testing.T) {
 	m, run := newEnv(t)
 	ctx := context.Background()
 	first := filepath.Join(run, "sandbox", "ephemeral", "a")
-	_, err := m.Add(ctx, "c1", []*agentpb.Storage{
+	_, err := m.Add(ctx, "c1", []*storage.Storage{
 		{Driver: "ephemeral", Fstype: "tmpfs", Source: "tmpfs", MountPoint: first},
 		{Driver: "ephemeral", Fstype: "tmpfs", Source: "tmpfs", MountPoint: filepath.Join(run, "b"), Options: []string{"size=lots"}},
 	})
@@ -193,7 +191,7 @@ func TestOverlay(t *testing.T) {
 	}
 	mp := filepath.Join(run, "c1", "rootfs")
 	upper, work := filepath.Join(run, "c1", "upper"), filepath.Join(run, "c1", "work")
-	_, err := m.Add(ctx, "c1", []*agentpb.Storage{{
+	_, err := m.Add(ctx, "c1", []*storage.Storage{{
 		Driver: "overlayfs", Source: "overlay", Fstype: "overlay", MountPoint: mp,
 		Options: []string{"lowerdir=" + lower1 + ":" + lower2, "upperdir=" + upper, "workdir=" + work},
 	}})
@@ -231,7 +229,7 @@ func TestWritableOverlayForContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	mp := filepath.Join(run, "c2", "rootfs")
-	_, err := m.Add(context.Background(), "c2", []*agentpb.Storage{{
+	_, err := m.Add(context.Background(), "c2", []*storage.Storage{{
 		Driver: "overlayfs", Fstype: "overlay", MountPoint: mp,
 		Options: []string{"lowerdir=" + lower, "io.katacontainers.fs-opt.overlay-rw"},
 	}})
@@ -260,9 +258,9 @@ func TestBindDirAndFile(t *testing.T) {
 	}
 	dirMP := filepath.Join(run, "c1", "mounts", "cfg")
 	fileMP := filepath.Join(run, "c1", "mounts", "token")
-	_, err := m.Add(ctx, "c1", []*agentpb.Storage{
+	_, err := m.Add(ctx, "c1", []*storage.Storage{
 		{Driver: "watchable-bind", Source: srcDir, MountPoint: dirMP, Options: []string{"ro"}},
-		{Driver: "watchable-bind", Source: srcFile, MountPoint: fileMP, FsGroup: &agentpb.FSGroup{GroupId: 777, GroupChangePolicy: typespb.FSGroupChangePolicy_Always}},
+		{Driver: "watchable-bind", Source: srcFile, MountPoint: fileMP, FSGroup: &storage.FSGroup{GroupID: 777}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +289,7 @@ func TestBindDirAndFile(t *testing.T) {
 func TestLocal(t *testing.T) {
 	m, run := newEnv(t)
 	mp := filepath.Join(run, "sandbox", "local", "data")
-	_, err := m.Add(context.Background(), "c1", []*agentpb.Storage{{Driver: "local", Source: "local", MountPoint: mp, Options: []string{"mode=0750", "fsgid=42"}}})
+	_, err := m.Add(context.Background(), "c1", []*storage.Storage{{Driver: "local", Source: "local", MountPoint: mp, Options: []string{"mode=0750", "fsgid=42"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +330,7 @@ func TestBlockDeviceWithCreateFilesystem(t *testing.T) {
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
 	mp := filepath.Join(run, "sandbox", "storage", "vol")
-	_, err = m.Add(context.Background(), "c1", []*agentpb.Storage{{
+	_, err = m.Add(context.Background(), "c1", []*storage.Storage{{
 		Driver: "blk", Source: dev, Fstype: "ext4", MountPoint: mp, DriverOptions: []string{"create_filesystem"}, Options: []string{"nodev"},
 	}})
 	if err != nil {
@@ -359,37 +357,37 @@ func TestBadStorages(t *testing.T) {
 	cases := []struct {
 		name  string
 		owner string
-		s     *agentpb.Storage
+		s     *storage.Storage
 		check func(error) bool
 	}{
-		{"unknown driver", "c1", &agentpb.Storage{Driver: "nfs", MountPoint: run + "/x"}, errdefs.IsInvalidArgument},
+		{"unknown driver", "c1", &storage.Storage{Driver: "nfs", MountPoint: run + "/x"}, errdefs.IsInvalidArgument},
 		{"null storage", "c1", nil, errdefs.IsInvalidArgument},
-		{"outside prefix", "c1", &agentpb.Storage{Driver: "ephemeral", MountPoint: "/etc/evil"}, errdefs.IsPermissionDenied},
-		{"dot-dot", "c1", &agentpb.Storage{Driver: "ephemeral", MountPoint: run + "/../evil"}, errdefs.IsInvalidArgument},
-		{"relative", "c1", &agentpb.Storage{Driver: "ephemeral", MountPoint: "kata/x"}, errdefs.IsInvalidArgument},
-		{"empty mount point", "c1", &agentpb.Storage{Driver: "ephemeral"}, errdefs.IsInvalidArgument},
-		{"the root itself", "c1", &agentpb.Storage{Driver: "ephemeral", MountPoint: run}, errdefs.IsPermissionDenied},
-		{"symlink escape", "c1", &agentpb.Storage{Driver: "ephemeral", MountPoint: run + "/escape/x"}, errdefs.IsPermissionDenied},
-		{"through a file", "c1", &agentpb.Storage{Driver: "ephemeral", MountPoint: file + "/x"}, errdefs.IsInvalidArgument},
-		{"ephemeral ext4", "c1", &agentpb.Storage{Driver: "ephemeral", Fstype: "ext4", Source: "/dev/sda", MountPoint: run + "/e"}, errdefs.IsInvalidArgument},
-		{"bad mode", "c1", &agentpb.Storage{Driver: "local", MountPoint: run + "/l", Options: []string{"mode=999"}}, errdefs.IsInvalidArgument},
-		{"remount", "c1", &agentpb.Storage{Driver: "ephemeral", MountPoint: run + "/r", Options: []string{"remount"}}, errdefs.IsInvalidArgument},
-		{"overlay lower outside", "c1", &agentpb.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"lowerdir=/etc"}}, errdefs.IsPermissionDenied},
-		{"overlay lower through symlink", "c1", &agentpb.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"lowerdir=" + run + "/escape"}}, errdefs.IsPermissionDenied},
-		{"overlay without lower", "c1", &agentpb.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"upperdir=" + run + "/u"}}, errdefs.IsInvalidArgument},
-		{"overlay-rw without container", "", &agentpb.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"lowerdir=" + run + "/layers", "io.katacontainers.fs-opt.overlay-rw"}}, errdefs.IsInvalidArgument},
-		{"bind outside", "c1", &agentpb.Storage{Driver: "watchable-bind", Source: "/etc/shadow", MountPoint: run + "/b"}, errdefs.IsPermissionDenied},
-		{"bind missing", "c1", &agentpb.Storage{Driver: "watchable-bind", Source: run + "/none", MountPoint: run + "/b"}, errdefs.IsInvalidArgument},
-		{"blk not a device", "c1", &agentpb.Storage{Driver: "blk", Source: "/dev/null", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
-		{"blk bad pci path", "c1", &agentpb.Storage{Driver: "blk", Source: "zz/01", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
-		{"blk encrypted", "c1", &agentpb.Storage{Driver: "blk", Source: "/dev/vda", Fstype: "ext4", MountPoint: run + "/d", DriverOptions: []string{"encryption_key=ephemeral"}}, errdefs.IsInvalidArgument},
-		{"scsi bad address", "c1", &agentpb.Storage{Driver: "scsi", Source: "0", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
-		{"nvdimm not /dev", "c1", &agentpb.Storage{Driver: "nvdimm", Source: "pmem0", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
-		{"virtio-fs no tag", "c1", &agentpb.Storage{Driver: "virtio-fs", Fstype: "virtiofs", MountPoint: run + "/v"}, errdefs.IsInvalidArgument},
+		{"outside prefix", "c1", &storage.Storage{Driver: "ephemeral", MountPoint: "/etc/evil"}, errdefs.IsPermissionDenied},
+		{"dot-dot", "c1", &storage.Storage{Driver: "ephemeral", MountPoint: run + "/../evil"}, errdefs.IsInvalidArgument},
+		{"relative", "c1", &storage.Storage{Driver: "ephemeral", MountPoint: "kata/x"}, errdefs.IsInvalidArgument},
+		{"empty mount point", "c1", &storage.Storage{Driver: "ephemeral"}, errdefs.IsInvalidArgument},
+		{"the root itself", "c1", &storage.Storage{Driver: "ephemeral", MountPoint: run}, errdefs.IsPermissionDenied},
+		{"symlink escape", "c1", &storage.Storage{Driver: "ephemeral", MountPoint: run + "/escape/x"}, errdefs.IsPermissionDenied},
+		{"through a file", "c1", &storage.Storage{Driver: "ephemeral", MountPoint: file + "/x"}, errdefs.IsInvalidArgument},
+		{"ephemeral ext4", "c1", &storage.Storage{Driver: "ephemeral", Fstype: "ext4", Source: "/dev/sda", MountPoint: run + "/e"}, errdefs.IsInvalidArgument},
+		{"bad mode", "c1", &storage.Storage{Driver: "local", MountPoint: run + "/l", Options: []string{"mode=999"}}, errdefs.IsInvalidArgument},
+		{"remount", "c1", &storage.Storage{Driver: "ephemeral", MountPoint: run + "/r", Options: []string{"remount"}}, errdefs.IsInvalidArgument},
+		{"overlay lower outside", "c1", &storage.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"lowerdir=/etc"}}, errdefs.IsPermissionDenied},
+		{"overlay lower through symlink", "c1", &storage.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"lowerdir=" + run + "/escape"}}, errdefs.IsPermissionDenied},
+		{"overlay without lower", "c1", &storage.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"upperdir=" + run + "/u"}}, errdefs.IsInvalidArgument},
+		{"overlay-rw without container", "", &storage.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"lowerdir=" + run + "/layers", "io.katacontainers.fs-opt.overlay-rw"}}, errdefs.IsInvalidArgument},
+		{"bind outside", "c1", &storage.Storage{Driver: "watchable-bind", Source: "/etc/shadow", MountPoint: run + "/b"}, errdefs.IsPermissionDenied},
+		{"bind missing", "c1", &storage.Storage{Driver: "watchable-bind", Source: run + "/none", MountPoint: run + "/b"}, errdefs.IsInvalidArgument},
+		{"blk not a device", "c1", &storage.Storage{Driver: "blk", Source: "/dev/null", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
+		{"blk bad pci path", "c1", &storage.Storage{Driver: "blk", Source: "zz/01", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
+		{"blk encrypted", "c1", &storage.Storage{Driver: "blk", Source: "/dev/vda", Fstype: "ext4", MountPoint: run + "/d", DriverOptions: []string{"encryption_key=ephemeral"}}, errdefs.IsInvalidArgument},
+		{"scsi bad address", "c1", &storage.Storage{Driver: "scsi", Source: "0", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
+		{"nvdimm not /dev", "c1", &storage.Storage{Driver: "nvdimm", Source: "pmem0", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
+		{"virtio-fs no tag", "c1", &storage.Storage{Driver: "virtio-fs", Fstype: "virtiofs", MountPoint: run + "/v"}, errdefs.IsInvalidArgument},
 	}
 	before, _ := os.ReadDir(run)
 	for _, tc := range cases {
-		_, err := m.Add(context.Background(), tc.owner, []*agentpb.Storage{tc.s})
+		_, err := m.Add(context.Background(), tc.owner, []*storage.Storage{tc.s})
 		if err == nil || !tc.check(err) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
@@ -426,7 +424,7 @@ func TestVirtioFSPremountedShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(mp, unix.MNT_DETACH)
-	_, err := m.Add(context.Background(), "", []*agentpb.Storage{{Driver: "virtio-fs", Source: "kataShared", Fstype: "virtiofs", MountPoint: mp}})
+	_, err := m.Add(context.Background(), "", []*storage.Storage{{Driver: "virtio-fs", Source: "kataShared", Fstype: "virtiofs", MountPoint: mp}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +434,7 @@ func TestVirtioFSPremountedShare(t *testing.T) {
 	if _, ok := mountAt(t, mp); !ok {
 		t.Fatal("releasing the premounted share unmounted it")
 	}
-	_, err = m.Add(context.Background(), "", []*agentpb.Storage{{Driver: "virtio-fs", Source: "no-such-tag", Fstype: "virtiofs", MountPoint: filepath.Join(run, "vfs")}})
+	_, err = m.Add(context.Background(), "", []*storage.Storage{{Driver: "virtio-fs", Source: "no-such-tag", Fstype: "virtiofs", MountPoint: filepath.Join(run, "vfs")}})
 	if err == nil {
 		t.Fatal("mounted a virtio-fs tag that does not exist")
 	}

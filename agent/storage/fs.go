@@ -240,7 +240,7 @@ func (b *builtin) bind(ctx context.Context, r Request) (Mounted, error) {
 	if err != nil {
 		return Mounted{}, err
 	}
-	if err := applyFSGroup(path, s.FsGroup, o.ReadOnly()); err != nil {
+	if err := applyFSGroup(path, s.FSGroup, o.ReadOnly()); err != nil {
 		return Mounted{}, joinCleanup(ctx, err, cleanup)
 	}
 	return Mounted{Path: s.MountPoint, Cleanup: cleanup}, nil

@@ -7,9 +7,6 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
-	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 
 // Permission bits a pod's fsGroup gets on a volume, as Kubernetes (and the
@@ -38,16 +35,16 @@ const maxFSGroupDepth = 1024
 // symlink is never followed, never descended and never chmod'ed; only the
 // link itself joins the group, as Kubernetes does. Mounts inside the volume
 // are left alone.
-func applyFSGroup(path string, g *agentpb.FSGroup, readOnly bool) error {
+func applyFSGroup(path string, g *FSGroup, readOnly bool) error {
 	if g == nil {
 		return nil
 	}
-	w := fsGroupWalk{gid: g.GroupId, mask: rwMask}
+	w := fsGroupWalk{gid: g.GroupID, mask: rwMask}
 	if readOnly {
 		w.mask = roMask
 	}
-	if err := w.run(path, g.GroupChangePolicy == typespb.FSGroupChangePolicy_OnRootMismatch); err != nil {
-		return fmt.Errorf("fs_group %d on %s: %w", g.GroupId, path, err)
+	if err := w.run(path, g.OnRootMismatch); err != nil {
+		return fmt.Errorf("fs_group %d on %s: %w", g.GroupID, path, err)
 	}
 	return nil
 }

@@ -6,15 +6,12 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
-	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )
 
 // testGID is the fs_group the tests hand volumes to; no file starts with it.
 const testGID = 4242
 
-var always = &agentpb.FSGroup{GroupId: testGID, GroupChangePolicy: typespb.FSGroupChangePolicy_Always}
+var always = &FSGroup{GroupID: testGID}
 
 func write(t *testing.T, p string, mode os.FileMode) {
 	t.Helper()

@@ -6,10 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"google.golang.org/protobuf/proto"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // maxHugepages bounds how many pages one volume may reserve; the kernel
@@ -61,8 +57,8 @@ func (b *builtin) reserveHugepages(o MountOptions) error {
 
 // cloneWithFstype returns a copy of s with its fstype set, leaving the
 // caller's request untouched.
-func cloneWithFstype(s *agentpb.Storage, fstype string) *agentpb.Storage {
-	c := proto.Clone(s).(*agentpb.Storage)
+func cloneWithFstype(s *Storage, fstype string) *Storage {
+	c := s.clone()
 	c.Fstype = fstype
 	return c
 }

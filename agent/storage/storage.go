@@ -1,5 +1,5 @@
-// Package storage mounts the volumes the Kata runtime describes with
-// agentpb.Storage. Drivers are a table keyed by Storage.driver; mounts are
+// Package storage mounts the volumes the Kata runtime describes in its
+// Storage messages (converted to Storage by agent/rpc). Drivers are a table keyed by Storage.driver; mounts are
 // reference counted by mount point, so a volume shared by several containers
 // is mounted once and unmounted after its last user goes.
 package storage
@@ -12,14 +12,12 @@ import (
 
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // Request is one storage to mount on behalf of a container (or the sandbox,
 // whose owner id is "").
 type Request struct {
-	Storage *agentpb.Storage
+	Storage *Storage
 	// Owner is the container id the storage is mounted for.
 	Owner string
 }
@@ -79,7 +77,7 @@ func (m *Manager) Register(name string, d Driver) error {
 
 // Add mounts every storage for owner, in order. On error the storages this
 // call mounted are released again and nothing is left behind.
-func (m *Manager) Add(ctx context.Context, owner string, storages []*agentpb.Storage) ([]Mounted, error) {
+func (m *Manager) Add(ctx context.Context, owner string, storages []*Storage) ([]Mounted, error) {
 	out := make([]Mounted, 0, len(storages))
 	var added []string
 	for _, s := range storages {
@@ -93,7 +91,7 @@ func (m *Manager) Add(ctx context.Context, owner string, storages []*agentpb.Sto
 	return out, nil
 }
 
-func (m *Manager) add(ctx context.Context, owner string, s *agentpb.Storage) (Mounted, error) {
+func (m *Manager) add(ctx context.Context, owner string, s *Storage) (Mounted, error) {
 	if s == nil {
 		return Mounted{}, errdefs.ErrInvalidArgument.WithMessage("storage is null")
 	}

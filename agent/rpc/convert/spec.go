@@ -1,4 +1,10 @@
-package container
+// Package convert turns the Kata agent protocol's messages into the domain
+// packages' types (runtime-spec for OCI, each package's own request types)
+// and the domain's answers back into messages. It is the only place that
+// knows both sides, so a change to Kata's protos touches agent/rpc alone.
+// Checks that exist because of the wire format (null entries, proto3
+// zeros meaning "unset") are made here; the rules of the domain are not.
+package convert
 
 import (
 	"fmt"
