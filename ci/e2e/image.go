@@ -81,8 +81,8 @@ func Build(ctx context.Context, root string) (Artifacts, error) {
 		"-o", filepath.Join(probeDir, "e2e", "guestprobe"), "./ci/e2e/guestprobe"); err != nil {
 		return a, err
 	}
-	hook := "# VM test only: relay the host's user-mode network to the agent's vsock listener.\n" +
-		"/e2e/guestprobe </dev/null >/dev/console 2>&1 &\n"
+	hook := "# VM test only: relay the host's user-mode network to the agent's vsock listeners.\n" +
+		"/e2e/guestprobe -vsock-relays " + relayList() + " </dev/null >/dev/console 2>&1 &\n"
 	if err := writeFile(filepath.Join(probeDir, "etc", "initrd.d", "50-guestprobe.sh"), hook); err != nil {
 		return a, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,23 @@ type VMConfig struct {
 	GuestFwd []GuestFwd
 	// NoNet leaves the VM without a network card.
 	NoNet bool
+	// VsockRelays are agent vsock ports besides 1024 the host reaches
+	// through guestprobe (VM.Relay); each must be one of ProbeRelays.
+	VsockRelays []uint32
+}
+
+// ProbeRelays are the agent's vsock ports guestprobe relays besides 1024,
+// each from the guest's TCP port of the same number: the log port and the
+// debug console at the ports runtime-rs uses (docs/operations.md).
+func ProbeRelays() []uint32 { return []uint32{1025, 1026} }
+
+// relayList is ProbeRelays as guestprobe's -vsock-relays value.
+func relayList() string {
+	var s []string
+	for _, p := range ProbeRelays() {
+		s = append(s, strconv.FormatUint(uint64(p), 10))
+	}
+	return strings.Join(s, ",")
 }
 
 // Disk is a writable disk of the guest.
@@ -64,8 +82,10 @@ type VM struct {
 	// AgentAddr reaches the agent through guestprobe's relay; StatusAddr
 	// reaches guestprobe's status port.
 	AgentAddr, StatusAddr string
-	exited                chan struct{}
-	waitErr               error
+	// relays are the host addresses of VMConfig.VsockRelays.
+	relays  map[uint32]string
+	exited  chan struct{}
+	waitErr error
 }
 
 // Boot starts QEMU under TCG (this machine, like CI, has no usable KVM).
@@ -115,6 +135,18 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 		v.AgentAddr = "tcp://127.0.0.1:" + strconv.Itoa(agentPort)
 		v.StatusAddr = "127.0.0.1:" + strconv.Itoa(statusPort)
 		nic := fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:1024,hostfwd=tcp:127.0.0.1:%d-:1099", agentPort, statusPort)
+		v.relays = map[uint32]string{}
+		for _, p := range cfg.VsockRelays {
+			if !slices.Contains(ProbeRelays(), p) {
+				return nil, fmt.Errorf("vsock port %d: guestprobe relays only %v", p, ProbeRelays())
+			}
+			hostPort, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			v.relays[p] = "127.0.0.1:" + strconv.Itoa(hostPort)
+			nic += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", hostPort, p)
+		}
 		for _, f := range cfg.GuestFwd {
 			if strings.Contains(f.Addr+f.Command, ",") {
 				return nil, fmt.Errorf("guestfwd %s: no commas in QEMU's option", f.Addr)
@@ -229,6 +261,16 @@ func (v *VM) tryAgent(ctx context.Context) (*client.Client, error) {
 		return nil, fmt.Errorf("health status %v", resp.Status)
 	}
 	return c, nil
+}
+
+// Relay returns the host address that reaches the agent's vsock port
+// (one of VMConfig.VsockRelays) through guestprobe.
+func (v *VM) Relay(port uint32) (string, error) {
+	addr, ok := v.relays[port]
+	if !ok {
+		return "", fmt.Errorf("vsock port %d is not relayed (VMConfig.VsockRelays)", port)
+	}
+	return addr, nil
 }
 
 // Status asks guestprobe about PID 1.

@@ -7,8 +7,10 @@
 // accepts TCP on the user-mode network and relays every byte to the agent at
 // vsock CID 1 (the guest itself, via vsock_loopback) port 1024 — the agent's
 // real, unmodified Kata listener. Every rpc the test sends therefore crosses
-// AF_VSOCK. A second port reports what only the guest can see: PID 1's
-// command line, memory and mounts.
+// AF_VSOCK. -vsock-relays names further agent ports (the log port 1025 and
+// the debug console 1026) relayed the same way, TCP port N to vsock port N.
+// A last port reports what only the guest can see: PID 1's command line,
+// memory and mounts.
 package main
 
 import (
@@ -36,13 +38,20 @@ func main() {
 	relay := flag.String("relay", ":1024", "TCP address relayed to the agent")
 	port := flag.Uint("vsock-port", 1024, "agent vsock port at CID 1")
 	status := flag.String("status", ":1099", "TCP address answering with PID 1's status")
+	extra := flag.String("vsock-relays", "", "comma-separated agent vsock ports at CID 1, each relayed from the TCP port of the same number")
 	flag.Parse()
 	log.SetPrefix("guestprobe: ")
 	log.SetFlags(0)
 
+	ports, err := parsePorts(*extra)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := configure(*iface, *addr); err != nil {
 		log.Fatal(err)
 	}
+	// Every listener is open before any is served: once the host reaches
+	// the agent through the first relay, the others answer too.
 	rl, err := net.Listen("tcp", *relay)
 	if err != nil {
 		log.Fatal(err)
@@ -51,9 +60,32 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	for _, p := range ports {
+		l, err := net.Listen("tcp", ":"+strconv.FormatUint(uint64(p), 10))
+		if err != nil {
+			log.Fatal(err)
+		}
+		go serve(l, func(c net.Conn) { relayVsock(c, p) })
+	}
 	var pr prober
 	go serve(sl, pr.report)
 	serve(rl, func(c net.Conn) { relayVsock(c, uint32(*port)) })
+}
+
+// parsePorts reads -vsock-relays: "1025,1026", or empty for none.
+func parsePorts(list string) ([]uint32, error) {
+	var ports []uint32
+	for _, f := range strings.Split(list, ",") {
+		if f == "" {
+			continue
+		}
+		p, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || p == 0 {
+			return nil, fmt.Errorf("-vsock-relays: %q is not a port", f)
+		}
+		ports = append(ports, uint32(p))
+	}
+	return ports, nil
 }
 
 func serve(l net.Listener, handle func(net.Conn)) {
