@@ -92,6 +92,13 @@ type Config struct {
 	// AttestSample enables the unsigned sample attester when no TEE is
 	// found (development only; refused in confidential mode).
 	AttestSample bool `toml:"attest_sample"`
+
+	// GuestInit is true when the agent is the guest's init (PID 1): it then
+	// sets up the system, always looks for initdata, binds the pod's DNS
+	// over the guest's resolv.conf and powers the VM off after
+	// DestroySandbox. It is not a key: no source sets it. cocoon-agent
+	// decides it once at start (initsys.IsInit); tests may set it.
+	GuestInit bool `toml:"-" trust:"not-a-key"`
 }
 
 // Default returns the configuration used when nothing overrides it. The

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/image"
-	"github.com/cocoon-tee/cocoon/agent/initsys"
 	"github.com/cocoon-tee/cocoon/agent/reaper"
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/storage"
@@ -54,7 +53,7 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, 
 		UnsealFile:   unsealFileVia(unseal),
 		Private:      private,
 	}
-	if initsys.IsInit() {
+	if cfg.GuestInit {
 		so.GuestResolvConf = guestResolvConf
 	}
 	if imageDriver != nil {

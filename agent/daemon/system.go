@@ -11,12 +11,30 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/copyfile"
 	"github.com/cocoon-tee/cocoon/agent/guest"
+	"github.com/cocoon-tee/cocoon/agent/initsys"
 	"github.com/cocoon-tee/cocoon/agent/metrics"
 	"github.com/cocoon-tee/cocoon/agent/network"
 	"github.com/cocoon-tee/cocoon/agent/rpc"
 	"github.com/cocoon-tee/cocoon/agent/storage"
 	"github.com/cocoon-tee/cocoon/agent/version"
 )
+
+// setupSystem does the init system's duties when the agent is the guest's
+// init: mount the kernel file systems and cgroups, bring up lo, load the
+// image's kernel modules. Any other agent runs on a system set up already.
+func setupSystem(cfg config.Config, log *slog.Logger) error {
+	if !cfg.GuestInit {
+		return nil
+	}
+	if err := initsys.Setup(cfg.UnifiedCgroup); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	// A module that fails to load costs a feature, not the pod.
+	if err := initsys.LoadModules("/"); err != nil {
+		log.Warn("kernel modules not loaded", "error", err.Error())
+	}
+	return nil
+}
 
 // newSystem builds the guest-wide services: networking in the agent's own
 // network namespace (the guest's), guest management, CopyFile under

@@ -19,10 +19,12 @@ import (
 // Config is the default configuration with the socket, decision log, Kata
 // run dir and state dir in a fresh temp dir, and containers in a cgroup of
 // the test's own, so a test never touches the machine's /run or another test
-// process's containers.
+// process's containers. The agent is not the guest's init, whatever the
+// test process's pid: it never sets up, scans or powers off the machine.
 func Config(tb testing.TB) config.Config {
 	dir := tb.TempDir()
 	cfg := config.Default()
+	cfg.GuestInit = false
 	cfg.ServerAddr = "unix://" + filepath.Join(dir, "agent.sock")
 	cfg.DecisionLog = filepath.Join(dir, "decisions.log")
 	cfg.KataRunDir = filepath.Join(dir, "run")

@@ -27,13 +27,32 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 )
 
-// Options for Start.
+// Options for Start: the few settings attestation needs, not the agent's
+// whole configuration.
 type Options struct {
-	Config   config.Config
+	// Confidential refuses to run without a TEE or on any initdata
+	// mismatch.
+	Confidential bool
+	// AllowSample enables the unsigned sample attester when no TEE is
+	// found (development only; attest refuses it in confidential mode).
+	AllowSample bool
+	// StateDir holds the runtime measurement log.
+	StateDir string
+	// AAKBCParams is the older "cc_kbc::<KBS URL>" form of the KBS
+	// address, used when initdata names no KBS.
+	AAKBCParams string
+	// KBSResources are credentials fetched at start-up besides cdh.toml's,
+	// in CDH's "uri::path,uri::path" form (config.ParseKBSResources).
+	KBSResources string
+	// WorkloadAPI serves the workload API (guest_components_procs =
+	// api-server-rest) in APIMode: all, attestation or resource.
+	WorkloadAPI bool
+	APIMode     string
+
 	Initdata *initdata.Initdata
 	Log      *slog.Logger
-	// Attest overrides TEE probing (tests inject fake devices); Confidential
-	// and AllowSample are taken from Config.
+	// Attest overrides TEE probing (tests inject fake devices); its
+	// Confidential and AllowSample are taken from the fields above.
 	Attest attest.Options
 	// CredentialRoot is where [[credentials]] paths are rooted ("/" when empty).
 	CredentialRoot string
@@ -61,17 +80,16 @@ type Attestation struct {
 
 // Start brings attestation up. An error means the agent must not serve.
 func Start(ctx context.Context, o Options) (*Attestation, error) {
-	cfg := o.Config
 	a := &Attestation{log: o.Log}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	ao := o.Attest
-	ao.AllowSample, ao.Confidential = cfg.AttestSample, cfg.Confidential
+	ao.AllowSample, ao.Confidential = o.AllowSample, o.Confidential
 	ao.EventLog = func() ([]byte, error) { return eventlog.CCEventLog(eventlog.CCELPath, a.Events) }
 	att, err := attest.New(ao)
 	switch {
-	case errors.Is(err, attest.ErrNoTEE) && cfg.Confidential:
+	case errors.Is(err, attest.ErrNoTEE) && o.Confidential:
 		// Confidential mode promises a bound initdata and keys released
 		// only after attestation; neither can be kept without a TEE.
 		return nil, fmt.Errorf("confidential mode needs a TEE: %w", err)
@@ -87,10 +105,10 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 		return nil, err
 	}
 	a.Attester = att
-	if err := a.checkBinding(ctx, o.Initdata, cfg.Confidential); err != nil {
+	if err := a.checkBinding(ctx, o.Initdata, o.Confidential); err != nil {
 		return nil, err
 	}
-	if err := a.openEvents(cfg.StateDir, att.Tee()); err != nil {
+	if err := a.openEvents(o.StateDir, att.Tee()); err != nil {
 		return nil, err
 	}
 	if o.Initdata == nil {
@@ -111,8 +129,8 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 		a.Unsealer.KBS = a.KBS
 	}
 	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
-	if cfg.GuestComponentsProcs == "api-server-rest" {
-		a.serveAPI(ctx, cfg.GuestComponentsRestAPI, o.APIAddr, o.DecisionHead)
+	if o.WorkloadAPI {
+		a.serveAPI(ctx, o.APIMode, o.APIAddr, o.DecisionHead)
 	}
 	return a, nil
 }
@@ -162,7 +180,6 @@ func (a *Attestation) openEvents(stateDir, tee string) error {
 }
 
 func (a *Attestation) startKBS(ctx context.Context, o Options) error {
-	cfg := o.Config
 	var aaTOML, cdhTOML, raw []byte
 	if id := o.Initdata; id != nil {
 		aaTOML, cdhTOML, raw = []byte(id.Data[initdata.KeyAA]), []byte(id.Data[initdata.KeyCDH]), id.Raw
@@ -171,8 +188,8 @@ func (a *Attestation) startKBS(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("initdata: %w", err)
 	}
-	if kc.URL == "" && cfg.AAKBCParams != "" {
-		if kc, err = kbs.ParseKBCParams(cfg.AAKBCParams); err != nil {
+	if kc.URL == "" && o.AAKBCParams != "" {
+		if kc, err = kbs.ParseKBCParams(o.AAKBCParams); err != nil {
 			return err
 		}
 	}
@@ -183,7 +200,7 @@ func (a *Attestation) startKBS(ctx context.Context, o Options) error {
 	// cdh.kbs_resources adds to cdh.toml's [[credentials]], as the data hub
 	// does (hub/src/config/mod.rs extend_credentials_from_kernel_cmdline);
 	// kbs.New confines them to the same directory.
-	extra, err := config.ParseKBSResources(cfg.KBSResources)
+	extra, err := config.ParseKBSResources(o.KBSResources)
 	if err != nil {
 		return err
 	}

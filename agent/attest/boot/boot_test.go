@@ -15,18 +15,18 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/attest/boot"
 	"github.com/cocoon-tee/cocoon/agent/attest/eventlog"
 	"github.com/cocoon-tee/cocoon/agent/attest/kbstest"
-	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 )
 
-func testConfig(t *testing.T) config.Config {
-	c := config.Default()
-	c.StateDir = t.TempDir()
-	return c
+// options returns the options the agent's default configuration gives,
+// with the measurement log in the test's temp dir, completed by o.
+func options(t *testing.T, o boot.Options) boot.Options {
+	o.StateDir, o.WorkloadAPI, o.APIMode = t.TempDir(), true, "resource"
+	return o
 }
 
 func TestNoTEE(t *testing.T) {
-	a, err := boot.Start(context.Background(), boot.Options{Config: testConfig(t), Attest: attest.Options{Root: t.TempDir()}})
+	a, err := boot.Start(context.Background(), options(t, boot.Options{Attest: attest.Options{Root: t.TempDir()}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,16 +49,16 @@ func TestNoTEE(t *testing.T) {
 	}
 	// No TEE, not confidential, with initdata: the binding cannot be
 	// checked; a development agent still runs and says so.
-	cfg := testConfig(t)
 	id, _ := initdata.Create("sha256", map[string]string{})
-	b, err := boot.Start(context.Background(), boot.Options{Config: cfg, Initdata: id, Attest: attest.Options{Root: t.TempDir()}})
+	o := options(t, boot.Options{Initdata: id, Attest: attest.Options{Root: t.TempDir()}})
+	b, err := boot.Start(context.Background(), o)
 	if err != nil || b.Attester != nil {
 		t.Fatalf("no TEE with initdata: %v", err)
 	}
 	b.Close()
 	// Confidential mode without a TEE refuses: nothing it promises can hold.
-	cfg.Confidential = true
-	if _, err := boot.Start(context.Background(), boot.Options{Config: cfg, Initdata: id, Attest: attest.Options{Root: t.TempDir()}}); err == nil || !strings.Contains(err.Error(), "needs a TEE") {
+	o.Confidential = true
+	if _, err := boot.Start(context.Background(), o); err == nil || !strings.Contains(err.Error(), "needs a TEE") {
 		t.Fatalf("confidential without a TEE: %v", err)
 	}
 }
@@ -84,13 +84,12 @@ func TestStartSNP(t *testing.T) {
 	// The host measured this initdata at launch.
 	fake.SetHostData(id.Bound(32))
 
-	cfg := testConfig(t)
-	cfg.Confidential = true
 	credRoot := t.TempDir()
-	a, err := boot.Start(context.Background(), boot.Options{
-		Config: cfg, Initdata: id, CredentialRoot: credRoot, APIAddr: "127.0.0.1:0",
+	o := options(t, boot.Options{
+		Confidential: true, Initdata: id, CredentialRoot: credRoot, APIAddr: "127.0.0.1:0",
 		Attest: attest.Options{Root: t.TempDir(), SEVDevice: fake},
 	})
+	a, err := boot.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +116,7 @@ func TestStartSNP(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(credRoot, "run/confidential-containers/cdh/kbs/x")); err != nil || string(b) != "payload" {
 		t.Fatalf("credential: %q %v", b, err)
 	}
-	raw, _ := os.ReadFile(filepath.Join(cfg.StateDir, "eventlog"))
+	raw, _ := os.ReadFile(filepath.Join(o.StateDir, "eventlog"))
 	evs, err := eventlog.Parse(raw)
 	if err != nil || len(evs) != 1 || evs[0].Content != "docker.io/library/busybox:latest@sha256:1234" {
 		t.Fatalf("event log %+v %v", evs, err)
@@ -127,7 +126,7 @@ func TestStartSNP(t *testing.T) {
 func TestStartRefusesUnboundInitdata(t *testing.T) {
 	id, _ := initdata.Create("sha256", map[string]string{"policy.rego": "package agent_policy\n"})
 	fake, _ := kbstest.NewFakeSNP([]byte("something else"))
-	_, err := boot.Start(context.Background(), boot.Options{Config: testConfig(t), Initdata: id, Attest: attest.Options{Root: t.TempDir(), SEVDevice: fake}})
+	_, err := boot.Start(context.Background(), options(t, boot.Options{Initdata: id, Attest: attest.Options{Root: t.TempDir(), SEVDevice: fake}}))
 	if err == nil || !strings.Contains(err.Error(), "HOST_DATA") {
 		t.Fatalf("unbound initdata: %v", err)
 	}
@@ -152,13 +151,11 @@ func TestKBSResourcesFromConfig(t *testing.T) {
 	}
 	fake.SetHostData(id.Bound(32))
 	start := func(resources string) (*boot.Attestation, string, error) {
-		cfg := testConfig(t)
-		cfg.KBSResources = resources
 		credRoot := t.TempDir()
-		a, err := boot.Start(context.Background(), boot.Options{
-			Config: cfg, Initdata: id, CredentialRoot: credRoot, APIAddr: "127.0.0.1:0",
+		a, err := boot.Start(context.Background(), options(t, boot.Options{
+			KBSResources: resources, Initdata: id, CredentialRoot: credRoot, APIAddr: "127.0.0.1:0",
 			Attest: attest.Options{Root: t.TempDir(), SEVDevice: fake},
-		})
+		}))
 		return a, credRoot, err
 	}
 	a, credRoot, err := start("kbs:///default/cfg/y::/run/confidential-containers/cdh/kbs/y")

@@ -89,10 +89,9 @@ func TestWithheldInitdata(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.Confidential = true
-			cfg.GuestComponentsProcs = "none"
-			a, err := boot.Start(context.Background(), boot.Options{Config: cfg, Initdata: tc.initdata, Attest: tc.tee(t)})
+			o := options(t, boot.Options{Confidential: true, Initdata: tc.initdata, Attest: tc.tee(t)})
+			o.WorkloadAPI = false // guest_components_procs = "none"
+			a, err := boot.Start(context.Background(), o)
 			if tc.refuse != "" {
 				if err == nil {
 					a.Close()
@@ -107,7 +106,7 @@ func TestWithheldInitdata(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			}
 			a.Close()
-			raw, err := os.ReadFile(filepath.Join(cfg.StateDir, "eventlog"))
+			raw, err := os.ReadFile(filepath.Join(o.StateDir, "eventlog"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,14 +133,14 @@ func TestWithheldInitdataNotConfidential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t)
-	cfg.GuestComponentsProcs = "none"
-	a, err := boot.Start(context.Background(), boot.Options{Config: cfg, Attest: attest.Options{Root: t.TempDir(), SEVDevice: fake}})
+	o := options(t, boot.Options{Attest: attest.Options{Root: t.TempDir(), SEVDevice: fake}})
+	o.WorkloadAPI = false // guest_components_procs = "none"
+	a, err := boot.Start(context.Background(), o)
 	if err != nil {
 		t.Fatalf("non-confidential agent refused: %v", err)
 	}
 	a.Close()
-	raw, _ := os.ReadFile(filepath.Join(cfg.StateDir, "eventlog"))
+	raw, _ := os.ReadFile(filepath.Join(o.StateDir, "eventlog"))
 	evs, err := eventlog.Parse(raw)
 	if err != nil || len(evs) != 1 || evs[0].Operation != eventlog.OpInitdata || evs[0].Content != eventlog.InitdataNone {
 		t.Fatalf("event log %+v %v, want one 'no initdata' event", evs, err)

@@ -20,11 +20,14 @@ import (
 
 func main() {
 	container.InitIfRequested() // "cocoon-agent init": libcontainer's container init
+	// Whether the agent is the guest's init is decided here, once; the
+	// rest of the agent reads it from the configuration.
+	guestInit := initsys.IsInit()
 	// As PID 1 nothing has mounted /proc yet (KernelCmdline does), and the
 	// arguments are the kernel command line's leftovers, not our flags.
 	cmdline, _ := initsys.KernelCmdline()
 	args := os.Args[1:]
-	if initsys.IsInit() {
+	if guestInit {
 		args = nil
 	}
 	res, err := config.Load(config.Sources{Cmdline: cmdline, LookupEnv: os.LookupEnv, Args: args, ReadFile: os.ReadFile})
@@ -35,8 +38,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
-		exit(2)
+		exit(2, guestInit)
 	}
+	res.Config.GuestInit = guestInit
 	opts := &slog.HandlerOptions{Level: res.Config.LogLevel}
 	if res.Config.Confidential {
 		// The console is the host's as much as the log port: same filter.
@@ -57,15 +61,15 @@ func main() {
 	if err := daemon.Run(ctx, res.Config, log, nil); err != nil {
 		log.Error("agent failed", "error", err.Error())
 		stop()
-		exit(1)
+		exit(1, guestInit)
 	}
 }
 
 // exit ends the agent. As the guest's init it powers the VM off instead:
 // init exiting makes the kernel panic, which leaves a VM that hangs or
 // reboots into the same refusal rather than stopping.
-func exit(code int) {
-	if initsys.IsInit() {
+func exit(code int, guestInit bool) {
+	if guestInit {
 		err := initsys.PowerOff()
 		fmt.Fprintln(os.Stderr, "cocoon-agent:", err)
 	}

@@ -1,0 +1,60 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/reaper"
+	"github.com/cocoon-tee/cocoon/agent/rpc"
+	"github.com/cocoon-tee/cocoon/agent/server"
+	"github.com/cocoon-tee/cocoon/agent/version"
+	"github.com/cocoon-tee/cocoon/policy"
+)
+
+// startServices builds what the rpcs act on — the image driver, the sandbox
+// with its storage, the guest-wide services — and the server that gates
+// every request through the policy. ctx is the serving context: the reaper
+// runs until it ends. The returned function tears the pod down and releases
+// the guest-wide services.
+func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr *trust, pol *policy.Engine, end *ending) (*server.Server, func(), error) {
+	imageDriver, err := newImageDriver(cfg, tr.idata, tr.att, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image: %w", err)
+	}
+	pod, stor, err := newSandbox(cfg, log, imageDriver, tr.att.UnsealEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	go reaper.Run(ctx)
+	system, closeSystem, err := newSystem(cfg, log, stor, pod)
+	if err != nil {
+		destroyOnExit(ctx, pod, log)
+		return nil, nil, err
+	}
+	release := func() {
+		closeSystem()
+		destroyOnExit(ctx, pod, log)
+	}
+
+	svc := rpc.New(rpc.Deps{Log: log, Policy: pol, Sandbox: pod, System: system, AfterDestroy: func() {
+		// The decision log's head is measured before a possible power-off.
+		// The pod is being torn down and no caller is left to answer.
+		if err := pol.MeasureDecisions(); err != nil {
+			log.Error("decision log head not measured", "error", err)
+		}
+		end.destroyed()
+	}})
+	srv, err := server.New(server.Options{
+		Agent:  svc,
+		Health: rpc.Health{AgentVersion: version.Version, APIVersion: version.APIVersion},
+		Gate:   pol.Gate,
+		Log:    log,
+	})
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return srv, release, nil
+}
