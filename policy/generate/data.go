@@ -15,42 +15,59 @@ import (
 // containerData is one container entry of policy_data. Fields left nil
 // (sidecars' cwd, gid, gids) are not pinned.
 type containerData struct {
-	Name           string   `json:"name"`
-	Workload       string   `json:"workload"`
-	PodName        string   `json:"pod_name"`
-	Image          string   `json:"image"`
-	Args           []string `json:"args"`
-	Env            []string `json:"env"`
-	EnvNames       []string `json:"env_names"`
-	EnvPatterns    []string `json:"env_patterns"`
-	Cwd            string   `json:"cwd"`
-	UID            int64    `json:"uid"`
-	GID            *int64   `json:"gid"`
-	GIDs           []int64  `json:"gids"`
-	Caps           []string `json:"caps"`
-	Privileged     bool     `json:"privileged"`
-	NoNewPrivs     bool     `json:"no_new_privileges"`
-	ReadonlyRoot   bool     `json:"readonly_root"`
-	MaskedPaths    []string `json:"masked_paths"`
-	ReadonlyPaths  []string `json:"readonly_paths"`
-	Mounts         []Mount  `json:"mounts"`
-	StorageDrivers []string `json:"storage_drivers"`
-	TTY            bool     `json:"tty"`
-	SharePID       bool     `json:"share_pid"`
+	Name           string     `json:"name"`
+	Workload       string     `json:"workload"`
+	PodName        string     `json:"pod_name"`
+	Image          string     `json:"image"`
+	Args           []string   `json:"args"`
+	Env            []string   `json:"env"`
+	EnvNames       []string   `json:"env_names"`
+	EnvPatterns    []string   `json:"env_patterns"`
+	Cwd            string     `json:"cwd"`
+	UID            int64      `json:"uid"`
+	GID            *int64     `json:"gid"`
+	GIDs           []int64    `json:"gids"`
+	Caps           []string   `json:"caps"`
+	Privileged     bool       `json:"privileged"`
+	NoNewPrivs     bool       `json:"no_new_privileges"`
+	ReadonlyRoot   bool       `json:"readonly_root"`
+	MaskedPaths    []string   `json:"masked_paths"`
+	ReadonlyPaths  []string   `json:"readonly_paths"`
+	Mounts         mountRules `json:"mounts"`
+	StorageDrivers []string   `json:"storage_drivers"`
+	TTY            bool       `json:"tty"`
+	SharePID       bool       `json:"share_pid"`
 }
+
+// mountRules are mount rules by destination: a request's mount is only
+// tried against the rules for its destination.
+type mountRules map[string][]Mount
+
+func (r mountRules) add(m Mount) { r[m.Destination] = append(r[m.Destination], m) }
 
 // policyData is the generated part of the policy.
 type policyData struct {
-	Containers  []containerData `json:"containers"`
-	Namespace   string          `json:"namespace"`
-	OCIVersions []string        `json:"oci_versions"`
-	Pause       Pause           `json:"pause"`
-	GuestRootfs string          `json:"guest_rootfs"`
-	Annotations Annotations     `json:"annotations"`
-	Mounts      []Mount         `json:"mounts"`
-	Env         []string        `json:"env"`
-	Exec        [][]string      `json:"exec"`
-	CopyFile    []string        `json:"copy_file"`
+	// Containers are the entries by container name, so the rules look up
+	// the entries a request can match instead of trying every one.
+	Containers map[string][]containerData `json:"containers"`
+	// PodNames are the pod name patterns of all entries, for the pause
+	// container.
+	PodNames    []string    `json:"pod_names"`
+	Namespace   string      `json:"namespace"`
+	OCIVersions []string    `json:"oci_versions"`
+	Pause       Pause       `json:"pause"`
+	GuestRootfs string      `json:"guest_rootfs"`
+	Annotations Annotations `json:"annotations"`
+	// Mounts are the pod-wide mount rules matched by regex; ExactMounts
+	// the ones with a fixed source, looked up.
+	Mounts      mountRules  `json:"mounts"`
+	ExactMounts exactMounts `json:"exact_mounts"`
+	// Env are the pod-wide env patterns; EnvRegex is all of them in one,
+	// which is what the rules match.
+	Env      []string   `json:"env"`
+	EnvRegex string     `json:"env_regex"`
+	Exec     [][]string `json:"exec"`
+	CopyFile []string   `json:"copy_file"`
 	// requests are rendered as rules, not data.
 	requests []string
 }
@@ -71,9 +88,10 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 	b.data = policyData{
 		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: s.Pause, GuestRootfs: s.GuestRootfs,
 		Annotations: s.Annotations, Env: slices.Clone(s.Env), Exec: [][]string{}, requests: s.Requests,
+		Containers: map[string][]containerData{}, PodNames: []string{}, Mounts: mountRules{},
 	}
 	for _, m := range s.Mounts {
-		b.data.Mounts = append(b.data.Mounts, b.expandMount(m))
+		b.data.Mounts.add(b.expandMount(m))
 	}
 	for _, r := range s.CopyFile {
 		b.data.CopyFile = append(b.data.CopyFile, s.expand(r))
@@ -81,7 +99,7 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 	for _, a := range allow {
 		b.data.Env = append(b.data.Env, a.Env...)
 		for _, m := range a.Mounts {
-			b.data.Mounts = append(b.data.Mounts, b.expandMount(m))
+			b.data.Mounts.add(b.expandMount(m))
 		}
 	}
 	return b
@@ -111,6 +129,8 @@ func (b *builder) build() (*policyData, error) {
 			}
 		}
 	}
+	b.data.Mounts, b.data.ExactMounts = splitMounts(b.data.Mounts)
+	b.data.EnvRegex = anyOf(b.data.Env)
 	return &b.data, nil
 }
 
@@ -119,12 +139,21 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 	if len(caps) == 0 {
 		caps = b.s.DefaultCaps
 	}
-	b.data.Containers = append(b.data.Containers, containerData{
+	b.addContainer(containerData{
 		Name: sc.Name, Workload: w.Kind + "/" + w.Name + " sidecar", PodName: w.PodName,
 		Image: sc.Image, Args: orEmpty(sc.Args), Env: orEmpty(sc.Env), EnvNames: []string{}, EnvPatterns: []string{},
 		UID: sc.UID, Caps: caps, MaskedPaths: b.s.MaskedPaths, ReadonlyPaths: b.s.ReadonlyPaths,
-		Mounts: []Mount{}, StorageDrivers: []string{}, SharePID: shareProcessNamespace(w),
+		Mounts: mountRules{}, StorageDrivers: []string{}, SharePID: shareProcessNamespace(w),
 	})
+}
+
+// addContainer files an entry under its container name and records its pod
+// name pattern.
+func (b *builder) addContainer(d containerData) {
+	b.data.Containers[d.Name] = append(b.data.Containers[d.Name], d)
+	if !slices.Contains(b.data.PodNames, d.PodName) {
+		b.data.PodNames = append(b.data.PodNames, d.PodName)
+	}
 }
 
 func orEmpty(s []string) []string {
@@ -147,7 +176,7 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 	}
 	d := containerData{
 		Name: c.Name, Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Image: img.Pinned,
-		EnvNames: []string{}, EnvPatterns: []string{}, Mounts: []Mount{}, StorageDrivers: []string{},
+		EnvNames: []string{}, EnvPatterns: []string{}, Mounts: mountRules{}, StorageDrivers: []string{},
 		TTY: c.TTY, SharePID: shareProcessNamespace(w),
 	}
 	env, err := b.env(where, w, c, img, &d)
@@ -184,7 +213,7 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 			}
 		}
 	}
-	b.data.Containers = append(b.data.Containers, d)
+	b.addContainer(d)
 	return nil
 }
 
@@ -270,7 +299,7 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 		}
 	}
 	for k := range unknown {
-		d.EnvNames = append(d.EnvNames, regexp.QuoteMeta(k))
+		d.EnvNames = append(d.EnvNames, k)
 	}
 	sort.Strings(d.EnvNames)
 	return known, nil
@@ -469,7 +498,7 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *conta
 		default:
 			return fmt.Errorf("%s: volume %q: this volume kind is not supported", where, v.Name)
 		}
-		d.Mounts = append(d.Mounts, m)
+		d.Mounts.add(m)
 	}
 	for k := range drivers {
 		d.StorageDrivers = append(d.StorageDrivers, k)

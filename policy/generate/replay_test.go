@@ -117,11 +117,14 @@ func TestCorpusReplay(t *testing.T) {
 				}
 			}
 			rt := &miniRuntime{t: t, in: in, images: res.Images, runDir: runDir}
+			q := prepareCreate(t, res.Policy)
 			for _, w := range in.Workloads {
 				pod := rt.podName(w)
 				expectAllowed(t, "pause of "+pod, callCreate(c, rt.pause(pod)))
+				decideCreate(t, q, rt.pause(pod))
 				for _, ct := range append(slices.Clone(w.Spec.InitContainers), w.Spec.Containers...) {
 					expectAllowed(t, ct.Name, callCreate(c, rt.request(w, pod, ct)))
+					decideCreate(t, q, rt.request(w, pod, ct))
 				}
 				ct := w.Spec.Containers[0]
 				privileged := ct.SecurityContext != nil && ct.SecurityContext.Privileged != nil && *ct.SecurityContext.Privileged
@@ -132,6 +135,7 @@ func TestCorpusReplay(t *testing.T) {
 					req := rt.request(w, pod, ct)
 					m.apply(req)
 					expectDenied(t, m.name, callCreate(c, req), m.field)
+					decideCreate(t, q, req)
 				}
 				for _, p := range []*corev1.Probe{ct.LivenessProbe} {
 					if p != nil && p.Exec != nil {

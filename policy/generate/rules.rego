@@ -7,23 +7,29 @@
 # the field. The rules keep no state between requests.
 #
 # Built-ins used (all standard Rego, also in regorus): concat, count,
-# is_array, min, object.get, print, regex.match, replace, sprintf.
+# is_array, min, object.get, print, regex.match, replace, sprintf,
+# startswith.
 package agent_policy
 
 import rego.v1
 
 # ---------------------------------------------------------------------------
 # CreateContainer: the pause container, or one of the pod's containers.
+#
+# Each field has a yes/no test (ok_*) and a description of how it differs
+# (check_*, "" when it holds), built on the same test. An allowed request
+# only runs the tests, stopping at the first that fails; the descriptions
+# are computed only to explain a denial.
 
 default CreateContainerRequest := false
 
-CreateContainerRequest if count(create_problems) == 0
+CreateContainerRequest if create_allowed
 
 # The denial's print output is what the host sees after "is blocked by
 # policy:"; its first entry is the first field that differs in the
 # container entry that came closest.
 CreateContainerRequest := false if {
-	count(create_problems) > 0
+	not create_allowed
 	print(concat("; ", create_problems))
 }
 
@@ -33,12 +39,31 @@ container_name := object.get(input.OCI.Annotations, policy_data.annotations.cont
 
 sandbox_name := object.get(input.OCI.Annotations, policy_data.annotations.sandbox_name, "")
 
+create_allowed if {
+	container_type == "sandbox"
+	sandbox_ok
+}
+
+create_allowed if {
+	container_type != "sandbox"
+	some c in candidates
+	container_ok(c)
+}
+
 create_problems := sandbox_problems if container_type == "sandbox"
 
 create_problems := container_problems if container_type != "sandbox"
 
 # ---------------------------------------------------------------------------
 # The pause container: fixed by the runtime's settings.
+
+sandbox_ok if {
+	ok_pod_name_any
+	ok_namespace
+	ok_oci_version
+	ok_pause_args
+	ok_pause_storage
+}
 
 sandbox_problems := [p |
 	some p in [
@@ -51,24 +76,59 @@ sandbox_problems := [p |
 	p != ""
 ]
 
-check_pod_name_any := "" if {
-	some c in policy_data.containers
-	regex.match(c.pod_name, sandbox_name)
-} else := sprintf("OCI.Annotations[%q]: %q is not a pod name of this policy", [policy_data.annotations.sandbox_name, sandbox_name])
+ok_pod_name_any if {
+	some r in policy_data.pod_names
+	regex.match(r, sandbox_name)
+}
 
-check_pause_args := "" if {
-	input.OCI.Process.Args == policy_data.pause.args
-} else := sprintf("OCI.Process.Args: got %v, want %v for the pause container", [input.OCI.Process.Args, policy_data.pause.args])
+check_pod_name_any := "" if ok_pod_name_any
+else := sprintf("OCI.Annotations[%q]: %q is not a pod name of this policy", [policy_data.annotations.sandbox_name, sandbox_name])
 
-check_pause_storage := "" if {
-	[s.source | some s in input.storages] == [policy_data.pause.source]
-} else := sprintf("storages: got sources %v, want [%q] for the pause container", [[s.source | some s in input.storages], policy_data.pause.source])
+ok_pause_args if input.OCI.Process.Args == policy_data.pause.args
+
+check_pause_args := "" if ok_pause_args
+else := sprintf("OCI.Process.Args: got %v, want %v for the pause container", [input.OCI.Process.Args, policy_data.pause.args])
+
+storage_sources := [s.source | some s in input.storages]
+
+ok_pause_storage if storage_sources == [policy_data.pause.source]
+
+check_pause_storage := "" if ok_pause_storage
+else := sprintf("storages: got sources %v, want [%q] for the pause container", [storage_sources, policy_data.pause.source])
 
 # ---------------------------------------------------------------------------
-# A workload container: matched by name, then field by field. The entry
-# with the fewest differences is the one a denial describes.
+# A workload container: its entries are looked up by container name (one
+# per workload that has a container of that name), then tested field by
+# field. The entry with the fewest differences is the one a denial
+# describes.
 
-candidates := [c | some c in policy_data.containers; c.name == container_name]
+candidates := cs if {
+	cs := policy_data.containers[container_name]
+} else := []
+
+# The tests run in order of cost, so a wrong entry is usually ruled out by
+# a string compare.
+container_ok(c) if {
+	ok_image_annotation(c)
+	ok_image_storage(c)
+	ok_args(c)
+	ok_pod_name(c)
+	ok_namespace
+	ok_oci_version
+	ok_root(c)
+	ok_cwd(c)
+	ok_user(c)
+	ok_terminal(c)
+	ok_pidns(c)
+	ok_no_new_privileges(c)
+	ok_other_storages(c)
+	ok_additional_gids(c)
+	ok_masked_paths(c)
+	ok_readonly_paths(c)
+	ok_caps(c)
+	ok_env(c)
+	ok_mounts(c)
+}
 
 candidate_problems := [problems(c) | some c in candidates]
 
@@ -85,6 +145,8 @@ closest := [sprintf("container %q (%s): %s", [c.name, c.workload, concat("; ", p
 	c := candidates[i]
 ][0]
 
+# The order of the descriptions: the first one is the field a denial
+# leads with.
 problems(c) := [p |
 	some p in [
 		check_pod_name(c),
@@ -110,109 +172,151 @@ problems(c) := [p |
 	p != ""
 ]
 
-check_pod_name(c) := "" if {
-	regex.match(c.pod_name, sandbox_name)
-} else := sprintf("OCI.Annotations[%q]: %q is not a pod of %s", [policy_data.annotations.sandbox_name, sandbox_name, c.workload])
+ok_pod_name(c) if regex.match(c.pod_name, sandbox_name)
+
+check_pod_name(c) := "" if ok_pod_name(c)
+else := sprintf("OCI.Annotations[%q]: %q is not a pod of %s", [policy_data.annotations.sandbox_name, sandbox_name, c.workload])
 
 # The namespace is pinned only when the policy was generated with one.
-check_namespace := "" if {
-	policy_data.namespace == ""
-} else := "" if {
-	object.get(input.OCI.Annotations, policy_data.annotations.sandbox_namespace, "") == policy_data.namespace
-} else := sprintf("OCI.Annotations[%q]: got %q, want %q", [
-	policy_data.annotations.sandbox_namespace,
-	object.get(input.OCI.Annotations, policy_data.annotations.sandbox_namespace, ""),
-	policy_data.namespace,
-])
+sandbox_namespace := object.get(input.OCI.Annotations, policy_data.annotations.sandbox_namespace, "")
 
-check_oci_version := "" if {
-	input.OCI.Version in policy_data.oci_versions
-} else := sprintf("OCI.Version: %q is not one of %v", [input.OCI.Version, policy_data.oci_versions])
+ok_namespace if policy_data.namespace == ""
+
+ok_namespace if sandbox_namespace == policy_data.namespace
+
+check_namespace := "" if ok_namespace
+else := sprintf("OCI.Annotations[%q]: got %q, want %q", [policy_data.annotations.sandbox_namespace, sandbox_namespace, policy_data.namespace])
+
+ok_oci_version if input.OCI.Version in policy_data.oci_versions
+
+check_oci_version := "" if ok_oci_version
+else := sprintf("OCI.Version: %q is not one of %v", [input.OCI.Version, policy_data.oci_versions])
 
 # The image is pinned by digest: the guest pulls exactly this manifest, so
 # another image pushed under the same tag is refused.
 guest_pull_sources := [s.source | some s in input.storages; s.driver == "image_guest_pull"]
 
-check_image_storage(c) := "" if {
-	guest_pull_sources == [c.image]
-} else := sprintf("storages[image_guest_pull].source: got %v, want [%q]", [guest_pull_sources, c.image])
+ok_image_storage(c) if guest_pull_sources == [c.image]
 
-check_image_annotation(c) := "" if {
-	object.get(input.OCI.Annotations, policy_data.annotations.image_name, "") == c.image
-} else := sprintf("OCI.Annotations[%q]: got %q, want %q", [policy_data.annotations.image_name, object.get(input.OCI.Annotations, policy_data.annotations.image_name, ""), c.image])
+check_image_storage(c) := "" if ok_image_storage(c)
+else := sprintf("storages[image_guest_pull].source: got %v, want [%q]", [guest_pull_sources, c.image])
 
-other_storage_ok(c, s) if s.driver == "image_guest_pull"
+image_name := object.get(input.OCI.Annotations, policy_data.annotations.image_name, "")
+
+ok_image_annotation(c) if image_name == c.image
+
+check_image_annotation(c) := "" if ok_image_annotation(c)
+else := sprintf("OCI.Annotations[%q]: got %q, want %q", [policy_data.annotations.image_name, image_name, c.image])
+
+other_storage_ok(_, s) if s.driver == "image_guest_pull"
 
 other_storage_ok(c, s) if s.driver in c.storage_drivers
 
-check_other_storages(c) := "" if {
-	every s in input.storages {
-		other_storage_ok(c, s)
-	}
-} else := sprintf("storages: driver %q is not used by this container's volumes", [[s.driver | some s in input.storages; not other_storage_ok(c, s)][0]])
+# "not <some item fails>" rather than "every": it stops at the first
+# failing item and is the cheaper form in OPA.
+ok_other_storages(c) if not bad_storage(c)
 
-check_root(c) := "" if {
-	input.OCI.Root.Path == replace(policy_data.guest_rootfs, "$(cid)", input.container_id)
+bad_storage(c) if {
+	some s in input.storages
+	not other_storage_ok(c, s)
+}
+
+check_other_storages(c) := "" if ok_other_storages(c)
+else := sprintf("storages: driver %q is not used by this container's volumes", [[s.driver | some s in input.storages; not other_storage_ok(c, s)][0]])
+
+rootfs_path := replace(policy_data.guest_rootfs, "$(cid)", input.container_id)
+
+ok_root(c) if {
+	input.OCI.Root.Path == rootfs_path
 	input.OCI.Root.Readonly == c.readonly_root
-} else := sprintf("OCI.Root: got %v, want path %q readonly %v", [input.OCI.Root, replace(policy_data.guest_rootfs, "$(cid)", input.container_id), c.readonly_root])
+}
 
-check_args(c) := "" if {
-	input.OCI.Process.Args == c.args
-} else := sprintf("OCI.Process.Args: got %v, want %v", [input.OCI.Process.Args, c.args])
+check_root(c) := "" if ok_root(c)
+else := sprintf("OCI.Root: got %v, want path %q readonly %v", [input.OCI.Root, rootfs_path, c.readonly_root])
+
+ok_args(c) if input.OCI.Process.Args == c.args
+
+check_args(c) := "" if ok_args(c)
+else := sprintf("OCI.Process.Args: got %v, want %v", [input.OCI.Process.Args, c.args])
 
 # Env is exact: every entry of the pod spec and image must be there, and
 # any other entry must be allowed by name (values the owner cannot know:
-# fieldRef, Secrets) or by an allowance pattern.
-env_ok(c, e) if e in c.env
-
+# fieldRef, Secrets) or by an allowance pattern. Names are compared as
+# strings; only the patterns are regular expressions.
+# The pod-wide patterns (in one regex) come first: they allow most of what
+# the kubelet adds.
 env_ok(c, e) if {
-	some name in c.env_names
-	regex.match(concat("", ["^", name, "="]), e)
+	e in c.env
+} else := true if {
+	extra_env_ok(c, e)
 }
 
-env_ok(c, e) if {
+extra_env_ok(c, e) if {
+	policy_data.env_regex != ""
+	regex.match(policy_data.env_regex, e)
+} else := true if {
+	some name in c.env_names
+	startswith(e, concat("", [name, "="]))
+} else := true if {
 	some r in c.env_patterns
 	regex.match(r, e)
 }
 
-env_ok(_, e) if {
-	some r in policy_data.env
-	regex.match(r, e)
+# With sets: the pinned entries must all be in the request, and only the
+# request's other entries go through names and patterns.
+ok_env(c) if {
+	pinned := {e | some e in c.env}
+	count(pinned - request_env) == 0
+	not some_unexpected_env(c, request_env - pinned)
 }
 
-check_env(c) := "" if {
-	every e in input.OCI.Process.Env {
-		env_ok(c, e)
-	}
-	every e in c.env {
-		e in input.OCI.Process.Env
-	}
-} else := sprintf("OCI.Process.Env: unexpected %q", [bad[0]]) if {
+some_unexpected_env(c, entries) if {
+	some e in entries
+	not extra_env_ok(c, e)
+}
+
+request_env := {e | some e in input.OCI.Process.Env}
+
+check_env(c) := "" if ok_env(c)
+else := sprintf("OCI.Process.Env: unexpected %q", [bad[0]]) if {
 	bad := [e | some e in input.OCI.Process.Env; not env_ok(c, e)]
 	count(bad) > 0
 } else := sprintf("OCI.Process.Env: missing %q", [[e | some e in c.env; not e in input.OCI.Process.Env][0]])
 
-check_cwd(c) := "" if {
-	c.cwd == ""
-} else := "" if {
-	input.OCI.Process.Cwd == c.cwd
-} else := sprintf("OCI.Process.Cwd: got %q, want %q", [input.OCI.Process.Cwd, c.cwd])
+ok_cwd(c) if c.cwd == ""
 
-check_user(c) := "" if {
+ok_cwd(c) if input.OCI.Process.Cwd == c.cwd
+
+check_cwd(c) := "" if ok_cwd(c)
+else := sprintf("OCI.Process.Cwd: got %q, want %q", [input.OCI.Process.Cwd, c.cwd])
+
+ok_user(c) if {
 	input.OCI.Process.User.UID == c.uid
 	c.gid == null
-} else := "" if {
+}
+
+ok_user(c) if {
 	input.OCI.Process.User.UID == c.uid
 	input.OCI.Process.User.GID == c.gid
-} else := sprintf("OCI.Process.User: got uid %v gid %v, want uid %v gid %v", [input.OCI.Process.User.UID, input.OCI.Process.User.GID, c.uid, c.gid])
+}
 
-check_additional_gids(c) := "" if {
-	c.gids == null
-} else := "" if {
-	every g in input.OCI.Process.User.AdditionalGids {
-		g in c.gids
-	}
-} else := sprintf("OCI.Process.User.AdditionalGids: %v is not within %v", [input.OCI.Process.User.AdditionalGids, c.gids])
+check_user(c) := "" if ok_user(c)
+else := sprintf("OCI.Process.User: got uid %v gid %v, want uid %v gid %v", [input.OCI.Process.User.UID, input.OCI.Process.User.GID, c.uid, c.gid])
+
+ok_additional_gids(c) if c.gids == null
+
+ok_additional_gids(c) if {
+	c.gids != null
+	not bad_gid(c)
+}
+
+bad_gid(c) if {
+	some g in input.OCI.Process.User.AdditionalGids
+	not g in c.gids
+}
+
+check_additional_gids(c) := "" if ok_additional_gids(c)
+else := sprintf("OCI.Process.User.AdditionalGids: %v is not within %v", [input.OCI.Process.User.AdditionalGids, c.gids])
 
 cap_sets := ["Ambient", "Bounding", "Effective", "Inheritable", "Permitted"]
 
@@ -221,15 +325,25 @@ process_caps(k) := v if {
 	is_array(v)
 } else := []
 
-check_caps(c) := "" if {
-	c.privileged
-} else := "" if {
-	every k in cap_sets {
-		every cap in process_caps(k) {
-			cap in c.caps
-		}
+# Every capability the request grants, in any set (sets that are not
+# arrays grant nothing, as in process_caps).
+# The distinct arrays first: Bounding, Effective and Permitted are usually
+# the same list, read once.
+requested_caps := {cap |
+	some v in {v |
+		some k in cap_sets
+		v := input.OCI.Process.Capabilities[k]
+		is_array(v)
 	}
-} else := sprintf("OCI.Process.Capabilities: %s: %q is not granted by the pod spec (privileged or added capability)", [k, cap]) if {
+	some cap in v
+}
+
+ok_caps(c) if c.privileged
+
+ok_caps(c) if count(requested_caps - {x | some x in c.caps}) == 0
+
+check_caps(c) := "" if ok_caps(c)
+else := sprintf("OCI.Process.Capabilities: %s: %q is not granted by the pod spec (privileged or added capability)", [k, cap]) if {
 	bad := [[k, cap] |
 		some k in cap_sets
 		some cap in process_caps(k)
@@ -238,65 +352,79 @@ check_caps(c) := "" if {
 	[k, cap] := bad[0]
 }
 
-check_no_new_privileges(c) := "" if {
-	input.OCI.Process.NoNewPrivileges == c.no_new_privileges
-} else := sprintf("OCI.Process.NoNewPrivileges: got %v, want %v", [input.OCI.Process.NoNewPrivileges, c.no_new_privileges])
+ok_no_new_privileges(c) if input.OCI.Process.NoNewPrivileges == c.no_new_privileges
 
-check_masked_paths(c) := "" if {
-	every p in c.masked_paths {
-		p in input.OCI.Linux.MaskedPaths
-	}
-} else := sprintf("OCI.Linux.MaskedPaths: %q is missing (privileged?)", [[p | some p in c.masked_paths; not p in input.OCI.Linux.MaskedPaths][0]])
+check_no_new_privileges(c) := "" if ok_no_new_privileges(c)
+else := sprintf("OCI.Process.NoNewPrivileges: got %v, want %v", [input.OCI.Process.NoNewPrivileges, c.no_new_privileges])
 
-check_readonly_paths(c) := "" if {
-	every p in c.readonly_paths {
-		p in input.OCI.Linux.ReadonlyPaths
-	}
-} else := sprintf("OCI.Linux.ReadonlyPaths: %q is missing (privileged?)", [[p | some p in c.readonly_paths; not p in input.OCI.Linux.ReadonlyPaths][0]])
+request_masked := {p | some p in input.OCI.Linux.MaskedPaths}
+
+ok_masked_paths(c) if {
+	count({p | some p in c.masked_paths} - request_masked) == 0
+}
+
+
+check_masked_paths(c) := "" if ok_masked_paths(c)
+else := sprintf("OCI.Linux.MaskedPaths: %q is missing (privileged?)", [[p | some p in c.masked_paths; not p in input.OCI.Linux.MaskedPaths][0]])
+
+request_readonly := {p | some p in input.OCI.Linux.ReadonlyPaths}
+
+ok_readonly_paths(c) if {
+	count({p | some p in c.readonly_paths} - request_readonly) == 0
+}
+
+check_readonly_paths(c) := "" if ok_readonly_paths(c)
+else := sprintf("OCI.Linux.ReadonlyPaths: %q is missing (privileged?)", [[p | some p in c.readonly_paths; not p in input.OCI.Linux.ReadonlyPaths][0]])
 
 # A mount must match a rule of the container's volumes, of the runtime's
-# fixed mounts, or of an allowance: destination and type exactly, the
+# fixed mounts, or of an allowance. Rules are grouped by destination, so
+# only the rules for the mount's destination are tried: type exactly, the
 # source by regex, and "ro" where the rule is read-only.
 mount_matches(r, m) if {
-	r.destination == m.destination
 	r.type == m.type_
 	regex.match(r.source, m.source)
-	not r.read_only
+	read_only_ok(r.read_only, m.options)
 }
 
-mount_matches(r, m) if {
-	r.destination == m.destination
-	r.type == m.type_
-	regex.match(r.source, m.source)
-	r.read_only
-	"ro" in m.options
-}
+read_only_ok(false, _)
 
+read_only_ok(true, options) if "ro" in options
+
+# The runtime's fixed mounts first: looked up by destination, type and
+# source, the value saying whether the mount must be read-only. "else"
+# stops at the first way that allows the mount.
 mount_ok(c, m) if {
-	some r in c.mounts
+	read_only := policy_data.exact_mounts[m.destination][m.type_][m.source]
+	read_only_ok(read_only, m.options)
+} else := true if {
+	some r in policy_data.mounts[m.destination]
+	mount_matches(r, m)
+} else := true if {
+	some r in c.mounts[m.destination]
 	mount_matches(r, m)
 }
 
-mount_ok(_, m) if {
-	some r in policy_data.mounts
-	mount_matches(r, m)
+ok_mounts(c) if not bad_mount(c)
+
+bad_mount(c) if {
+	some m in input.OCI.Mounts
+	not mount_ok(c, m)
 }
 
-check_mounts(c) := "" if {
-	every m in input.OCI.Mounts {
-		mount_ok(c, m)
-	}
-} else := sprintf("OCI.Mounts: %s from %q (%s, %v) is not a volume of this container", [m.destination, m.source, m.type_, m.options]) if {
+check_mounts(c) := "" if ok_mounts(c)
+else := sprintf("OCI.Mounts: %s from %q (%s, %v) is not a volume of this container", [m.destination, m.source, m.type_, m.options]) if {
 	m := [m | some m in input.OCI.Mounts; not mount_ok(c, m)][0]
 }
 
-check_terminal(c) := "" if {
-	input.OCI.Process.Terminal == c.tty
-} else := sprintf("OCI.Process.Terminal: got %v, want %v", [input.OCI.Process.Terminal, c.tty])
+ok_terminal(c) if input.OCI.Process.Terminal == c.tty
 
-check_pidns(c) := "" if {
-	input.sandbox_pidns == c.share_pid
-} else := sprintf("sandbox_pidns: got %v, want %v (shareProcessNamespace)", [input.sandbox_pidns, c.share_pid])
+check_terminal(c) := "" if ok_terminal(c)
+else := sprintf("OCI.Process.Terminal: got %v, want %v", [input.OCI.Process.Terminal, c.tty])
+
+ok_pidns(c) if input.sandbox_pidns == c.share_pid
+
+check_pidns(c) := "" if ok_pidns(c)
+else := sprintf("sandbox_pidns: got %v, want %v (shareProcessNamespace)", [input.sandbox_pidns, c.share_pid])
 
 # ---------------------------------------------------------------------------
 # ExecProcess: only the pod's exec probes and lifecycle hooks.

@@ -87,7 +87,7 @@ type Mount struct {
 	Destination string `json:"destination" toml:"destination"`
 	Type        string `json:"type" toml:"type"`
 	Source      string `json:"source" toml:"source"`
-	ReadOnly    bool   `json:"read_only,omitempty" toml:"read_only"`
+	ReadOnly    bool   `json:"read_only" toml:"read_only"`
 }
 
 // Allowance is one accepted mutation: extra env entries, extra mounts, or

@@ -1,0 +1,100 @@
+package generate
+
+import (
+	"regexp"
+	"testing"
+)
+
+func TestLiteral(t *testing.T) {
+	for pattern, want := range map[string]string{
+		"^proc$":                             "proc",
+		`^/run/kata-containers/sandbox/shm$`: "/run/kata-containers/sandbox/shm",
+		`^a\.b$`:                             "a.b",
+		"^$":                                 "",
+		"^a.b$":                              "\x00no",
+		"^proc":                              "\x00no",
+		"proc$":                              "\x00no",
+		"^(?i)proc$":                         "\x00no",
+		"^pro[c]$":                           "proc", // one-rune class simplifies to a literal
+		"^(proc|sys)$":                       "\x00no",
+		`^/run/[a-z0-9]{64}-hosts$`:          "\x00no",
+		"(":                                  "\x00no",
+	} {
+		got, ok := literal(pattern)
+		if want == "\x00no" {
+			if ok {
+				t.Errorf("%q: literal %q, want none", pattern, got)
+			}
+			continue
+		}
+		if !ok || got != want {
+			t.Errorf("%q: literal %q %v, want %q", pattern, got, ok, want)
+		}
+	}
+}
+
+// FuzzLiteral: when a pattern is taken for a string compare, the regex
+// matches that string and nothing longer or shorter made from it.
+func FuzzLiteral(f *testing.F) {
+	for _, s := range []string{"^proc$", `^a\.b$`, "^a.b$", "^pro[c]$", "^$", "^(?i)x$", `^\Qa+b\E$`, "^x$|^y$"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, pattern string) {
+		s, ok := literal(pattern)
+		if !ok {
+			return
+		}
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			t.Fatalf("%q taken as literal %q but does not compile: %v", pattern, s, err)
+		}
+		if !re.MatchString(s) {
+			t.Fatalf("%q does not match its literal %q", pattern, s)
+		}
+		for _, other := range []string{s + "x", "x" + s, s + "\n"} {
+			if re.MatchString(other) {
+				t.Fatalf("%q matches %q besides its literal %q", pattern, other, s)
+			}
+		}
+	})
+}
+
+// TestSplitMounts: fixed sources move to the index, the rest stay regex
+// rules, and of two rules for one mount the read-write one wins.
+func TestSplitMounts(t *testing.T) {
+	rules := mountRules{}
+	for _, m := range []Mount{
+		{Destination: "/proc", Type: "proc", Source: "^proc$"},
+		{Destination: "/sys", Type: "sysfs", Source: "^sysfs$", ReadOnly: true},
+		{Destination: "/x", Type: "bind", Source: "^/a$", ReadOnly: true},
+		{Destination: "/x", Type: "bind", Source: "^/a$"},
+		{Destination: "/etc/hosts", Type: "bind", Source: "^/shared/[a-z]+-hosts$"},
+	} {
+		rules.add(m)
+	}
+	rest, exact := splitMounts(rules)
+	if len(rest) != 1 || len(rest["/etc/hosts"]) != 1 {
+		t.Errorf("regex rules left: %v", rest)
+	}
+	for _, c := range []struct {
+		dest, typ, src string
+		ro             bool
+	}{{"/proc", "proc", "proc", false}, {"/sys", "sysfs", "sysfs", true}, {"/x", "bind", "/a", false}} {
+		ro, ok := exact[c.dest][c.typ][c.src]
+		if !ok || ro != c.ro {
+			t.Errorf("%s %s %s: read-only %v (present %v), want %v", c.dest, c.typ, c.src, ro, ok, c.ro)
+		}
+	}
+}
+
+func TestAnyOf(t *testing.T) {
+	if anyOf(nil) != "" {
+		t.Error("no patterns must give no regex")
+	}
+	re := regexp.MustCompile(anyOf([]string{"^A=1$", "^B=[0-9]+$"}))
+	for s, want := range map[string]bool{"A=1": true, "B=22": true, "A=12": false, "C=1": false, "xB=2": false} {
+		if re.MatchString(s) != want {
+			t.Errorf("%q: %v, want %v", s, !want, want)
+		}
+	}
+}
