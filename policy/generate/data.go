@@ -228,20 +228,24 @@ func (b *builder) addExec(cmd []string) {
 
 // env computes the container's environment the way the kubelet and
 // containerd do: the image's, overridden by the pod spec's. It returns the
-// values known, for $(VAR) expansion in args.
+// pod spec's variables whose values are known, for $(VAR) expansion in
+// args: the kubelet expands with the pod spec's variables only, before
+// containerd merges in the image's.
 func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageInfo, d *containerData) (map[string]string, error) {
 	known := map[string]string{}
+	vars := map[string]string{}
 	var order []string
 	set := func(k, v string) {
 		if _, ok := known[k]; !ok {
 			order = append(order, k)
 		}
-		known[k] = v
+		known[k], vars[k] = v, v
 	}
 	for _, e := range img.Config.Env {
 		k, v, _ := strings.Cut(e, "=")
 		set(k, v)
 	}
+	clear(vars)
 	unknown := map[string]bool{}
 	for _, ef := range c.EnvFrom {
 		switch {
@@ -263,9 +267,11 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 			// secret); only the names are pinned.
 			for k := range s.Data {
 				unknown[ef.Prefix+k] = true
+				delete(vars, ef.Prefix+k)
 			}
 			for k := range s.StringData {
 				unknown[ef.Prefix+k] = true
+				delete(vars, ef.Prefix+k)
 			}
 		}
 	}
@@ -273,7 +279,7 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 		switch {
 		case e.ValueFrom == nil:
 			delete(unknown, e.Name)
-			set(e.Name, expand(e.Value, known))
+			set(e.Name, expand(e.Value, vars))
 		case e.ValueFrom.ConfigMapKeyRef != nil && b.in.ConfigMaps[e.ValueFrom.ConfigMapKeyRef.Name] != nil:
 			ref := e.ValueFrom.ConfigMapKeyRef
 			v, ok := b.in.ConfigMaps[ref.Name].Data[ref.Key]
@@ -289,6 +295,7 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 				delete(known, e.Name)
 				order = slices.DeleteFunc(order, func(k string) bool { return k == e.Name })
 			}
+			delete(vars, e.Name)
 			unknown[e.Name] = true
 		}
 	}
@@ -302,7 +309,7 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 		d.EnvNames = append(d.EnvNames, k)
 	}
 	sort.Strings(d.EnvNames)
-	return known, nil
+	return vars, nil
 }
 
 // expand does Kubernetes' $(VAR) expansion with the values known; unknown

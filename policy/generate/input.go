@@ -207,6 +207,7 @@ func decodeWorkload(kind string, j []byte) (*Workload, error) {
 			return nil, err
 		}
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.Template.Spec, "^"+quote(o.Name)+"-[0-9]+$"
+		addClaimVolumes(&w.Spec, o.Spec.VolumeClaimTemplates)
 	case "DaemonSet":
 		var o appsv1.DaemonSet
 		if err := json.Unmarshal(j, &o); err != nil {
@@ -355,4 +356,18 @@ func (w *Workload) setAnnotation(key, value string) {
 		cur["annotations"] = ann
 	}
 	ann[key] = value
+}
+
+// addClaimVolumes adds what the StatefulSet controller adds to each pod: a
+// persistentVolumeClaim volume per claim template the pod spec does not
+// already name (claim <template>-<pod>).
+func addClaimVolumes(spec *corev1.PodSpec, claims []corev1.PersistentVolumeClaim) {
+	for _, c := range claims {
+		if slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == c.Name }) {
+			continue
+		}
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: c.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.Name},
+		}})
+	}
 }

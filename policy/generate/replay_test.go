@@ -390,11 +390,24 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 	root := rt.runDir + "/" + cid + "/rootfs"
 	// Environment: the image's, the pod spec's, then what the kubelet adds.
 	env := slices.Clone(img.Config.Env)
+	// $(VAR) in args and env values refers to the pod spec's variables
+	// only, not the image's (the kubelet expands them, before the image's
+	// environment is merged in by containerd).
 	literal := map[string]string{}
 	for _, ef := range c.EnvFrom {
-		if cm := rt.in.ConfigMaps[ef.ConfigMapRef.Name]; cm != nil {
-			for k, v := range cm.Data {
-				env = append(env, k+"="+v)
+		switch {
+		case ef.ConfigMapRef != nil && rt.in.ConfigMaps[ef.ConfigMapRef.Name] != nil:
+			for k, v := range rt.in.ConfigMaps[ef.ConfigMapRef.Name].Data {
+				env = append(env, ef.Prefix+k+"="+v)
+				literal[ef.Prefix+k] = v
+			}
+		case ef.SecretRef != nil && rt.in.Secrets[ef.SecretRef.Name] != nil:
+			s := rt.in.Secrets[ef.SecretRef.Name]
+			for k := range s.Data {
+				env = append(env, ef.Prefix+k+"=s3cret")
+			}
+			for k := range s.StringData {
+				env = append(env, ef.Prefix+k+"=s3cret")
 			}
 		}
 	}
@@ -405,10 +418,13 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 			literal[e.Name] = v
 		case e.ValueFrom.ConfigMapKeyRef != nil:
 			v = rt.in.ConfigMaps[e.ValueFrom.ConfigMapKeyRef.Name].Data[e.ValueFrom.ConfigMapKeyRef.Key]
+			literal[e.Name] = v
 		case e.ValueFrom.SecretKeyRef != nil:
 			v = "s3cret"
 		case e.ValueFrom.FieldRef != nil:
 			v = "10.244.1.7"
+		case e.ValueFrom.ResourceFieldRef != nil:
+			v = "134217728"
 		}
 		env = append(env, e.Name+"="+v)
 	}
@@ -423,9 +439,7 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
 	}
 	for i := range args {
-		for k, v := range literal {
-			args[i] = strings.ReplaceAll(args[i], "$("+k+")", v)
-		}
+		args[i] = kubeletExpand(args[i], literal)
 	}
 	sc := c.SecurityContext
 	if sc == nil {
@@ -439,20 +453,41 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 	if img.Config.User == "app" {
 		user.UID, user.GID = 1000, 1000
 	}
-	if psc.RunAsUser != nil {
-		user.UID, user.GID = uint32(*psc.RunAsUser), uint32(*psc.RunAsGroup)
+	for _, id := range []*int64{psc.RunAsUser, sc.RunAsUser} {
+		if id != nil {
+			user.UID = uint32(*id)
+		}
+	}
+	for _, id := range []*int64{psc.RunAsGroup, sc.RunAsGroup} {
+		if id != nil {
+			user.GID = uint32(*id)
+		}
 	}
 	user.AdditionalGids = []uint32{user.GID}
 	if psc.FSGroup != nil {
 		user.AdditionalGids = append(user.AdditionalGids, uint32(*psc.FSGroup))
 	}
+	for _, g := range psc.SupplementalGroups {
+		user.AdditionalGids = append(user.AdditionalGids, uint32(g))
+	}
 	caps := slices.Clone(runtimeCaps)
 	masked := []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"}
 	ro := []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
-	if sc.Capabilities != nil && len(sc.Capabilities.Drop) > 0 {
-		caps = nil
+	// containerd: the defaults, then add, then drop (ALL drops everything
+	// not added).
+	if sc.Capabilities != nil {
 		for _, a := range sc.Capabilities.Add {
 			caps = append(caps, "CAP_"+string(a))
+		}
+		for _, d := range sc.Capabilities.Drop {
+			if d == "ALL" {
+				caps = nil
+				for _, a := range sc.Capabilities.Add {
+					caps = append(caps, "CAP_"+string(a))
+				}
+				break
+			}
+			caps = slices.DeleteFunc(caps, func(c string) bool { return c == "CAP_"+string(d) })
 		}
 	}
 	if sc.Privileged != nil && *sc.Privileged {
@@ -492,11 +527,15 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		switch {
 		case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
 			m.Source = rt.runDir + "/sandbox/ephemeral/" + v.Name
-		case v.EmptyDir != nil, v.PersistentVolumeClaim != nil:
+		case v.EmptyDir != nil, v.PersistentVolumeClaim != nil, v.Ephemeral != nil, v.CSI != nil:
 			m.Source = rt.runDir + "/sandbox/storage/" + v.Name
 			storages = append(storages, &agentpb.Storage{Driver: "blk", Source: "/dev/vdb", MountPoint: m.Source, Fstype: "ext4"})
-		case v.HostPath != nil:
+		case v.HostPath != nil && (strings.HasPrefix(v.HostPath.Path, "/dev/") || strings.HasPrefix(v.HostPath.Path, "/sys/") || strings.HasPrefix(v.HostPath.Path, "/proc/")):
+			// The runtime passes no host device or kernel file system
+			// through: the guest's own path is bound.
 			m.Source = v.HostPath.Path
+		case v.HostPath != nil:
+			m.Source = rt.sharedPath(cid, filepath.Base(vm.MountPath))
 		default:
 			m.Source, m.Options = rt.sharedPath(cid, filepath.Base(vm.MountPath)), []string{"rbind", "rprivate", "ro"}
 		}
@@ -528,3 +567,35 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 }
 
 var _ = json.Marshal
+
+// kubeletExpand is the kubelet's $(VAR) expansion: "$$" is a literal "$",
+// $(NAME) a known variable's value, anything else stays as written.
+func kubeletExpand(s string, vars map[string]string) string {
+	var out strings.Builder
+	for s != "" {
+		i := strings.IndexByte(s, '$')
+		if i < 0 || i == len(s)-1 {
+			out.WriteString(s)
+			break
+		}
+		out.WriteString(s[:i])
+		rest := s[i+1:]
+		switch {
+		case rest[0] == '$':
+			out.WriteByte('$')
+			s = rest[1:]
+		case rest[0] == '(' && strings.IndexByte(rest, ')') > 0:
+			end := strings.IndexByte(rest, ')')
+			if v, ok := vars[rest[1:end]]; ok {
+				out.WriteString(v)
+			} else {
+				out.WriteString(s[i : i+end+2])
+			}
+			s = rest[end+1:]
+		default:
+			out.WriteByte('$')
+			s = rest
+		}
+	}
+	return out.String()
+}
