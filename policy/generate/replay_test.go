@@ -23,6 +23,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/ci/testregistry"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -54,10 +55,12 @@ func buildImages(t testing.TB) *testImages {
 	dir := t.TempDir()
 	noise := make([]byte, 1<<20)
 	_, _ = rand.Read(noise)
-	base := testregistry.Build(t, filepath.Join(dir, "base"), []string{"/bin/sh"},
+	// busybox makes the images runnable: the corpus's pods run for real.
+	busybox := func(t testing.TB, rootfs string) { testenv.BusyboxRootfs(t, rootfs) }
+	base := testregistry.Build(t, filepath.Join(dir, "base"), []string{"/bin/sh"}, busybox,
 		testregistry.Files(map[string]string{"/etc/passwd": basePasswd, "/etc/group": "root:x:0:\n", "/usr/lib/blob.bin": string(noise)}))
 	web := testregistry.Extend(t, base, filepath.Join(dir, "web"),
-		testregistry.Files(map[string]string{"/etc/passwd": webPasswd, "/etc/group": webGroup, "/bin/httpd": "#!/bin/sh\n"}))
+		testregistry.Files(map[string]string{"/etc/passwd": webPasswd, "/etc/group": webGroup, "/srv/httpd.sh": "#!/bin/sh\n"}))
 	tool := testregistry.Extend(t, base, filepath.Join(dir, "tool"), testregistry.Remove("/etc/group"))
 	user := testregistry.Extend(t, web, filepath.Join(dir, "user"), testregistry.Files(map[string]string{"/srv/index.html": "hi\n"}))
 	testregistry.Run(t, nil, "umoci", "config", "--image", strings.TrimPrefix(user, "oci:"), "--config.user", "app")
