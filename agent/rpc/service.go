@@ -18,8 +18,6 @@ type Service struct {
 	unimplemented
 	log    *slog.Logger
 	policy *policy.Engine
-	// onPolicy measures a policy SetPolicy installed (Deps.OnPolicy).
-	onPolicy func(digest string) error
 	// sandbox and afterDestroy serve the container lifecycle rpcs.
 	sandbox      *sandbox.Sandbox
 	afterDestroy func()
@@ -34,9 +32,6 @@ type Deps struct {
 	Log *slog.Logger
 	// Policy is the engine SetPolicy replaces the policy of; nil refuses SetPolicy.
 	Policy *policy.Engine
-	// OnPolicy, when set, is told the sha256 (hex) of every policy SetPolicy
-	// installs, so it can be measured; its error fails the rpc.
-	OnPolicy func(digest string) error
 	// Sandbox runs the pod's containers; nil answers their rpcs Unimplemented.
 	Sandbox *sandbox.Sandbox
 	// AfterDestroy, when set, runs once DestroySandbox has answered (the
@@ -48,5 +43,5 @@ type Deps struct {
 
 // New returns the AgentService implementation over deps.
 func New(d Deps) *Service {
-	return &Service{log: d.Log, policy: d.Policy, onPolicy: d.OnPolicy, sandbox: d.Sandbox, afterDestroy: d.AfterDestroy, system: d.System}
+	return &Service{log: d.Log, policy: d.Policy, sandbox: d.Sandbox, afterDestroy: d.AfterDestroy, system: d.System}
 }
