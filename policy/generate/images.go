@@ -242,10 +242,13 @@ func (im *Images) users(ctx context.Context, src types.ImageSource, m manifest.M
 }
 
 // scanLayer streams one layer and stops as soon as the scan is settled.
-// It returns the compressed bytes read.
+// It reads the layer in growing byte ranges when the source can, so the
+// registry sends little more than the scan reads; else as one stream,
+// closed as soon as the scan is settled. It returns the compressed bytes
+// read.
 func (im *Images) scanLayer(ctx context.Context, src types.ImageSource, bi types.BlobInfo, sc *etcScan) (int64, error) {
 	im.Requests++
-	rc, _, err := src.GetBlob(ctx, bi, none.NoCache)
+	rc, err := im.openLayer(ctx, src, bi)
 	if err != nil {
 		return 0, err
 	}
@@ -253,6 +256,20 @@ func (im *Images) scanLayer(ctx context.Context, src types.ImageSource, bi types
 	cr := &countingReader{r: rc}
 	err = sc.layer(cr)
 	return cr.n, err
+}
+
+// openLayer starts reading a layer: by ranges when the source and the
+// registry support them (a registry that answers a range request with
+// anything but the range is read whole).
+func (im *Images) openLayer(ctx context.Context, src types.ImageSource, bi types.BlobInfo) (io.ReadCloser, error) {
+	if r := rangesOf(src); r != nil && bi.Size > 0 {
+		rr := newRangeReader(ctx, r, bi)
+		if err := rr.open(); err == nil {
+			return rr, nil
+		}
+	}
+	rc, _, err := src.GetBlob(ctx, bi, none.NoCache)
+	return rc, err
 }
 
 type countingReader struct {
