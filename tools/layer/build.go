@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -41,9 +43,9 @@ type Result struct {
 // partition n: what the agent receives (docs/layers.md).
 func (r *Result) Options(partition int) []string {
 	return []string{
-		OptOverlayLower, OptMultiLayer, OptGPTPartitioned,
-		fmt.Sprintf("%s%d", OptPartition, partition),
-		OptVerityEnabled,
+		erofs.OptOverlayLower, erofs.OptMultiLayer, erofs.OptGPTPartitioned,
+		fmt.Sprintf("%s%d", erofs.OptPartition, partition),
+		erofs.OptVerityEnabled,
 		"X-kata.dmverity.roothash=" + r.Verity.RootHashHex(),
 		fmt.Sprintf("X-kata.dmverity.hashoffset=%d", r.Verity.HashOffset),
 		"X-kata.dmverity.no-superblock=false",

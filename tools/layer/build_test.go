@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
 	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/ci/testregistry"
 )
@@ -71,7 +72,7 @@ func TestBuildBusyboxImage(t *testing.T) {
 			t.Fatalf("metadata %s = %s (%v)", r.Metadata, b, err)
 		}
 		// What runtime-rs would send for it parses back to the same tree.
-		lo, err := ParseOptions(r.Options(1))
+		lo, err := erofs.ParseOptions(r.Options(1))
 		if err != nil || lo.Verity.RootHash != r.Verity.RootHashHex() || lo.Verity.DataBlocks != r.Verity.DataBlocks {
 			t.Fatalf("options %q: %+v %v", r.Options(1), lo, err)
 		}

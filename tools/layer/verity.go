@@ -9,6 +9,8 @@ import (
 	"hash"
 	"io"
 	"os"
+
+	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
 )
 
 // The dm-verity parameters of containerd's EROFS differ (internal/dmverity
@@ -16,11 +18,11 @@ import (
 // metadata names no salt: sha256, 4 KiB data and hash blocks, format 1, a
 // salt of 32 zero bytes, and a v1 superblock at the hash offset.
 const (
-	VerityBlockSize = 4096
-	VerityHashType  = 1
-	VerityAlgorithm = "sha256"
+	VerityBlockSize = erofs.VerityBlockSize
+	VerityHashType  = erofs.VerityHashType
+	VerityAlgorithm = erofs.VerityAlgorithm
 	verityMagic     = "verity\x00\x00"
-	superblockSize  = 512
+	superblockSize  = erofs.SuperblockSize
 )
 
 // DefaultSalt is containerd's dm-verity salt: 32 zero bytes.

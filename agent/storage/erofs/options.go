@@ -1,4 +1,4 @@
-package layer
+package erofs
 
 import (
 	"encoding/hex"
@@ -46,7 +46,7 @@ type VerityParams struct {
 func (p *VerityParams) HashStartBlock() uint64 {
 	start := p.HashOffset / p.HashSize
 	if !p.NoSuperblock {
-		start += (superblockSize + p.HashSize - 1) / p.HashSize
+		start += (SuperblockSize + p.HashSize - 1) / p.HashSize
 	}
 	return start
 }
