@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/agent/safepath"
 )
 
 // clear removes whatever sits at base so a later entry can replace it, as
@@ -79,7 +81,7 @@ func (u *unpacker) dir(pfd int, parent, base string, hdr *tar.Header) error {
 	if err != nil {
 		return fmt.Errorf("mkdir: %w", err)
 	}
-	fd, err := openBeneath(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := safepath.OpenBeneath(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("open directory: %w", err)
 	}

@@ -1,8 +1,9 @@
 // Package unpack extracts one image layer (an uncompressed tar stream) into a
 // directory in overlayfs format, in a single streaming pass. It owns the path
 // safety of layer contents: every entry is created relative to directory file
-// descriptors opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so a
-// hostile layer cannot write outside its directory or through a symlink.
+// descriptors opened with safepath.OpenBeneath and MkdirBeneath, which refuse
+// symlinks and "..", so a hostile layer cannot write outside its directory or
+// through a symlink.
 package unpack
 
 import (
@@ -16,6 +17,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/agent/safepath"
 )
 
 // Defaults used when Options leaves a bound at zero.
@@ -271,57 +274,24 @@ func (u *unpacker) openDir(rel string, create bool) (int, error) {
 	if rel != "" && rel == u.lastRel && u.lastFD >= 0 {
 		return unix.Dup(u.lastFD)
 	}
-	fd, err := unix.Dup(u.root)
-	if err != nil {
-		return -1, err
-	}
 	if rel == "" {
-		return fd, nil
+		return unix.Dup(u.root)
 	}
-	for _, c := range strings.Split(rel, "/") {
-		next, err := openBeneath(fd, c, unix.O_RDONLY|unix.O_DIRECTORY)
-		if errors.Is(err, unix.ENOTDIR) {
-			// O_NOFOLLOW|O_DIRECTORY on a symlink says ENOTDIR; tell the
-			// two apart so the error names the real problem.
-			var st unix.Stat_t
-			if unix.Fstatat(fd, c, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-				err = unix.ELOOP
-			}
-		}
-		if errors.Is(err, unix.ENOENT) && create {
-			if err = unix.Mkdirat(fd, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-				unix.Close(fd)
-				return -1, fmt.Errorf("create parent %s: %w", rel, err)
-			}
-			next, err = openBeneath(fd, c, unix.O_RDONLY|unix.O_DIRECTORY)
-		}
-		unix.Close(fd)
-		switch {
-		case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
-			return -1, fmt.Errorf("parent %s goes through a symlink: %w", rel, ErrUnsafe)
-		case errors.Is(err, unix.ENOTDIR):
-			return -1, fmt.Errorf("parent %s is not a directory: %w", rel, errdefs.ErrInvalidArgument)
-		case err != nil:
-			return -1, fmt.Errorf("open parent %s: %w", rel, err)
-		}
-		fd = next
+	fd, err := safepath.OpenBeneath(u.root, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if errors.Is(err, unix.ENOENT) && create {
+		fd, _, err = safepath.MkdirBeneath(u.root, rel, 0o755, nil)
+	}
+	switch {
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
+		return -1, fmt.Errorf("parent %s goes through a symlink: %w", rel, ErrUnsafe)
+	case errors.Is(err, unix.ENOTDIR):
+		return -1, fmt.Errorf("parent %s is not a directory: %w", rel, errdefs.ErrInvalidArgument)
+	case err != nil:
+		return -1, fmt.Errorf("open parent %s: %w", rel, err)
 	}
 	if c, err := unix.Dup(fd); err == nil {
 		u.forget()
 		u.lastRel, u.lastFD = rel, c
 	}
 	return fd, nil
-}
-
-func openBeneath(dirfd int, name string, flags int) (int, error) {
-	for {
-		fd, err := unix.Openat2(dirfd, name, &unix.OpenHow{
-			Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return fd, err
-	}
 }
