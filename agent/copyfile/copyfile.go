@@ -1,7 +1,8 @@
 // Package copyfile implements CopyFile: the runtime pushes files (hostname,
 // resolv.conf, secrets, config maps) into the guest when there is no shared
 // file system. Everything lands under one root directory; every path
-// component is opened with O_NOFOLLOW relative to its parent, so neither
+// component is opened through safepath.OpenBeneath or MkdirBeneath relative
+// to its parent, which refuse symlinks and "..", so neither
 // "..", nor a symlink planted by an earlier request, nor a symlinked parent
 // can make a write land outside the root. Regular files are written to a
 // temporary sibling and renamed into place on their last chunk, so a reader
@@ -246,57 +247,31 @@ func classify(op, name string, err error) error {
 	return fmt.Errorf("%s %q: %w", op, name, err)
 }
 
-// openDir opens a directory entry of dfd, refusing symlinks. With
-// O_DIRECTORY|O_NOFOLLOW a symlink fails as ENOTDIR, so it is told apart
-// from a regular file by looking at the entry.
+// openDir opens a directory entry of dfd, refusing symlinks.
 func openDir(dfd int, name string) (int, error) {
-	fd, err := unix.Openat(dfd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err == nil {
-		return fd, nil
+	fd, err := safepath.OpenBeneath(dfd, name, unix.O_DIRECTORY|unix.O_RDONLY)
+	if err != nil {
+		return -1, classify("open directory", name, errors.Unwrap(err))
 	}
-	var st unix.Stat_t
-	if errors.Is(err, unix.ENOTDIR) && unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		err = unix.ELOOP
-	}
-	return -1, classify("open directory", name, err)
+	return fd, nil
 }
 
-// openParents walks (and creates) the parent directories one component at
-// a time, never following a symlink. A missing one counts against the
-// entry limit before it is created.
+// openParents walks (and creates, with mode) the parent directories,
+// never following a symlink. A missing one counts against the entry limit
+// before it is created.
 func (c *Copier) openParents(rootfd int, parents []string, mode uint32) (int, error) {
-	fd, err := unix.Dup(rootfd)
+	reserve := func(rel string) error { return c.reserve(path.Base(rel), 1, 0) }
+	fd, _, err := safepath.MkdirBeneath(rootfd, strings.Join(parents, "/"), mode, reserve)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		op := "open directory"
+		if pe.Op == "mkdirat" {
+			op = "create directory"
+		}
+		return -1, classify(op, path.Base(pe.Path), pe.Err)
+	}
 	if err != nil {
 		return -1, err
-	}
-	for _, p := range parents {
-		created := false
-		var st unix.Stat_t
-		if unix.Fstatat(fd, p, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
-			if err := c.reserve(p, 1, 0); err != nil {
-				unix.Close(fd)
-				return -1, err
-			}
-		}
-		if err := unix.Mkdirat(fd, p, mode); err == nil {
-			created = true
-		} else if !errors.Is(err, unix.EEXIST) {
-			unix.Close(fd)
-			return -1, classify("create directory", p, err)
-		}
-		next, err := openDir(fd, p)
-		unix.Close(fd)
-		if err != nil {
-			return -1, err
-		}
-		fd = next
-		if created {
-			// The umask must not narrow what the host asked for.
-			if err := unix.Fchmod(fd, mode); err != nil {
-				unix.Close(fd)
-				return -1, fmt.Errorf("chmod %q: %w", p, err)
-			}
-		}
 	}
 	return fd, nil
 }
@@ -435,9 +410,9 @@ func removeAllAt(dfd int, name string, depth int) error {
 	if !errors.Is(err, unix.EISDIR) {
 		return classify("remove", name, err)
 	}
-	fd, err := unix.Openat(dfd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openDir(dfd, name)
 	if err != nil {
-		return classify("open directory", name, err)
+		return err
 	}
 	d := os.NewFile(uintptr(fd), name)
 	names, err := d.Readdirnames(-1)
