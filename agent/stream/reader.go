@@ -23,7 +23,11 @@ type reader struct {
 	// by mu.
 	scratch []byte
 
+	// used is set by the first read; a stream is sealed only before.
+	used atomic.Bool
+
 	st         sync.Mutex
+	sealed     *sealedOut // set once by Seal; reads then come from its queue
 	f          *os.File
 	eof        bool
 	discarding bool
@@ -55,6 +59,10 @@ func (r *reader) setEOF() {
 func (r *reader) read(n int, exited *atomic.Bool) ([]byte, error) {
 	if n <= 0 {
 		return nil, nil
+	}
+	r.used.Store(true)
+	if so := r.sealedOut(); so != nil {
+		return so.read(n), nil
 	}
 	if r.snapshot() == nil {
 		return nil, nil
@@ -134,6 +142,10 @@ func (r *reader) wake() {
 // discard turns the stream into a sink: a goroutine reads and drops
 // everything until EOF, so the writer never blocks.
 func (r *reader) discard(exited *atomic.Bool) {
+	if so := r.sealedOut(); so != nil {
+		so.discard() // its pump drains already
+		return
+	}
 	r.st.Lock()
 	if r.discarding || r.eof || r.closed || r.f == nil {
 		r.discarding = true

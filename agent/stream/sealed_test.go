@@ -1,0 +1,206 @@
+package stream
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+)
+
+func sealKey(t *testing.T) *ecdh.PrivateKey {
+	t.Helper()
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func sealStream(t *testing.T, s *IO, w Which, k *ecdh.PrivateKey, o SealOptions) {
+	t.Helper()
+	sl, err := sealedlog.NewSealer(k.PublicKey(), "c/"+w.String(), sealedlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seal(w, sl, o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// open returns the single stream's plaintext and the marks the owner's
+// tool would print.
+func open(t *testing.T, k *ecdh.PrivateKey, sealed []byte) ([]byte, []sealedlog.Event) {
+	t.Helper()
+	plain, marks, err := sealedlog.ReadAll(k, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain) > 1 {
+		t.Fatalf("%d streams in one", len(plain))
+	}
+	for _, p := range plain {
+		return p, marks
+	}
+	return nil, marks
+}
+
+func TestSealedRoundTrip(t *testing.T) {
+	k := sealKey(t)
+	s, child, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sealStream(t, s, Stdout, k, SealOptions{})
+	const canary = "CANARY-7d1e-sealed"
+	var want bytes.Buffer
+	for i := range 3000 {
+		fmt.Fprintf(&want, "line %d %s\n", i, canary)
+	}
+	want.WriteString("no newline at the end")
+	go func() {
+		child.Stdout.Write(want.Bytes())
+		child.CloseChild()
+	}()
+	got := readAll(t, s, Stdout)
+	if bytes.Contains(got, []byte(canary)) || bytes.Contains(got, []byte("line 1")) {
+		t.Fatal("plaintext in sealed output")
+	}
+	plain, marks := open(t, k, got)
+	if !bytes.Equal(plain, want.Bytes()) {
+		t.Fatalf("recovered %d bytes, want %d", len(plain), want.Len())
+	}
+	for _, m := range marks {
+		if m.Problem() || m.Kind == sealedlog.Unsealed {
+			t.Errorf("mark %+v", m)
+		}
+	}
+	if marks[len(marks)-1].Kind != sealedlog.Closed {
+		t.Errorf("last mark %+v, want the end of the stream", marks[len(marks)-1])
+	}
+}
+
+// With nobody reading, the writer never blocks: the queue drops sealed
+// lines, and the owner sees where.
+func TestSealedNoReaderNeverBlocks(t *testing.T) {
+	k := sealKey(t)
+	s, child, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sealStream(t, s, Stdout, k, SealOptions{Queue: 256 << 10})
+	line := bytes.Repeat([]byte("x"), 1023)
+	line = append(line, '\n')
+	done := make(chan error, 1)
+	go func() {
+		for range 64 << 10 { // 64 MiB
+			if _, err := child.Stdout.Write(line); err != nil {
+				done <- err
+				return
+			}
+		}
+		child.CloseChild()
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the writer blocked with no reader")
+	}
+	if s.Dropped(Stdout) == 0 {
+		t.Fatal("64 MiB through a 256 KiB queue dropped nothing")
+	}
+	got := readAll(t, s, Stdout)
+	plain, marks := open(t, k, got)
+	missing := false
+	for _, m := range marks {
+		missing = missing || m.Kind == sealedlog.Missing
+		if m.Kind == sealedlog.Rejected || m.Kind == sealedlog.Unsealed {
+			t.Errorf("mark %+v", m)
+		}
+	}
+	if !missing || marks[len(marks)-1].Kind != sealedlog.Closed {
+		t.Fatalf("marks %v: want records missing and the end of the stream", marks)
+	}
+	if len(plain) == 0 || !bytes.HasPrefix(plain, line) {
+		t.Fatalf("recovered %d bytes", len(plain))
+	}
+}
+
+// A partial line shows after FlushAfter while the process still runs.
+func TestSealedPartialLineFlushed(t *testing.T) {
+	k := sealKey(t)
+	s, child, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer child.CloseChild()
+	sealStream(t, s, Stdout, k, SealOptions{FlushAfter: time.Millisecond})
+	child.Stdout.Write([]byte("password: "))
+	var got []byte
+	for !bytes.Contains(got, []byte("cocoon-sealed:v1:d:")) {
+		d, err := s.Read(Stdout, 4096)
+		if err != nil || len(d) == 0 {
+			t.Fatalf("read %q %v", d, err)
+		}
+		got = append(got, d...)
+	}
+	plain, _ := open(t, k, got)
+	if string(plain) != "password: " {
+		t.Fatalf("recovered %q", plain)
+	}
+}
+
+func TestSealAfterReadRefused(t *testing.T) {
+	s, child, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	child.Stdout.Write([]byte("x"))
+	if d, _ := s.Read(Stdout, 1); string(d) != "x" {
+		t.Fatalf("read %q", d)
+	}
+	sl, err := sealedlog.NewSealer(sealKey(t).PublicKey(), "c/stdout", sealedlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seal(Stdout, sl, SealOptions{}); err == nil {
+		t.Fatal("sealed a stream already read in the clear")
+	}
+	child.CloseChild()
+}
+
+// A refused read discards a sealed stream too: EOF to the reader, the
+// writer keeps going.
+func TestSealedDiscard(t *testing.T) {
+	k := sealKey(t)
+	s, child, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sealStream(t, s, Stdout, k, SealOptions{Queue: 64 << 10})
+	s.Discard(Stdout)
+	done := make(chan struct{})
+	go func() {
+		for range 16 << 10 {
+			child.Stdout.Write(bytes.Repeat([]byte("y"), 1024))
+		}
+		child.CloseChild()
+		close(done)
+	}()
+	if d, err := s.Read(Stdout, 4096); len(d) != 0 || err != nil {
+		t.Fatalf("read after discard: %d bytes, %v", len(d), err)
+	}
+	<-done
+}
