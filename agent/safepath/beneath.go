@@ -234,8 +234,9 @@ func joinRel(a, b string) string {
 	return a + "/" + b
 }
 
-// MountPoint is a place to mount onto, held by an O_PATH descriptor: the
-// mount goes through ProcPath, so it lands on the inode that was checked
+// MountPoint is a place to mount onto, held by a descriptor (read-only for
+// a directory, so it can be chowned and chmodded too; O_PATH for a file,
+// which is never opened for real): the mount goes through ProcPath, so it lands on the inode that was checked
 // even if the path is swapped for a symlink afterwards.
 type MountPoint struct {
 	// Path is the mount point as the kernel shows it (root joined with rel).
@@ -249,7 +250,7 @@ type MountPoint struct {
 // ProcPath is the descriptor's magic link, the target to hand mount(2).
 func (m *MountPoint) ProcPath() string { return fmt.Sprintf("/proc/self/fd/%d", m.file.Fd()) }
 
-// Fd is the O_PATH descriptor.
+// Fd is the descriptor.
 func (m *MountPoint) Fd() int { return int(m.file.Fd()) }
 
 // Close releases the descriptor; the mount point itself stays.

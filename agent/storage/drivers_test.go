@@ -354,6 +354,12 @@ func TestBadStorages(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A file bind's mount point that exists already must be a regular file:
+	// opening a device node to check it would run the driver's open.
+	devNode := filepath.Join(run, "devnode")
+	if err := unix.Mknod(devNode, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name  string
 		owner string
@@ -377,6 +383,7 @@ func TestBadStorages(t *testing.T) {
 		{"overlay without lower", "c1", &storage.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"upperdir=" + run + "/u"}}, errdefs.IsInvalidArgument},
 		{"overlay-rw without container", "", &storage.Storage{Driver: "overlayfs", MountPoint: run + "/o", Options: []string{"lowerdir=" + run + "/layers", "io.katacontainers.fs-opt.overlay-rw"}}, errdefs.IsInvalidArgument},
 		{"bind outside", "c1", &storage.Storage{Driver: "watchable-bind", Source: "/etc/shadow", MountPoint: run + "/b"}, errdefs.IsPermissionDenied},
+		{"file bind onto a device node", "c1", &storage.Storage{Driver: "watchable-bind", Source: file, MountPoint: devNode}, errdefs.IsInvalidArgument},
 		{"bind missing", "c1", &storage.Storage{Driver: "watchable-bind", Source: run + "/none", MountPoint: run + "/b"}, errdefs.IsInvalidArgument},
 		{"blk not a device", "c1", &storage.Storage{Driver: "blk", Source: "/dev/null", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},
 		{"blk bad pci path", "c1", &storage.Storage{Driver: "blk", Source: "zz/01", Fstype: "ext4", MountPoint: run + "/d"}, errdefs.IsInvalidArgument},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -40,35 +41,20 @@ func (b *builtin) local(ctx context.Context, r Request) (Mounted, error) {
 		return Mounted{}, err
 	}
 	defer t.close()
-	if err := chgrpSetgid(t.path, o.FSGid); err != nil {
+	// Changed through the handle prepare checked, never by path again.
+	if err := chgrpSetgidFD(t.mp.Fd(), t.path, o.FSGid); err != nil {
 		return Mounted{}, err
 	}
 	if o.Mode >= 0 {
-		mode := os.FileMode(o.Mode).Perm() | unixSpecial(o.Mode)
+		mode := uint32(o.Mode) & 0o7777
 		if o.FSGid >= 0 {
-			mode |= os.ModeSetgid
+			mode |= setgid
 		}
-		if err := os.Chmod(t.path, mode); err != nil {
+		if err := unix.Fchmod(t.mp.Fd(), mode); err != nil {
 			return Mounted{}, fmt.Errorf("local storage %s: %w", s.MountPoint, err)
 		}
 	}
 	return Mounted{Path: s.MountPoint, Cleanup: func(context.Context) error { return nil }}, nil
-}
-
-// unixSpecial maps the setuid, setgid and sticky bits of a numeric mode onto
-// os.FileMode.
-func unixSpecial(m int64) os.FileMode {
-	var out os.FileMode
-	if m&0o4000 != 0 {
-		out |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		out |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		out |= os.ModeSticky
-	}
-	return out
 }
 
 // ephemeral is a memory-backed volume: tmpfs (emptyDir medium Memory, and
@@ -218,11 +204,14 @@ func (b *builtin) bind(ctx context.Context, r Request) (Mounted, error) {
 	if err != nil {
 		return Mounted{}, err
 	}
-	src, err := b.roots.check(s.Source)
+	// The source is mounted from the handle it was checked through: a
+	// component swapped for a symlink afterwards cannot redirect the bind.
+	src, err := b.roots.open(s.Source)
 	if err != nil {
 		return Mounted{}, fmt.Errorf("bind source: %w", err)
 	}
-	st, err := os.Stat(src)
+	defer src.Close()
+	st, err := src.Stat()
 	if err != nil {
 		return Mounted{}, fmt.Errorf("bind source: %w", err)
 	}
@@ -236,7 +225,7 @@ func (b *builtin) bind(ctx context.Context, r Request) (Mounted, error) {
 	}
 	path := t.path
 	o.Flags |= unix.MS_BIND | unix.MS_REC
-	cleanup, err := mount(t, src, "", o)
+	cleanup, err := mountNamed(t, "/proc/self/fd/"+strconv.Itoa(int(src.Fd())), src.Name(), "", o)
 	if err != nil {
 		return Mounted{}, err
 	}

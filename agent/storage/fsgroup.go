@@ -237,6 +237,15 @@ func chgrpSetgid(path string, gid int64) error {
 		return fmt.Errorf("fsgid %d on %s: %w", gid, path, err)
 	}
 	defer unix.Close(fd)
+	return chgrpSetgidFD(fd, path, gid)
+}
+
+// chgrpSetgidFD is chgrpSetgid on a directory already open (path names it
+// in errors only).
+func chgrpSetgidFD(fd int, path string, gid int64) error {
+	if gid < 0 {
+		return nil
+	}
 	if err := unix.Fchown(fd, -1, int(gid)); err != nil {
 		return fmt.Errorf("fsgid %d on %s: %w", gid, path, err)
 	}

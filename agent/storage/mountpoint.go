@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/safepath"
@@ -75,34 +73,49 @@ func (rs roots) find(p string) (root, string, error) {
 // source) lies under a root and reaches its target without symlinks, so the
 // kernel resolves it to exactly the place that was checked.
 func (rs roots) check(p string) (string, error) {
-	r, rel, err := rs.find(p)
+	src, err := rs.open(p)
 	if err != nil {
 		return "", err
 	}
-	want := filepath.Join(r.resolved, rel)
-	got, err := filepath.EvalSymlinks(want)
+	src.Close()
+	return src.Name(), nil
+}
+
+// open is check that keeps what it checked: an O_PATH handle on the path
+// (named as the kernel shows it), to mount from through /proc/self/fd so
+// that a component swapped for a symlink after the check changes nothing.
+func (rs roots) open(p string) (*os.File, error) {
+	r, rel, err := rs.find(p)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", invalid("path %q does not exist", p)
-		}
-		return "", fmt.Errorf("resolve %s: %w", p, err)
+		return nil, err
 	}
-	if got != want {
-		return "", denied("path %q resolves through a symlink to %q", p, got)
+	rootFD, err := unix.Open(r.resolved, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open storage root: %w", err)
 	}
-	return want, nil
+	defer unix.Close(rootFD)
+	fd, err := safepath.OpenBeneath(rootFD, rel, unix.O_PATH)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, invalid("path %q does not exist", p)
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
+		return nil, denied("path %q goes through a symlink", p)
+	case err != nil:
+		return nil, fmt.Errorf("resolve %s: %w", p, err)
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(r.resolved, rel)), nil
 }
 
 // target is a prepared mount point: an O_PATH handle on it, so the mount
 // lands on the very inode that was checked even if the path changes later.
 type target struct {
 	path    string   // mount point as the kernel will show it
-	handle  *os.File // O_PATH
 	created []string // directories and file this agent created, outermost first
+	mp      *safepath.MountPoint
 }
 
 // procPath is the handle's magic link, the mount(2) target.
-func (t *target) procPath() string { return "/proc/self/fd/" + strconv.Itoa(int(t.handle.Fd())) }
+func (t *target) procPath() string { return t.mp.ProcPath() }
 
 // removeCreated deletes what prepare created, innermost first; directories
 // that are not empty stay (someone else put something there).
@@ -114,118 +127,29 @@ func (t *target) removeCreated() {
 
 // prepare creates the mount point p (a directory, or an empty file when
 // file is true) under one of the roots, refusing symlinks anywhere below the
-// root.
+// root (safepath.OpenMountPoint).
 func (rs roots) prepare(p string, file bool) (*target, error) {
 	r, rel, err := rs.find(p)
 	if err != nil {
 		return nil, err
 	}
-	want := filepath.Join(r.resolved, rel)
-	dir := rel
-	if file {
-		dir = filepath.Dir(rel)
-	}
-	if err := noSymlinks(r.resolved, rel); err != nil {
-		return nil, denied("mount point %q: %v", p, err)
-	}
-	created := missing(r.resolved, dir)
-	rootFile, err := os.OpenFile(r.resolved, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	mp, err := safepath.OpenMountPoint(r.resolved, rel, file)
 	if err != nil {
-		return nil, fmt.Errorf("open storage root: %w", err)
-	}
-	defer rootFile.Close()
-	t := &target{path: want, created: created}
-	var h *os.File
-	if dir == "." {
-		h, err = os.OpenFile(r.resolved, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	} else {
-		h, err = pathrs.MkdirAllHandle(rootFile, dir, 0o755)
-	}
-	if err != nil {
-		t.removeCreated()
 		return nil, mkdirError(p, err)
 	}
-	if file {
-		_, statErr := os.Lstat(want)
-		h, err = createFile(h, filepath.Base(rel))
-		if err != nil {
-			t.removeCreated()
-			return nil, mkdirError(p, fmt.Errorf("create file: %w", err))
-		}
-		if statErr != nil {
-			t.created = append(t.created, want)
-		}
-	}
-	t.handle = h
-	// The handle must be the path that was asked for: a symlink inside the
-	// root would otherwise move the mount somewhere the check never saw.
-	real, err := os.Readlink(t.procPath())
-	if err != nil || real != want {
-		t.close()
-		t.removeCreated()
-		return nil, denied("mount point %q resolves to %q, not to itself (symlink?)", p, real)
-	}
-	return t, nil
+	return &target{path: mp.Path, created: mp.Created, mp: mp}, nil
 }
 
 func (t *target) close() {
-	if t.handle != nil {
-		t.handle.Close()
-		t.handle = nil
+	if t.mp != nil {
+		t.mp.Close()
 	}
-}
-
-// createFile opens (creating if needed) base inside the directory handle
-// dir, never following a symlink, and returns an O_PATH handle on it.
-// dir is closed.
-func createFile(dir *os.File, base string) (*os.File, error) {
-	defer dir.Close()
-	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_CREAT|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	unix.Close(fd)
-	fd, err = unix.Openat(int(dir.Fd()), base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), filepath.Join(dir.Name(), base)), nil
-}
-
-// noSymlinks fails when an existing component of root/rel is a symlink:
-// host-named paths must not be redirected, not even inside the root.
-func noSymlinks(root, rel string) error {
-	p := root
-	for _, c := range strings.Split(rel, "/") {
-		p = filepath.Join(p, c)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return nil // the rest is created by prepare
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			return fmt.Errorf("%s is a symlink", p)
-		}
-	}
-	return nil
-}
-
-// missing lists the directories between root and root/rel that do not
-// exist yet, outermost first: the ones prepare will create.
-func missing(root, rel string) []string {
-	var out []string
-	for p := filepath.Join(root, rel); p != root && len(p) > len(root); p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		out = append([]string{p}, out...)
-	}
-	return out
 }
 
 func mkdirError(p string, err error) error {
 	switch {
 	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EEXIST):
-		return invalid("mount point %q: a path component is not a directory", p)
+		return invalid("mount point %q: a path component is not a directory, or a file mount point is not a regular file", p)
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
 		return denied("mount point %q goes through a symlink", p)
 	}
@@ -235,11 +159,17 @@ func mkdirError(p string, err error) error {
 // mount mounts source on the prepared target and returns the cleanup that
 // unmounts it and removes what prepare created. On error nothing is left.
 func mount(t *target, source, fstype string, o MountOptions) (func(context.Context) error, error) {
+	return mountNamed(t, source, source, fstype, o)
+}
+
+// mountNamed is mount with the source's name for errors given apart, for
+// sources passed as a /proc/self/fd link.
+func mountNamed(t *target, source, name, fstype string, o MountOptions) (func(context.Context) error, error) {
 	defer t.close()
 	flags := o.Flags
 	if err := unix.Mount(source, t.procPath(), fstype, flags&^unix.MS_RDONLY|rdonlyUnlessBind(flags), o.DataString()); err != nil {
 		t.removeCreated()
-		return nil, mountError(source, t.path, fstype, err)
+		return nil, mountError(name, t.path, fstype, err)
 	}
 	undo := func() error { return unmount(t) }
 	// From here on the path names the new mount (the handle still names the
