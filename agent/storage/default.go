@@ -86,15 +86,16 @@ func NewDefault(o Options) (*Manager, error) {
 	m := NewManager()
 	m.builtin = b
 	for name, fn := range map[string]DriverFunc{
-		DriverLocal:         b.local,
-		DriverEphemeral:     b.ephemeral,
-		DriverOverlayFS:     b.overlay,
-		DriverVirtioFS:      b.virtiofs,
-		DriverWatchableBind: b.bind,
-		DriverBlk:           b.blkPCI,
-		DriverMmioBlk:       b.blkMMIO,
-		DriverSCSI:          b.scsi,
-		DriverNVDIMM:        b.nvdimm,
+		DriverLocal:           b.local,
+		DriverEphemeral:       b.ephemeral,
+		DriverOverlayFS:       b.overlay,
+		DriverVirtioFS:        b.virtiofs,
+		DriverWatchableBind:   b.bind,
+		DriverBlk:             b.blkPCI,
+		DriverMmioBlk:         b.blkMMIO,
+		DriverSCSI:            b.scsi,
+		DriverNVDIMM:          b.nvdimm,
+		DriverMultiLayerErofs: b.multiLayerErofs,
 	} {
 		if err := m.Register(name, fn); err != nil {
 			return nil, err

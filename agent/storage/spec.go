@@ -15,6 +15,9 @@ type Storage struct {
 	// FSGroup, when set, gives the volume to the pod's fsGroup.
 	FSGroup *FSGroup
 	Shared  bool
+	// Layers are the members of a host-shared EROFS layer group, which the
+	// manager gathers from the request (erofs_group.go); never the host's.
+	Layers []*Storage
 }
 
 // FSGroup is a pod's fsGroup for a volume. With OnRootMismatch a volume

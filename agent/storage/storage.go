@@ -78,6 +78,10 @@ func (m *Manager) Register(name string, d Driver) error {
 // Add mounts every storage for owner, in order. On error the storages this
 // call mounted are released again and nothing is left behind.
 func (m *Manager) Add(ctx context.Context, owner string, storages []*Storage) ([]Mounted, error) {
+	storages, err := groupLayers(storages)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Mounted, 0, len(storages))
 	var added []string
 	for _, s := range storages {

@@ -1,0 +1,120 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
+)
+
+// verityDevice is an open dm-verity mapping of one layer.
+type verityDevice struct {
+	control string
+	name    string // device-mapper name
+	path    string // its block device node
+	layer   string // for messages: which layer of which container
+	hash    string
+}
+
+// verityPreflight refuses, before any device is touched, a guest whose
+// kernel cannot verify: a layer must never be mounted unverified.
+func (b *builtin) verityPreflight() error {
+	targets, err := dmTargets(b.cryptControl())
+	if err != nil {
+		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf(
+			"host-shared EROFS layers need the kernel's device-mapper to verify them: %v", err))
+	}
+	if !targets["verity"] {
+		return errdefs.ErrFailedPrecondition.WithMessage(
+			"host-shared EROFS layers need the device-mapper \"verity\" target (dm-verity) in the guest kernel; refusing to mount them unverified")
+	}
+	return nil
+}
+
+// verityTable is the dm-verity target's parameters for a layer whose data
+// and hash tree share the device dev (Linux
+// Documentation/admin-guide/device-mapper/verity.rst): version, data and
+// hash device, block sizes, data blocks, first hash block, algorithm, root
+// hash, salt. No optional arguments: a block that fails verification is an
+// I/O error, the default, never a restart or a silently logged mismatch.
+func verityTable(dev uint64, p *erofs.VerityParams) (sectors uint64, params string) {
+	d := strconv.FormatUint(uint64(unix.Major(dev)), 10) + ":" + strconv.FormatUint(uint64(unix.Minor(dev)), 10)
+	salt := "-"
+	if len(p.Salt) > 0 {
+		salt = hex.EncodeToString(p.Salt)
+	}
+	params = fmt.Sprintf("%d %s %s %d %d %d %d %s %s %s", p.HashType, d, d, p.BlockSize, p.HashSize,
+		p.DataBlocks, p.HashStartBlock(), p.Algorithm, p.RootHash, salt)
+	return p.DataBlocks * p.BlockSize / 512, params
+}
+
+// openVerity maps the partition part through dm-verity with the layer's
+// parameters and returns the verified device.
+func (b *builtin) openVerity(part, layer string, p *erofs.VerityParams) (*verityDevice, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(part, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", part, err)
+	}
+	var size uint64
+	if err := blockSize(part, &size); err != nil {
+		return nil, err
+	}
+	sectors, params := verityTable(st.Rdev, p)
+	// The tree lies after the data; a partition too small for the data
+	// the host claims would only fail later, on a read.
+	if p.HashOffset >= size {
+		return nil, invalid("erofs layer %s: hash offset %d is past the end of %s (%d bytes)", layer, p.HashOffset, part, size)
+	}
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return nil, err
+	}
+	v := &verityDevice{control: b.cryptControl(), layer: layer, hash: p.RootHash,
+		name: "cocoon-verity-" + hex.EncodeToString(suffix) + "-" + p.RootHash[:16]}
+	dev, err := dmCreateReadOnly(v.control, v.name, sectors, "verity", params)
+	if err != nil {
+		return nil, fmt.Errorf("erofs layer %s: dm-verity: %w", layer, err)
+	}
+	// devtmpfs names every mapped device dm-<minor>; the node must be
+	// the device just made.
+	v.path = filepath.Join(b.opts.DevRoot, "dm-"+strconv.FormatUint(uint64(unix.Minor(dev)), 10))
+	if err := unix.Stat(v.path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != dev {
+		return nil, joinRemove(v.control, v.name, fmt.Errorf("erofs layer %s: %s is not the dm-verity device %d:%d (%v)",
+			layer, v.path, unix.Major(dev), unix.Minor(dev), err))
+	}
+	return v, nil
+}
+
+// blockSize reads a block device's size in bytes.
+func blockSize(dev string, size *uint64) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	n, err := unix.IoctlGetUint64(fd, unix.BLKGETSIZE64)
+	if err != nil {
+		return fmt.Errorf("size of %s: %w", dev, err)
+	}
+	*size = n
+	return nil
+}
+
+// close reports whether dm-verity refused a block of this layer while it
+// was in use (the reads failed with EIO; the log says which layer), then
+// removes the mapping.
+func (v *verityDevice) close(ctx context.Context, b *builtin) error {
+	if st, err := dmStatus(v.control, v.name); err != nil {
+		b.log.Warn("dm-verity status unavailable", "layer", v.layer, "device", v.name, "error", err.Error())
+	} else if st == "C" {
+		b.log.Error("dm-verity detected corruption", "layer", v.layer, "root_hash", v.hash, "device", v.name)
+	}
+	return dmRemove(v.control, v.name)
+}
