@@ -159,16 +159,34 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("first read %q", out.Data)
 	}
 
-	// A second container shares the sandbox's PID, IPC and UTS namespaces.
-	s = spec(a.rootfs(t, "app"), "sh", "-c", "hostname; ps -o comm | grep -c sleep; exit 3")
+	// A second container shares the sandbox's PID, IPC and UTS namespaces:
+	// its PID 1 is the pause container's shell, which lives as long as the
+	// pod (its short-lived children are not counted: they come and go).
+	s = spec(a.rootfs(t, "app"), "sh", "-c", "hostname; cat /proc/1/cmdline; exit 3")
 	must(t)(a.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "app", ExecId: "app", OCI: s, SandboxPidns: true}))
 	must(t)(a.StartContainer(ctx, &agentpb.StartContainerRequest{ContainerId: "app"}))
 	out := a.readAll(t, "app", "app", false)
-	if lines := strings.Fields(out); len(lines) != 2 || lines[0] != "pod" || lines[1] == "0" {
-		t.Errorf("app output %q: want the sandbox hostname and the pause container's sleep", out)
+	host, pid1, _ := strings.Cut(out, "\n")
+	if host != "pod" || !strings.Contains(pid1, "trap 'exit 0' TERM") {
+		t.Errorf("app output %q: want the sandbox hostname and the pause container's shell as PID 1", out)
 	}
-	if st := a.wait(t, "app", "app"); st != 3 {
-		t.Errorf("exit status %d, want 3", st)
+	// Any number of waiters get the init's status, before or after it exits
+	// (an init, unlike an exec'd process, is not forgotten once waited for).
+	got := make(chan int32, 3)
+	for range 3 {
+		go func() {
+			r, err := a.WaitProcess(ctx, &agentpb.WaitProcessRequest{ContainerId: "app", ExecId: "app"})
+			if err != nil {
+				got <- -1
+				return
+			}
+			got <- r.Status
+		}()
+	}
+	for range 3 {
+		if st := <-got; st != 3 {
+			t.Errorf("exit status %d, want 3", st)
+		}
 	}
 
 	t.Run("exec stdin echo", func(t *testing.T) {
@@ -209,24 +227,9 @@ func TestLifecycle(t *testing.T) {
 		}{{syscall.SIGKILL, 137}, {syscall.SIGTERM, 143}} {
 			eid := fmt.Sprintf("sleep-%d", c.sig)
 			must(t)(a.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "pause", ExecId: eid, Process: &agentpb.Process{Args: []string{"sleep", "100"}, Env: []string{"PATH=/bin"}, Cwd: "/"}}))
-			// Several waiters all get the status.
-			got := make(chan int32, 3)
-			for range 3 {
-				go func() {
-					r, err := a.WaitProcess(ctx, &agentpb.WaitProcessRequest{ContainerId: "pause", ExecId: eid})
-					if err != nil {
-						got <- -1
-						return
-					}
-					got <- r.Status
-				}()
-			}
-			time.Sleep(50 * time.Millisecond) // let the waiters block first
 			must(t)(a.SignalProcess(ctx, &agentpb.SignalProcessRequest{ContainerId: "pause", ExecId: eid, Signal: uint32(c.sig)}))
-			for range 3 {
-				if st := <-got; st != c.want {
-					t.Errorf("%v: status %d, want %d", c.sig, st, c.want)
-				}
+			if st := a.wait(t, "pause", eid); st != c.want {
+				t.Errorf("%v: status %d, want %d", c.sig, st, c.want)
 			}
 		}
 	})

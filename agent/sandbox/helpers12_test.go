@@ -2,12 +2,10 @@ package sandbox_test
 
 import (
 	"context"
-	"fmt"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"os"
 	"path/filepath"
 	"testing"
-	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/stream"
@@ -19,7 +17,7 @@ func newPodOpts(t *testing.T, tweak func(o *sandbox.Options)) *pod {
 	t.Helper()
 	testenv.RequiresRoot(t)
 	dir := t.TempDir()
-	p := &pod{run: filepath.Join(dir, "run"), state: filepath.Join(dir, "state"), cgroup: fmt.Sprintf("/cocoon-test-%d", time.Now().UnixNano())}
+	p := &pod{run: filepath.Join(dir, "run"), state: filepath.Join(dir, "state"), cgroup: testenv.CgroupParent(t)}
 	o := sandbox.Options{KataRunDir: p.run, StateDir: p.state, CgroupParent: p.cgroup}
 	tweak(&o)
 	p.state = o.StateDir
@@ -31,9 +29,6 @@ func newPodOpts(t *testing.T, tweak func(o *sandbox.Options)) *pod {
 	t.Cleanup(func() {
 		if err := sb.Destroy(context.Background()); err != nil {
 			t.Errorf("destroy: %v", err)
-		}
-		for _, ctl := range []string{"memory", "pids", "cpu", "freezer", "unified", ""} {
-			os.Remove(filepath.Join("/sys/fs/cgroup", ctl, p.cgroup))
 		}
 	})
 	return p

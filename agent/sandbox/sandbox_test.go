@@ -2,16 +2,14 @@ package sandbox_test
 
 import (
 	"context"
-	"fmt"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
@@ -36,7 +34,7 @@ func newPodWith(t *testing.T, unseal func(context.Context, []string) ([]string, 
 	t.Helper()
 	testenv.RequiresRoot(t)
 	dir := t.TempDir()
-	p := &pod{run: filepath.Join(dir, "run"), state: filepath.Join(dir, "state"), cgroup: fmt.Sprintf("/cocoon-test-%d", time.Now().UnixNano())}
+	p := &pod{run: filepath.Join(dir, "run"), state: filepath.Join(dir, "state"), cgroup: testenv.CgroupParent(t)}
 	sb, err := sandbox.New(sandbox.Options{KataRunDir: p.run, StateDir: p.state, CgroupParent: p.cgroup, UnsealEnv: unseal})
 	if err != nil {
 		t.Fatal(err)
@@ -45,9 +43,6 @@ func newPodWith(t *testing.T, unseal func(context.Context, []string) ([]string, 
 	t.Cleanup(func() {
 		if err := sb.Destroy(context.Background()); err != nil {
 			t.Errorf("destroy: %v", err)
-		}
-		for _, ctl := range []string{"memory", "pids", "cpu", "freezer", "unified", ""} {
-			os.Remove(filepath.Join("/sys/fs/cgroup", ctl, p.cgroup))
 		}
 	})
 	return p

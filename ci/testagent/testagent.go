@@ -7,12 +7,12 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/tools/client"
 )
 
@@ -29,24 +29,12 @@ func Config(tb testing.TB) config.Config {
 	cfg.DecisionLog = filepath.Join(dir, "decisions.log")
 	cfg.KataRunDir = filepath.Join(dir, "run")
 	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.CgroupParent = "/cocoon-test-" + filepath.Base(dir)
-	tb.Cleanup(func() {
-		for _, d := range CgroupDirs(cfg.CgroupParent) {
-			os.Remove(d)
-		}
-	})
+	cfg.CgroupParent = testenv.CgroupParent(tb)
 	return cfg
 }
 
-// CgroupDirs lists where parent lives in every hierarchy a test machine may
-// mount: the cgroup v1 controllers the agent uses and the unified one.
-func CgroupDirs(parent string) []string {
-	var out []string
-	for _, ctl := range []string{"memory", "pids", "cpu", "cpuacct", "freezer", "blkio", "devices", "cpuset", "hugetlb", "net_cls", "perf_event", "unified", ""} {
-		out = append(out, filepath.Join("/sys/fs/cgroup", ctl, parent))
-	}
-	return out
-}
+// CgroupDirs lists where parent lives in every cgroup hierarchy.
+func CgroupDirs(parent string) []string { return testenv.CgroupDirs(parent) }
 
 // Start runs the agent with cfg until the test ends and returns a client
 // connected to it. An agent that fails to start fails the test; one that
