@@ -13,7 +13,7 @@ TAGS      := osusergo,netgo,$(TEST_TAGS)
 BINARIES  := bin/cocoon-agent bin/cocoonctl
 GOFILES   := $(shell find . -name '*.go' -not -path './bin/*' -not -path './build/*')
 
-.PHONY: all build test run protos bench lint fuzz clean rootfs e2e ci
+.PHONY: all build test test-short run protos bench lint fuzz clean rootfs e2e ci
 
 all: build
 
@@ -28,6 +28,11 @@ bin/cocoonctl: $(GOFILES) go.mod go.sum
 # The whole suite, as root: real containers, mounts and a local registry.
 test: build lint
 	$(GO) test -tags $(TEST_TAGS) -count=1 -timeout 40m ./...
+
+# The quick tier: the same suite without the VM boots of ci/e2e (-short);
+# about two minutes on two cores. make test stays the full suite.
+test-short: lint
+	$(GO) test -tags $(TEST_TAGS) -count=1 -short -timeout 10m ./...
 
 # Start the agent on a unix socket and drive it with cocoonctl; Ctrl-C stops it.
 run: build

@@ -38,6 +38,10 @@ func TestMain(m *testing.M) {
 
 func artifacts(t testing.TB) Artifacts {
 	t.Helper()
+	// go test -short is the quick tier: everything but the VM boots.
+	if testing.Short() {
+		t.Skip("boots a VM under TCG; not in the -short tier")
+	}
 	buildOnce.Do(func() {
 		root, err := FindRoot()
 		if err != nil {
