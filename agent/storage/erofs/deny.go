@@ -7,14 +7,16 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// RootHashDenied is the agent driver's refusal of a layer whose root hash,
-// as the host states it, is not one the policy pins. It is PERMISSION_DENIED
-// and names the layer and both hashes, because the usual cause is a node
+// RootHashDenied is the refusal of a layer whose root hash, as the host
+// states it, is not one the policy pins. The policy refuses the
+// CreateContainer before any mount and prints this text (docs/layers.md has
+// the Rego that does; its test checks the text is this one). It is
+// PERMISSION_DENIED and names the layer and both hashes, because the usual cause is a node
 // whose mkfs.erofs version or differ options differ from the ones the
 // policy's hashes were built with (docs/layers.md), and the operator needs
 // both values to tell which side moved.
 type RootHashDenied struct {
-	Layer   string   // e.g. "container c1 layer 2 (/dev/vdb partition 2)"
+	Layer   string   // e.g. "container c1 storage 2 (02 partition 2)": input.storages[2]
 	Got     string   // the host's X-kata.dmverity.roothash
 	Allowed []string // the policy's pinned hashes for this position
 }
