@@ -1,6 +1,8 @@
 // Package safepath is the one place host-supplied names and paths are
-// checked: identifiers, and joins that may never leave their root even
-// through symlinks.
+// checked: identifiers, lexical prefix checks, joins that may never leave
+// their root even through symlinks, and (beneath.go) the descriptor-based
+// primitives for trees that may change while the agent works in them:
+// OpenBeneath, MkdirBeneath and OpenMountPoint.
 package safepath
 
 import (

@@ -51,6 +51,17 @@ type pathUse struct {
 // Host input names a forbidden place well-formedly, so refusals are
 // PERMISSION_DENIED, as for paths outside the run dir; malformed paths stay
 // INVALID_ARGUMENT.
+//
+// Unlike storage, which mounts from the safepath handle it checked, this
+// check hands a path on: libcontainer (runc 1.5) mounts a bind source by
+// path in its init process, and takes a source descriptor from its parent
+// only for idmapped mounts or a source it cannot stat. A component the host
+// can change after this check (a virtio-fs share under shared/) could still
+// redirect that mount. The root cannot be a descriptor at all (libcontainer
+// requires Rootfs to be a real path without symlinks); for mount sources the
+// fix is to bind each checked source through safepath.OpenBeneath's handle
+// onto a private staging directory and give libcontainer that path, removed
+// with the container.
 func (s *Sandbox) confine(what, p, cid string, own []string) (pathUse, error) {
 	if err := safepath.Within(p, slices.Compact([]string{s.o.KataRunDir, s.runDir})...); err != nil {
 		return pathUse{}, fmt.Errorf("%s: %w", what, err)
