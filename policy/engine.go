@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -26,6 +27,7 @@ type Engine struct {
 	// failClosed refuses what the decision log cannot record.
 	failClosed bool
 	measurer   Measurer
+	observer   atomic.Pointer[observerBox]
 }
 
 // EngineOptions are an engine's collaborators; all may be zero.
@@ -119,13 +121,22 @@ func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (fun
 	if err != nil {
 		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: input: %v", name, err))
 	}
-	return e.check(ctx, e.cur.Load(), name, v, func() string { return inputDigest(v) })
+	return e.check(ctx, e.cur.Load(), name, v, func() string { return inputDigest(v) }, nil)
 }
 
 // check decides in; digest, called only when there is a decision log,
 // gives the input's canonical sha256.
-func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value, digest func() string) (func(error), error) {
-	d, pend, err := p.decideValue(ctx, name, in)
+// A verified exec grant is decided with its nonce (decideGrant) and, once
+// allowed, admitted to the handler until the request finishes.
+func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value, digest func() string, grant *ExecGrant) (func(error), error) {
+	var d Decision
+	var pend *Pending
+	var err error
+	if grant != nil {
+		d, pend, err = p.decideGrant(ctx, name, in, grant, time.Now())
+	} else {
+		d, pend, err = p.decideValue(ctx, name, in)
+	}
 	entry := decisionlog.Entry{
 		Kind:         decisionlog.KindDecision,
 		Request:      name,
@@ -158,7 +169,12 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 	if pend == nil {
 		return nil, nil
 	}
+	release := func() {}
+	if grant != nil && grant.Admit != nil {
+		release = grant.Admit()
+	}
 	return func(opErr error) {
+		defer release()
 		ok := opErr == nil
 		c := decisionlog.Entry{Kind: decisionlog.KindCommit, Request: name, InputSHA256: entry.InputSHA256, PolicySHA256: p.digest, Committed: &ok}
 		if ok {
@@ -175,6 +191,19 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 		// it shows the request was allowed).
 		_ = e.record(c)
 	}, nil
+}
+
+// refuse records and returns a refusal made before the policy was asked
+// (the observer's): it is final, AllowRequestsFailingPolicy does not
+// apply.
+func (e *Engine) refuse(p *Policy, name string, digest func() string, err error) error {
+	no := false
+	entry := decisionlog.Entry{Kind: decisionlog.KindDecision, Request: name, PolicySHA256: p.digest, Allowed: &no, Message: err.Error()}
+	if e.dlog != nil {
+		entry.InputSHA256 = digest()
+	}
+	_ = e.record(entry) // refused whether recorded or not
+	return err
 }
 
 // denial is the text after "is blocked by policy: ": the one-line reason

@@ -70,5 +70,13 @@ func (e *Engine) gate(ctx context.Context, method string, req any) (func(error),
 		// The request is its own input: hash it without building JSON.
 		digest = func() string { return e.canon.Digest(msg) }
 	}
-	return e.check(ctx, p, name, in, digest)
+	grant, changed, err := e.observe(ctx, name, msg, in)
+	if changed {
+		// The input holds more than the request: hash all of it.
+		digest = func() string { return inputDigest(in) }
+	}
+	if err != nil {
+		return nil, e.refuse(p, name, digest, err)
+	}
+	return e.check(ctx, p, name, in, digest, grant)
 }

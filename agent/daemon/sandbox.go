@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/image"
+	"github.com/cocoon-tee/cocoon/agent/observe"
 	"github.com/cocoon-tee/cocoon/agent/reaper"
 	"github.com/cocoon-tee/cocoon/agent/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/storage"
@@ -23,7 +24,7 @@ import (
 // volume files go through it too (unsealFileVia). The pod's DNS lines are
 // bound over the guest's /etc/resolv.conf only when the agent is the guest's
 // init: on any other machine that file is the machine's own.
-func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, unseal func(context.Context, []string) ([]string, error)) (*sandbox.Sandbox, *storage.Manager, error) {
+func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, unseal func(context.Context, []string) ([]string, error), obs *observe.Config) (*sandbox.Sandbox, *storage.Manager, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
 	}
@@ -52,6 +53,7 @@ func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, 
 		UnsealEnv:    unseal,
 		UnsealFile:   unsealFileVia(unseal),
 		Private:      private,
+		Observe:      obs,
 	}
 	if cfg.GuestInit {
 		so.GuestResolvConf = guestResolvConf

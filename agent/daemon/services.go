@@ -23,16 +23,18 @@ func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr 
 	if err != nil {
 		return nil, nil, fmt.Errorf("image: %w", err)
 	}
-	pod, stor, err := newSandbox(cfg, log, imageDriver, tr.att.UnsealEnv)
+	pod, stor, err := newSandbox(cfg, log, imageDriver, tr.att.UnsealEnv, tr.obs)
 	if err != nil {
 		return nil, nil, err
 	}
+	pol.SetObserver(observer{pod})
 	go reaper.Run(ctx)
 	system, closeSystem, err := newSystem(cfg, log, stor, pod)
 	if err != nil {
 		destroyOnExit(ctx, pod, log)
 		return nil, nil, err
 	}
+	system.MetricsSet = tr.obs.Metrics
 	release := func() {
 		closeSystem()
 		destroyOnExit(ctx, pod, log)

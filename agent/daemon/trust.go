@@ -10,6 +10,7 @@ import (
 	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
+	"github.com/cocoon-tee/cocoon/agent/observe"
 	"github.com/cocoon-tee/cocoon/policy"
 )
 
@@ -19,6 +20,9 @@ import (
 type trust struct {
 	idata *initdata.Initdata
 	att   *attestboot.Attestation
+	// obs is the owner's cocoon.toml from initdata (observe.Default
+	// without one).
+	obs *observe.Config
 	// engine is the policy engine, once it exists: the workload API,
 	// which starts with attestation, attests the decision log's head on
 	// demand, and the engine comes after attestation.
@@ -38,6 +42,18 @@ func startTrust(ctx context.Context, cfg config.Config, log *slog.Logger, tee at
 		log.Warn("initdata ignored", "error", err)
 	}
 	tr.idata = idata
+	tr.obs = observe.Default()
+	if idata != nil {
+		obs, err := observe.FromInitdata(idata.Data)
+		if err != nil && cfg.Confidential {
+			return nil, fmt.Errorf("initdata: %w", err)
+		}
+		if err != nil {
+			log.Warn("initdata cocoon.toml ignored", "error", err)
+		} else {
+			tr.obs = obs
+		}
+	}
 	// The TEE must carry this initdata's digest before anything is served.
 	tr.att, err = attestboot.Start(ctx, attestOptions(cfg, idata, log, tee, tr.decisionHead))
 	if err != nil {

@@ -183,3 +183,37 @@ func FuzzParsers(f *testing.F) {
 		_ = MeminfoItem(s)
 	})
 }
+
+func TestGatherAggregate(t *testing.T) {
+	proc, cg := t.TempDir(), t.TempDir()
+	write(t, proc, map[string]string{
+		"meminfo":   "MemTotal:        2048 kB\nMemFree: 1024 kB\nCached: 512 kB\n",
+		"loadavg":   "0.50 0.25 0.10 2/150 999\n",
+		"stat":      "cpu  100 0 50 1000 0 0 0 0 0 0\ncpu0 100 0 50 1000 0 0 0 0 0 0\n",
+		"net/dev":   "Inter-|   Receive |  Transmit\n face |bytes packets\n  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n",
+		"diskstats": " 254 0 vda 5 0 40 1 0 0 0 0 0 1 1\n",
+		"self/stat": "42 (cocoon agent) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 10 123456 300 18446744073709551615\n",
+	})
+	write(t, cg, map[string]string{"kata/c1/memory.current": "4096\n"})
+	m, err := New(Options{Proc: proc, CgroupRoot: cg, Containers: fakeContainers{"c1": "/kata/c1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := m.GatherAggregate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parse(t, text)
+	for _, k := range []string{"kata_guest_meminfo{item=mem_total}", "kata_guest_meminfo{item=mem_free}", "kata_guest_load{item=load5}", "kata_guest_cpu_time{cpu=total}{item=system}"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("aggregate set lacks %s", k)
+		}
+	}
+	for k := range got {
+		for _, bad := range []string{"container", "netdev", "diskstat", "cached", "cpu=cpu0", "kata_agent_total", "go_", "process_"} {
+			if strings.Contains(k, bad) {
+				t.Errorf("aggregate set has %s", k)
+			}
+		}
+	}
+}

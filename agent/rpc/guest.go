@@ -10,6 +10,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/guest"
 	"github.com/cocoon-tee/cocoon/agent/metrics"
 	"github.com/cocoon-tee/cocoon/agent/network"
+	"github.com/cocoon-tee/cocoon/agent/observe"
 	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -21,6 +22,10 @@ type System struct {
 	Guest   *guest.Guest
 	Files   *copyfile.Copier
 	Metrics *metrics.Metrics
+	// MetricsSet is what GetMetrics returns, from the owner's cocoon.toml:
+	// full (also ""), aggregate, or none. The policy gate refuses "none"
+	// first; the handler refuses it too, so no path returns more.
+	MetricsSet observe.Metrics
 }
 
 func (s *Service) guest() (*guest.Guest, error) {
@@ -160,7 +165,14 @@ func (s *Service) GetMetrics(ctx context.Context, _ *agentpb.GetMetricsRequest) 
 	if s.system.Metrics == nil {
 		return nil, errdefs.ErrNotImplemented.WithMessage("metrics are not configured in this agent")
 	}
-	text, err := s.system.Metrics.Gather(ctx)
+	gather := s.system.Metrics.Gather
+	switch s.system.MetricsSet {
+	case observe.MetricsNone:
+		return nil, errdefs.ErrPermissionDenied.WithMessage("metrics are denied by the owner's cocoon.toml")
+	case observe.MetricsAggregate:
+		gather = s.system.Metrics.GatherAggregate
+	}
+	text, err := gather(ctx)
 	if err != nil {
 		return nil, err
 	}

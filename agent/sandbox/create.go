@@ -133,6 +133,9 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	if err != nil {
 		return nil, err
 	}
+	if err := s.sealOutput(c); err != nil {
+		return nil, errors.Join(err, c.Destroy(context.WithoutCancel(ctx)))
+	}
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	if s.pidNS == "" && first {

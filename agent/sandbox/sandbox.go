@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
+	"github.com/cocoon-tee/cocoon/agent/observe"
 	"github.com/cocoon-tee/cocoon/agent/safepath"
 	"github.com/cocoon-tee/cocoon/agent/storage"
 )
@@ -70,6 +71,9 @@ type Options struct {
 	// SysDir and DevDir are where device nodes are looked up by their
 	// numbers ("/sys" and "/dev" when empty).
 	SysDir, DevDir string
+	// Observe is the owner's cocoon.toml (sealed logs, exec grants); nil
+	// is observe.Default (observe.go).
+	Observe *observe.Config
 }
 
 // Sandbox is the pod. All methods are safe for concurrent use.
@@ -97,6 +101,8 @@ type Sandbox struct {
 	// without holding mu.
 	trustMu sync.Mutex
 	trusted *trustedStore
+
+	grants grants // exec grants admitted by the policy gate (observe.go)
 }
 
 // New returns an empty sandbox; CreateSandbox configures it.

@@ -11,6 +11,11 @@
 #   - SetPolicy is denied (the attested policy cannot be swapped at run time).
 # Everything else the Kata runtime needs to run a pod is allowed. Replace it
 # with a generated policy delivered through initdata for real workloads.
+#
+# With the owner's keys in initdata (cocoon.toml, docs/observability.md) it
+# also allows what reveals nothing to the host: reading a container's sealed
+# output, running an owner-signed exec grant the agent has verified (each
+# once) and reading that exec's output, and the aggregate metrics.
 
 package agent_policy
 
@@ -55,3 +60,11 @@ default UpdateRoutesRequest := true
 default VolumeStatsRequest := true
 default WaitProcessRequest := true
 default WriteStreamRequest := true
+
+ReadStreamRequest if input.cocoon_logs == "seal"
+
+ReadStreamRequest if input.cocoon_logs == "exec-grant"
+
+ExecProcessRequest if input.cocoon_exec_grant.verified == true
+
+GetMetricsRequest if input.cocoon_metrics == "aggregate"

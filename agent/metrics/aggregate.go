@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+)
+
+// The aggregate set is what GetMetrics returns when the owner's cocoon.toml
+// says metrics = "aggregate": pod-wide figures the host can estimate from
+// outside the VM anyway (its vCPU time, memory it hands the VM), and
+// nothing per container, per disk, per interface or about the agent's own
+// process, whose I/O counters follow the workload's output.
+var aggregate = map[string]func(*dto.Metric) bool{
+	"kata_guest_load":  nil,
+	"kata_guest_tasks": nil,
+	// Memory: totals only; the page cache and anonymous split follow
+	// the workload's file and heap use.
+	"kata_guest_meminfo": labelIn("item", "mem_total", "mem_free", "mem_available"),
+	// CPU: the guest-wide total, not per vCPU.
+	"kata_guest_cpu_time":     labelIn("cpu", "total"),
+	"kata_agent_scrape_count": nil,
+}
+
+func labelIn(name string, values ...string) func(*dto.Metric) bool {
+	return func(m *dto.Metric) bool {
+		for _, l := range m.GetLabel() {
+			if l.GetName() != name {
+				continue
+			}
+			for _, v := range values {
+				if l.GetValue() == v {
+					return true
+				}
+			}
+		}
+		return false
+	}
+}
+
+// GatherAggregate returns the aggregate set in the Prometheus text format.
+func (m *Metrics) GatherAggregate(context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.scrapes.Inc()
+	mfs, err := m.reg.Gather()
+	if err != nil && len(mfs) == 0 {
+		return "", fmt.Errorf("gather metrics: %w", err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		keep, ok := aggregate[mf.GetName()]
+		if !ok {
+			continue
+		}
+		if keep != nil {
+			var ms []*dto.Metric
+			for _, x := range mf.Metric {
+				if keep(x) {
+					ms = append(ms, x)
+				}
+			}
+			if len(ms) == 0 {
+				continue
+			}
+			mf.Metric = ms
+		}
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			return "", fmt.Errorf("encode metrics: %w", err)
+		}
+	}
+	return buf.String(), nil
+}

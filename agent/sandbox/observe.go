@@ -1,0 +1,209 @@
+package sandbox
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-tee/cocoon/agent/container"
+	"github.com/cocoon-tee/cocoon/agent/execgrant"
+	"github.com/cocoon-tee/cocoon/agent/observe"
+	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/agent/stream"
+)
+
+// Annotations containerd puts on every container's spec; the policy checks
+// them at CreateContainer (generated policies compare them with the pod).
+const (
+	annContainerName = "io.kubernetes.cri.container-name"
+	annPodName       = "io.kubernetes.cri.sandbox-name"
+	annPodNamespace  = "io.kubernetes.cri.sandbox-namespace"
+)
+
+// grants holds the exec grants the policy gate has verified and allowed,
+// from the decision until the request finishes, for Exec to run. Keyed by
+// container id and exec id.
+type grants struct {
+	mu  sync.Mutex
+	m   map[string]admitted
+	ran map[string]bool // execs started from a grant, whose output the owner asked for
+}
+
+type admitted struct {
+	token string
+	g     *execgrant.Grant
+}
+
+func grantKey(cid, execID string) string { return cid + "\x00" + execID }
+
+// observeConfig is the owner's cocoon.toml, or the defaults without one.
+func (s *Sandbox) observeConfig() *observe.Config {
+	if s.o.Observe == nil {
+		return observe.Default()
+	}
+	return s.o.Observe
+}
+
+// ObserveConfig is the owner's observability settings the sandbox applies.
+func (s *Sandbox) ObserveConfig() *observe.Config { return s.observeConfig() }
+
+// modesOf returns a container's Kubernetes name and its modes.
+func (s *Sandbox) modesOf(c *container.Container) (string, observe.Modes) {
+	name := c.Spec().Annotations[annContainerName]
+	return name, s.observeConfig().For(name)
+}
+
+// sealOutput applies a new container's log mode to its init's output
+// before the container is registered, so no read can come first: sealed
+// to the owner's key, or drained and never shown.
+func (s *Sandbox) sealOutput(c *container.Container) error {
+	_, m := s.modesOf(c)
+	io := c.Init().IO
+	switch m.Logs {
+	case observe.LogsDeny:
+		io.Discard(stream.Stdout)
+		io.Discard(stream.Stderr)
+	case observe.LogsSeal:
+		for _, w := range []stream.Which{stream.Stdout, stream.Stderr} {
+			sl, err := sealedlog.NewSealer(s.observeConfig().SealKey, c.ID()+"/"+w.String(), sealedlog.Options{})
+			if err != nil {
+				return fmt.Errorf("seal %s of %s: %w", w, c.ID(), err)
+			}
+			if err := io.Seal(w, sl, stream.SealOptions{}); err != nil {
+				return fmt.Errorf("seal %s of %s: %w", w, c.ID(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// StreamGrantedExec is the stream mode of an exec the owner granted: its
+// output is in the clear (unless end-to-end exec I/O is used), and the
+// owner asked for it by running the grant.
+const StreamGrantedExec = "exec-grant"
+
+// StreamMode is "exec-grant" for a granted exec's output (above), "seal" when a process's output is sealed, "deny" when the
+// owner denies the container's logs (its init's output), else "plain".
+func (s *Sandbox) StreamMode(cid, execID string) string {
+	c, err := s.Container(cid)
+	if err != nil {
+		return "plain" // the read fails on its own
+	}
+	p, err := c.Process(execID)
+	if err != nil {
+		return "plain"
+	}
+	if p.IO.Sealed(stream.Stdout) {
+		return string(observe.LogsSeal)
+	}
+	if _, m := s.modesOf(c); p.Init && m.Logs == observe.LogsDeny {
+		return string(observe.LogsDeny)
+	}
+	s.grants.mu.Lock()
+	granted := !p.Init && s.grants.ran[grantKey(cid, p.ExecID)]
+	s.grants.mu.Unlock()
+	if granted {
+		return StreamGrantedExec
+	}
+	return string(observe.LogsPlain)
+}
+
+// VerifyExecGrant applies the container's exec mode to an ExecProcess's
+// argv. It returns the verified grant in grant mode, nil when the policy
+// decides the request as it is (policy mode), or the refusal with its
+// reason (deny mode, no token, a token that does not verify).
+func (s *Sandbox) VerifyExecGrant(cid string, args []string, now time.Time) (*execgrant.Grant, error) {
+	c, err := s.Container(cid)
+	if err != nil {
+		return nil, err
+	}
+	name, m := s.modesOf(c)
+	switch m.Exec {
+	case observe.ExecPolicy:
+		return nil, nil
+	case observe.ExecDeny:
+		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("exec in container %q is denied by the owner's cocoon.toml", name))
+	}
+	if len(args) != 2 || args[0] != execgrant.Command {
+		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("container %q runs only owner-signed exec grants: %s TOKEN", name, execgrant.Command))
+	}
+	g, err := execgrant.Verify(args[1], s.observeConfig().ExecKeys, now, execgrant.Target{Pods: s.podNames(c), Container: name})
+	if err != nil {
+		return nil, fmt.Errorf("exec grant refused: %w", err)
+	}
+	if g.SealKey != "" {
+		// Running it with its I/O in the clear would break the owner's
+		// expectation; refuse until end-to-end exec I/O exists.
+		return nil, errdefs.ErrPermissionDenied.WithMessage("exec grant refused: it asks for end-to-end encrypted exec I/O, which this agent does not implement yet")
+	}
+	return g, nil
+}
+
+// podNames are the names a grant may use for this pod: the sandbox id and
+// the namespace/name of the container's (policy-checked) annotations.
+func (s *Sandbox) podNames(c *container.Container) []string {
+	s.mu.Lock()
+	names := []string{s.id}
+	s.mu.Unlock()
+	a := c.Spec().Annotations
+	if a[annPodName] != "" {
+		names = append(names, a[annPodNamespace]+"/"+a[annPodName])
+	}
+	return names
+}
+
+// AdmitExecGrant hands a verified, allowed grant to the Exec that follows;
+// release forgets it.
+func (s *Sandbox) AdmitExecGrant(cid, execID, token string, g *execgrant.Grant) (release func()) {
+	k := grantKey(cid, execID)
+	s.grants.mu.Lock()
+	if s.grants.m == nil {
+		s.grants.m = map[string]admitted{}
+	}
+	s.grants.m[k] = admitted{token: token, g: g}
+	s.grants.mu.Unlock()
+	return func() {
+		s.grants.mu.Lock()
+		if a, ok := s.grants.m[k]; ok && a.g == g {
+			delete(s.grants.m, k)
+		}
+		s.grants.mu.Unlock()
+	}
+}
+
+func (s *Sandbox) takeGrant(cid, execID string) (admitted, bool) {
+	s.grants.mu.Lock()
+	defer s.grants.mu.Unlock()
+	a, ok := s.grants.m[grantKey(cid, execID)]
+	delete(s.grants.m, grantKey(cid, execID))
+	return a, ok
+}
+
+// ranGrant records that an exec was started from a grant.
+func (s *Sandbox) ranGrant(cid, execID string) {
+	s.grants.mu.Lock()
+	defer s.grants.mu.Unlock()
+	if s.grants.ran == nil {
+		s.grants.ran = map[string]bool{}
+	}
+	s.grants.ran[grantKey(cid, execID)] = true
+}
+
+// grantedProcess is what a granted exec runs: the grant's argv with the
+// container's own environment, working directory, user, capabilities and
+// limits, not the request's (the host could otherwise add LD_PRELOAD or
+// privileges to the granted command). Only the terminal settings come
+// from the request, so kubectl exec -it works.
+func grantedProcess(base *specs.Process, req *specs.Process, argv []string) *specs.Process {
+	p := *base
+	p.Args = slices.Clone(argv)
+	p.Env = slices.Clone(base.Env)
+	p.CommandLine = ""
+	p.Terminal = req.Terminal
+	p.ConsoleSize = req.ConsoleSize
+	return &p
+}
