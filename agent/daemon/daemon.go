@@ -64,7 +64,7 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 	ctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	end := &ending{guestInit: cfg.GuestInit, stop: stopServing}
-	srv, closeServices, err := startServices(ctx, cfg, log, tr, pol, end)
+	srv, closeServices, err := startServices(ctx, cfg, log, tr, pol, end, o.PauseBundle)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,9 @@ import (
 
 // newImageDriver builds the image_guest_pull driver from initdata's
 // cdh.toml; kbs:/// documents and layer keys go through the attestation
-// side, and every pull is recorded in its measurement log.
-func newImageDriver(cfg config.Config, idata *initdata.Initdata, att *attestboot.Attestation, log *slog.Logger) (*image.Driver, error) {
+// side, and every pull is recorded in its measurement log. pauseBundle ""
+// is the guest image's.
+func newImageDriver(cfg config.Config, idata *initdata.Initdata, att *attestboot.Attestation, pauseBundle string, log *slog.Logger) (*image.Driver, error) {
 	var cdh []byte
 	if idata != nil {
 		cdh = []byte(idata.Data[initdata.KeyCDH])
@@ -40,6 +41,7 @@ func newImageDriver(cfg config.Config, idata *initdata.Initdata, att *attestboot
 		Confidential: cfg.Confidential,
 		Log:          log.With("subsystem", "image"),
 	}
+	d.PauseBundle = pauseBundle
 	if att != nil {
 		d.KBS, d.Keys = att, att
 		d.OnPull = func(_ context.Context, ev image.PullEvent) {

@@ -14,4 +14,8 @@ type Options struct {
 	// Attest replaces TEE probing. Only tests set it, to stand fake TEE
 	// devices in for absent hardware; the agent binary probes the machine.
 	Attest attest.Options
+	// PauseBundle replaces the guest image's /pause_bundle. Only tests set
+	// it: a test machine has no guest image to take the pause container
+	// from.
+	PauseBundle string
 }

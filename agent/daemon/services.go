@@ -18,8 +18,8 @@ import (
 // every request through the policy. ctx is the serving context: the reaper
 // runs until it ends. The returned function tears the pod down and releases
 // the guest-wide services.
-func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr *trust, pol *policy.Engine, end *ending) (*server.Server, func(), error) {
-	imageDriver, err := newImageDriver(cfg, tr.idata, tr.att, log)
+func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr *trust, pol *policy.Engine, end *ending, pauseBundle string) (*server.Server, func(), error) {
+	imageDriver, err := newImageDriver(cfg, tr.idata, tr.att, pauseBundle, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("image: %w", err)
 	}
