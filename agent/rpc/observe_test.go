@@ -38,7 +38,7 @@ type owner struct {
 	exec ed25519.PrivateKey
 }
 
-func newOwner(t *testing.T) owner {
+func newOwner(t testing.TB) owner {
 	t.Helper()
 	sk, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
@@ -51,7 +51,7 @@ func newOwner(t *testing.T) owner {
 	return owner{seal: sk, exec: ek}
 }
 
-func b64PKIX(t *testing.T, k any) string {
+func b64PKIX(t testing.TB, k any) string {
 	der, err := x509.MarshalPKIXPublicKey(k)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func (s *syncBuffer) Bytes() []byte {
 	return bytes.Clone(s.b.Bytes())
 }
 
-func startObserved(t *testing.T, o owner, extra string) *observedAgent {
+func startObserved(t testing.TB, o owner, extra string) *observedAgent {
 	t.Helper()
 	testenv.RequiresRoot(t)
 	coco, err := policy.Builtin(policy.CocoDefault)

@@ -119,7 +119,9 @@ func (s *Sandbox) StreamMode(cid, execID string) string {
 func (s *Sandbox) VerifyExecGrant(cid string, args []string, now time.Time) (*execgrant.Grant, error) {
 	c, err := s.Container(cid)
 	if err != nil {
-		return nil, err
+		// Nothing to exec in: the policy decides first, as for any
+		// request, and the handler then refuses the unknown container.
+		return nil, nil
 	}
 	name, m := s.modesOf(c)
 	switch m.Exec {
