@@ -11,14 +11,11 @@ import (
 // A sealed stream never hands the process's bytes to a reader: a pump
 // drains the pipe (or terminal) for as long as the process writes, turns
 // the bytes into sealed lines and queues those for ReadStdout/ReadStderr.
-// The queue is bounded. When it is full and a reader took something within
-// the last ActiveReader, the pump waits for room, as a pipe would: a
-// reader keeping up gets everything and no CPU is spent sealing output that
-// would be dropped. Otherwise (nobody reads, the read was refused, the
-// reader stalled) newly sealed lines are dropped and counted. A dropped
-// record is a gap its owner's tool reports ("MISSING records"), so the
-// workload never blocks for more than ActiveReader on a reader that does
-// not read, and the host learns nothing it could not learn by not reading.
+// The queue is bounded and the pump never waits for room: when it is full
+// (nobody reads, the read was refused, the reader is slow) newly sealed
+// lines are dropped and counted. A dropped record is a gap its owner's tool
+// reports ("MISSING records"), so the workload never blocks on the reader,
+// and the host learns nothing it could not learn by not reading.
 
 // Sealer turns output into sealed lines (sealedlog.Sealer); declared here
 // so that stream needs no cryptography. It must be safe for concurrent use.
@@ -43,10 +40,6 @@ type SealOptions struct {
 // DefaultSealQueue is SealOptions.Queue's default.
 const DefaultSealQueue = 4 << 20
 
-// ActiveReader is how recent a read must be for the pump to wait for
-// room in a full queue rather than drop.
-const ActiveReader = time.Second
-
 // DefaultFlushAfter is SealOptions.FlushAfter's default.
 const DefaultFlushAfter = 100 * time.Millisecond
 
@@ -64,7 +57,7 @@ func (s *IO) Seal(w Which, sl Sealer, o SealOptions) error {
 	if o.FlushAfter <= 0 {
 		o.FlushAfter = DefaultFlushAfter
 	}
-	so := &sealedOut{s: sl, limit: o.Queue, flushAfter: o.FlushAfter, ready: make(chan struct{}), room: make(chan struct{})}
+	so := &sealedOut{s: sl, limit: o.Queue, flushAfter: o.FlushAfter, ready: make(chan struct{})}
 	r.st.Lock()
 	if r.used.Load() || r.sealed != nil {
 		r.st.Unlock()
@@ -106,7 +99,6 @@ type sealedOut struct {
 	limit      int
 	flushAfter time.Duration
 	dropped    atomic.Int64
-	lastRead   atomic.Int64 // unix nanoseconds of the last read that took bytes
 
 	mu         sync.Mutex
 	q          []byte
@@ -115,7 +107,6 @@ type sealedOut struct {
 	discarding bool          // nobody will read: drop everything
 	timer      *time.Timer   // pending flush of a partial line
 	ready      chan struct{} // closed when q grows or done is set
-	room       chan struct{} // closed when a read takes from q
 }
 
 // pump drains f until EOF (the drain window applies once the process has
@@ -135,23 +126,11 @@ func (so *sealedOut) pump(r *reader, f *os.File, exited *atomic.Bool) {
 }
 
 func (so *sealedOut) write(p []byte) {
+	// Never wait for the reader: a slow or absent one must not stall the
+	// workload. What does not fit in the queue is sealed and dropped, and
+	// the owner sees the gap when opening the log.
 	so.mu.Lock()
 	defer so.mu.Unlock()
-	for len(so.q)-so.off >= so.limit && !so.discarding && !so.done {
-		idle := time.Since(time.Unix(0, so.lastRead.Load()))
-		if idle >= ActiveReader {
-			break // nobody is reading: seal and drop
-		}
-		room := so.room
-		so.mu.Unlock()
-		t := time.NewTimer(ActiveReader - idle)
-		select {
-		case <-room:
-		case <-t.C:
-		}
-		t.Stop()
-		so.mu.Lock()
-	}
 	if so.discarding || so.done {
 		return
 	}
@@ -235,9 +214,6 @@ func (so *sealedOut) read(n int) []byte {
 			if so.off == len(so.q) {
 				so.q, so.off = so.q[:0], 0
 			}
-			so.lastRead.Store(time.Now().UnixNano())
-			close(so.room)
-			so.room = make(chan struct{})
 			so.mu.Unlock()
 			return out
 		}
@@ -259,6 +235,4 @@ func (so *sealedOut) discard() {
 	so.discarding = true
 	so.q, so.off = nil, 0
 	so.wake()
-	close(so.room)
-	so.room = make(chan struct{})
 }
