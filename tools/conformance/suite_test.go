@@ -27,6 +27,9 @@ func TestSuiteAgainstCocoon(t *testing.T) {
 	defer h.Close()
 	for _, s := range conformance.Scenarios(conformance.Config{}) {
 		t.Run(s.Name, func(t *testing.T) {
+			if testing.Short() && strings.HasPrefix(s.Name, "stress/") {
+				t.Skip("stress scenario: not in the -short tier")
+			}
 			r := conformance.RunOne(ctx, h, s, 0)
 			if r.Err != nil {
 				t.Fatal(r.Err)
