@@ -39,6 +39,18 @@ type containerData struct {
 	SharePID       bool       `json:"share_pid"`
 }
 
+// sandboxData is one workload's pause container: its pod name pattern and
+// the sysctls containerd puts on it.
+type sandboxData struct {
+	Workload string `json:"workload"`
+	PodName  string `json:"pod_name"`
+	// Sysctls are the runtime's defaults with the pod's own values over
+	// them: a request's sysctls must all be here, with these values.
+	Sysctls map[string]string `json:"sysctls"`
+	// PodSysctls are the names the pod sets, which a request may not drop.
+	PodSysctls []string `json:"pod_sysctls"`
+}
+
 // mountRules are mount rules by destination: a request's mount is only
 // tried against the rules for its destination.
 type mountRules map[string][]Mount
@@ -50,14 +62,15 @@ type policyData struct {
 	// Containers are the entries by container name, so the rules look up
 	// the entries a request can match instead of trying every one.
 	Containers map[string][]containerData `json:"containers"`
-	// PodNames are the pod name patterns of all entries, for the pause
-	// container.
-	PodNames    []string    `json:"pod_names"`
-	Namespace   string      `json:"namespace"`
-	OCIVersions []string    `json:"oci_versions"`
-	Pause       Pause       `json:"pause"`
-	GuestRootfs string      `json:"guest_rootfs"`
-	Annotations Annotations `json:"annotations"`
+	// Sandboxes are the workloads' pause containers.
+	Sandboxes []sandboxData `json:"sandboxes"`
+	// ContainerSysctls are the sysctls any workload container may carry.
+	ContainerSysctls map[string]string `json:"container_sysctls"`
+	Namespace        string            `json:"namespace"`
+	OCIVersions      []string          `json:"oci_versions"`
+	Pause            Pause             `json:"pause"`
+	GuestRootfs      string            `json:"guest_rootfs"`
+	Annotations      Annotations       `json:"annotations"`
 	// Mounts are the pod-wide mount rules matched by regex; ExactMounts
 	// the ones with a fixed source, looked up.
 	Mounts      mountRules  `json:"mounts"`
@@ -88,7 +101,8 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 	b.data = policyData{
 		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: s.Pause, GuestRootfs: s.GuestRootfs,
 		Annotations: s.Annotations, Env: slices.Clone(s.Env), Exec: [][]string{}, requests: s.Requests,
-		Containers: map[string][]containerData{}, PodNames: []string{}, Mounts: mountRules{},
+		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
+		ContainerSysctls: orEmptyMap(s.Sysctls.Container),
 	}
 	for _, m := range s.Mounts {
 		b.data.Mounts.add(b.expandMount(m))
@@ -113,6 +127,7 @@ func (b *builder) expandMount(m Mount) Mount {
 // build adds every container of every workload and the sidecars.
 func (b *builder) build() (*policyData, error) {
 	for _, w := range b.in.Workloads {
+		b.sandbox(w)
 		for _, c := range w.Spec.InitContainers {
 			if err := b.container(w, c); err != nil {
 				return nil, err
@@ -147,13 +162,44 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 	})
 }
 
-// addContainer files an entry under its container name and records its pod
-// name pattern.
+// sandbox adds w's pause container: the runtime's default sysctls, then
+// the pod's securityContext.sysctls over them, as containerd builds the
+// sandbox spec.
+func (b *builder) sandbox(w *Workload) {
+	d := sandboxData{Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Sysctls: maps.Clone(orEmptyMap(b.s.Sysctls.Sandbox)), PodSysctls: []string{}}
+	if psc := w.Spec.SecurityContext; psc != nil {
+		for _, sc := range psc.Sysctls {
+			name := sysctlName(sc.Name)
+			d.Sysctls[name] = sc.Value
+			d.PodSysctls = append(d.PodSysctls, name)
+		}
+	}
+	sort.Strings(d.PodSysctls)
+	d.PodSysctls = slices.Compact(d.PodSysctls)
+	b.data.Sandboxes = append(b.data.Sandboxes, d)
+}
+
+// sysctlName is the kubelet's form of a pod's sysctl name: Kubernetes also
+// accepts "/" as the separator, and the kubelet then swaps "/" and "."
+// (net/ipv4/conf/eth0.100/rp_filter is net.ipv4.conf.eth0/100.rp_filter).
+func sysctlName(name string) string {
+	if i := strings.IndexAny(name, "./"); i < 0 || name[i] == '.' {
+		return name
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.':
+			return '/'
+		case '/':
+			return '.'
+		}
+		return r
+	}, name)
+}
+
+// addContainer files an entry under its container name.
 func (b *builder) addContainer(d containerData) {
 	b.data.Containers[d.Name] = append(b.data.Containers[d.Name], d)
-	if !slices.Contains(b.data.PodNames, d.PodName) {
-		b.data.PodNames = append(b.data.PodNames, d.PodName)
-	}
 }
 
 func orEmpty(s []string) []string {
@@ -161,6 +207,15 @@ func orEmpty(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// orEmptyMap keeps a map the settings left out from reaching the rules as
+// null.
+func orEmptyMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 func shareProcessNamespace(w *Workload) bool {

@@ -7,8 +7,8 @@
 # the field. The rules keep no state between requests.
 #
 # Built-ins used (all standard Rego, also in regorus): concat, count,
-# is_array, min, object.get, print, regex.match, replace, sprintf,
-# startswith.
+# is_array, is_object, min, object.get, print, regex.match, replace,
+# sprintf, startswith.
 package agent_policy
 
 import rego.v1
@@ -55,14 +55,16 @@ create_problems := sandbox_problems if container_type == "sandbox"
 create_problems := container_problems if container_type != "sandbox"
 
 # ---------------------------------------------------------------------------
-# The pause container: fixed by the runtime's settings.
+# The pause container: fixed by the runtime's settings, except its sysctls,
+# which are the pod's securityContext.sysctls over the runtime's defaults.
 
 sandbox_ok if {
-	ok_pod_name_any
 	ok_namespace
 	ok_oci_version
 	ok_pause_args
 	ok_pause_storage
+	some s in sandbox_entries
+	ok_sandbox_sysctls(s)
 }
 
 sandbox_problems := [p |
@@ -72,17 +74,61 @@ sandbox_problems := [p |
 		check_oci_version,
 		check_pause_args,
 		check_pause_storage,
+		check_sandbox_sysctls,
 	]
 	p != ""
 ]
 
-ok_pod_name_any if {
-	some r in policy_data.pod_names
-	regex.match(r, sandbox_name)
-}
+# The sandbox entries of the workloads whose pods carry this name.
+sandbox_entries := [s |
+	some s in policy_data.sandboxes
+	regex.match(s.pod_name, sandbox_name)
+]
+
+ok_pod_name_any if count(sandbox_entries) > 0
 
 check_pod_name_any := "" if ok_pod_name_any
 else := sprintf("OCI.Annotations[%q]: %q is not a pod name of this policy", [policy_data.annotations.sandbox_name, sandbox_name])
+
+# The request's sysctls; none when it has no Linux section or no map.
+request_sysctls := s if {
+	s := input.OCI.Linux.Sysctl
+	is_object(s)
+} else := {}
+
+# Every sysctl of the request must be allowed with its exact value.
+bad_sysctl(allowed) if {
+	some k, v in request_sysctls
+	not allowed[k] == v
+}
+
+# The pod's own sysctls must all be there: a host that drops one weakens
+# what the owner asked for. (Values are strings, never false, so "not
+# request_sysctls[k]" holds only for a missing name.)
+missing_pod_sysctl(s) if {
+	some k in s.pod_sysctls
+	not request_sysctls[k]
+}
+
+ok_sandbox_sysctls(s) if {
+	not bad_sysctl(s.sysctls)
+	not missing_pod_sysctl(s)
+}
+
+# Described against the first entry of the pod name (the pod name check
+# reports a name no entry has).
+check_sandbox_sysctls := "" if {
+	some s in sandbox_entries
+	ok_sandbox_sysctls(s)
+} else := "" if {
+	count(sandbox_entries) == 0
+} else := describe_sysctls(sandbox_entries[0].sysctls, sandbox_entries[0].pod_sysctls, "the pod's securityContext.sysctls or the runtime's sandbox defaults")
+
+describe_sysctls(allowed, required, what) := sprintf("OCI.Linux.Sysctl: %q = %q is not one of %s %v", [k, v, what, allowed]) if {
+	[k, v] := [[k, v] | some k, v in request_sysctls; not allowed[k] == v][0]
+} else := sprintf("OCI.Linux.Sysctl: %q (set by the pod's securityContext.sysctls) is missing", [k]) if {
+	k := [k | some k in required; not request_sysctls[k]][0]
+}
 
 ok_pause_args if input.OCI.Process.Args == policy_data.pause.args
 
@@ -125,6 +171,7 @@ container_ok(c) if {
 	ok_additional_gids(c)
 	ok_masked_paths(c)
 	ok_readonly_paths(c)
+	ok_container_sysctls
 	ok_caps(c)
 	ok_env(c)
 	ok_mounts(c)
@@ -165,6 +212,7 @@ problems(c) := [p |
 		check_no_new_privileges(c),
 		check_masked_paths(c),
 		check_readonly_paths(c),
+		check_container_sysctls,
 		check_mounts(c),
 		check_terminal(c),
 		check_pidns(c),
@@ -375,6 +423,13 @@ ok_readonly_paths(c) if {
 
 check_readonly_paths(c) := "" if ok_readonly_paths(c)
 else := sprintf("OCI.Linux.ReadonlyPaths: %q is missing (privileged?)", [[p | some p in c.readonly_paths; not p in input.OCI.Linux.ReadonlyPaths][0]])
+
+# containerd puts sysctls on the sandbox only: a workload container may
+# carry only the runtime's (container_sysctls, none by default).
+ok_container_sysctls if not bad_sysctl(policy_data.container_sysctls)
+
+check_container_sysctls := "" if ok_container_sysctls
+else := describe_sysctls(policy_data.container_sysctls, [], "the runtime's container sysctls")
 
 # A mount must match a rule of the container's volumes, of the runtime's
 # fixed mounts, or of an allowance. Rules are grouped by destination, so

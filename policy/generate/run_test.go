@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,23 +16,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
-	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 	"github.com/cocoon-tee/cocoon/ci/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
-// TestMain lets the in-process agent re-execute this binary as container
-// init.
-func TestMain(m *testing.M) {
-	container.InitIfRequested()
-	os.Exit(m.Run())
-}
-
 // TestRunUnderGeneratedPolicy runs pods for real: the generated policy
 // and cdh.toml reach the agent in initdata, as on a node; the runtime's
-// requests come in its order (CreateSandbox, the pause container, then
+// requests come in its order (CreateSandbox, the pause container — from a
+// pause bundle built here, with containerd 2.x's pod sysctls — then
 // per container CopyFile of the files it binds, CreateContainer pulling
 // the image by digest in the guest, StartContainer, ReadStdout to EOF,
 // WaitProcess, RemoveContainer), and each container's output and exit
@@ -56,7 +50,7 @@ func TestRunUnderGeneratedPolicy(t *testing.T) {
 				t.Fatal(err)
 			}
 			useInitdata(t, &cfg, res.Initdata)
-			c := testagent.Start(t, cfg, daemon.Options{}).Agent
+			c := testagent.Start(t, cfg, daemon.Options{PauseBundle: pauseBundle(t)}).Agent
 			in, err := ParseInput(res.YAML, defaults(t).PassThrough)
 			if err != nil {
 				t.Fatal(err)
@@ -74,10 +68,20 @@ func TestRunUnderGeneratedPolicy(t *testing.T) {
 				t.Fatalf("CreateSandbox: %v", err)
 			}
 			t.Cleanup(func() { _, _ = c.DestroySandbox(context.Background(), &agentpb.DestroySandboxRequest{}) })
-			// The policy lets the pause container through; this machine
-			// has no guest image, so the agent finds no pause bundle.
-			if _, err := c.CreateContainer(ctx, rt.pause(pod)); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "pause bundle") {
-				t.Fatalf("pause container: %v, want the policy to allow it and the agent to find no pause bundle", err)
+			pause := rt.pause(w, pod)
+			if _, err := c.CreateContainer(ctx, pause); err != nil {
+				t.Fatalf("pause container: %v", err)
+			}
+			if _, err := c.StartContainer(ctx, &agentpb.StartContainerRequest{ContainerId: pause.ContainerId}); err != nil {
+				t.Fatalf("StartContainer pause: %v", err)
+			}
+			// The agent wrote the pod sysctls into its network namespace
+			// (the tests' own, see TestMain).
+			for k, want := range containerdPodSysctls {
+				got, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(k, ".", "/"))
+				if err != nil || strings.Join(strings.Fields(string(got)), " ") != want {
+					t.Errorf("sysctl %s: %q %v, want %q", k, got, err, want)
+				}
 			}
 			for _, ct := range w.Spec.Containers {
 				out, st := runContainer(t, c, rt, w, pod, ct)
@@ -87,6 +91,28 @@ func TestRunUnderGeneratedPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pauseBundle builds the guest image's pause bundle as rootfs/build.sh
+// does: its config.json and the pause program, compiled static.
+func pauseBundle(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pause_bundle")
+	if err := os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile("../../rootfs/pause/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("gcc", "-static", "-Os", "-s", "-o", filepath.Join(dir, "rootfs", "pause"), "../../rootfs/pause/pause.c").CombinedOutput()
+	if err != nil {
+		t.Fatalf("gcc pause.c: %v\n%s", err, out)
+	}
+	return dir
 }
 
 // useInitdata writes initdata as the disk image the runtime attaches.

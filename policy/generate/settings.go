@@ -42,6 +42,9 @@ type Settings struct {
 	// DefaultCaps is the capability set containerd grants a container
 	// without securityContext.capabilities.
 	DefaultCaps []string `json:"default_caps" toml:"default_caps"`
+	// Sysctls are the sysctls the runtime sets besides the pod's
+	// securityContext.sysctls.
+	Sysctls Sysctls `json:"sysctls" toml:"sysctls"`
 	// MaskedPaths and ReadonlyPaths are containerd's defaults for an
 	// unprivileged container; a request must keep all of them.
 	MaskedPaths   []string `json:"masked_paths" toml:"masked_paths"`
@@ -69,6 +72,17 @@ type Settings struct {
 type Pause struct {
 	Source string   `json:"source" toml:"source"`
 	Args   []string `json:"args" toml:"args"`
+}
+
+// Sysctls are the runtime's own sysctls by container type. containerd puts
+// the pod's securityContext.sysctls and its defaults on the sandbox (pause)
+// container only; a request may carry no other sysctl.
+type Sysctls struct {
+	// Sandbox are the defaults on the pause container; a pod's own value
+	// for the same name replaces the default, as containerd does.
+	Sandbox map[string]string `json:"sandbox" toml:"sandbox"`
+	// Container are sysctls every workload container may carry.
+	Container map[string]string `json:"container" toml:"container"`
 }
 
 // Annotations are the names of the CRI annotations the rules check.
