@@ -35,6 +35,7 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 	if err != nil {
 		return fmt.Errorf("server address: %w", err)
 	}
+	st := newStartup()
 	if err := setupSystem(cfg, log); err != nil {
 		return err
 	}
@@ -45,12 +46,14 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 	defer stopDev()
 	log = forwardLogs(devCtx, cfg, addr, log)
 	startDebugConsole(devCtx, cfg, log)
+	st.done("system")
 
 	tr, err := startTrust(ctx, cfg, log, o.Attest)
 	if err != nil {
 		return err
 	}
 	defer tr.att.Close()
+	st.done("trust")
 	// The policy, including one from initdata, is in force before the
 	// listener exists: no request is ever served unchecked.
 	pol, err := startPolicy(ctx, cfg, tr, log)
@@ -58,6 +61,7 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		return err
 	}
 	defer pol.Close()
+	st.done("policy")
 
 	// DestroySandbox ends serving when the agent is the guest's init; the VM
 	// is powered off once the server has answered and drained.
@@ -69,5 +73,6 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 		return err
 	}
 	defer closeServices()
-	return serve(ctx, addr, srv, end, log, o.Ready)
+	st.done("services")
+	return serve(ctx, addr, srv, end, log, o.Ready, st)
 }

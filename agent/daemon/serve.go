@@ -31,12 +31,13 @@ func (e *ending) destroyed() {
 // serve listens on addr and serves srv until ctx ends, then shuts down
 // within shutdownGrace. After DestroySandbox as the guest's init it first
 // waits for the host to hang up, and powers the VM off last.
-func serve(ctx context.Context, addr transport.Addr, srv *server.Server, end *ending, log *slog.Logger, ready func(net.Addr)) error {
+func serve(ctx context.Context, addr transport.Addr, srv *server.Server, end *ending, log *slog.Logger, ready func(net.Addr), st *startup) error {
 	l, err := transport.Listen(addr)
 	if err != nil {
 		return err
 	}
-	log.Info("agent serving", "addr", addr.String(), "version", version.Version)
+	st.done("listen")
+	log.Info("agent serving", "addr", addr.String(), "version", version.Version, st.attr())
 	if ready != nil {
 		ready(l.Addr())
 	}
