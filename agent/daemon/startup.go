@@ -37,35 +37,39 @@ func (s *startup) done(name string) {
 }
 
 // attr is the "startup" group: since_exec_ms comes from the kernel's start
-// time of the process (10 ms ticks; /proc is mounted by the system phase)
-// and before_run_ms, what came before RunWith (Go runtime, package
-// initialisers, configuration), is the rest.
+// time of the process (10 ms ticks; /proc is mounted by the system phase),
+// before_run_ms, what came before RunWith (Go runtime, package
+// initialisers, configuration), is the rest, and uptime_ms is the boot-time
+// clock, so that uptime_ms - since_exec_ms is the kernel's and any stage-1
+// init's share when the agent is the guest's init.
 func (s *startup) attr() slog.Attr {
 	attrs := s.phases
-	if exec, err := sinceExec(); err == nil {
-		attrs = append(attrs, slog.Float64("since_exec_ms", ms(exec)), slog.Float64("before_run_ms", ms(max(exec-s.sum, 0))))
+	if up, exec, err := sinceExec(); err == nil {
+		attrs = append(attrs, slog.Float64("since_exec_ms", ms(exec)), slog.Float64("before_run_ms", ms(max(exec-s.sum, 0))),
+			slog.Float64("uptime_ms", ms(up)))
 	}
 	return slog.Attr{Key: "startup", Value: slog.GroupValue(attrs...)}
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e5) / 10 }
 
-// sinceExec is how long ago this process was exec'd, by the boot-time clock.
-func sinceExec() (time.Duration, error) {
+// sinceExec returns the boot-time clock and how long ago this process was
+// exec'd by that clock.
+func sinceExec() (uptime, exec time.Duration, err error) {
 	stat, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	ticks, err := procStartTicks(stat)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var now unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &now); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	start := time.Duration(ticks) * (time.Second / procTicksPerSecond)
-	return time.Duration(now.Nano()) - start, nil
+	uptime = time.Duration(now.Nano())
+	return uptime, uptime - time.Duration(ticks)*(time.Second/procTicksPerSecond), nil
 }
 
 // procStartTicks reads the start time (field 22, clock ticks since boot)

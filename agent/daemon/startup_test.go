@@ -81,4 +81,7 @@ func TestServingLineTimesStartup(t *testing.T) {
 	if _, ok := rec.Startup["before_run_ms"]; !ok {
 		t.Errorf("no before_run_ms: %v", rec.Startup)
 	}
+	if up := rec.Startup["uptime_ms"]; up < rec.Startup["since_exec_ms"] {
+		t.Errorf("uptime_ms %v below since_exec_ms: %v", up, rec.Startup)
+	}
 }
