@@ -113,7 +113,9 @@ func TestExecStdinRefusals(t *testing.T) {
 		"reordered": {func(ls [][]byte) [][]byte { ls[1], ls[2] = ls[2], ls[1]; return ls }, "missing"},
 		"replayed":  {func(ls [][]byte) [][]byte { return append(ls[:3:3], append([][]byte{ls[2]}, ls[3:]...)...) }, "replayed"},
 		"dropped":   {func(ls [][]byte) [][]byte { return append(ls[:2:2], ls[3:]...) }, "missing"},
-		"unsealed":  {func(ls [][]byte) [][]byte { return append(ls[:2:2], append([][]byte{[]byte("rm -rf /\n")}, ls[2:]...)...) }, "not sealed"},
+		"unsealed": {func(ls [][]byte) [][]byte {
+			return append(ls[:2:2], append([][]byte{[]byte("rm -rf /\n")}, ls[2:]...)...)
+		}, "not sealed"},
 		"prefixed":  {func(ls [][]byte) [][]byte { ls[2] = append([]byte("x"), ls[2]...); return ls }, "not sealed"},
 		"after end": {func(ls [][]byte) [][]byte { return append(ls, ls[1]) }, "after the owner's final record"},
 		"other key": {func(ls [][]byte) [][]byte {
