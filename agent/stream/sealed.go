@@ -35,6 +35,9 @@ type SealOptions struct {
 	// shows, a program writing a byte at a time costs one record per
 	// interval, not per byte.
 	FlushAfter time.Duration
+	// Preamble is queued before anything the process writes, whatever
+	// the queue's state (an encrypted exec announces its stdin key so).
+	Preamble []byte
 }
 
 // DefaultSealQueue is SealOptions.Queue's default.
@@ -66,6 +69,9 @@ func (s *IO) Seal(w Which, sl Sealer, o SealOptions) error {
 	f := r.f
 	r.sealed = so
 	r.st.Unlock()
+	so.mu.Lock()
+	so.queue(o.Preamble, true)
+	so.mu.Unlock()
 	if f == nil || r.eof || r.closed {
 		// Nothing to pump (a terminal's stderr): the stream only ends.
 		so.finish()
@@ -73,6 +79,15 @@ func (s *IO) Seal(w Which, sl Sealer, o SealOptions) error {
 	}
 	go so.pump(r, f, &s.exited)
 	return nil
+}
+
+// Note seals msg into stream w as if the process had written it: the
+// agent tells the owner, and only the owner, why a session ended. It does
+// nothing on a stream that is not sealed.
+func (s *IO) Note(w Which, msg []byte) {
+	if so := s.out[w].sealedOut(); so != nil {
+		so.write(msg)
+	}
 }
 
 // Sealed reports whether stream w is sealed.

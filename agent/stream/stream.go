@@ -63,6 +63,8 @@ type IO struct {
 
 	stdinMu sync.Mutex
 	stdin   *os.File // parent write end; nil once closed (or tty mode)
+	written bool     // Write was called; stdin can no longer be filtered
+	filter  *stdinFilter
 
 	out [2]*reader
 
@@ -196,6 +198,10 @@ func (s *IO) Write(data []byte) (int, error) {
 		return m.Write(data)
 	}
 	s.stdinMu.Lock()
+	s.written = true
+	if s.filter != nil {
+		return s.writeFiltered(data) // unlocks
+	}
 	defer s.stdinMu.Unlock()
 	if s.stdin == nil {
 		return 0, ErrStdinClosed
@@ -221,6 +227,9 @@ func (s *IO) CloseStdin() error {
 		return err
 	}
 	s.stdinMu.Lock()
+	if s.filter != nil {
+		return s.closeFiltered() // unlocks
+	}
 	defer s.stdinMu.Unlock()
 	if s.stdin == nil {
 		return nil
@@ -284,7 +293,7 @@ func (s *IO) Exited() {
 // Close releases every descriptor. Pending reads return EOF.
 func (s *IO) Close() {
 	s.exited.Store(true)
-	s.CloseStdin()
+	s.closeStdinPipe()
 	for _, r := range s.out {
 		r.close()
 	}
