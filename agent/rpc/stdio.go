@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/server"
 	"github.com/cocoon-tee/cocoon/agent/stream"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
@@ -16,9 +17,26 @@ import (
 // maxWrite bounds one WriteStdin; the runtime writes in chunks far smaller.
 const maxWrite = 4 << 20
 
+// stdioProcess finds the process a stdio request is for, once the sandbox
+// lets its stdio be used (an exec whose I/O is being encrypted is not yet).
+func (s *Service) stdioProcess(cid, execID string) (*container.Process, error) {
+	_, p, err := s.process(cid, execID)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := s.pod()
+	if err != nil {
+		return nil, err
+	}
+	if err := sb.StdioReady(cid, execID); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // WriteStdin writes to a process's stdin; empty data closes it, as in Kata.
 func (s *Service) WriteStdin(ctx context.Context, r *agentpb.WriteStreamRequest) (*agentpb.WriteStreamResponse, error) {
-	_, p, err := s.process(r.ContainerId, r.ExecId)
+	p, err := s.stdioProcess(r.ContainerId, r.ExecId)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +64,7 @@ func (s *Service) ReadStderr(ctx context.Context, r *agentpb.ReadStreamRequest) 
 }
 
 func (s *Service) read(ctx context.Context, r *agentpb.ReadStreamRequest, w stream.Which) (*agentpb.ReadStreamResponse, error) {
-	_, p, err := s.process(r.ContainerId, r.ExecId)
+	p, err := s.stdioProcess(r.ContainerId, r.ExecId)
 	if server.RefusedAsEndOfStream(ctx) {
 		// The policy refused the read and the server answers EOF: the
 		// runtime stops reading, so the agent drains the stream from now
@@ -68,7 +86,7 @@ func (s *Service) read(ctx context.Context, r *agentpb.ReadStreamRequest, w stre
 
 // CloseStdin closes a process's stdin.
 func (s *Service) CloseStdin(ctx context.Context, r *agentpb.CloseStdinRequest) (*emptypb.Empty, error) {
-	_, p, err := s.process(r.ContainerId, r.ExecId)
+	p, err := s.stdioProcess(r.ContainerId, r.ExecId)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +95,7 @@ func (s *Service) CloseStdin(ctx context.Context, r *agentpb.CloseStdinRequest) 
 
 // TtyWinResize resizes a process's terminal.
 func (s *Service) TtyWinResize(ctx context.Context, r *agentpb.TtyWinResizeRequest) (*emptypb.Empty, error) {
-	_, p, err := s.process(r.ContainerId, r.ExecId)
+	p, err := s.stdioProcess(r.ContainerId, r.ExecId)
 	if err != nil {
 		return nil, err
 	}

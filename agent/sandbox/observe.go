@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"context"
+	"crypto/ecdh"
 	"fmt"
 	"slices"
 	"sync"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
@@ -30,7 +33,19 @@ const (
 type grants struct {
 	mu  sync.Mutex
 	m   map[string]admitted
-	ran map[string]bool // execs started from a grant, whose output the owner asked for
+	ran map[string]ranExec // execs started from a grant, whose output the owner asked for
+	// held are encrypted execs being set up: their stdio is refused
+	// until it is sealed and filtered (StdioReady).
+	held map[string]bool
+}
+
+// ranExec is one exec started from a grant. A record matches only the
+// very process it was made for, so a container removed and created again
+// under the same id, or an exec id reused, is never taken for a granted
+// exec; records of processes that are gone are dropped (pruneRan).
+type ranExec struct {
+	c *container.Container
+	p *container.Process
 }
 
 type admitted struct {
@@ -82,8 +97,8 @@ func (s *Sandbox) sealOutput(c *container.Container) error {
 }
 
 // StreamGrantedExec is the stream mode of an exec the owner granted: its
-// output is in the clear (unless end-to-end exec I/O is used), and the
-// owner asked for it by running the grant.
+// output is in the clear, and the owner asked for it by running the grant.
+// An exec with end-to-end encrypted I/O is "seal" instead.
 const StreamGrantedExec = "exec-grant"
 
 // StreamMode is "exec-grant" for a granted exec's output (above), "seal" when a process's output is sealed, "deny" when the
@@ -104,8 +119,9 @@ func (s *Sandbox) StreamMode(cid, execID string) string {
 		return string(observe.LogsDeny)
 	}
 	s.grants.mu.Lock()
-	granted := !p.Init && s.grants.ran[grantKey(cid, p.ExecID)]
+	r, ok := s.grants.ran[grantKey(cid, p.ExecID)]
 	s.grants.mu.Unlock()
+	granted := ok && !p.Init && r.c == c && r.p == p
 	if granted {
 		return StreamGrantedExec
 	}
@@ -136,11 +152,6 @@ func (s *Sandbox) VerifyExecGrant(cid string, args []string, now time.Time) (*ex
 	g, err := execgrant.Verify(args[1], s.observeConfig().ExecKeys, now, execgrant.Target{Pods: s.podNames(c), Container: name})
 	if err != nil {
 		return nil, fmt.Errorf("exec grant refused: %w", err)
-	}
-	if g.SealKey != "" {
-		// Running it with its I/O in the clear would break the owner's
-		// expectation; refuse until end-to-end exec I/O exists.
-		return nil, errdefs.ErrPermissionDenied.WithMessage("exec grant refused: it asks for end-to-end encrypted exec I/O, which this agent does not implement yet")
 	}
 	return g, nil
 }
@@ -185,14 +196,132 @@ func (s *Sandbox) takeGrant(cid, execID string) (admitted, bool) {
 	return a, ok
 }
 
-// ranGrant records that an exec was started from a grant.
-func (s *Sandbox) ranGrant(cid, execID string) {
+// ranGrant records that an exec was started from a grant, and forgets
+// the records of granted execs that are gone.
+func (s *Sandbox) ranGrant(c *container.Container, p *container.Process) {
+	s.pruneRan()
 	s.grants.mu.Lock()
 	defer s.grants.mu.Unlock()
 	if s.grants.ran == nil {
-		s.grants.ran = map[string]bool{}
+		s.grants.ran = map[string]ranExec{}
 	}
-	s.grants.ran[grantKey(cid, execID)] = true
+	s.grants.ran[grantKey(c.ID(), p.ExecID)] = ranExec{c: c, p: p}
+}
+
+// pruneRan drops the records of granted execs whose container was removed
+// (or replaced) or which were waited for and forgotten. The checks take
+// the sandbox's and the container's locks, so they run on a snapshot,
+// outside grants.mu.
+func (s *Sandbox) pruneRan() {
+	s.grants.mu.Lock()
+	snap := make(map[string]ranExec, len(s.grants.ran))
+	for k, r := range s.grants.ran {
+		snap[k] = r
+	}
+	s.grants.mu.Unlock()
+	var gone []string
+	for k, r := range snap {
+		c, err := s.Container(r.c.ID())
+		if err != nil || c != r.c {
+			gone = append(gone, k)
+			continue
+		}
+		if p, err := c.Process(r.p.ExecID); err != nil || p != r.p {
+			gone = append(gone, k)
+		}
+	}
+	s.grants.mu.Lock()
+	for _, k := range gone {
+		if s.grants.ran[k] == snap[k] {
+			delete(s.grants.ran, k)
+		}
+	}
+	s.grants.mu.Unlock()
+}
+
+// RanGrants is the number of granted execs the sandbox still remembers.
+func (s *Sandbox) RanGrants() int {
+	s.pruneRan()
+	s.grants.mu.Lock()
+	defer s.grants.mu.Unlock()
+	return len(s.grants.ran)
+}
+
+// holdStdio makes StdioReady refuse the exec's stdio until release.
+func (s *Sandbox) holdStdio(cid, execID string) (release func()) {
+	k := grantKey(cid, execID)
+	s.grants.mu.Lock()
+	if s.grants.held == nil {
+		s.grants.held = map[string]bool{}
+	}
+	s.grants.held[k] = true
+	s.grants.mu.Unlock()
+	return func() {
+		s.grants.mu.Lock()
+		delete(s.grants.held, k)
+		s.grants.mu.Unlock()
+	}
+}
+
+// StdioReady is checked by the stdio requests (WriteStdin, ReadStdout,
+// ReadStderr, CloseStdin, TtyWinResize) after they found their process: an
+// encrypted exec's stdio is unavailable until it is sealed and filtered,
+// so the host cannot read its first output or type into it in the clear.
+// The hold is set before the process exists, so a request that finds the
+// process sees it.
+func (s *Sandbox) StdioReady(cid, execID string) error {
+	s.grants.mu.Lock()
+	defer s.grants.mu.Unlock()
+	if s.grants.held[grantKey(cid, execID)] {
+		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("exec %q is being set up for end-to-end encrypted I/O", execID))
+	}
+	return nil
+}
+
+// encryptExecIO seals an exec's output to the grant's key (announcing the
+// agent's stdin key first on stdout) and lets only stdin sealed to that
+// key reach the process. A stdin the host changed, reordered, replayed or
+// cut ends the session: the owner is told in the sealed stderr and the
+// process is killed.
+func (s *Sandbox) encryptExecIO(c *container.Container, p *container.Process, owner *ecdh.PublicKey) error {
+	x, err := sealedlog.NewExecAgent(owner, c.ID()+"/"+p.ExecID)
+	if err != nil {
+		return fmt.Errorf("encrypted exec %q: %w", p.ExecID, err)
+	}
+	io := p.IO
+	if err := io.Seal(stream.Stdout, x.Stdout, stream.SealOptions{Preamble: x.Preamble}); err != nil {
+		return fmt.Errorf("encrypted exec %q: %w", p.ExecID, err)
+	}
+	if err := io.Seal(stream.Stderr, x.Stderr, stream.SealOptions{}); err != nil {
+		return fmt.Errorf("encrypted exec %q: %w", p.ExecID, err)
+	}
+	end := func(err error) {
+		io.Note(stream.Stderr, []byte("\ncocoon: "+err.Error()+"; the session is closed\n"))
+		_ = c.Signal(context.Background(), p.ExecID, unix.SIGKILL)
+	}
+	if err := io.FilterStdin(stdinOpener{x.Stdin}, end); err != nil {
+		return fmt.Errorf("encrypted exec %q: %w", p.ExecID, err)
+	}
+	return nil
+}
+
+// stdinOpener classes the session's errors for the host: its stdin was
+// refused.
+type stdinOpener struct{ o *sealedlog.StdinOpener }
+
+func (so stdinOpener) Write(p []byte) ([]byte, bool, error) {
+	plain, eof, err := so.o.Write(p)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errdefs.ErrPermissionDenied, err)
+	}
+	return plain, eof, err
+}
+
+func (so stdinOpener) Close() error {
+	if err := so.o.Close(); err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrPermissionDenied, err)
+	}
+	return nil
 }
 
 // grantedProcess is what a granted exec runs: the grant's argv with the
