@@ -17,7 +17,7 @@ import (
 // 100 on every architecture Linux's ABI defines it for.
 const procTicksPerSecond = 100
 
-// startup times the agent's own share of boot, from the exec of the binary
+// startup times the agent's own share of boot, from the start of its process
 // to serving, and puts it on the "agent serving" line: the console log of
 // a VM then says where the agent's part of the boot went.
 type startup struct {
@@ -36,16 +36,18 @@ func (s *startup) done(name string) {
 	s.phases = append(s.phases, slog.Float64(name+"_ms", ms(d)))
 }
 
-// attr is the "startup" group: since_exec_ms comes from the kernel's start
-// time of the process (10 ms ticks; /proc is mounted by the system phase),
-// before_run_ms, what came before RunWith (Go runtime, package
-// initialisers, configuration), is the rest, and uptime_ms is the boot-time
-// clock, so that uptime_ms - since_exec_ms is the kernel's and any stage-1
-// init's share when the agent is the guest's init.
+// attr is the "startup" group. since_start_ms comes from the kernel's start
+// time of the process (10 ms ticks; /proc is mounted by the system phase):
+// when the kernel executes the agent as init that is the exec of init; an
+// exec keeps the start time, so behind a stage-1 init that execs the agent
+// it includes stage 1. before_run_ms, what came before RunWith (Go
+// runtime, package initialisers, configuration), is the rest, and uptime_ms
+// is the boot-time clock (uptime_ms - since_start_ms is the kernel's share
+// when the agent is init).
 func (s *startup) attr() slog.Attr {
 	attrs := s.phases
-	if up, exec, err := sinceExec(); err == nil {
-		attrs = append(attrs, slog.Float64("since_exec_ms", ms(exec)), slog.Float64("before_run_ms", ms(max(exec-s.sum, 0))),
+	if up, exec, err := sinceStart(); err == nil {
+		attrs = append(attrs, slog.Float64("since_start_ms", ms(exec)), slog.Float64("before_run_ms", ms(max(exec-s.sum, 0))),
 			slog.Float64("uptime_ms", ms(up)))
 	}
 	return slog.Attr{Key: "startup", Value: slog.GroupValue(attrs...)}
@@ -53,9 +55,9 @@ func (s *startup) attr() slog.Attr {
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e5) / 10 }
 
-// sinceExec returns the boot-time clock and how long ago this process was
-// exec'd by that clock.
-func sinceExec() (uptime, exec time.Duration, err error) {
+// sinceStart returns the boot-time clock and how long ago this process was
+// started by that clock.
+func sinceStart() (uptime, exec time.Duration, err error) {
 	stat, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
 		return 0, 0, err
