@@ -53,6 +53,25 @@ func (r *Result) Options(partition int) []string {
 	}
 }
 
+// Partition is the GPT partition number of layer i (lowest first, as
+// BuildImage returns them) in an image of n layers. runtime-rs puts the
+// layers on the disk in the order of containerd's overlay mounts, top
+// first, and Kata's agent stacks them by partition number with partition 1
+// on top (multi_layer_erofs.rs; agent/storage/erofs_group.go does the
+// same): the top layer is partition 1, the lowest partition n.
+func Partition(i, n int) int { return n - i }
+
+// StorageOptions are the runtime-rs storage options of every layer of an
+// image, res lowest first as BuildImage returns them, each with its
+// partition number (Partition).
+func StorageOptions(res []*Result) [][]string {
+	out := make([][]string, len(res))
+	for i, r := range res {
+		out[i] = r.Options(Partition(i, len(res)))
+	}
+	return out
+}
+
 // BlobUUID is the EROFS UUID containerd's differ gives the layer whose
 // (compressed) blob has this digest: a name-based SHA-1 UUID in the URL
 // namespace of "erofs:blobs/<digest>".
