@@ -49,6 +49,34 @@ type sandboxData struct {
 	Sysctls map[string]string `json:"sysctls"`
 	// PodSysctls are the names the pod sets, which a request may not drop.
 	PodSysctls []string `json:"pod_sysctls"`
+	// UID and GID are the pause's user: the pod's runAsUser and
+	// runAsGroup, else the settings' pause user. GID is nil when only
+	// runAsUser is set (containerd then looks the group up in the pause
+	// image). GIDs are the groups it may carry besides: fsGroup and
+	// supplementalGroups.
+	UID  int64   `json:"uid"`
+	GID  *int64  `json:"gid"`
+	GIDs []int64 `json:"gids"`
+}
+
+// pauseData is the pause container as every pod's runtime creates it. Its
+// field names are containerData's where the rules share a test.
+type pauseData struct {
+	Source        string     `json:"source"`
+	Args          []string   `json:"args"`
+	Cwd           string     `json:"cwd"`
+	EnvRegex      string     `json:"env_regex"`
+	Caps          []string   `json:"caps"`
+	Privileged    bool       `json:"privileged"`
+	NoNewPrivs    bool       `json:"no_new_privileges"`
+	ReadonlyRoot  bool       `json:"readonly_root"`
+	MaskedPaths   []string   `json:"masked_paths"`
+	ReadonlyPaths []string   `json:"readonly_paths"`
+	TTY           bool       `json:"tty"`
+	Namespaces    []string   `json:"namespaces"`
+	Mounts        mountRules `json:"mounts"`
+	DefaultUID    int64      `json:"-"`
+	DefaultGID    int64      `json:"-"`
 }
 
 // mountRules are mount rules by destination: a request's mount is only
@@ -68,7 +96,7 @@ type policyData struct {
 	ContainerSysctls map[string]string `json:"container_sysctls"`
 	Namespace        string            `json:"namespace"`
 	OCIVersions      []string          `json:"oci_versions"`
-	Pause            Pause             `json:"pause"`
+	Pause            pauseData         `json:"pause"`
 	GuestRootfs      string            `json:"guest_rootfs"`
 	Annotations      Annotations       `json:"annotations"`
 	// Mounts are the pod-wide mount rules matched by regex; ExactMounts
@@ -99,7 +127,7 @@ type builder struct {
 func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Allowance, namespace string) *builder {
 	b := &builder{s: s, in: in, images: images, allow: allow}
 	b.data = policyData{
-		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: s.Pause, GuestRootfs: s.GuestRootfs,
+		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: newPauseData(s), GuestRootfs: s.GuestRootfs,
 		Annotations: s.Annotations, Env: slices.Clone(s.Env), Exec: [][]string{}, requests: s.Requests,
 		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
 		ContainerSysctls: orEmptyMap(s.Sysctls.Container),
@@ -117,6 +145,22 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 		}
 	}
 	return b
+}
+
+// newPauseData is the settings' pause container in the rules' terms.
+func newPauseData(s *Settings) pauseData {
+	p := pauseData{
+		Source: s.Pause.Source, Args: s.Pause.Args, Cwd: s.Pause.Cwd, EnvRegex: anyOf(s.Pause.Env),
+		Caps: orEmpty(s.Pause.Caps), NoNewPrivs: s.Pause.NoNewPrivileges, ReadonlyRoot: s.Pause.ReadonlyRoot,
+		MaskedPaths: orEmpty(s.MaskedPaths), ReadonlyPaths: orEmpty(s.ReadonlyPaths),
+		Namespaces: s.Pause.Namespaces, Mounts: mountRules{},
+		DefaultUID: s.Pause.UID, DefaultGID: s.Pause.GID,
+	}
+	for _, m := range s.Pause.Mounts {
+		m.Source = s.expand(m.Source)
+		p.Mounts.add(m)
+	}
+	return p
 }
 
 func (b *builder) expandMount(m Mount) Mount {
@@ -166,14 +210,35 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 // the pod's securityContext.sysctls over them, as containerd builds the
 // sandbox spec.
 func (b *builder) sandbox(w *Workload) {
-	d := sandboxData{Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Sysctls: maps.Clone(orEmptyMap(b.s.Sysctls.Sandbox)), PodSysctls: []string{}}
+	gid := b.data.Pause.DefaultGID
+	d := sandboxData{Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Sysctls: maps.Clone(orEmptyMap(b.s.Sysctls.Sandbox)), PodSysctls: []string{},
+		UID: b.data.Pause.DefaultUID, GID: &gid, GIDs: []int64{}}
 	if psc := w.Spec.SecurityContext; psc != nil {
 		for _, sc := range psc.Sysctls {
 			name := sysctlName(sc.Name)
 			d.Sysctls[name] = sc.Value
 			d.PodSysctls = append(d.PodSysctls, name)
 		}
+		// containerd runs the pause as the pod's runAsUser:runAsGroup
+		// (sandboxContainerSpecOpts); with a uid alone it looks the group
+		// up in the pause image, which the policy cannot know.
+		if psc.RunAsUser != nil {
+			d.UID, d.GID = *psc.RunAsUser, nil
+		}
+		if psc.RunAsGroup != nil {
+			g := *psc.RunAsGroup
+			d.GID = &g
+		}
+		if psc.FSGroup != nil {
+			d.GIDs = append(d.GIDs, *psc.FSGroup)
+		}
+		d.GIDs = append(d.GIDs, psc.SupplementalGroups...)
 	}
+	if d.GID != nil {
+		d.GIDs = append(d.GIDs, *d.GID)
+	}
+	slices.Sort(d.GIDs)
+	d.GIDs = slices.Compact(d.GIDs)
 	sort.Strings(d.PodSysctls)
 	d.PodSysctls = slices.Compact(d.PodSysctls)
 	b.data.Sandboxes = append(b.data.Sandboxes, d)

@@ -139,6 +139,12 @@ block_dir = "^/b/"
 [pause]
 source = "pause"
 args = ["/pause"]
+cwd = "/"
+namespaces = ["ipc", "uts", "mount"]
+[[pause.mounts]]
+destination = "/proc"
+type = "proc"
+source = "^proc$"
 [annotations]
 container_type = "a"
 container_name = "b"
@@ -161,6 +167,8 @@ env = ["^X=.*$"]
 		"unknown TOML key":   toml + "bogus = 1\n",
 		"bad regex":          strings.Replace(toml, `"^/s/"`, `"(("`, 1),
 		"no pause":           strings.Replace(toml, `source = "pause"`, `source = ""`, 1),
+		"no pause mounts":    strings.Replace(toml, "[[pause.mounts]]\ndestination = \"/proc\"\ntype = \"proc\"\nsource = \"^proc$\"\n", "", 1),
+		"bad pause env":      strings.Replace(toml, `cwd = "/"`, `cwd = "/"`+"\nenv = [\"((\"]", 1),
 	} {
 		if _, err := ParseSettings([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)

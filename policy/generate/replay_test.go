@@ -243,6 +243,70 @@ func pauseMutations(w *Workload) []mutation {
 			r.OCI.Linux.Sysctl["net.ipv4.ip_unprivileged_port_start"] = "1024"
 		}},
 	}
+	// With a shared PID namespace the pause is PID 1, and /proc/1/root
+	// is its root with its mounts: the host must not widen what it sees or
+	// may do.
+	ms = append(ms,
+		mutation{"pause: extra bind mount", "OCI.Mounts", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Mounts = append(r.OCI.Mounts, &agentpb.Mount{Destination: "/host", Source: "/", Type: "bind", Options: []string{"rbind", "rw"}})
+		}},
+		mutation{"pause: resolv.conf from elsewhere", "OCI.Mounts", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Mounts[len(r.OCI.Mounts)-1].Source = "/etc"
+		}},
+		mutation{"pause: added capability", "OCI.Process.Capabilities", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Capabilities.Ambient = []string{"CAP_SYS_PTRACE"}
+		}},
+		mutation{"pause: uid changed", "OCI.Process.User", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.User.UID = 0
+		}},
+		mutation{"pause: extra group", "OCI.Process.User.AdditionalGids", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.User.AdditionalGids = append(r.OCI.Process.User.AdditionalGids, 0)
+		}},
+		mutation{"pause: string user", "string_user", func(r *agentpb.CreateContainerRequest) {
+			r.StringUser = &agentpb.StringUser{Uid: "0"}
+		}},
+		mutation{"pause: extra device", "OCI.Linux.Devices", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Devices = []*agentpb.LinuxDevice{{Path: "/dev/vda", Type: "b", Major: 254, Minor: 0}}
+		}},
+		mutation{"pause: device request", "devices", func(r *agentpb.CreateContainerRequest) {
+			r.Devices = []*agentpb.Device{{Id: "vda", Type: "blk", VmPath: "/dev/vda", ContainerPath: "/dev/vda"}}
+		}},
+		mutation{"pause: device cgroup opened", "OCI.Linux.Resources.Devices", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Resources.Devices = append(r.OCI.Linux.Resources.Devices, &agentpb.LinuxDeviceCgroup{Allow: true, Access: "rwm"})
+		}},
+		mutation{"pause: privileged", "OCI.Process.Capabilities", func(r *agentpb.CreateContainerRequest) {
+			all := append(slices.Clone(r.OCI.Process.Capabilities.Bounding), "CAP_SYS_ADMIN")
+			r.OCI.Process.Capabilities.Bounding, r.OCI.Process.Capabilities.Effective, r.OCI.Process.Capabilities.Permitted = all, all, all
+			r.OCI.Linux.MaskedPaths, r.OCI.Linux.ReadonlyPaths = nil, nil
+		}},
+		mutation{"pause: masked path dropped", "OCI.Linux.MaskedPaths", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.MaskedPaths = slices.DeleteFunc(r.OCI.Linux.MaskedPaths, func(p string) bool { return p == "/proc/kcore" })
+		}},
+		mutation{"pause: IPC namespace dropped", "OCI.Linux.Namespaces", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Namespaces = r.OCI.Linux.Namespaces[1:]
+		}},
+		mutation{"pause: user namespace added", "OCI.Linux.Namespaces", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Namespaces = append(r.OCI.Linux.Namespaces, &agentpb.LinuxNamespace{Type: "user"})
+		}},
+		mutation{"pause: new privileges", "OCI.Process.NoNewPrivileges", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.NoNewPrivileges = false
+		}},
+		mutation{"pause: LD_PRELOAD", "OCI.Process.Env", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/tmp/evil.so")
+		}},
+		mutation{"pause: writable root", "OCI.Root", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Root.Readonly = false
+		}},
+		mutation{"pause: terminal", "OCI.Process.Terminal", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Terminal = true
+		}},
+		mutation{"pause: cwd", "OCI.Process.Cwd", func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Cwd = "/proc/1/root"
+		}},
+		mutation{"pause: storage driver", "storages", func(r *agentpb.CreateContainerRequest) {
+			r.Storages[0].Driver = "local"
+		}},
+	)
 	if psc := w.Spec.SecurityContext; psc != nil && len(psc.Sysctls) > 0 {
 		name := dotted(psc.Sysctls[0].Name)
 		ms = append(ms, mutation{"pause: pod sysctl dropped", "OCI.Linux.Sysctl", func(r *agentpb.CreateContainerRequest) {
@@ -437,14 +501,47 @@ func (rt *miniRuntime) sharedPath(cid, base string) string {
 
 var runtimeCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
 
-// pause is the sandbox container's request: containerd puts the pod's
-// securityContext.sysctls and its own defaults on it.
+// containerdMasked and containerdReadonly are containerd's default spec's
+// masked and read-only paths (pkg/oci/spec.go populateDefaultUnixSpec),
+// which the sandbox spec keeps.
+var (
+	containerdMasked = []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+		"/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/sys/devices/virtual/powercap", "/proc/scsi"}
+	containerdReadonly = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// pause is the sandbox container's request as containerd 2.x builds it
+// (internal/cri/server/podsandbox/sandbox_run_linux.go sandboxContainerSpec
+// and sandboxContainerSpecOpts, over pkg/oci/spec.go's default spec):
+// default capabilities and masked paths, no rlimits, the pause image's
+// environment, command and user (65535) unless the pod sets runAsUser or
+// runAsGroup, the pod's supplementalGroups and fsGroup, a read-only root,
+// /dev/shm and /etc/resolv.conf bound read-only, the pod's
+// securityContext.sysctls over containerd's defaults; then what the Kata
+// runtime makes of it (tools/conformance/spec.go): network and PID
+// namespaces stripped, /dev/shm on the sandbox's shm storage, resolv.conf
+// copied into the shared directory.
 func (rt *miniRuntime) pause(w *Workload, pod string) *agentpb.CreateContainerRequest {
 	sid := containerID(pod, "sandbox")
 	sysctls := map[string]string{}
+	user := &agentpb.User{UID: 65535, GID: 65535}
 	if psc := w.Spec.SecurityContext; psc != nil {
 		for _, s := range psc.Sysctls {
 			sysctls[dotted(s.Name)] = s.Value
+		}
+		if psc.RunAsUser != nil {
+			// containerd looks the gid up in the pause image, which has no
+			// /etc/passwd.
+			user.UID, user.GID = uint32(*psc.RunAsUser), 0
+		}
+		if psc.RunAsGroup != nil {
+			user.GID = uint32(*psc.RunAsGroup)
+		}
+		if psc.FSGroup != nil {
+			user.AdditionalGids = append(user.AdditionalGids, uint32(*psc.FSGroup))
+		}
+		for _, g := range psc.SupplementalGroups {
+			user.AdditionalGids = append(user.AdditionalGids, uint32(g))
 		}
 	}
 	for k, v := range containerdPodSysctls {
@@ -452,29 +549,41 @@ func (rt *miniRuntime) pause(w *Workload, pod string) *agentpb.CreateContainerRe
 			sysctls[k] = v
 		}
 	}
+	caps := slices.Clone(runtimeCaps)
 	return &agentpb.CreateContainerRequest{
 		ContainerId: sid, ExecId: sid, SandboxPidns: true,
 		Storages: []*agentpb.Storage{{Driver: "image_guest_pull", Source: "pause", MountPoint: rt.runDir + "/" + sid + "/rootfs",
 			DriverOptions: []string{`image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"sandbox"}}`}}},
 		OCI: &agentpb.Spec{
 			Version: "1.1.0",
-			Process: &agentpb.Process{Args: []string{"/pause"}, Cwd: "/", User: &agentpb.User{UID: 65535, GID: 65535}},
-			Root:    &agentpb.Root{Path: rt.runDir + "/" + sid + "/rootfs", Readonly: true},
-			// containerd's default mounts, /dev/shm on the sandbox's shm
-			// storage as the runtime points it.
+			Process: &agentpb.Process{
+				Args: []string{"/pause"}, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+				Cwd: "/", User: user, NoNewPrivileges: true,
+				Capabilities: &agentpb.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+			},
+			Root:     &agentpb.Root{Path: rt.runDir + "/" + sid + "/rootfs", Readonly: true},
+			Hostname: pod,
+			// containerd's default mounts without /run, /dev/shm on the
+			// sandbox's shm storage as the runtime points it, resolv.conf.
 			Mounts: []*agentpb.Mount{
 				{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 				{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-				{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+				{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 				{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 				{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 				{Destination: "/dev/shm", Type: "bind", Source: rt.runDir + "/sandbox/shm", Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
+				{Destination: "/etc/resolv.conf", Type: "bind", Source: rt.sharedPath(sid, "resolv.conf"), Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
 			},
 			Annotations: map[string]string{
 				"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-name": pod,
 				"io.kubernetes.cri.sandbox-namespace": rt.ns(), "io.kubernetes.cri.sandbox-id": sid,
 			},
-			Linux: &agentpb.Linux{Sysctl: sysctls, Namespaces: []*agentpb.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}}},
+			Linux: &agentpb.Linux{
+				Sysctl: sysctls, CgroupsPath: "/kubepods/pod-" + sid + "/" + sid,
+				Namespaces:  []*agentpb.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+				MaskedPaths: slices.Clone(containerdMasked), ReadonlyPaths: slices.Clone(containerdReadonly),
+				Resources: &agentpb.LinuxResources{Devices: []*agentpb.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
+			},
 		},
 	}
 }

@@ -7,7 +7,7 @@
 # the field. The rules keep no state between requests.
 #
 # Built-ins used (all standard Rego, also in regorus): concat, count,
-# is_array, is_object, min, object.get, print, regex.match, replace,
+# is_array, is_object, min, object.get, print, regex.match, replace, sort,
 # sprintf, startswith.
 package agent_policy
 
@@ -55,16 +55,36 @@ create_problems := sandbox_problems if container_type == "sandbox"
 create_problems := container_problems if container_type != "sandbox"
 
 # ---------------------------------------------------------------------------
-# The pause container: fixed by the runtime's settings, except its sysctls,
-# which are the pod's securityContext.sysctls over the runtime's defaults.
+# The pause container: fixed by the runtime's settings (policy_data.pause),
+# except its sysctls and user, which come from its pod's securityContext.
+# With a shared PID namespace the pause is PID 1, and /proc/1/root shows
+# every container its root and mounts, so it is pinned as fully as a
+# workload container: storage, root, process, capabilities, user, mounts,
+# namespaces, devices, masked and read-only paths.
+
+pause := policy_data.pause
 
 sandbox_ok if {
+	ok_pause_storage
+	ok_pause_args
 	ok_namespace
 	ok_oci_version
-	ok_pause_args
-	ok_pause_storage
+	ok_root(pause)
+	ok_cwd(pause)
+	ok_terminal(pause)
+	ok_no_new_privileges(pause)
+	ok_string_user
+	ok_shared_mounts
+	ok_pause_env
+	ok_caps(pause)
+	ok_masked_paths(pause)
+	ok_readonly_paths(pause)
+	ok_pause_namespaces
+	ok_no_devices
+	ok_pause_mounts
 	some s in sandbox_entries
 	ok_sandbox_sysctls(s)
+	ok_pause_user(s)
 }
 
 sandbox_problems := [p |
@@ -72,9 +92,23 @@ sandbox_problems := [p |
 		check_pod_name_any,
 		check_namespace,
 		check_oci_version,
-		check_pause_args,
 		check_pause_storage,
+		check_root(pause),
+		check_pause_args,
+		check_pause_env,
+		check_cwd(pause),
+		check_pause_user,
+		check_string_user,
+		check_caps(pause),
+		check_no_new_privileges(pause),
+		check_masked_paths(pause),
+		check_readonly_paths(pause),
 		check_sandbox_sysctls,
+		check_pause_mounts,
+		check_shared_mounts,
+		check_pause_namespaces,
+		check_no_devices,
+		check_terminal(pause),
 	]
 	p != ""
 ]
@@ -130,17 +164,131 @@ describe_sysctls(allowed, required, what) := sprintf("OCI.Linux.Sysctl: %q = %q 
 	k := [k | some k in required; not request_sysctls[k]][0]
 }
 
-ok_pause_args if input.OCI.Process.Args == policy_data.pause.args
+ok_pause_args if input.OCI.Process.Args == pause.args
 
 check_pause_args := "" if ok_pause_args
-else := sprintf("OCI.Process.Args: got %v, want %v for the pause container", [input.OCI.Process.Args, policy_data.pause.args])
+else := sprintf("OCI.Process.Args: got %v, want %v for the pause container", [input.OCI.Process.Args, pause.args])
 
-storage_sources := [s.source | some s in input.storages]
-
-ok_pause_storage if storage_sources == [policy_data.pause.source]
+# One storage: the guest's pause bundle, on the container's rootfs.
+ok_pause_storage if {
+	[s] := input.storages
+	s.driver == "image_guest_pull"
+	s.source == pause.source
+	s.mount_point == rootfs_path
+}
 
 check_pause_storage := "" if ok_pause_storage
-else := sprintf("storages: got sources %v, want [%q] for the pause container", [storage_sources, policy_data.pause.source])
+else := sprintf("storages: got %v, want one image_guest_pull storage of %q on %q for the pause container", [[[s.driver, s.source, s.mount_point] | some s in input.storages], pause.source, rootfs_path])
+
+# The pause image's environment: every entry must match a pattern.
+ok_pause_env if not bad_pause_env
+
+bad_pause_env if {
+	some e in input.OCI.Process.Env
+	not pause_env_ok(e)
+}
+
+pause_env_ok(e) if {
+	pause.env_regex != ""
+	regex.match(pause.env_regex, e)
+}
+
+check_pause_env := "" if ok_pause_env
+else := sprintf("OCI.Process.Env: unexpected %q for the pause container", [[e | some e in input.OCI.Process.Env; not pause_env_ok(e)][0]])
+
+# The pod's runAsUser and runAsGroup, else the pause image's user; the
+# groups only the pod's fsGroup and supplementalGroups.
+ok_pause_user(s) if {
+	input.OCI.Process.User.UID == s.uid
+	pause_gid_ok(s)
+	not bad_pause_gid(s)
+}
+
+pause_gid_ok(s) if s.gid == null
+
+pause_gid_ok(s) if input.OCI.Process.User.GID == s.gid
+
+bad_pause_gid(s) if {
+	some g in input.OCI.Process.User.AdditionalGids
+	not g in s.gids
+}
+
+# Described against the first entry of the pod name, as the sysctls are.
+check_pause_user := "" if {
+	some s in sandbox_entries
+	ok_pause_user(s)
+} else := "" if {
+	count(sandbox_entries) == 0
+} else := sprintf("OCI.Process.User: got uid %v gid %v, want uid %v gid %v for the pause container", [input.OCI.Process.User.UID, input.OCI.Process.User.GID, s.uid, s.gid]) if {
+	s := sandbox_entries[0]
+	not input.OCI.Process.User.UID == s.uid
+} else := sprintf("OCI.Process.User: got uid %v gid %v, want uid %v gid %v for the pause container", [input.OCI.Process.User.UID, input.OCI.Process.User.GID, s.uid, s.gid]) if {
+	s := sandbox_entries[0]
+	not pause_gid_ok(s)
+} else := sprintf("OCI.Process.User.AdditionalGids: %v is not within %v (fsGroup, supplementalGroups) for the pause container", [input.OCI.Process.User.AdditionalGids, sandbox_entries[0].gids])
+
+# The mounts of containerd's sandbox spec, as the runtime places them.
+pause_mount_ok(m) if {
+	some r in pause.mounts[m.destination]
+	mount_matches(r, m)
+}
+
+ok_pause_mounts if not bad_pause_mount
+
+bad_pause_mount if {
+	some m in input.OCI.Mounts
+	not pause_mount_ok(m)
+}
+
+check_pause_mounts := "" if ok_pause_mounts
+else := sprintf("OCI.Mounts: %s from %q (%s, %v) is not a mount of the pause container", [m.destination, m.source, m.type_, m.options]) if {
+	m := [m | some m in input.OCI.Mounts; not pause_mount_ok(m)][0]
+}
+
+# Exactly the namespace types of the settings: without its own IPC or
+# mount namespace the pause would share the guest's.
+request_namespaces := {ns.Type | some ns in input.OCI.Linux.Namespaces}
+
+ok_pause_namespaces if request_namespaces == {t | some t in pause.namespaces}
+
+check_pause_namespaces := "" if ok_pause_namespaces
+else := sprintf("OCI.Linux.Namespaces: got %v, want %v for the pause container", [sort(request_namespaces), sort(pause.namespaces)])
+
+# No device: none handed in by the runtime, none created, none opened in
+# the device cgroup.
+ok_no_devices if not some_device
+
+some_device if some _ in input.devices
+
+some_device if some _ in input.OCI.Linux.Devices
+
+some_device if some _ in cgroup_devices_allowed
+
+cgroup_devices_allowed := [d | some d in input.OCI.Linux.Resources.Devices; d.Allow == true]
+
+check_no_devices := "" if ok_no_devices
+else := sprintf("devices: got %v, the pause container has none", [input.devices]) if {
+	some _ in input.devices
+} else := sprintf("OCI.Linux.Devices: got %v, the pause container has none", [input.OCI.Linux.Devices]) if {
+	some _ in input.OCI.Linux.Devices
+} else := sprintf("OCI.Linux.Resources.Devices: %v allows a device to the pause container", [cgroup_devices_allowed[0]])
+
+# string_user would replace the user the rules checked (the agent resolves
+# it in the container's rootfs); the runtime never sends it, nor
+# shared_mounts. Kata's genpolicy requires both unset too.
+ok_string_user if input.string_user == null
+
+ok_string_user if input.string_user.uid == ""
+
+check_string_user := "" if ok_string_user
+else := sprintf("string_user: got %v, the policy requires it unset", [input.string_user])
+
+ok_shared_mounts if not some_shared_mount
+
+some_shared_mount if some _ in input.shared_mounts
+
+check_shared_mounts := "" if ok_shared_mounts
+else := sprintf("shared_mounts: got %v, the policy allows none", [input.shared_mounts])
 
 # ---------------------------------------------------------------------------
 # A workload container: its entries are looked up by container name (one
@@ -164,6 +312,8 @@ container_ok(c) if {
 	ok_root(c)
 	ok_cwd(c)
 	ok_user(c)
+	ok_string_user
+	ok_shared_mounts
 	ok_terminal(c)
 	ok_pidns(c)
 	ok_no_new_privileges(c)
@@ -207,6 +357,7 @@ problems(c) := [p |
 		check_env(c),
 		check_cwd(c),
 		check_user(c),
+		check_string_user,
 		check_additional_gids(c),
 		check_caps(c),
 		check_no_new_privileges(c),
@@ -214,6 +365,7 @@ problems(c) := [p |
 		check_readonly_paths(c),
 		check_container_sysctls,
 		check_mounts(c),
+		check_shared_mounts,
 		check_terminal(c),
 		check_pidns(c),
 	]

@@ -69,6 +69,16 @@ func TestRunUnderGeneratedPolicy(t *testing.T) {
 			}
 			t.Cleanup(func() { _, _ = c.DestroySandbox(context.Background(), &agentpb.DestroySandboxRequest{}) })
 			pause := rt.pause(w, pod)
+			// The runtime copies the sandbox's resolv.conf into the guest
+			// before the pause container binds it.
+			for _, m := range pause.OCI.Mounts {
+				if strings.HasPrefix(m.Source, filepath.Join(rt.runDir, "shared")) {
+					conf := []byte("nameserver 10.96.0.10\n")
+					if _, err := c.CopyFile(ctx, &agentpb.CopyFileRequest{Path: m.Source, FileMode: unix.S_IFREG | 0o644, FileSize: int64(len(conf)), Data: conf}); err != nil {
+						t.Fatalf("CopyFile %s: %v", m.Source, err)
+					}
+				}
+			}
 			if _, err := c.CreateContainer(ctx, pause); err != nil {
 				t.Fatalf("pause container: %v", err)
 			}

@@ -68,10 +68,31 @@ type Settings struct {
 	Profiles map[string][]Allowance `json:"profiles" toml:"profiles"`
 }
 
-// Pause is the sandbox container as the runtime creates it.
+// Pause is the sandbox container as the runtime creates it: containerd's
+// sandbox spec (internal/cri/server/podsandbox/sandbox_run_linux.go) after
+// the Kata runtime stripped what it strips. With a shared PID namespace the
+// pause is PID 1 and /proc/1/root shows its root and mounts to every
+// container of the pod, so every field is pinned.
 type Pause struct {
 	Source string   `json:"source" toml:"source"`
 	Args   []string `json:"args" toml:"args"`
+	// Cwd is the pause process's working directory.
+	Cwd string `json:"cwd" toml:"cwd"`
+	// Env are regexes each environment entry must match.
+	Env []string `json:"env" toml:"env"`
+	// UID and GID the pause runs as when the pod sets no runAsUser and
+	// runAsGroup: the pause image's user.
+	UID int64 `json:"uid" toml:"uid"`
+	GID int64 `json:"gid" toml:"gid"`
+	// Caps is the most the pause may hold, in any set.
+	Caps            []string `json:"caps" toml:"caps"`
+	NoNewPrivileges bool     `json:"no_new_privileges" toml:"no_new_privileges"`
+	ReadonlyRoot    bool     `json:"readonly_root" toml:"readonly_root"`
+	// Namespaces are the namespace types the request carries, exactly (the
+	// runtime strips network and PID; the agent joins the pod's).
+	Namespaces []string `json:"namespaces" toml:"namespaces"`
+	// Mounts are the only mounts the pause may have.
+	Mounts []Mount `json:"mounts" toml:"mounts"`
 }
 
 // Sysctls are the runtime's own sysctls by container type. containerd puts
@@ -166,6 +187,19 @@ func ParseSettings(b []byte) (*Settings, error) {
 func (s *Settings) validate() error {
 	if s.Pause.Source == "" || len(s.Pause.Args) == 0 {
 		return fmt.Errorf("pause: source and args are required")
+	}
+	if s.Pause.Cwd == "" || len(s.Pause.Namespaces) == 0 || len(s.Pause.Mounts) == 0 {
+		return fmt.Errorf("pause: cwd, namespaces and mounts are required (start from --print-settings)")
+	}
+	for _, e := range s.Pause.Env {
+		if _, err := regexp.Compile(e); err != nil {
+			return fmt.Errorf("pause.env: %w", err)
+		}
+	}
+	for _, m := range s.Pause.Mounts {
+		if err := s.checkMount(m); err != nil {
+			return fmt.Errorf("pause.mounts: %w", err)
+		}
 	}
 	if len(s.OCIVersions) == 0 {
 		return fmt.Errorf("oci_versions: at least one version is required")
