@@ -28,7 +28,7 @@ type e2eSession struct {
 	canary   string
 	owner    *sealedlog.ExecOwner
 	chunks   chan []byte // stdout payloads, closed at EOF
-	stderr   chan []byte // all of stderr, at EOF
+	stderr   chan []byte // all of stderr, at EOF (buffered: never blocks)
 	pending  []byte
 	stdout   []byte // plaintext recovered
 	errOut   []byte
@@ -64,16 +64,18 @@ func startE2E(t *testing.T, a *observedAgent, o owner, eid, canary string, argv 
 		t.Fatal(err)
 	}
 	s := &e2eSession{t: t, a: a, cid: "app", eid: eid, canary: canary, owner: x, chunks: make(chan []byte, 64), stderr: make(chan []byte, 1)}
+	// The readers report through channels, never through t: a test that
+	// stops early must not be failed from a goroutine afterwards.
 	go func() {
 		defer close(s.chunks)
 		for {
 			r, err := a.ReadStdout(ctx, &agentpb.ReadStreamRequest{ContainerId: "app", ExecId: eid, Len: 32 << 10})
 			if err != nil {
-				t.Errorf("ReadStdout: %v", err)
+				s.chunks <- []byte("ReadStdout failed: " + err.Error() + "\n")
 				return
 			}
 			if bytes.Contains(r.Data, []byte(canary)) {
-				t.Errorf("the canary reached the host in a ReadStdout payload")
+				s.chunks <- []byte("CANARY LEAKED in a ReadStdout payload\n")
 			}
 			if len(r.Data) == 0 {
 				return
@@ -81,7 +83,23 @@ func startE2E(t *testing.T, a *observedAgent, o owner, eid, canary string, argv 
 			s.chunks <- r.Data
 		}
 	}()
-	go func() { s.stderr <- a.readStream(t, "app", eid, true, canary) }()
+	go func() {
+		var all []byte
+		for {
+			r, err := a.ReadStderr(ctx, &agentpb.ReadStreamRequest{ContainerId: "app", ExecId: eid, Len: 32 << 10})
+			switch {
+			case err != nil:
+				all = append(all, "\nReadStderr failed: "+err.Error()+"\n"...)
+			case bytes.Contains(r.Data, []byte(canary)):
+				all = append(all, "\nCANARY LEAKED in a ReadStderr payload\n"...)
+			}
+			if err != nil || len(r.Data) == 0 {
+				s.stderr <- all
+				return
+			}
+			all = append(all, r.Data...)
+		}
+	}()
 	for s.owner.AgentKey() == nil {
 		if !s.next() {
 			t.Fatal("stdout ended before the agent's stdin key")
@@ -113,7 +131,7 @@ func (s *e2eSession) next() bool {
 func (s *e2eSession) line(l []byte) {
 	out, unsealed, err := s.owner.Line(l)
 	if err != nil || unsealed {
-		s.t.Fatalf("output line: %v (unsealed %v)", err, unsealed)
+		s.t.Fatalf("output line %q: %v (unsealed %v)", l[:min(len(l), 200)], err, unsealed)
 	}
 	for _, o := range out {
 		if o.Stderr {
@@ -222,12 +240,12 @@ func TestEncryptedExecThroughAPI(t *testing.T) {
 			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "encrypted exec session") {
 				t.Fatalf("attack answered %v, want PERMISSION_DENIED ending the session", err)
 			}
+			s.finish() // to the end of output first, as the runtime does: WaitProcess forgets the exec
 			if st := a.wait(t, "app", s.eid); st != 137 {
 				t.Fatalf("exec exited %d, want 137 (killed)", st)
 			}
-			s.finish()
 			if !strings.Contains(string(s.errOut), "the session is closed") {
-				t.Fatalf("the owner was not told: stderr %q", s.errOut)
+				t.Fatalf("the owner was not told: stderr %q, stdout %q", s.errOut, s.stdout)
 			}
 			if name == "tampered" && len(s.stdout) > 0 {
 				t.Fatalf("the command ran tampered input: %q", s.stdout)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,7 +17,8 @@ import (
 // session runs over `kubectl exec -i` as a plain byte pipe:
 //
 //	agent stdout: a stream labelled "<prefix>/stdin-key" whose one record is
-//	              the agent's X25519 public key (32 bytes), then the
+//	              the agent's X25519 public key (32 bytes, base64url
+//	              without padding, no newline), then the
 //	              exec's stdout stream "<prefix>/stdout"
 //	agent stderr: the exec's stderr stream "<prefix>/stderr"
 //	owner stdin:  a stream labelled "stdin" sealed to the agent's key;
@@ -67,7 +69,9 @@ func NewExecAgent(owner *ecdh.PublicKey, prefix string) (*ExecAgent, error) {
 	if err != nil {
 		return nil, err
 	}
-	pre, err := keyStream.Write(priv.PublicKey().Bytes())
+	// The key as one text line, so it is one record whatever its bytes
+	// (a raw key may hold a newline, where the sealer cuts records).
+	pre, err := keyStream.Write(base64.RawURLEncoding.AppendEncode(nil, priv.PublicKey().Bytes()))
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +245,11 @@ func (x *ExecOwner) Line(l []byte) (out []ExecOutput, unsealed bool, err error) 
 				if x.agentKey != nil {
 					return out, unsealed, sessionErr("a second agent key")
 				}
-				k, err := ecdh.X25519().NewPublicKey(e.Data)
+				raw, err := base64.RawURLEncoding.Strict().DecodeString(string(e.Data))
+				if err != nil {
+					return out, unsealed, sessionErr("agent key: %v", err)
+				}
+				k, err := ecdh.X25519().NewPublicKey(raw)
 				if err != nil {
 					return out, unsealed, sessionErr("agent key: %v", err)
 				}
