@@ -76,5 +76,6 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newPolicy(g), newInitdata())
 	root.AddCommand(newConformance(g), newLayer())
 	root.AddCommand(newKeys(), newLogs(), newExecGrant(), newAudit())
+	root.AddCommand(newExec())
 	return root
 }

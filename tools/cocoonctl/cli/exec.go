@@ -1,0 +1,270 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cocoon-tee/cocoon/agent/execgrant"
+	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+)
+
+// execMarkPrefix starts every line cocoonctl exec adds to the output.
+const execMarkPrefix = "### cocoon-exec: "
+
+func newExec() *cobra.Command {
+	var key, pod, namespace, container, kubectl string
+	var kubectlArgs []string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "exec --key exec.key --pod NAME [-n NS] -c C [--ttl 5m] -- CMD ARGS...",
+		Short: "Run a granted command with its input and output encrypted end to end",
+		Long: `Sign a one-time grant for CMD ARGS... that carries a fresh ephemeral key, run
+
+  kubectl exec -i -n NS NAME -c C -- cocoon-exec TOKEN
+
+as a child, and relay: the command's output arrives sealed to the ephemeral
+key and is printed in the clear here; this tool's stdin is sealed to the
+key the agent announces in its first output line and sent through kubectl.
+The host relays only ciphertext. Any output or input the host changes,
+drops, replays or reorders ends the session with an error. No terminal
+(kubectl exec -t) is used: interactive programs see a pipe.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if key == "" || container == "" || pod == "" {
+				return fmt.Errorf("--key, --pod and --container are required")
+			}
+			if cmd.ArgsLenAtDash() != 0 {
+				return fmt.Errorf("put the command after --: exec ... -- CMD ARGS")
+			}
+			b, err := readKeyFile(key)
+			if err != nil {
+				return err
+			}
+			signer, err := execgrant.ParsePrivateKeyPEM(b)
+			if err != nil {
+				return err
+			}
+			eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			der, err := x509.MarshalPKIXPublicKey(eph.PublicKey())
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			tok, err := execgrant.Sign(signer, execgrant.Grant{
+				Version: 1, Pod: namespace + "/" + pod, Container: container, Argv: argv,
+				IssuedAt: now.Unix(), Expires: now.Add(ttl).Unix(), Nonce: execgrant.NewNonce(),
+				SealKey: base64.RawURLEncoding.EncodeToString(der),
+			})
+			if err != nil {
+				return err
+			}
+			args := append(append([]string{}, kubectlArgs...), "exec", "-i", "-n", namespace, pod, "-c", container, "--", execgrant.Command, tok)
+			child := exec.CommandContext(cmd.Context(), kubectl, args...)
+			return runExecChild(cmd.Context(), child, eph, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "the owner's exec signing key (exec.key)")
+	cmd.Flags().StringVar(&pod, "pod", "", "the pod's name")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "the pod's namespace")
+	cmd.Flags().StringVarP(&container, "container", "c", "", "the container's name")
+	cmd.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "how long the grant is valid (at most 24h)")
+	cmd.Flags().StringVar(&kubectl, "kubectl", "kubectl", "the kubectl binary")
+	cmd.Flags().StringArrayVar(&kubectlArgs, "kubectl-arg", nil, "an argument for kubectl before exec (e.g. --context=prod); repeatable")
+	return cmd
+}
+
+// runExecChild runs child (kubectl exec -i ...) and relays a session
+// through its stdio.
+func runExecChild(ctx context.Context, child *exec.Cmd, eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer) error {
+	cin, err := child.StdinPipe()
+	if err != nil {
+		return err
+	}
+	cout, err := child.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cerr, err := child.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := child.Start(); err != nil {
+		return err
+	}
+	serr := execSession(eph, in, out, errOut, cin, cout, cerr)
+	if serr != nil && child.Process != nil {
+		_ = child.Process.Kill() // the session is over; do not keep relaying
+	}
+	werr := child.Wait()
+	if serr != nil {
+		return serr
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		return exitError(ee.ExitCode()) // kubectl passes the command's status on
+	}
+	return werr
+}
+
+// outLine is one line of the child's output.
+type outLine struct {
+	b      []byte
+	stderr bool
+	err    error // set on the last item of a pipe
+}
+
+// execSession relays one encrypted exec: lines from the child's stdout and
+// stderr are opened and printed; once the agent's key is known, in is
+// sealed to it and written to the child's stdin (closed after the final
+// record). It returns when both output pipes end, or at the first error.
+func execSession(eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer, cin io.WriteCloser, cout, cerr io.Reader) error {
+	owner, err := sealedlog.NewExecOwner(eph)
+	if err != nil {
+		return err
+	}
+	lines := make(chan outLine)
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, p := range []struct {
+		r      io.Reader
+		stderr bool
+	}{{cout, false}, {cerr, true}} {
+		go readLines(p.r, p.stderr, lines, stop)
+	}
+	stdinDone := make(chan error, 1)
+	started, open, unsealed := false, 2, 0
+	for open > 0 {
+		var l outLine
+		select {
+		case l = <-lines:
+		case err := <-stdinDone:
+			stdinDone = nil
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if l.err != nil {
+			open--
+			if l.err != io.EOF {
+				return fmt.Errorf("reading kubectl: %w", l.err)
+			}
+			continue
+		}
+		shown, notSealed, err := owner.Line(l.b)
+		if err != nil {
+			fmt.Fprintf(errOut, "%s%v\n", execMarkPrefix, err)
+			return err
+		}
+		if notSealed {
+			if l.stderr {
+				// kubectl's own messages (or the host's): not from the
+				// command, shown marked.
+				fmt.Fprintf(errOut, "%skubectl: %s\n", execMarkPrefix, strings.TrimRight(string(l.b), "\r\n"))
+			} else {
+				unsealed++
+			}
+		}
+		for _, o := range shown {
+			w := out
+			if o.Stderr {
+				w = errOut
+			}
+			if _, err := w.Write(o.Data); err != nil {
+				return err
+			}
+		}
+		if !started && owner.AgentKey() != nil {
+			started = true
+			sealer, err := sealedlog.NewStdinSealer(owner.AgentKey())
+			if err != nil {
+				return err
+			}
+			go func() { stdinDone <- pumpStdin(sealer, in, cin) }()
+		}
+	}
+	if unsealed > 0 {
+		fmt.Fprintf(errOut, "%s%d unsealed line(s) on stdout not shown\n", execMarkPrefix, unsealed)
+	}
+	if !started {
+		err := errors.New("the output ended before the agent announced its key (is the container's exec mode grant, and the agent new enough?)")
+		fmt.Fprintf(errOut, "%s%v\n", execMarkPrefix, err)
+		return err
+	}
+	if err := owner.End(); err != nil {
+		fmt.Fprintf(errOut, "%s%v\n", execMarkPrefix, err)
+		return err
+	}
+	return nil
+}
+
+// readLines sends the lines of r, then an item with the read error.
+func readLines(r io.Reader, stderr bool, lines chan<- outLine, stop <-chan struct{}) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		b, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// Not a sealed line (those are shorter); pass what is there
+			// on as a line of its own, the opener rejects or ignores it.
+			err = nil
+		}
+		if len(b) > 0 {
+			select {
+			case lines <- outLine{b: append([]byte(nil), b...), stderr: stderr}:
+			case <-stop:
+				return
+			}
+		}
+		if err != nil {
+			select {
+			case lines <- outLine{stderr: stderr, err: err}:
+			case <-stop:
+			}
+			return
+		}
+	}
+}
+
+// pumpStdin seals in to the agent's key, a record per read so typed input
+// goes at once, and ends with the final record and closing the child's
+// stdin.
+func pumpStdin(sealer *sealedlog.Sealer, in io.Reader, cin io.WriteCloser) error {
+	buf := make([]byte, 4<<10)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			b, serr := sealer.Write(buf[:n])
+			if serr != nil {
+				return serr
+			}
+			if _, werr := cin.Write(append(b, sealer.Flush()...)); werr != nil {
+				return fmt.Errorf("writing to kubectl: %w", werr)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading stdin: %w", err)
+		}
+	}
+	if _, err := cin.Write(sealer.Close()); err != nil {
+		return fmt.Errorf("writing to kubectl: %w", err)
+	}
+	return cin.Close()
+}
