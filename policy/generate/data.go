@@ -37,6 +37,9 @@ type containerData struct {
 	StorageDrivers []string   `json:"storage_drivers"`
 	TTY            bool       `json:"tty"`
 	SharePID       bool       `json:"share_pid"`
+	// RootHashes are the image's layers' root hashes, top (partition 1)
+	// first; empty allows guest pull only.
+	RootHashes []string `json:"root_hashes"`
 }
 
 // sandboxData is one workload's pause container: its pod name pattern and
@@ -98,6 +101,7 @@ type policyData struct {
 	OCIVersions      []string          `json:"oci_versions"`
 	Pause            pauseData         `json:"pause"`
 	GuestRootfs      string            `json:"guest_rootfs"`
+	LayerRootfs      string            `json:"layer_rootfs"`
 	Annotations      Annotations       `json:"annotations"`
 	// Mounts are the pod-wide mount rules matched by regex; ExactMounts
 	// the ones with a fixed source, looked up.
@@ -127,7 +131,7 @@ type builder struct {
 func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Allowance, namespace string) *builder {
 	b := &builder{s: s, in: in, images: images, allow: allow}
 	b.data = policyData{
-		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: newPauseData(s), GuestRootfs: s.GuestRootfs,
+		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: newPauseData(s), GuestRootfs: s.GuestRootfs, LayerRootfs: s.LayerRootfs,
 		Annotations: s.Annotations, Env: slices.Clone(s.Env), Exec: [][]string{}, requests: s.Requests,
 		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
 		ContainerSysctls: orEmptyMap(s.Sysctls.Container),
@@ -202,7 +206,7 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 		Name: sc.Name, Workload: w.Kind + "/" + w.Name + " sidecar", PodName: w.PodName,
 		Image: sc.Image, Args: orEmpty(sc.Args), Env: orEmpty(sc.Env), EnvNames: []string{}, EnvPatterns: []string{},
 		UID: sc.UID, Caps: caps, MaskedPaths: b.s.MaskedPaths, ReadonlyPaths: b.s.ReadonlyPaths,
-		Mounts: mountRules{}, StorageDrivers: []string{}, SharePID: shareProcessNamespace(w),
+		Mounts: mountRules{}, StorageDrivers: []string{}, SharePID: shareProcessNamespace(w), RootHashes: []string{},
 	})
 }
 
@@ -297,7 +301,7 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 	d := containerData{
 		Name: c.Name, Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Image: img.Pinned,
 		EnvNames: []string{}, EnvPatterns: []string{}, Mounts: mountRules{}, StorageDrivers: []string{},
-		TTY: c.TTY, SharePID: shareProcessNamespace(w),
+		TTY: c.TTY, SharePID: shareProcessNamespace(w), RootHashes: orEmpty(img.RootHashes),
 	}
 	env, err := b.env(where, w, c, img, &d)
 	if err != nil {

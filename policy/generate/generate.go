@@ -36,6 +36,13 @@ type Options struct {
 	Algorithm string
 	// Inject writes the initdata annotation into the output YAML.
 	Inject bool
+	// PinLayers pins every image layer's dm-verity root hash, so the host
+	// may offer the layers as verified EROFS disks (docs/layers.md); the
+	// settings' pin_layers does the same. Guest pull stays allowed.
+	PinLayers bool
+	// Mkfs is the mkfs.erofs to build layers with ("" = $PATH's or the
+	// bundled one, erofs-utils >= 1.8.2).
+	Mkfs string
 }
 
 // Result is what a generation produces.
@@ -84,6 +91,11 @@ func Generate(ctx context.Context, yaml []byte, o Options) (*Result, error) {
 				return nil, fmt.Errorf("%s/%s: %w", w.Kind, w.Name, err)
 			}
 			images[ref] = info
+		}
+	}
+	if o.PinLayers || s.PinLayers {
+		if err := pinLayers(ctx, o, images); err != nil {
+			return nil, err
 		}
 	}
 	// The policy pins digests; the rewritten YAML makes the cluster pull

@@ -44,6 +44,10 @@ type ImageInfo struct {
 	// Fetched counts blob bytes downloaded for this image; Compressed is
 	// the total compressed size of its layers.
 	Fetched, Compressed int64
+	// RootHashes are the dm-verity root hashes of its layers as the node's
+	// EROFS snapshotter builds them, top layer (partition 1) first; nil
+	// unless layers are pinned.
+	RootHashes []string
 }
 
 // Images resolves and reads images, through the cache when it has one.

@@ -8,7 +8,7 @@
 #
 # Built-ins used (all standard Rego, also in regorus): concat, count,
 # is_array, is_object, min, object.get, print, regex.match, replace, sort,
-# sprintf, startswith.
+# sprintf, startswith, substring, to_number.
 package agent_policy
 
 import rego.v1
@@ -393,13 +393,90 @@ check_oci_version := "" if ok_oci_version
 else := sprintf("OCI.Version: %q is not one of %v", [input.OCI.Version, policy_data.oci_versions])
 
 # The image is pinned by digest: the guest pulls exactly this manifest, so
-# another image pushed under the same tag is refused.
+# another image pushed under the same tag is refused. Or the host offers
+# the image's layers as verified EROFS disks (docs/layers.md), each of
+# which must carry the root hash the policy pins at its partition: the
+# image's layers, all of them, in their order.
 guest_pull_sources := [s.source | some s in input.storages; s.driver == "image_guest_pull"]
 
-ok_image_storage(c) if guest_pull_sources == [c.image]
+ok_image_storage(c) if {
+	guest_pull_sources == [c.image]
+	count(layer_storages) == 0
+}
+
+ok_image_storage(c) if {
+	count(layer_storages) > 0
+	count(guest_pull_sources) == 0
+	count(layer_storages) == count(c.root_hashes)
+	count({l.position | some l in layer_storages}) == count(layer_storages)
+	not bad_layer(c)
+}
+
+bad_layer(c) if {
+	some l in layer_storages
+	not layer_ok(c, l)
+}
+
+layer_ok(c, l) if {
+	l.hash == c.root_hashes[l.position]
+	l.storage.mount_point == layer_rootfs_path
+}
+
+# What the agent stacks as host-shared layers (agent/storage/erofs_group.go
+# isLayerStorage): Kata's driver name, the multi-layer marker, or a
+# verified EROFS block storage.
+layer_storage(s) if s.driver == "erofs.multi-layer"
+
+layer_storage(s) if "X-kata.multi-layer=true" in s.options
+
+layer_storage(s) if {
+	s.fstype == "erofs"
+	"X-kata.dmverity-enabled=true" in s.options
+}
+
+# Each layer with its index in storages, its root hash ("" unless exactly
+# one) and its place in the stack: partition n is position n-1 (partition
+# 1 on top), a layer without a partition its place among the layers.
+layer_storages := [l |
+	some k, i in [i | some i, s in input.storages; layer_storage(s)]
+	s := input.storages[i]
+	l := {"index": i, "storage": s, "hash": layer_option(s, "X-kata.dmverity.roothash="), "position": layer_position(s, k)}
+]
+
+layer_option(s, prefix) := v if {
+	[v] := [substring(o, count(prefix), -1) | some o in s.options; startswith(o, prefix)]
+} else := ""
+
+layer_position(s, k) := to_number(p) - 1 if {
+	p := layer_option(s, "X-kata.partition-number=")
+	regex.match(`^[1-9][0-9]{0,2}$`, p)
+} else := k if {
+	layer_option(s, "X-kata.partition-number=") == ""
+} else := -1
+
+layer_rootfs_path := replace(policy_data.layer_rootfs, "$(cid)", input.container_id)
 
 check_image_storage(c) := "" if ok_image_storage(c)
-else := sprintf("storages[image_guest_pull].source: got %v, want [%q]", [guest_pull_sources, c.image])
+else := sprintf("storages[image_guest_pull].source: got %v, want [%q]", [guest_pull_sources, c.image]) if {
+	count(layer_storages) == 0
+} else := sprintf("storages: %d host-shared layers and image_guest_pull %v: one or the other", [count(layer_storages), guest_pull_sources]) if {
+	count(guest_pull_sources) > 0
+} else := sprintf("storages: host-shared layers, but the policy pins no layer root hashes for %q (generated without --pin-layers): guest pull only", [c.image]) if {
+	count(c.root_hashes) == 0
+} else := describe_layer(c, l) if {
+	l := [l | some l in layer_storages; not l.hash in c.root_hashes][0]
+} else := sprintf("storages[%d].mount_point: got %q, want %q for a host-shared layer", [l.index, l.storage.mount_point, layer_rootfs_path]) if {
+	l := [l | some l in layer_storages; l.storage.mount_point != layer_rootfs_path][0]
+} else := sprintf("storages: host-shared layers %v by partition, want the %d layers of %q top first %v", [[[l.position + 1, l.hash] | some l in layer_storages], count(c.root_hashes), c.image, c.root_hashes])
+
+# The text of erofs.RootHashDenied, with the field in front.
+describe_layer(c, l) := sprintf("storages[%d]: erofs layer container %s storage %d (%s%s): dm-verity root hash %s is not allowed by policy (policy pins %s); the node built this layer differently from `cocoonctl layer build` (erofs-utils version or mkfs options)", [l.index, input.container_id, l.index, l.storage.source, partition_text(l.storage), hash_text(l.hash), concat(", ", c.root_hashes)])
+
+partition_text(s) := "" if layer_option(s, "X-kata.partition-number=") == ""
+else := sprintf(" partition %s", [layer_option(s, "X-kata.partition-number=")])
+
+hash_text(h) := "(none)" if h == ""
+else := h
 
 image_name := object.get(input.OCI.Annotations, policy_data.annotations.image_name, "")
 
@@ -409,6 +486,8 @@ check_image_annotation(c) := "" if ok_image_annotation(c)
 else := sprintf("OCI.Annotations[%q]: got %q, want %q", [policy_data.annotations.image_name, image_name, c.image])
 
 other_storage_ok(_, s) if s.driver == "image_guest_pull"
+
+other_storage_ok(_, s) if layer_storage(s)
 
 other_storage_ok(c, s) if s.driver in c.storage_drivers
 
@@ -426,13 +505,17 @@ else := sprintf("storages: driver %q is not used by this container's volumes", [
 
 rootfs_path := replace(policy_data.guest_rootfs, "$(cid)", input.container_id)
 
+# On host-shared layers the root is where runtime-rs mounts them.
+request_rootfs := layer_rootfs_path if count(layer_storages) > 0
+else := rootfs_path
+
 ok_root(c) if {
-	input.OCI.Root.Path == rootfs_path
+	input.OCI.Root.Path == request_rootfs
 	input.OCI.Root.Readonly == c.readonly_root
 }
 
 check_root(c) := "" if ok_root(c)
-else := sprintf("OCI.Root: got %v, want path %q readonly %v", [input.OCI.Root, rootfs_path, c.readonly_root])
+else := sprintf("OCI.Root: got %v, want path %q readonly %v", [input.OCI.Root, request_rootfs, c.readonly_root])
 
 ok_args(c) if input.OCI.Process.Args == c.args
 

@@ -32,6 +32,12 @@ type Settings struct {
 	// GuestRootfs is the Root.Path of a guest-pulled container; "$(cid)"
 	// stands for the container id.
 	GuestRootfs string `json:"guest_rootfs" toml:"guest_rootfs"`
+	// LayerRootfs is the Root.Path, and every layer's mount point, of a
+	// container on host-shared EROFS layers (runtime-rs); "$(cid)" as above.
+	LayerRootfs string `json:"layer_rootfs" toml:"layer_rootfs"`
+	// PinLayers builds every image layer as the node's EROFS snapshotter
+	// does and pins its dm-verity root hash (as --pin-layers does).
+	PinLayers bool `json:"pin_layers" toml:"pin_layers"`
 	// SharedFile is the regex prefix of a file the runtime copies into the
 	// guest (CopyFile) and bind-mounts: volume files, /etc/hosts, ...
 	SharedFile string `json:"shared_file" toml:"shared_file"`
