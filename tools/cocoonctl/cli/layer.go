@@ -93,10 +93,11 @@ func printLayers(cmd *cobra.Command, res []*layer.Result, format string, single 
 	w := cmd.OutOrStdout()
 	if format == "json" {
 		var out []layerJSON
+		opts := layer.StorageOptions(res) // partition 1 is the top layer
 		for i, r := range res {
 			out = append(out, layerJSON{Image: r.Image, BlobDigest: r.BlobDigest, DiffID: r.DiffID,
 				RootHash: r.Verity.RootHashHex(), HashOffset: r.Verity.HashOffset, UUID: r.UUID,
-				Erofs: r.Mkfs.Version, Options: r.Options(i + 1)})
+				Erofs: r.Mkfs.Version, Options: opts[i]})
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

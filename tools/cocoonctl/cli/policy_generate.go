@@ -104,6 +104,8 @@ or TDX MRCONFIGID). See docs/policy-generate.md.`,
 	f.StringVar(&settingsPath, "settings", "", "settings file (JSON or TOML; default: the embedded settings, see --print-settings)")
 	f.BoolVar(&printSettings, "print-settings", false, "print the embedded default settings and exit")
 	f.StringVar(&o.Namespace, "namespace", "", "pin the pod's namespace (not pinned without it)")
+	f.BoolVar(&o.PinLayers, "pin-layers", false, "pin every image layer's dm-verity root hash (builds each layer with mkfs.erofs >= 1.8.2; guest pull stays allowed)")
+	f.StringVar(&o.Mkfs, "mkfs-erofs", "", "mkfs.erofs for --pin-layers (default: found on PATH or under /opt/cocoon/erofs-utils)")
 	f.StringSliceVar(&o.Profiles, "profile", nil, "enable an optional allowance profile from the settings (istio, linkerd, downward-api)")
 	f.StringVar(&platform, "platform", "linux/amd64", "target platform OS/ARCH[/VARIANT] for multi-arch images")
 	f.StringVar(&o.Images.RegistriesConf, "registries-conf", "", "registries.conf path (default: the system's)")
