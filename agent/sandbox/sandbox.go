@@ -269,6 +269,7 @@ func (s *Sandbox) Remove(ctx context.Context, id string) error {
 		s.pidNS = ""
 	}
 	s.mu.Unlock()
+	s.pruneRan() // the container's granted execs are gone with it
 	return errors.Join(os.RemoveAll(s.secretsOf(id)), s.o.Storage.Release(ctx, id))
 }
 
