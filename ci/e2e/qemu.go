@@ -99,7 +99,11 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 	}
 	v := &VM{ConsoleLog: filepath.Join(logs, cfg.Name+".console.log"), exited: make(chan struct{})}
 	os.Remove(v.ConsoleLog)
-	cmdline := append([]string{"console=ttyS0", "panic=-1", "quiet"}, cfg.Extra...)
+	// no_timer_check, as Kata's runtime passes it too: under TCG on a busy
+	// host the vCPU thread may not run while the kernel checks that the
+	// IO-APIC timer ticks, and the kernel panics ("IO-APIC + timer doesn't
+	// work!") before it has started.
+	cmdline := append([]string{"console=ttyS0", "panic=-1", "quiet", "no_timer_check"}, cfg.Extra...)
 	args := []string{
 		"-accel", "tcg", "-m", "1024", "-smp", "1",
 		"-nodefaults", "-display", "none", "-no-reboot",
