@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
 
 // Cache is a content-addressed directory: manifests and config blobs under
-// their digest, and the /etc files found in an image under the digest of
-// its layer list. Entries are verified on read, so a damaged cache is a
-// miss, never a wrong answer.
+// their digest, the /etc files found in an image under the digest of its
+// layer list, and built layers' dm-verity root hashes under the digest of
+// what decides them (layerHashKey). Entries are verified on read, so a
+// damaged cache is a miss, never a wrong answer.
 type Cache struct{ dir string }
 
 // EtcFiles are an image's /etc/passwd and /etc/group.
@@ -23,7 +25,7 @@ type EtcFiles struct {
 
 // OpenCache creates the cache directory if needed.
 func OpenCache(dir string) (*Cache, error) {
-	for _, d := range []string{"blobs", "manifests", "etc"} {
+	for _, d := range []string{"blobs", "manifests", "etc", "layers"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
@@ -99,6 +101,28 @@ func (c *Cache) PutEtcFiles(key digest.Digest, f EtcFiles) error {
 		return err
 	}
 	return writeAtomic(c.path("etc", key), raw)
+}
+
+// LayerHash returns the root hash recorded under key: 64 hex digits, or a
+// miss.
+func (c *Cache) LayerHash(key digest.Digest) (string, bool) {
+	if key.Validate() != nil {
+		return "", false
+	}
+	b, err := os.ReadFile(c.path("layers", key))
+	if err != nil {
+		return "", false
+	}
+	h := string(b)
+	if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return h, true
+}
+
+// PutLayerHash records a built layer's root hash.
+func (c *Cache) PutLayerHash(key digest.Digest, hash string) error {
+	return writeAtomic(c.path("layers", key), []byte(hash))
 }
 
 // writeAtomic writes through a temporary file and a rename, so concurrent

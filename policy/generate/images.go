@@ -44,6 +44,9 @@ type ImageInfo struct {
 	// Fetched counts blob bytes downloaded for this image; Compressed is
 	// the total compressed size of its layers.
 	Fetched, Compressed int64
+	// Layers are the platform manifest's layer blob digests, lowest
+	// first: the keys of its layers' cached root hashes.
+	Layers []string
 	// RootHashes are the dm-verity root hashes of its layers as the node's
 	// EROFS snapshotter builds them, top layer (partition 1) first; nil
 	// unless layers are pinned.
@@ -128,6 +131,9 @@ func (im *Images) Resolve(ctx context.Context, ref string) (*ImageInfo, error) {
 	info.Config = cfg.Config
 	for _, l := range m.LayerInfos() {
 		info.Compressed += l.Size
+		if !l.EmptyLayer {
+			info.Layers = append(info.Layers, l.Digest.String())
+		}
 	}
 	if err := im.users(ctx, src, m, info); err != nil {
 		return nil, fmt.Errorf("image %s: %w", named, err)

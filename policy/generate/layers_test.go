@@ -3,8 +3,12 @@ package generate
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
 	"github.com/cocoon-tee/cocoon/policy"
@@ -178,4 +182,67 @@ func testMkfsOrFail(t testing.TB) *layer.Mkfs {
 		t.Fatalf("%v (ci/install-deps.sh installs one)", err)
 	}
 	return m
+}
+
+// TestPinLayersCached: with a cache, a second generation with layers
+// pinned downloads no layer (the root hashes are cached by blob digest,
+// mkfs.erofs version and build options) and pins the same hashes; a
+// damaged entry is rebuilt, never believed.
+func TestPinLayersCached(t *testing.T) {
+	_, px, conf, yaml := proxied(t)
+	cache := t.TempDir()
+	o := Options{PinLayers: true, Images: ImageOptions{RegistriesConf: conf, CacheDir: cache}}
+	first, err := Generate(context.Background(), yaml, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := px.BlobGets()
+	second, err := Generate(context.Background(), yaml, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := px.BlobGets() - before; n != 0 {
+		t.Errorf("second run with pinned layers made %d blob requests", n)
+	}
+	if first.Policy != second.Policy {
+		t.Error("second run pinned other layers")
+	}
+	// Damage every cached root hash: the next run builds again and pins
+	// the right ones.
+	entries, err := filepath.Glob(filepath.Join(cache, "layers", "*"))
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no cached layer hashes in %s: %v", cache, err)
+	}
+	for _, e := range entries {
+		if err := os.WriteFile(e, []byte("not a root hash"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before = px.BlobGets()
+	third, err := Generate(context.Background(), yaml, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if px.BlobGets() == before {
+		t.Error("damaged cache entries were believed: no layer was downloaded")
+	}
+	if third.Policy != first.Policy {
+		t.Error("after damaged cache entries another policy was written")
+	}
+}
+
+// TestLayerHashKey: the cache key changes with each input of the root
+// hash: the blob, the mkfs.erofs version, its options and the salt.
+func TestLayerHashKey(t *testing.T) {
+	base := layerHashKey("sha256:"+strings.Repeat("a", 64), "1.8.6", []string{"--tar=f"}, []byte{1})
+	for name, k := range map[string]digest.Digest{
+		"blob":    layerHashKey("sha256:"+strings.Repeat("b", 64), "1.8.6", []string{"--tar=f"}, []byte{1}),
+		"version": layerHashKey("sha256:"+strings.Repeat("a", 64), "1.8.7", []string{"--tar=f"}, []byte{1}),
+		"options": layerHashKey("sha256:"+strings.Repeat("a", 64), "1.8.6", []string{"--tar=f", "-T0"}, []byte{1}),
+		"salt":    layerHashKey("sha256:"+strings.Repeat("a", 64), "1.8.6", []string{"--tar=f"}, []byte{2}),
+	} {
+		if k == base {
+			t.Errorf("another %s gives the same key", name)
+		}
+	}
 }
