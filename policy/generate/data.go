@@ -53,13 +53,16 @@ type sandboxData struct {
 	// PodSysctls are the names the pod sets, which a request may not drop.
 	PodSysctls []string `json:"pod_sysctls"`
 	// UID and GID are the pause's user: the pod's runAsUser and
-	// runAsGroup, else the settings' pause user. GID is nil when only
-	// runAsUser is set (containerd then looks the group up in the pause
-	// image). GIDs are the groups it may carry besides: fsGroup and
-	// supplementalGroups.
+	// runAsGroup, else the settings' pause user. With runAsUser alone the
+	// GID is that uid's group in the pause image's /etc/passwd, else 0, as
+	// containerd's WithUserID resolves it. GIDs are the groups it may
+	// carry besides: fsGroup and supplementalGroups.
 	UID  int64   `json:"uid"`
-	GID  *int64  `json:"gid"`
+	GID  int64   `json:"gid"`
 	GIDs []int64 `json:"gids"`
+	// Hostname is the pod's spec.hostname; "" means the pod's name, as the
+	// kubelet names the pod's host.
+	Hostname string `json:"hostname"`
 }
 
 // pauseData is the pause container as every pod's runtime creates it. Its
@@ -97,12 +100,22 @@ type policyData struct {
 	Sandboxes []sandboxData `json:"sandboxes"`
 	// ContainerSysctls are the sysctls any workload container may carry.
 	ContainerSysctls map[string]string `json:"container_sysctls"`
-	Namespace        string            `json:"namespace"`
-	OCIVersions      []string          `json:"oci_versions"`
-	Pause            pauseData         `json:"pause"`
-	GuestRootfs      string            `json:"guest_rootfs"`
-	LayerRootfs      string            `json:"layer_rootfs"`
-	Annotations      Annotations       `json:"annotations"`
+	// ContainerNamespaces are a workload container's namespace types.
+	ContainerNamespaces []string `json:"container_namespaces"`
+	// Rlimits are the only rlimits a container may carry, in the request's
+	// field names.
+	Rlimits []rlimitData `json:"rlimits"`
+	// OOMScoreAdj bounds the OOM score adjustment by container type.
+	OOMScoreAdj OOMScoreAdj `json:"oom_score_adj"`
+	// StorageDirs are, by driver, the mount points a volume's storage may
+	// have: under the volumes' directories, never a container's rootfs.
+	StorageDirs map[string]string `json:"storage_dirs"`
+	Namespace   string            `json:"namespace"`
+	OCIVersions []string          `json:"oci_versions"`
+	Pause       pauseData         `json:"pause"`
+	GuestRootfs string            `json:"guest_rootfs"`
+	LayerRootfs string            `json:"layer_rootfs"`
+	Annotations Annotations       `json:"annotations"`
 	// Mounts are the pod-wide mount rules matched by regex; ExactMounts
 	// the ones with a fixed source, looked up.
 	Mounts      mountRules  `json:"mounts"`
@@ -115,6 +128,13 @@ type policyData struct {
 	CopyFile []string   `json:"copy_file"`
 	// requests are rendered as rules, not data.
 	requests []string
+}
+
+// rlimitData is an allowed rlimit as the request spells it.
+type rlimitData struct {
+	Type string `json:"Type"`
+	Hard uint64 `json:"Hard"`
+	Soft uint64 `json:"Soft"`
 }
 
 // builder turns workloads into policy data.
@@ -134,7 +154,16 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: newPauseData(s), GuestRootfs: s.GuestRootfs, LayerRootfs: s.LayerRootfs,
 		Annotations: s.Annotations, Env: slices.Clone(s.Env), Exec: [][]string{}, requests: s.Requests,
 		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
-		ContainerSysctls: orEmptyMap(s.Sysctls.Container),
+		ContainerSysctls: orEmptyMap(s.Sysctls.Container), ContainerNamespaces: s.Namespaces,
+		Rlimits: []rlimitData{}, OOMScoreAdj: s.OOMScoreAdj,
+		// The mount sources the volume rules allow (mounts) are these
+		// directories' entries: a storage mounts there or nowhere.
+		StorageDirs: map[string]string{
+			"blk": s.BlockDir + volumeName, "local": s.BlockDir + volumeName, "ephemeral": s.EphemeralDir + volumeName,
+		},
+	}
+	for _, r := range s.Rlimits {
+		b.data.Rlimits = append(b.data.Rlimits, rlimitData{Type: r.Type, Hard: r.Hard, Soft: r.Soft})
 	}
 	for _, m := range s.Mounts {
 		b.data.Mounts.add(b.expandMount(m))
@@ -214,9 +243,8 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 // the pod's securityContext.sysctls over them, as containerd builds the
 // sandbox spec.
 func (b *builder) sandbox(w *Workload) {
-	gid := b.data.Pause.DefaultGID
 	d := sandboxData{Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Sysctls: maps.Clone(orEmptyMap(b.s.Sysctls.Sandbox)), PodSysctls: []string{},
-		UID: b.data.Pause.DefaultUID, GID: &gid, GIDs: []int64{}}
+		UID: b.data.Pause.DefaultUID, GID: b.data.Pause.DefaultGID, GIDs: []int64{}, Hostname: w.Spec.Hostname}
 	if psc := w.Spec.SecurityContext; psc != nil {
 		for _, sc := range psc.Sysctls {
 			name := sysctlName(sc.Name)
@@ -224,23 +252,24 @@ func (b *builder) sandbox(w *Workload) {
 			d.PodSysctls = append(d.PodSysctls, name)
 		}
 		// containerd runs the pause as the pod's runAsUser:runAsGroup
-		// (sandboxContainerSpecOpts); with a uid alone it looks the group
-		// up in the pause image, which the policy cannot know.
+		// (sandboxContainerSpecOpts); with a uid alone WithUserID takes
+		// that uid's group from the pause image's /etc/passwd, and 0 when
+		// it has none or no such user.
 		if psc.RunAsUser != nil {
-			d.UID, d.GID = *psc.RunAsUser, nil
+			d.UID, d.GID = *psc.RunAsUser, 0
+			if e, ok := lookupUser(b.s.Pause.Passwd, fmt.Sprint(*psc.RunAsUser)); ok && e.uid == *psc.RunAsUser {
+				d.GID = e.gid
+			}
 		}
 		if psc.RunAsGroup != nil {
-			g := *psc.RunAsGroup
-			d.GID = &g
+			d.GID = *psc.RunAsGroup
 		}
 		if psc.FSGroup != nil {
 			d.GIDs = append(d.GIDs, *psc.FSGroup)
 		}
 		d.GIDs = append(d.GIDs, psc.SupplementalGroups...)
 	}
-	if d.GID != nil {
-		d.GIDs = append(d.GIDs, *d.GID)
-	}
+	d.GIDs = append(d.GIDs, d.GID)
 	slices.Sort(d.GIDs)
 	d.GIDs = slices.Compact(d.GIDs)
 	sort.Strings(d.PodSysctls)
@@ -612,7 +641,7 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *conta
 			m.Source = b.s.EphemeralDir + regexp.QuoteMeta(v.Name) + "$"
 			drivers["ephemeral"] = true
 		case v.EmptyDir != nil:
-			m.Source = b.s.BlockDir + "[A-Za-z0-9_.-]+$"
+			m.Source = b.s.BlockDir + volumeName
 			drivers["blk"], drivers["local"] = true, true
 		case v.ConfigMap != nil, v.Secret != nil, v.Projected != nil, v.DownwardAPI != nil:
 			// Copied into the guest file by file (CopyFile) and bound
@@ -624,7 +653,7 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *conta
 		case v.HostPath != nil:
 			m.Source = b.s.SharedFile + base + "$"
 		case v.PersistentVolumeClaim != nil, v.Ephemeral != nil, v.CSI != nil:
-			m.Source = b.s.BlockDir + "[A-Za-z0-9_.-]+$"
+			m.Source = b.s.BlockDir + volumeName
 			drivers["blk"] = true
 		default:
 			return fmt.Errorf("%s: volume %q: this volume kind is not supported", where, v.Name)
@@ -637,6 +666,9 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *conta
 	sort.Strings(d.StorageDrivers)
 	return nil
 }
+
+// volumeName is the regex of one entry of a volume directory.
+const volumeName = "[A-Za-z0-9_.-]+$"
 
 func isGuestPath(p string) bool {
 	for _, pre := range []string{"/dev", "/sys", "/proc"} {

@@ -136,6 +136,14 @@ func TestSettings(t *testing.T) {
 shared_file = "^/s/"
 ephemeral_dir = "^/e/"
 block_dir = "^/b/"
+namespaces = ["ipc", "uts", "mount"]
+[[rlimits]]
+type = "RLIMIT_NOFILE"
+hard = 1024
+soft = 1024
+[oom_score_adj]
+sandbox = {min = -998, max = 1000}
+container = {min = -997, max = 1000}
 [pause]
 source = "pause"
 args = ["/pause"]
@@ -159,7 +167,7 @@ env = ["^X=.*$"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Allowances[0].Env[0] != "^X=.*$" || got.SharedFile != "^/s/" {
+	if got.Allowances[0].Env[0] != "^X=.*$" || got.SharedFile != "^/s/" || got.Rlimits[0].Hard != 1024 || got.OOMScoreAdj.Container.Min != -997 {
 		t.Fatalf("TOML settings: %+v", got)
 	}
 	for name, bad := range map[string]string{
@@ -169,6 +177,10 @@ env = ["^X=.*$"]
 		"no pause":           strings.Replace(toml, `source = "pause"`, `source = ""`, 1),
 		"no pause mounts":    strings.Replace(toml, "[[pause.mounts]]\ndestination = \"/proc\"\ntype = \"proc\"\nsource = \"^proc$\"\n", "", 1),
 		"bad pause env":      strings.Replace(toml, `cwd = "/"`, `cwd = "/"`+"\nenv = [\"((\"]", 1),
+		"no namespaces":      strings.Replace(toml, "namespaces = [\"ipc\", \"uts\", \"mount\"]\n[[rlimits]]", "[[rlimits]]", 1),
+		"no OOM score range": strings.Replace(toml, "container = {min = -997, max = 1000}", "", 1),
+		"OOM range inverted": strings.Replace(toml, "{min = -997, max = 1000}", "{min = 5, max = 1}", 1),
+		"rlimit soft > hard": strings.Replace(toml, "soft = 1024", "soft = 4096", 1),
 	} {
 		if _, err := ParseSettings([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)

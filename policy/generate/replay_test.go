@@ -140,10 +140,13 @@ func TestCorpusReplay(t *testing.T) {
 				ct := w.Spec.Containers[0]
 				privileged := ct.SecurityContext != nil && ct.SecurityContext.Privileged != nil && *ct.SecurityContext.Privileged
 				for _, m := range mutations(t, ti) {
-					if m.name == "privileged" && privileged {
+					if m.notPrivileged && privileged {
 						continue // not a mutation of a container that asked for it
 					}
 					req := rt.request(w, pod, ct)
+					if m.applies != nil && !m.applies(req) {
+						continue
+					}
 					m.apply(req)
 					expectDenied(t, m.name, callCreate(c, req), m.field)
 					decideCreate(t, q, req)
@@ -192,42 +195,101 @@ func TestNamespacePinned(t *testing.T) {
 type mutation struct {
 	name, field string
 	apply       func(*agentpb.CreateContainerRequest)
+	// notPrivileged: what a privileged container may have anyway.
+	notPrivileged bool
+	// applies, when set, says whether the request has what the mutation
+	// changes.
+	applies func(*agentpb.CreateContainerRequest) bool
 }
 
 // mutations are what a host could do to a request the pod owner signed
 // off; each must be denied with the field named.
 func mutations(t testing.TB, ti *testImages) []mutation {
 	return []mutation{
-		{"re-tagged image", "storages[image_guest_pull].source", func(r *agentpb.CreateContainerRequest) {
+		{name: "re-tagged image", field: "storages[image_guest_pull].source", apply: func(r *agentpb.CreateContainerRequest) {
 			repo, _, _ := strings.Cut(r.Storages[0].Source, "@")
 			other := repo + "@sha256:" + strings.Repeat("ab", 32)
 			r.Storages[0].Source, r.OCI.Annotations["io.kubernetes.cri.image-name"] = other, other
 		}},
-		{"image by tag", "storages[image_guest_pull].source", func(r *agentpb.CreateContainerRequest) {
+		{name: "image by tag", field: "storages[image_guest_pull].source", apply: func(r *agentpb.CreateContainerRequest) {
 			repo, _, _ := strings.Cut(r.Storages[0].Source, "@")
 			r.Storages[0].Source = repo + ":v1"
 		}},
-		{"extra env", "OCI.Process.Env", func(r *agentpb.CreateContainerRequest) {
+		{name: "extra env", field: "OCI.Process.Env", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/tmp/evil.so")
 		}},
-		{"changed args", "OCI.Process.Args", func(r *agentpb.CreateContainerRequest) {
+		{name: "changed args", field: "OCI.Process.Args", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.Args = append(r.OCI.Process.Args, "--evil")
 		}},
-		{"privileged", "OCI.Process.Capabilities", func(r *agentpb.CreateContainerRequest) {
+		{name: "privileged", field: "OCI.Process.Capabilities", notPrivileged: true, apply: func(r *agentpb.CreateContainerRequest) {
 			all := append(slices.Clone(r.OCI.Process.Capabilities.Bounding), "CAP_SYS_ADMIN")
 			r.OCI.Process.Capabilities.Bounding, r.OCI.Process.Capabilities.Effective, r.OCI.Process.Capabilities.Permitted = all, all, all
 			r.OCI.Linux.MaskedPaths, r.OCI.Linux.ReadonlyPaths = nil, nil
 		}},
-		{"extra hostPath", "OCI.Mounts", func(r *agentpb.CreateContainerRequest) {
+		{name: "extra hostPath", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Mounts = append(r.OCI.Mounts, &agentpb.Mount{Destination: "/host", Source: "/", Type: "bind", Options: []string{"rbind", "rw"}})
 		}},
-		{"added container", "no container named", func(r *agentpb.CreateContainerRequest) {
+		{name: "added container", field: "no container named", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Annotations["io.kubernetes.cri.container-name"] = "intruder"
 		}},
 		// containerd sets sysctls on the sandbox only; a workload
 		// container carrying one is the host's doing.
-		{"extra sysctl", "OCI.Linux.Sysctl", func(r *agentpb.CreateContainerRequest) {
+		{name: "extra sysctl", field: "OCI.Linux.Sysctl", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
+		}},
+		// Namespaces: without its own mount namespace the container would
+		// share the guest's; a user namespace or a path would put it
+		// somewhere the pod spec never asked for.
+		{name: "mount namespace dropped", field: "OCI.Linux.Namespaces", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Namespaces = slices.DeleteFunc(r.OCI.Linux.Namespaces, func(ns *agentpb.LinuxNamespace) bool { return ns.Type == "mount" })
+		}},
+		{name: "user namespace added", field: "OCI.Linux.Namespaces", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Namespaces = append(r.OCI.Linux.Namespaces, &agentpb.LinuxNamespace{Type: "user"})
+		}},
+		{name: "network namespace added", field: "OCI.Linux.Namespaces", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Namespaces = append(r.OCI.Linux.Namespaces, &agentpb.LinuxNamespace{Type: "network"})
+		}},
+		{name: "guest mount namespace joined", field: "OCI.Linux.Namespaces", apply: func(r *agentpb.CreateContainerRequest) {
+			for _, ns := range r.OCI.Linux.Namespaces {
+				if ns.Type == "mount" {
+					ns.Path = "/proc/1/ns/mnt"
+				}
+			}
+		}},
+		// Devices: none in the pod spec, so none at all.
+		{name: "device request", field: "devices", apply: func(r *agentpb.CreateContainerRequest) {
+			r.Devices = []*agentpb.Device{{Id: "vdc", Type: "blk", VmPath: "/dev/vdc", ContainerPath: "/dev/xvda"}}
+		}},
+		{name: "device in the spec", field: "OCI.Linux.Devices", notPrivileged: true, apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Devices = []*agentpb.LinuxDevice{{Path: "/dev/vda", Type: "b", Major: 254, Minor: 0}}
+		}},
+		{name: "device cgroup opened", field: "OCI.Linux.Resources.Devices", notPrivileged: true, apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Resources.Devices = append(r.OCI.Linux.Resources.Devices, &agentpb.LinuxDeviceCgroup{Allow: true, Type: "b", Major: 254, Minor: -1, Access: "rwm"})
+		}},
+		{name: "rlimit", field: "OCI.Process.Rlimits", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Rlimits = []*agentpb.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1 << 20, Soft: 1 << 20}}
+		}},
+		{name: "never OOM-killed", field: "OCI.Process.OOMScoreAdj", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.OOMScoreAdj = -1000
+		}},
+		{name: "hostname", field: "OCI.Hostname", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Hostname = "bank.example.com"
+		}},
+		{name: "pids limit", field: "OCI.Linux.Resources.Pids", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Resources.Pids = &agentpb.LinuxPids{Limit: 1}
+		}},
+		{name: "block I/O throttled", field: "OCI.Linux.Resources.BlockIO", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Resources.BlockIO = &agentpb.LinuxBlockIO{Weight: 10}
+		}},
+		// A volume's disk mounted over the image: the host's files would
+		// replace the pinned image's.
+		{name: "volume disk on the rootfs", field: "storages", apply: func(r *agentpb.CreateContainerRequest) {
+			for _, s := range r.Storages[1:] {
+				s.MountPoint = r.OCI.Root.Path
+			}
+		}, applies: func(r *agentpb.CreateContainerRequest) bool { return len(r.Storages) > 1 }},
+		{name: "image on another mount point", field: "storages", apply: func(r *agentpb.CreateContainerRequest) {
+			r.Storages[0].MountPoint += "-elsewhere"
 		}},
 	}
 }
@@ -236,10 +298,10 @@ func mutations(t testing.TB, ti *testImages) []mutation {
 // sysctls: add one, change one, or drop one the pod owner set.
 func pauseMutations(w *Workload) []mutation {
 	ms := []mutation{
-		{"pause: extra sysctl", "OCI.Linux.Sysctl", func(r *agentpb.CreateContainerRequest) {
+		{name: "pause: extra sysctl", field: "OCI.Linux.Sysctl", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.Sysctl["kernel.core_pattern"] = "|/tmp/evil"
 		}},
-		{"pause: changed sysctl", "OCI.Linux.Sysctl", func(r *agentpb.CreateContainerRequest) {
+		{name: "pause: changed sysctl", field: "OCI.Linux.Sysctl", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.Sysctl["net.ipv4.ip_unprivileged_port_start"] = "1024"
 		}},
 	}
@@ -247,69 +309,97 @@ func pauseMutations(w *Workload) []mutation {
 	// is its root with its mounts: the host must not widen what it sees or
 	// may do.
 	ms = append(ms,
-		mutation{"pause: extra bind mount", "OCI.Mounts", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: extra bind mount", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Mounts = append(r.OCI.Mounts, &agentpb.Mount{Destination: "/host", Source: "/", Type: "bind", Options: []string{"rbind", "rw"}})
 		}},
-		mutation{"pause: resolv.conf from elsewhere", "OCI.Mounts", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: resolv.conf from elsewhere", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Mounts[len(r.OCI.Mounts)-1].Source = "/etc"
 		}},
-		mutation{"pause: added capability", "OCI.Process.Capabilities", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: added capability", field: "OCI.Process.Capabilities", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.Capabilities.Ambient = []string{"CAP_SYS_PTRACE"}
 		}},
-		mutation{"pause: uid changed", "OCI.Process.User", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: uid changed", field: "OCI.Process.User", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.User.UID = 0
 		}},
-		mutation{"pause: extra group", "OCI.Process.User.AdditionalGids", func(r *agentpb.CreateContainerRequest) {
-			r.OCI.Process.User.AdditionalGids = append(r.OCI.Process.User.AdditionalGids, 0)
+		mutation{name: "pause: extra group", field: "OCI.Process.User.AdditionalGids", apply: func(r *agentpb.CreateContainerRequest) {
+			// The root group, unless the pause runs with it (runAsUser
+			// alone): then another.
+			extra := uint32(0)
+			if r.OCI.Process.User.GID == 0 {
+				extra = 4243
+			}
+			r.OCI.Process.User.AdditionalGids = append(r.OCI.Process.User.AdditionalGids, extra)
 		}},
-		mutation{"pause: string user", "string_user", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: string user", field: "string_user", apply: func(r *agentpb.CreateContainerRequest) {
 			r.StringUser = &agentpb.StringUser{Uid: "0"}
 		}},
-		mutation{"pause: extra device", "OCI.Linux.Devices", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: extra device", field: "OCI.Linux.Devices", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.Devices = []*agentpb.LinuxDevice{{Path: "/dev/vda", Type: "b", Major: 254, Minor: 0}}
 		}},
-		mutation{"pause: device request", "devices", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: device request", field: "devices", apply: func(r *agentpb.CreateContainerRequest) {
 			r.Devices = []*agentpb.Device{{Id: "vda", Type: "blk", VmPath: "/dev/vda", ContainerPath: "/dev/vda"}}
 		}},
-		mutation{"pause: device cgroup opened", "OCI.Linux.Resources.Devices", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: device cgroup opened", field: "OCI.Linux.Resources.Devices", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.Resources.Devices = append(r.OCI.Linux.Resources.Devices, &agentpb.LinuxDeviceCgroup{Allow: true, Access: "rwm"})
 		}},
-		mutation{"pause: privileged", "OCI.Process.Capabilities", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: privileged", field: "OCI.Process.Capabilities", apply: func(r *agentpb.CreateContainerRequest) {
 			all := append(slices.Clone(r.OCI.Process.Capabilities.Bounding), "CAP_SYS_ADMIN")
 			r.OCI.Process.Capabilities.Bounding, r.OCI.Process.Capabilities.Effective, r.OCI.Process.Capabilities.Permitted = all, all, all
 			r.OCI.Linux.MaskedPaths, r.OCI.Linux.ReadonlyPaths = nil, nil
 		}},
-		mutation{"pause: masked path dropped", "OCI.Linux.MaskedPaths", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: masked path dropped", field: "OCI.Linux.MaskedPaths", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.MaskedPaths = slices.DeleteFunc(r.OCI.Linux.MaskedPaths, func(p string) bool { return p == "/proc/kcore" })
 		}},
-		mutation{"pause: IPC namespace dropped", "OCI.Linux.Namespaces", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: IPC namespace dropped", field: "OCI.Linux.Namespaces", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.Namespaces = r.OCI.Linux.Namespaces[1:]
 		}},
-		mutation{"pause: user namespace added", "OCI.Linux.Namespaces", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: user namespace added", field: "OCI.Linux.Namespaces", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Linux.Namespaces = append(r.OCI.Linux.Namespaces, &agentpb.LinuxNamespace{Type: "user"})
 		}},
-		mutation{"pause: new privileges", "OCI.Process.NoNewPrivileges", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: new privileges", field: "OCI.Process.NoNewPrivileges", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.NoNewPrivileges = false
 		}},
-		mutation{"pause: LD_PRELOAD", "OCI.Process.Env", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: LD_PRELOAD", field: "OCI.Process.Env", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/tmp/evil.so")
 		}},
-		mutation{"pause: writable root", "OCI.Root", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: writable root", field: "OCI.Root", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Root.Readonly = false
 		}},
-		mutation{"pause: terminal", "OCI.Process.Terminal", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: terminal", field: "OCI.Process.Terminal", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.Terminal = true
 		}},
-		mutation{"pause: cwd", "OCI.Process.Cwd", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: cwd", field: "OCI.Process.Cwd", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.Cwd = "/proc/1/root"
 		}},
-		mutation{"pause: storage driver", "storages", func(r *agentpb.CreateContainerRequest) {
+		mutation{name: "pause: storage driver", field: "storages", apply: func(r *agentpb.CreateContainerRequest) {
 			r.Storages[0].Driver = "local"
 		}},
+		mutation{name: "pause: guest mount namespace joined", field: "OCI.Linux.Namespaces", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Namespaces[2].Path = "/proc/1/ns/mnt"
+		}},
+		mutation{name: "pause: rlimit", field: "OCI.Process.Rlimits", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.Rlimits = []*agentpb.POSIXRlimit{{Type: "RLIMIT_NPROC", Hard: 1, Soft: 1}}
+		}},
+		mutation{name: "pause: never OOM-killed", field: "OCI.Process.OOMScoreAdj", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.OOMScoreAdj = -1000
+		}},
+		mutation{name: "pause: hostname", field: "OCI.Hostname", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Hostname = "bank.example.com"
+		}},
+		mutation{name: "pause: pids limit", field: "OCI.Linux.Resources.Pids", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Resources.Pids = &agentpb.LinuxPids{Limit: 1}
+		}},
 	)
+	// With runAsUser alone containerd takes the gid from the pause image's
+	// /etc/passwd, and the pause image has none: gid 0.
+	if psc := w.Spec.SecurityContext; psc != nil && psc.RunAsUser != nil && psc.RunAsGroup == nil {
+		ms = append(ms, mutation{name: "pause: gid with runAsUser alone", field: "OCI.Process.User", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.User.GID = 4242
+		}})
+	}
 	if psc := w.Spec.SecurityContext; psc != nil && len(psc.Sysctls) > 0 {
 		name := dotted(psc.Sysctls[0].Name)
-		ms = append(ms, mutation{"pause: pod sysctl dropped", "OCI.Linux.Sysctl", func(r *agentpb.CreateContainerRequest) {
+		ms = append(ms, mutation{name: "pause: pod sysctl dropped", field: "OCI.Linux.Sysctl", apply: func(r *agentpb.CreateContainerRequest) {
 			delete(r.OCI.Linux.Sysctl, name)
 		}})
 	}
@@ -550,6 +640,11 @@ func (rt *miniRuntime) pause(w *Workload, pod string) *agentpb.CreateContainerRe
 		}
 	}
 	caps := slices.Clone(runtimeCaps)
+	// The kubelet's hostname for the pod: spec.hostname, else its name.
+	hostname := pod
+	if w.Spec.Hostname != "" {
+		hostname = w.Spec.Hostname
+	}
 	return &agentpb.CreateContainerRequest{
 		ContainerId: sid, ExecId: sid, SandboxPidns: true,
 		Storages: []*agentpb.Storage{{Driver: "image_guest_pull", Source: "pause", MountPoint: rt.runDir + "/" + sid + "/rootfs",
@@ -560,9 +655,11 @@ func (rt *miniRuntime) pause(w *Workload, pod string) *agentpb.CreateContainerRe
 				Args: []string{"/pause"}, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 				Cwd: "/", User: user, NoNewPrivileges: true,
 				Capabilities: &agentpb.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+				// containerd's defaultSandboxOOMAdj.
+				OOMScoreAdj: -998,
 			},
 			Root:     &agentpb.Root{Path: rt.runDir + "/" + sid + "/rootfs", Readonly: true},
-			Hostname: pod,
+			Hostname: hostname,
 			// containerd's default mounts without /run, /dev/shm on the
 			// sandbox's shm storage as the runtime points it, resolv.conf.
 			Mounts: []*agentpb.Mount{
@@ -755,6 +852,24 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		}
 		mounts = append(mounts, m)
 	}
+	// The kubelet's resources and OOM score for the container (a
+	// Guaranteed pod's -997, a BestEffort one's 1000, a Burstable one's in
+	// between by its memory request and the node's memory); the Kata
+	// runtime strips the device cgroup, pids and block I/O.
+	res := &agentpb.LinuxResources{CPU: &agentpb.LinuxCPU{Shares: 2, Period: 100000}}
+	oom := int64(1000)
+	if mem := c.Resources.Limits.Memory(); !mem.IsZero() {
+		res.Memory = &agentpb.LinuxMemory{Limit: mem.Value()}
+	}
+	if cpu := c.Resources.Limits.Cpu(); !cpu.IsZero() {
+		res.CPU.Quota = cpu.MilliValue() * 100
+	}
+	if len(c.Resources.Requests) > 0 || len(c.Resources.Limits) > 0 {
+		oom = 937
+		if c.Resources.Requests.Memory().Equal(*c.Resources.Limits.Memory()) && c.Resources.Requests.Cpu().Equal(*c.Resources.Limits.Cpu()) {
+			oom = -997
+		}
+	}
 	return &agentpb.CreateContainerRequest{
 		ContainerId: cid, ExecId: cid, Storages: storages,
 		SandboxPidns: w.Spec.ShareProcessNamespace != nil && *w.Spec.ShareProcessNamespace,
@@ -764,6 +879,7 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 				Args: args, Env: env, Cwd: cwd, User: user, Terminal: c.TTY,
 				Capabilities:    &agentpb.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 				NoNewPrivileges: sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
+				OOMScoreAdj:     oom,
 			},
 			Root:   &agentpb.Root{Path: root, Readonly: sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem},
 			Mounts: mounts,
@@ -773,8 +889,11 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 				"io.kubernetes.cri.sandbox-id": containerID(pod, "sandbox"), "io.kubernetes.cri.image-name": img.Pinned,
 			},
 			Linux: &agentpb.Linux{
-				CgroupsPath: "/kubepods/" + cid, MaskedPaths: masked, ReadonlyPaths: ro,
-				Namespaces: []*agentpb.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+				CgroupsPath: "/kubepods/" + cid, MaskedPaths: masked, ReadonlyPaths: ro, Resources: res,
+				// containerd's pid, ipc, uts, mount, network and cgroup
+				// namespaces, less what the runtime strips (network,
+				// cgroup; pid is sent as sandbox_pidns).
+				Namespaces: []*agentpb.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
 			},
 		},
 	}

@@ -56,7 +56,7 @@ create_problems := container_problems if container_type != "sandbox"
 
 # ---------------------------------------------------------------------------
 # The pause container: fixed by the runtime's settings (policy_data.pause),
-# except its sysctls and user, which come from its pod's securityContext.
+# except its sysctls, user and host name, which come from its pod's spec.
 # With a shared PID namespace the pause is PID 1, and /proc/1/root shows
 # every container its root and mounts, so it is pinned as fully as a
 # workload container: storage, root, process, capabilities, user, mounts,
@@ -79,12 +79,16 @@ sandbox_ok if {
 	ok_caps(pause)
 	ok_masked_paths(pause)
 	ok_readonly_paths(pause)
-	ok_pause_namespaces
-	ok_no_devices
+	ok_namespaces(pause.namespaces)
+	ok_devices(pause)
+	ok_rlimits
+	ok_oom_score_adj(policy_data.oom_score_adj.sandbox)
+	ok_resources
 	ok_pause_mounts
 	some s in sandbox_entries
 	ok_sandbox_sysctls(s)
 	ok_pause_user(s)
+	ok_pause_hostname(s)
 }
 
 sandbox_problems := [p |
@@ -99,6 +103,8 @@ sandbox_problems := [p |
 		check_cwd(pause),
 		check_pause_user,
 		check_string_user,
+		check_rlimits,
+		check_oom_score_adj(policy_data.oom_score_adj.sandbox),
 		check_caps(pause),
 		check_no_new_privileges(pause),
 		check_masked_paths(pause),
@@ -106,8 +112,10 @@ sandbox_problems := [p |
 		check_sandbox_sysctls,
 		check_pause_mounts,
 		check_shared_mounts,
-		check_pause_namespaces,
-		check_no_devices,
+		check_namespaces(pause.namespaces, " for the pause container"),
+		check_devices(pause),
+		check_resources,
+		check_pause_hostname,
 		check_terminal(pause),
 	]
 	p != ""
@@ -196,17 +204,15 @@ pause_env_ok(e) if {
 check_pause_env := "" if ok_pause_env
 else := sprintf("OCI.Process.Env: unexpected %q for the pause container", [[e | some e in input.OCI.Process.Env; not pause_env_ok(e)][0]])
 
-# The pod's runAsUser and runAsGroup, else the pause image's user; the
-# groups only the pod's fsGroup and supplementalGroups.
+# The pod's runAsUser and runAsGroup, else the pause image's user (with
+# runAsUser alone, that uid's group in the pause image, else 0, as
+# containerd resolves it); the groups only the pod's fsGroup and
+# supplementalGroups.
 ok_pause_user(s) if {
 	input.OCI.Process.User.UID == s.uid
-	pause_gid_ok(s)
+	input.OCI.Process.User.GID == s.gid
 	not bad_pause_gid(s)
 }
-
-pause_gid_ok(s) if s.gid == null
-
-pause_gid_ok(s) if input.OCI.Process.User.GID == s.gid
 
 bad_pause_gid(s) if {
 	some g in input.OCI.Process.User.AdditionalGids
@@ -221,10 +227,7 @@ check_pause_user := "" if {
 	count(sandbox_entries) == 0
 } else := sprintf("OCI.Process.User: got uid %v gid %v, want uid %v gid %v for the pause container", [input.OCI.Process.User.UID, input.OCI.Process.User.GID, s.uid, s.gid]) if {
 	s := sandbox_entries[0]
-	not input.OCI.Process.User.UID == s.uid
-} else := sprintf("OCI.Process.User: got uid %v gid %v, want uid %v gid %v for the pause container", [input.OCI.Process.User.UID, input.OCI.Process.User.GID, s.uid, s.gid]) if {
-	s := sandbox_entries[0]
-	not pause_gid_ok(s)
+	not [input.OCI.Process.User.UID, input.OCI.Process.User.GID] == [s.uid, s.gid]
 } else := sprintf("OCI.Process.User.AdditionalGids: %v is not within %v (fsGroup, supplementalGroups) for the pause container", [input.OCI.Process.User.AdditionalGids, sandbox_entries[0].gids])
 
 # The mounts of containerd's sandbox spec, as the runtime places them.
@@ -245,33 +248,138 @@ else := sprintf("OCI.Mounts: %s from %q (%s, %v) is not a mount of the pause con
 	m := [m | some m in input.OCI.Mounts; not pause_mount_ok(m)][0]
 }
 
-# Exactly the namespace types of the settings: without its own IPC or
-# mount namespace the pause would share the guest's.
+# The host name containerd gives the sandbox: the pod's spec.hostname,
+# else its name (cut to 63 characters, and trailing "-" or "." dropped, by
+# the kubelet). Workload containers take theirs from the sandbox.
+ok_pause_hostname(s) if input.OCI.Hostname == s.hostname
+
+ok_pause_hostname(s) if {
+	s.hostname == ""
+	input.OCI.Hostname == sandbox_name
+}
+
+ok_pause_hostname(s) if {
+	s.hostname == ""
+	count(sandbox_name) > 63
+	input.OCI.Hostname != ""
+	count(input.OCI.Hostname) <= 63
+	startswith(sandbox_name, input.OCI.Hostname)
+}
+
+check_pause_hostname := "" if {
+	some s in sandbox_entries
+	ok_pause_hostname(s)
+} else := "" if {
+	count(sandbox_entries) == 0
+} else := sprintf("OCI.Hostname: got %q, want the pod's host name %q for the pause container", [input.OCI.Hostname, h]) if {
+	s := sandbox_entries[0]
+	s.hostname != ""
+	h := s.hostname
+} else := sprintf("OCI.Hostname: got %q, want the pod's name %q for the pause container", [input.OCI.Hostname, sandbox_name])
+
+# ---------------------------------------------------------------------------
+# Fields every container is checked on alike.
+
+# Exactly the namespace types of the settings, each once, none with a
+# path: without its own mount or IPC namespace a container would share the
+# guest's; a user or network namespace is not what the pod asked for; a
+# path would join a namespace the host chose (Kata's agent joins it).
 request_namespaces := {ns.Type | some ns in input.OCI.Linux.Namespaces}
 
-ok_pause_namespaces if request_namespaces == {t | some t in pause.namespaces}
+ok_namespaces(want) if {
+	request_namespaces == {t | some t in want}
+	count(input.OCI.Linux.Namespaces) == count(want)
+	not some_namespace_path
+}
 
-check_pause_namespaces := "" if ok_pause_namespaces
-else := sprintf("OCI.Linux.Namespaces: got %v, want %v for the pause container", [sort(request_namespaces), sort(pause.namespaces)])
+some_namespace_path if {
+	some ns in input.OCI.Linux.Namespaces
+	ns.Path != ""
+}
 
-# No device: none handed in by the runtime, none created, none opened in
-# the device cgroup.
-ok_no_devices if not some_device
+check_namespaces(want, what) := "" if ok_namespaces(want)
+else := sprintf("OCI.Linux.Namespaces: %s namespace at %q: the policy allows no namespace path%s", [ns.Type, ns.Path, what]) if {
+	ns := [ns | some ns in input.OCI.Linux.Namespaces; ns.Path != ""][0]
+} else := sprintf("OCI.Linux.Namespaces: got %v, want %v%s", [[ns.Type | some ns in input.OCI.Linux.Namespaces], sort(want), what])
 
-some_device if some _ in input.devices
+# Devices: none handed in by the runtime, none created, none opened in
+# the device cgroup. A privileged container may have the node's devices in
+# its spec and an open device cgroup, as containerd gives it; it holds
+# every capability anyway.
+ok_devices(c) if {
+	not some_request_device
+	ok_spec_devices(c)
+}
 
-some_device if some _ in input.OCI.Linux.Devices
+ok_spec_devices(c) if c.privileged
 
-some_device if some _ in cgroup_devices_allowed
+ok_spec_devices(c) if {
+	not some_spec_device
+	not some_cgroup_device
+}
 
-cgroup_devices_allowed := [d | some d in input.OCI.Linux.Resources.Devices; d.Allow == true]
+some_request_device if some _ in input.devices
 
-check_no_devices := "" if ok_no_devices
-else := sprintf("devices: got %v, the pause container has none", [input.devices]) if {
-	some _ in input.devices
-} else := sprintf("OCI.Linux.Devices: got %v, the pause container has none", [input.OCI.Linux.Devices]) if {
-	some _ in input.OCI.Linux.Devices
-} else := sprintf("OCI.Linux.Resources.Devices: %v allows a device to the pause container", [cgroup_devices_allowed[0]])
+some_spec_device if some _ in input.OCI.Linux.Devices
+
+some_cgroup_device if some _ in cgroup_devices_allowed
+
+cgroup_devices_allowed := [d | some d in request_resources.Devices; d.Allow == true]
+
+check_devices(c) := "" if ok_devices(c)
+else := sprintf("devices: got %v, the pod spec asks for none", [input.devices]) if {
+	some_request_device
+} else := sprintf("OCI.Linux.Devices: got %v, the pod spec asks for none (not privileged)", [input.OCI.Linux.Devices]) if {
+	some_spec_device
+} else := sprintf("OCI.Linux.Resources.Devices: %v allows a device the pod spec does not ask for (not privileged)", [cgroup_devices_allowed[0]])
+
+# No rlimit but the runtime's (containerd drops its defaults): a host
+# could otherwise starve the container or lift its limits.
+ok_rlimits if not bad_rlimit
+
+bad_rlimit if {
+	some r in input.OCI.Process.Rlimits
+	not r in policy_data.rlimits
+}
+
+check_rlimits := "" if ok_rlimits
+else := sprintf("OCI.Process.Rlimits: %v is not one of the runtime's rlimits %v", [[r | some r in input.OCI.Process.Rlimits; not r in policy_data.rlimits][0], policy_data.rlimits])
+
+# Within the kubelet's (workload) or containerd's (pause) range: a lower
+# score would keep the container alive over what its QoS class allows
+# (-1000: never OOM-killed). Higher is the host's to choose: it can always
+# starve the pod.
+ok_oom_score_adj(r) if {
+	input.OCI.Process.OOMScoreAdj >= r.min
+	input.OCI.Process.OOMScoreAdj <= r.max
+}
+
+check_oom_score_adj(r) := "" if ok_oom_score_adj(r)
+else := sprintf("OCI.Process.OOMScoreAdj: %v is outside %v..%v", [input.OCI.Process.OOMScoreAdj, r.min, r.max])
+
+# Resources: CPU, memory and hugepage limits come from the pod's
+# resources, which the platform sets and changes (LimitRange defaults,
+# vertical autoscaling, in-place resize) and which affect only how much
+# the container gets: not checked. Pids, block I/O and network limits the
+# runtime never sends (Kata's runtimes strip them): refused.
+request_resources := r if {
+	r := input.OCI.Linux.Resources
+	is_object(r)
+} else := {}
+
+stripped_resources := ["Pids", "BlockIO", "Network"]
+
+ok_resources if not some_stripped_resource
+
+some_stripped_resource if {
+	some k in stripped_resources
+	object.get(request_resources, k, null) != null
+}
+
+check_resources := "" if ok_resources
+else := sprintf("OCI.Linux.Resources.%s: got %v, the runtime never sets it", [k, request_resources[k]]) if {
+	k := [k | some k in stripped_resources; object.get(request_resources, k, null) != null][0]
+}
 
 # string_user would replace the user the rules checked (the agent resolves
 # it in the container's rootfs); the runtime never sends it, nor
@@ -316,6 +424,12 @@ container_ok(c) if {
 	ok_shared_mounts
 	ok_terminal(c)
 	ok_pidns(c)
+	ok_hostname
+	ok_oom_score_adj(policy_data.oom_score_adj.container)
+	ok_rlimits
+	ok_resources
+	ok_namespaces(policy_data.container_namespaces)
+	ok_devices(c)
 	ok_no_new_privileges(c)
 	ok_other_storages(c)
 	ok_additional_gids(c)
@@ -359,6 +473,8 @@ problems(c) := [p |
 		check_user(c),
 		check_string_user,
 		check_additional_gids(c),
+		check_rlimits,
+		check_oom_score_adj(policy_data.oom_score_adj.container),
 		check_caps(c),
 		check_no_new_privileges(c),
 		check_masked_paths(c),
@@ -366,6 +482,10 @@ problems(c) := [p |
 		check_container_sysctls,
 		check_mounts(c),
 		check_shared_mounts,
+		check_namespaces(policy_data.container_namespaces, ""),
+		check_devices(c),
+		check_resources,
+		check_hostname,
 		check_terminal(c),
 		check_pidns(c),
 	]
@@ -402,7 +522,10 @@ guest_pull_sources := [s.source | some s in input.storages; s.driver == "image_g
 ok_image_storage(c) if {
 	guest_pull_sources == [c.image]
 	count(layer_storages) == 0
+	guest_pull_mount_points == [rootfs_path]
 }
+
+guest_pull_mount_points := [s.mount_point | some s in input.storages; s.driver == "image_guest_pull"]
 
 ok_image_storage(c) if {
 	count(layer_storages) > 0
@@ -459,6 +582,9 @@ layer_rootfs_path := replace(policy_data.layer_rootfs, "$(cid)", input.container
 check_image_storage(c) := "" if ok_image_storage(c)
 else := sprintf("storages[image_guest_pull].source: got %v, want [%q]", [guest_pull_sources, c.image]) if {
 	count(layer_storages) == 0
+	guest_pull_sources != [c.image]
+} else := sprintf("storages[image_guest_pull].mount_point: got %v, want [%q]", [guest_pull_mount_points, rootfs_path]) if {
+	count(layer_storages) == 0
 } else := sprintf("storages: %d host-shared layers and image_guest_pull %v: one or the other", [count(layer_storages), guest_pull_sources]) if {
 	count(guest_pull_sources) > 0
 } else := sprintf("storages: host-shared layers, but the policy pins no layer root hashes for %q (generated without --pin-layers): guest pull only", [c.image]) if {
@@ -489,7 +615,12 @@ other_storage_ok(_, s) if s.driver == "image_guest_pull"
 
 other_storage_ok(_, s) if layer_storage(s)
 
-other_storage_ok(c, s) if s.driver in c.storage_drivers
+# A volume's storage only in the volumes' directory of its driver, where
+# the container's mount rules take their sources: never on a rootfs.
+other_storage_ok(c, s) if {
+	s.driver in c.storage_drivers
+	regex.match(policy_data.storage_dirs[s.driver], s.mount_point)
+}
 
 # "not <some item fails>" rather than "every": it stops at the first
 # failing item and is the cheaper form in OPA.
@@ -501,7 +632,12 @@ bad_storage(c) if {
 }
 
 check_other_storages(c) := "" if ok_other_storages(c)
-else := sprintf("storages: driver %q is not used by this container's volumes", [[s.driver | some s in input.storages; not other_storage_ok(c, s)][0]])
+else := sprintf("storages: driver %q is not used by this container's volumes", [s.driver]) if {
+	s := [s | some s in input.storages; not other_storage_ok(c, s)][0]
+	not s.driver in c.storage_drivers
+} else := sprintf("storages[%d].mount_point: %q is not in the %s volumes' directory (%s)", [i, s.mount_point, s.driver, policy_data.storage_dirs[s.driver]]) if {
+	[i, s] := [[i, s] | some i, s in input.storages; not other_storage_ok(c, s)][0]
+}
 
 rootfs_path := replace(policy_data.guest_rootfs, "$(cid)", input.container_id)
 
@@ -710,6 +846,13 @@ ok_terminal(c) if input.OCI.Process.Terminal == c.tty
 
 check_terminal(c) := "" if ok_terminal(c)
 else := sprintf("OCI.Process.Terminal: got %v, want %v", [input.OCI.Process.Terminal, c.tty])
+
+# containerd sets no host name on a workload container: it shares the
+# sandbox's UTS namespace, whose name is the pod's.
+ok_hostname if input.OCI.Hostname == ""
+
+check_hostname := "" if ok_hostname
+else := sprintf("OCI.Hostname: got %q, want \"\" (a container has its pod's host name)", [input.OCI.Hostname])
 
 ok_pidns(c) if input.sandbox_pidns == c.share_pid
 

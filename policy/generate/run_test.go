@@ -69,6 +69,7 @@ func TestRunUnderGeneratedPolicy(t *testing.T) {
 			}
 			t.Cleanup(func() { _, _ = c.DestroySandbox(context.Background(), &agentpb.DestroySandboxRequest{}) })
 			pause := rt.pause(w, pod)
+			restrictOOMScoreAdj(t, pause)
 			// The runtime copies the sandbox's resolv.conf into the guest
 			// before the pause container binds it.
 			for _, m := range pause.OCI.Mounts {
@@ -145,6 +146,7 @@ func runContainer(t testing.TB, c agentpb.AgentServiceService, rt *miniRuntime, 
 	t.Helper()
 	ctx := callCtx(t)
 	req := rt.request(w, pod, ct)
+	restrictOOMScoreAdj(t, req)
 	// With shared_fs = "none" the runtime copies every file a mount binds
 	// into the guest first; a directory (the service-account token) entry
 	// by entry.
@@ -202,4 +204,20 @@ func runContainer(t testing.TB, c agentpb.AgentServiceService, rt *miniRuntime, 
 		t.Errorf("RemoveContainer %s: %v", ct.Name, err)
 	}
 	return out.String(), wr.Status
+}
+
+// restrictOOMScoreAdj raises the request's OOM score to this process's, as
+// containerd's restrict_oom_score_adj does where it may not lower scores:
+// the tests may run without CAP_SYS_RESOURCE, which a guest's agent has.
+func restrictOOMScoreAdj(t testing.TB, r *agentpb.CreateContainerRequest) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own int64
+	if _, err := fmt.Sscan(string(b), &own); err != nil {
+		t.Fatalf("/proc/self/oom_score_adj: %v", err)
+	}
+	r.OCI.Process.OOMScoreAdj = max(r.OCI.Process.OOMScoreAdj, own)
 }

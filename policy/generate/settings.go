@@ -51,6 +51,15 @@ type Settings struct {
 	// Sysctls are the sysctls the runtime sets besides the pod's
 	// securityContext.sysctls.
 	Sysctls Sysctls `json:"sysctls" toml:"sysctls"`
+	// Namespaces are the namespace types a workload container's request
+	// carries, exactly, none with a path (containerd's less what the Kata
+	// runtime strips; the agent adds the PID namespace).
+	Namespaces []string `json:"namespaces" toml:"namespaces"`
+	// Rlimits are the only rlimits any container may carry: none, as
+	// containerd drops its defaults, unless a base_runtime_spec sets some.
+	Rlimits []Rlimit `json:"rlimits" toml:"rlimits"`
+	// OOMScoreAdj bounds OCI.Process.OOMScoreAdj by container type.
+	OOMScoreAdj OOMScoreAdj `json:"oom_score_adj" toml:"oom_score_adj"`
 	// MaskedPaths and ReadonlyPaths are containerd's defaults for an
 	// unprivileged container; a request must keep all of them.
 	MaskedPaths   []string `json:"masked_paths" toml:"masked_paths"`
@@ -90,6 +99,10 @@ type Pause struct {
 	// runAsGroup: the pause image's user.
 	UID int64 `json:"uid" toml:"uid"`
 	GID int64 `json:"gid" toml:"gid"`
+	// Passwd is the pause image's /etc/passwd, "" when it has none (the
+	// upstream pause image). With runAsUser alone containerd runs the
+	// pause with that uid's group from it, else gid 0.
+	Passwd string `json:"passwd" toml:"passwd"`
 	// Caps is the most the pause may hold, in any set.
 	Caps            []string `json:"caps" toml:"caps"`
 	NoNewPrivileges bool     `json:"no_new_privileges" toml:"no_new_privileges"`
@@ -99,6 +112,29 @@ type Pause struct {
 	Namespaces []string `json:"namespaces" toml:"namespaces"`
 	// Mounts are the only mounts the pause may have.
 	Mounts []Mount `json:"mounts" toml:"mounts"`
+}
+
+// Rlimit is one allowed rlimit, exactly.
+type Rlimit struct {
+	Type string `json:"type" toml:"type"`
+	Hard uint64 `json:"hard" toml:"hard"`
+	Soft uint64 `json:"soft" toml:"soft"`
+}
+
+// OOMScoreAdj are the ranges the kubelet and containerd give: the pause
+// containerd's -998, a workload container -997 (Guaranteed or node
+// critical) up to 1000 (BestEffort), by the pod's QoS class and the node's
+// memory. Lower values would let a container outlive what the pod's QoS
+// allows (-1000: never OOM-killed).
+type OOMScoreAdj struct {
+	Sandbox   Range `json:"sandbox" toml:"sandbox"`
+	Container Range `json:"container" toml:"container"`
+}
+
+// Range is an inclusive range of integers.
+type Range struct {
+	Min int64 `json:"min" toml:"min"`
+	Max int64 `json:"max" toml:"max"`
 }
 
 // Sysctls are the runtime's own sysctls by container type. containerd puts
@@ -205,6 +241,19 @@ func (s *Settings) validate() error {
 	for _, m := range s.Pause.Mounts {
 		if err := s.checkMount(m); err != nil {
 			return fmt.Errorf("pause.mounts: %w", err)
+		}
+	}
+	if len(s.Namespaces) == 0 {
+		return fmt.Errorf("namespaces: the workload containers' namespace types are required (start from --print-settings)")
+	}
+	for name, r := range map[string]Range{"sandbox": s.OOMScoreAdj.Sandbox, "container": s.OOMScoreAdj.Container} {
+		if r.Min > r.Max || r.Min < -1000 || r.Max > 1000 || (r.Min == 0 && r.Max == 0) {
+			return fmt.Errorf("oom_score_adj.%s: min %d, max %d: want -1000 <= min <= max <= 1000 (start from --print-settings)", name, r.Min, r.Max)
+		}
+	}
+	for _, r := range s.Rlimits {
+		if r.Type == "" || r.Soft > r.Hard {
+			return fmt.Errorf("rlimits: %+v: a type and soft <= hard are required", r)
 		}
 	}
 	if len(s.OCIVersions) == 0 {
