@@ -286,7 +286,11 @@ check_pause_hostname := "" if {
 # path would join a namespace the host chose (Kata's agent joins it).
 request_namespaces := {ns.Type | some ns in input.OCI.Linux.Namespaces}
 
+# The runtime sends them in the settings' order without paths: one
+# comparison; any other order is checked as a set.
 ok_namespaces(want) if {
+	input.OCI.Linux.Namespaces == [{"Path": "", "Type": t} | some t in want]
+} else := true if {
 	request_namespaces == {t | some t in want}
 	count(input.OCI.Linux.Namespaces) == count(want)
 	not some_namespace_path
@@ -369,11 +373,10 @@ request_resources := r if {
 
 stripped_resources := ["Pids", "BlockIO", "Network"]
 
-ok_resources if not some_stripped_resource
-
-some_stripped_resource if {
-	some k in stripped_resources
-	object.get(request_resources, k, null) != null
+ok_resources if {
+	object.get(request_resources, "Pids", null) == null
+	object.get(request_resources, "BlockIO", null) == null
+	object.get(request_resources, "Network", null) == null
 }
 
 check_resources := "" if ok_resources
