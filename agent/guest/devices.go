@@ -189,25 +189,7 @@ func (g *Guest) pciDevice(pciPath string) (func() (string, bool), error) {
 	if err != nil {
 		return nil, err
 	}
-	return func() (string, bool) {
-		bus, dir := "0000:"+rc, filepath.Join(g.o.Sysfs, "devices", "pci0000:"+rc)
-		for i, hop := range path {
-			dir = filepath.Join(dir, bus+":"+hop.String())
-			if _, err := os.Stat(dir); err != nil {
-				return "", false
-			}
-			if i == len(path)-1 {
-				break
-			}
-			// A bridge names the bus behind it in pci_bus/.
-			ents, err := os.ReadDir(filepath.Join(dir, "pci_bus"))
-			if err != nil || len(ents) != 1 {
-				return "", false
-			}
-			bus = ents[0].Name()
-		}
-		return dir, true
-	}, nil
+	return func() (string, bool) { return storage.PCIDeviceDir(g.o.Sysfs, rc, path) }, nil
 }
 
 // pciBlock waits for the virtio-blk disk at the PCI path (Kata: the
@@ -250,24 +232,10 @@ func (g *Guest) scsiBlock(ctx context.Context, addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	hosts, _ := filepath.Glob(filepath.Join(g.o.Sysfs, "class", "scsi_host", "*", "scan"))
-	for _, h := range hosts {
-		if err := os.WriteFile(h, fmt.Appendf(nil, "0 %d %d", id, lun), 0); err != nil {
-			return "", fmt.Errorf("scan SCSI host %s: %w", h, err)
-		}
+	if err := storage.ScanSCSI(g.o.Sysfs, id, lun); err != nil {
+		return "", err
 	}
-	marker := fmt.Sprintf("/0:0:%d:%d/block/", id, lun)
-	classDir := filepath.Join(g.o.Sysfs, "class", "block")
-	return g.waitFor(ctx, "SCSI disk "+addr, func() (string, bool) {
-		ents, _ := os.ReadDir(classDir)
-		for _, e := range ents {
-			link, err := os.Readlink(filepath.Join(classDir, e.Name()))
-			if err == nil && strings.Contains(link, marker) && strings.HasSuffix(link, "/block/"+e.Name()) {
-				return e.Name(), true
-			}
-		}
-		return "", false
-	})
+	return g.waitFor(ctx, "SCSI disk "+addr, func() (string, bool) { return storage.SCSIBlock(g.o.Sysfs, id, lun) })
 }
 
 // DevName returns <name> of a path "/dev/<name>" with one plain element.

@@ -106,9 +106,8 @@ func (d devices) pci(ctx context.Context, source string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rootBus := filepath.Join(d.sys, "devices", "pci0000:"+rc)
 	return d.wait(ctx, "virtio-blk disk at PCI path "+source, func() (string, bool) {
-		dir, ok := d.walkPCI(rootBus, rc, path)
+		dir, ok := PCIDeviceDir(d.sys, rc, path)
 		if !ok {
 			return "", false
 		}
@@ -120,11 +119,13 @@ func (d devices) pci(ctx context.Context, source string) (string, error) {
 	})
 }
 
-// walkPCI follows the PCI path from the root bus through its bridges and
-// returns the sysfs directory of the final device, if it exists yet.
-func (d devices) walkPCI(rootBus, rc string, path []PCISlot) (string, bool) {
-	bus := "0000:" + rc
-	dir := rootBus
+// PCIDeviceDir follows a parsed PCI path (ParsePCIPath) from its root bus
+// in sys (/sys) through the bridges and returns the sysfs directory of the
+// final device, once it exists. Storage drivers and the guest's device and
+// network rpcs find hot-plugged PCI devices this way.
+func PCIDeviceDir(sys, rootComplex string, path []PCISlot) (string, bool) {
+	bus := "0000:" + rootComplex
+	dir := filepath.Join(sys, "devices", "pci0000:"+rootComplex)
 	for i, hop := range path {
 		dir = filepath.Join(dir, bus+":"+hop.String())
 		if _, err := os.Stat(dir); err != nil {
@@ -165,25 +166,39 @@ func (d devices) scsi(ctx context.Context, source string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	hosts, _ := filepath.Glob(filepath.Join(d.sys, "class", "scsi_host", "*", "scan"))
+	if err := ScanSCSI(d.sys, id, lun); err != nil {
+		return "", err
+	}
+	return d.wait(ctx, "SCSI disk "+source, func() (string, bool) { return SCSIBlock(d.sys, id, lun) })
+}
+
+// ScanSCSI asks every SCSI host in sys (/sys) to scan for the disk at
+// target id and lun.
+func ScanSCSI(sys string, id, lun uint32) error {
+	hosts, _ := filepath.Glob(filepath.Join(sys, "class", "scsi_host", "*", "scan"))
 	for _, h := range hosts {
 		// channel 0, target id, lun: the hypervisor attaches disks this way.
 		if err := os.WriteFile(h, fmt.Appendf(nil, "0 %d %d", id, lun), 0); err != nil {
-			return "", fmt.Errorf("scan SCSI host %s: %w", h, err)
+			return fmt.Errorf("scan SCSI host %s: %w", h, err)
 		}
 	}
+	return nil
+}
+
+// SCSIBlock returns the name in /dev of the SCSI disk at target id and
+// lun (channel 0), once the block layer in sys (/sys) knows it.
+func SCSIBlock(sys string, id, lun uint32) (string, bool) {
 	marker := fmt.Sprintf("/0:0:%d:%d/block/", id, lun)
-	return d.wait(ctx, "SCSI disk "+source, func() (string, bool) {
-		ents, err := os.ReadDir(filepath.Join(d.sys, "class", "block"))
-		if err != nil {
-			return "", false
-		}
-		for _, e := range ents {
-			link, err := os.Readlink(filepath.Join(d.sys, "class", "block", e.Name()))
-			if err == nil && strings.Contains(link, marker) && strings.HasSuffix(link, "/block/"+e.Name()) {
-				return e.Name(), true
-			}
-		}
+	classDir := filepath.Join(sys, "class", "block")
+	ents, err := os.ReadDir(classDir)
+	if err != nil {
 		return "", false
-	})
+	}
+	for _, e := range ents {
+		link, err := os.Readlink(filepath.Join(classDir, e.Name()))
+		if err == nil && strings.Contains(link, marker) && strings.HasSuffix(link, "/block/"+e.Name()) {
+			return e.Name(), true
+		}
+	}
+	return "", false
 }
