@@ -1,12 +1,10 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
-	"fmt"
+	"slices"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 )
 
 // The aggregate set is what GetMetrics returns when the owner's cocoon.toml
@@ -28,13 +26,8 @@ var aggregate = map[string]func(*dto.Metric) bool{
 func labelIn(name string, values ...string) func(*dto.Metric) bool {
 	return func(m *dto.Metric) bool {
 		for _, l := range m.GetLabel() {
-			if l.GetName() != name {
-				continue
-			}
-			for _, v := range values {
-				if l.GetValue() == v {
-					return true
-				}
+			if l.GetName() == name && slices.Contains(values, l.GetValue()) {
+				return true
 			}
 		}
 		return false
@@ -43,34 +36,27 @@ func labelIn(name string, values ...string) func(*dto.Metric) bool {
 
 // GatherAggregate returns the aggregate set in the Prometheus text format.
 func (m *Metrics) GatherAggregate(context.Context) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.scrapes.Inc()
-	mfs, err := m.reg.Gather()
-	if err != nil && len(mfs) == 0 {
-		return "", fmt.Errorf("gather metrics: %w", err)
+	return m.gather(aggregateOnly)
+}
+
+// aggregateOnly returns the part of a family the aggregate set has, or nil.
+func aggregateOnly(mf *dto.MetricFamily) *dto.MetricFamily {
+	keep, ok := aggregate[mf.GetName()]
+	if !ok {
+		return nil
 	}
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		keep, ok := aggregate[mf.GetName()]
-		if !ok {
-			continue
-		}
-		if keep != nil {
-			var ms []*dto.Metric
-			for _, x := range mf.Metric {
-				if keep(x) {
-					ms = append(ms, x)
-				}
-			}
-			if len(ms) == 0 {
-				continue
-			}
-			mf.Metric = ms
-		}
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			return "", fmt.Errorf("encode metrics: %w", err)
+	if keep == nil {
+		return mf
+	}
+	var ms []*dto.Metric
+	for _, x := range mf.Metric {
+		if keep(x) {
+			ms = append(ms, x)
 		}
 	}
-	return buf.String(), nil
+	if len(ms) == 0 {
+		return nil
+	}
+	mf.Metric = ms
+	return mf
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -75,7 +76,11 @@ func New(o Options) (*Metrics, error) {
 }
 
 // Gather returns the metrics in the Prometheus text format.
-func (m *Metrics) Gather(context.Context) (string, error) {
+func (m *Metrics) Gather(context.Context) (string, error) { return m.gather(nil) }
+
+// gather scrapes once and encodes the families in the Prometheus text
+// format; pick, when set, returns what of each family to encode (nil: none).
+func (m *Metrics) gather(pick func(*dto.MetricFamily) *dto.MetricFamily) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.scrapes.Inc()
@@ -85,6 +90,11 @@ func (m *Metrics) Gather(context.Context) (string, error) {
 	}
 	var buf bytes.Buffer
 	for _, mf := range mfs {
+		if pick != nil {
+			if mf = pick(mf); mf == nil {
+				continue
+			}
+		}
 		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
 			return "", fmt.Errorf("encode metrics: %w", err)
 		}
