@@ -35,13 +35,6 @@ func (s *Service) guest() (*guest.Guest, error) {
 	return s.system.Guest, nil
 }
 
-func empty(err error) (*emptypb.Empty, error) {
-	if err != nil {
-		return nil, err
-	}
-	return &emptypb.Empty{}, nil
-}
-
 // GetGuestDetails reports memory hot-plug facts and the agent's abilities.
 func (s *Service) GetGuestDetails(ctx context.Context, r *agentpb.GuestDetailsRequest) (*agentpb.GuestDetailsResponse, error) {
 	g, err := s.guest()
@@ -61,7 +54,7 @@ func (s *Service) OnlineCPUMem(ctx context.Context, r *agentpb.OnlineCPUMemReque
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.OnlineCPUMem(ctx, convert.OnlineFromProto(r)))
+	return okEmpty(g.OnlineCPUMem(ctx, convert.OnlineFromProto(r)))
 }
 
 // MemHotplugByProbe announces hot-added memory.
@@ -70,7 +63,7 @@ func (s *Service) MemHotplugByProbe(ctx context.Context, r *agentpb.MemHotplugBy
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.MemHotplugByProbe(ctx, r.GetMemHotplugProbeAddr()))
+	return okEmpty(g.MemHotplugByProbe(ctx, r.GetMemHotplugProbeAddr()))
 }
 
 // SetGuestDateTime sets the guest clock.
@@ -79,7 +72,7 @@ func (s *Service) SetGuestDateTime(ctx context.Context, r *agentpb.SetGuestDateT
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.SetDateTime(ctx, r.GetSec(), r.GetUsec()))
+	return okEmpty(g.SetDateTime(ctx, r.GetSec(), r.GetUsec()))
 }
 
 // ReseedRandomDev feeds the entropy pool.
@@ -88,7 +81,7 @@ func (s *Service) ReseedRandomDev(ctx context.Context, r *agentpb.ReseedRandomDe
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.Reseed(ctx, r.GetData()))
+	return okEmpty(g.Reseed(ctx, r.GetData()))
 }
 
 // AddSwap enables swap on a hot-plugged disk.
@@ -97,7 +90,7 @@ func (s *Service) AddSwap(ctx context.Context, r *agentpb.AddSwapRequest) (*empt
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.AddSwap(ctx, r.GetPCIPath()))
+	return okEmpty(g.AddSwap(ctx, r.GetPCIPath()))
 }
 
 // AddSwapPath enables swap on a file.
@@ -106,7 +99,7 @@ func (s *Service) AddSwapPath(ctx context.Context, r *agentpb.AddSwapPathRequest
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.AddSwapPath(ctx, r.GetPath()))
+	return okEmpty(g.AddSwapPath(ctx, r.GetPath()))
 }
 
 // GetVolumeStats reports a volume's usage.
@@ -128,7 +121,7 @@ func (s *Service) ResizeVolume(ctx context.Context, r *agentpb.ResizeVolumeReque
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.ResizeVolume(ctx, r.GetVolumeGuestPath(), r.GetSize()))
+	return okEmpty(g.ResizeVolume(ctx, r.GetVolumeGuestPath(), r.GetSize()))
 }
 
 // UpdateEphemeralMounts remounts tmpfs storages with new options.
@@ -137,7 +130,7 @@ func (s *Service) UpdateEphemeralMounts(ctx context.Context, r *agentpb.UpdateEp
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.UpdateEphemeralMounts(ctx, convert.StoragesFromProto(r.GetStorages())))
+	return okEmpty(g.UpdateEphemeralMounts(ctx, convert.StoragesFromProto(r.GetStorages())))
 }
 
 // RemoveStaleVirtiofsShareMounts detaches virtio-fs shares whose host side is gone.
@@ -146,7 +139,7 @@ func (s *Service) RemoveStaleVirtiofsShareMounts(ctx context.Context, _ *agentpb
 	if err != nil {
 		return nil, err
 	}
-	return empty(g.RemoveStaleVirtiofsShares(ctx))
+	return okEmpty(g.RemoveStaleVirtiofsShares(ctx))
 }
 
 // MemAgentMemcgSet answers as Kata does with its memory agent disabled
