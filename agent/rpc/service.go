@@ -12,10 +12,9 @@ import (
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
-// Service implements grpc.AgentService. An rpc it does not define answers
-// Unimplemented through the embedded fallback.
+// Service implements grpc.AgentService: it defines every rpc, so a new rpc
+// in Kata's protos fails the build here until it is handled.
 type Service struct {
-	unimplemented
 	log    *slog.Logger
 	policy *policy.Engine
 	// sandbox and afterDestroy serve the container lifecycle rpcs.
