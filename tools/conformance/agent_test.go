@@ -3,8 +3,6 @@ package conformance_test
 import (
 	"net"
 	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -19,7 +17,10 @@ import (
 func TestMain(m *testing.M) {
 	// The in-process agent re-executes this binary as container init.
 	container.InitIfRequested()
-	os.Exit(runInPodNetns(m))
+	// The in-process agent configures the network it runs in (UpdateRoutes
+	// replaces the main table, the pod's net.* sysctls are written there),
+	// so the tests run in a namespace of their own set up as a pod's.
+	os.Exit(testenv.RunInOwnNetns(m, "COCOON_CONFORMANCE_POD_NETNS", setupPodNetwork))
 }
 
 // agent is a real cocoon agent serving on a unix socket in this process,
@@ -56,51 +57,11 @@ func startConfidentialAgent(tb testing.TB) (agent, string) {
 	return agent{addr: cfg.ServerAddr, runDir: cfg.KataRunDir}, cfg.StateDir
 }
 
-// podNetnsEnv marks the copy of this test binary that runs in its own
-// network namespace.
-const podNetnsEnv = "COCOON_CONFORMANCE_POD_NETNS"
-
-// runInPodNetns runs the tests in a network namespace of their own, set up
-// as a CNI plugin leaves a pod's: lo up and an eth0 with an address and a
-// default route. The in-process agent configures the network it runs in —
-// UpdateRoutes replaces the main table, the pod's net.* sysctls are written
-// there — so it must never be the machine's. Without root the tests skip
-// anyway and run where they are.
-func runInPodNetns(m *testing.M) int {
-	if os.Getenv(podNetnsEnv) == "" {
-		if os.Geteuid() != 0 {
-			return m.Run()
-		}
-		self, err := os.Executable()
-		if err != nil {
-			panic(err)
-		}
-		cmd := exec.Command(self, os.Args[1:]...)
-		cmd.Env = append(os.Environ(), podNetnsEnv+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-		if err := cmd.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				return ee.ExitCode()
-			}
-			panic(err)
-		}
-		return 0
-	}
-	if err := setupPodNetwork(); err != nil {
-		panic("pod network namespace: " + err.Error())
-	}
-	return m.Run()
-}
-
-// setupPodNetwork brings lo up and adds eth0 (a veth whose peer stays here) with
-// 10.88.0.5/16 and a default route through 10.88.0.1.
+// setupPodNetwork leaves the namespace as a CNI plugin leaves a pod's: lo
+// up and eth0 (a veth whose peer stays here) with 10.88.0.5/16 and a
+// default route through 10.88.0.1.
 func setupPodNetwork() error {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
+	if err := testenv.LoUp(); err != nil {
 		return err
 	}
 	mac, _ := net.ParseMAC("02:42:0a:58:00:05")
