@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -114,7 +115,7 @@ func (b *builtin) overlay(ctx context.Context, r Request) (Mounted, error) {
 			_ = os.Remove(madeParents[i])
 		}
 	}
-	if contains(o.Kata, overlayRW) {
+	if slices.Contains(o.Kata, overlayRW) {
 		if err := safepath.ValidateID("container", r.Owner); err != nil {
 			return Mounted{}, fmt.Errorf("writable overlay needs its container: %w", err)
 		}
@@ -245,21 +246,12 @@ func isMountPoint(p string) bool {
 	return a.Dev != b.Dev || a.Ino == b.Ino
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // withoutKeys drops key=value entries whose key is one of keys.
 func withoutKeys(data []string, keys ...string) []string {
 	out := data[:0:0]
 	for _, kv := range data {
 		k, _, _ := strings.Cut(kv, "=")
-		if !contains(keys, k) {
+		if !slices.Contains(keys, k) {
 			out = append(out, kv)
 		}
 	}
