@@ -40,6 +40,26 @@ type containerData struct {
 	// RootHashes are the image's layers' root hashes, top (partition 1)
 	// first; empty allows guest pull only.
 	RootHashes []string `json:"root_hashes"`
+	podSecurity
+	// RootfsPropagation are the OCI.Linux.RootfsPropagation values
+	// containerd may set: "" and, with a volumeMount's mountPropagation,
+	// "rslave" (HostToContainer) or "rshared" (Bidirectional).
+	RootfsPropagation []string `json:"rootfs_propagation"`
+}
+
+// podSecurity is what the pod's securityContext says about seccomp, user
+// namespaces and SELinux, for a workload container or its pause.
+type podSecurity struct {
+	// Seccomp is "required" (RuntimeDefault or Localhost: a profile whose
+	// default action refuses), "none" (Unconfined: no profile) or
+	// "optional" (not set, as the kubelet's --seccomp-default decides, or
+	// the runtime strips profiles: none, or one that refuses).
+	Seccomp string `json:"seccomp"`
+	// UserNS: hostUsers is false, so UID/GID mappings may be set.
+	UserNS bool `json:"user_ns"`
+	// SELinux is the regex of the process and mount label the
+	// seLinuxOptions imply; "" allows no label.
+	SELinux string `json:"selinux"`
 }
 
 // sandboxData is one workload's pause container: its pod name pattern and
@@ -63,6 +83,12 @@ type sandboxData struct {
 	// Hostname is the pod's spec.hostname; "" means the pod's name, as the
 	// kubelet names the pod's host.
 	Hostname string `json:"hostname"`
+	// HostnameCut is set when the pod's name can be longer than 63
+	// characters: the start every host name cut from it has (the
+	// kubelet keeps 63 characters); CreateSandbox has no pod name to
+	// compare with.
+	HostnameCut string `json:"hostname_cut"`
+	podSecurity
 }
 
 // pauseData is the pause container as every pod's runtime creates it. Its
@@ -126,6 +152,12 @@ type policyData struct {
 	EnvRegex string     `json:"env_regex"`
 	Exec     [][]string `json:"exec"`
 	CopyFile []string   `json:"copy_file"`
+	// ApparmorProfiles are the OCI.Process.ApparmorProfile values the
+	// runtime may set.
+	ApparmorProfiles []string `json:"apparmor_profiles"`
+	// CreateSandbox is what the runtime sends in CreateSandbox besides the
+	// host name.
+	CreateSandbox CreateSandbox `json:"create_sandbox"`
 	// requests are rendered as rules, not data.
 	requests []string
 }
@@ -156,6 +188,7 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
 		ContainerSysctls: orEmptyMap(s.Sysctls.Container), ContainerNamespaces: s.Namespaces,
 		Rlimits: []rlimitData{}, OOMScoreAdj: s.OOMScoreAdj,
+		ApparmorProfiles: orEmpty(s.ApparmorProfiles), CreateSandbox: s.CreateSandbox,
 		// The mount sources the volume rules allow (mounts) are these
 		// directories' entries: a storage mounts there or nowhere.
 		StorageDirs: map[string]string{
@@ -236,6 +269,7 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 		Image: sc.Image, Args: orEmpty(sc.Args), Env: orEmpty(sc.Env), EnvNames: []string{}, EnvPatterns: []string{},
 		UID: sc.UID, Caps: caps, MaskedPaths: b.s.MaskedPaths, ReadonlyPaths: b.s.ReadonlyPaths,
 		Mounts: mountRules{}, StorageDrivers: []string{}, SharePID: shareProcessNamespace(w), RootHashes: []string{},
+		podSecurity: b.podSecurity(w, nil), RootfsPropagation: []string{""},
 	})
 }
 
@@ -244,7 +278,8 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 // sandbox spec.
 func (b *builder) sandbox(w *Workload) {
 	d := sandboxData{Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Sysctls: maps.Clone(orEmptyMap(b.s.Sysctls.Sandbox)), PodSysctls: []string{},
-		UID: b.data.Pause.DefaultUID, GID: b.data.Pause.DefaultGID, GIDs: []int64{}, Hostname: w.Spec.Hostname}
+		UID: b.data.Pause.DefaultUID, GID: b.data.Pause.DefaultGID, GIDs: []int64{}, Hostname: w.Spec.Hostname,
+		HostnameCut: hostnameCut(w), podSecurity: b.podSecurity(w, nil)}
 	if psc := w.Spec.SecurityContext; psc != nil {
 		for _, sc := range psc.Sysctls {
 			name := sysctlName(sc.Name)
@@ -331,6 +366,7 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 		Name: c.Name, Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Image: img.Pinned,
 		EnvNames: []string{}, EnvPatterns: []string{}, Mounts: mountRules{}, StorageDrivers: []string{},
 		TTY: c.TTY, SharePID: shareProcessNamespace(w), RootHashes: orEmpty(img.RootHashes),
+		podSecurity: b.podSecurity(w, c.SecurityContext), RootfsPropagation: rootfsPropagation(c),
 	}
 	env, err := b.env(where, w, c, img, &d)
 	if err != nil {

@@ -177,7 +177,7 @@ func Render(data *policyData) (string, error) {
 	}
 	for _, n := range requestNames() {
 		switch {
-		case n == "CreateContainerRequest" || n == "ExecProcessRequest" || n == "CopyFileRequest" || n == "SetPolicyRequest":
+		case n == "CreateContainerRequest" || n == "ExecProcessRequest" || n == "CopyFileRequest" || n == "SetPolicyRequest" || n == "CreateSandboxRequest":
 		case allowed[n]:
 			fmt.Fprintf(&b, "%s := true\n\n", n)
 		default:

@@ -24,6 +24,8 @@ type Workload struct {
 	Spec corev1.PodSpec
 	// PodName is a regex for the names the pods it makes will get.
 	PodName string
+	// generateName is a Pod's metadata.generateName.
+	generateName string
 	// tree is the generic form of the object, edited when images are
 	// rewritten and initdata is injected; specPath leads to its pod spec.
 	tree     map[string]any
@@ -177,7 +179,7 @@ func decodeWorkload(kind string, j []byte) (*Workload, error) {
 		if err := json.Unmarshal(j, &o); err != nil {
 			return nil, err
 		}
-		w.Name, w.Spec = o.Name, o.Spec
+		w.Name, w.Spec, w.generateName = o.Name, o.Spec, o.GenerateName
 		w.PodName = exactName(o.Name, o.GenerateName)
 	case "Deployment":
 		var o appsv1.Deployment

@@ -123,12 +123,30 @@ func TestCorpusReplay(t *testing.T) {
 			}
 			rt := &miniRuntime{t: t, in: in, images: res.Images, runDir: runDir}
 			q := prepareCreate(t, res.Policy)
+			eng, err := policy.Load(context.Background(), res.Policy, "generated")
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, w := range in.Workloads {
 				pod := rt.podName(w)
+				// Checked directly: the agent sets up the sandbox once.
+				if d := decideSandbox(t, eng, rt.sandbox(w, pod)); !d.Allowed {
+					t.Errorf("CreateSandbox of %s denied: %s", pod, d.Prints)
+				}
+				for _, m := range sandboxMutations() {
+					req := rt.sandbox(w, pod)
+					m.apply(req)
+					if d := decideSandbox(t, eng, req); d.Allowed || !strings.Contains(d.Prints, m.field) {
+						t.Errorf("CreateSandbox %s: allowed %v, denial %q does not name %q", m.name, d.Allowed, d.Prints, m.field)
+					}
+				}
 				expectAllowed(t, "pause of "+pod, callCreate(c, rt.pause(w, pod)))
 				decideCreate(t, q, rt.pause(w, pod))
 				for _, m := range pauseMutations(w) {
 					req := rt.pause(w, pod)
+					if m.applies != nil && !m.applies(req) {
+						continue
+					}
 					m.apply(req)
 					expectDenied(t, m.name, callCreate(c, req), m.field)
 					decideCreate(t, q, req)
@@ -205,7 +223,7 @@ type mutation struct {
 // mutations are what a host could do to a request the pod owner signed
 // off; each must be denied with the field named.
 func mutations(t testing.TB, ti *testImages) []mutation {
-	return []mutation{
+	return append(specMutations(""), []mutation{
 		{name: "re-tagged image", field: "storages[image_guest_pull].source", apply: func(r *agentpb.CreateContainerRequest) {
 			repo, _, _ := strings.Cut(r.Storages[0].Source, "@")
 			other := repo + "@sha256:" + strings.Repeat("ab", 32)
@@ -291,6 +309,81 @@ func mutations(t testing.TB, ti *testImages) []mutation {
 		{name: "image on another mount point", field: "storages", apply: func(r *agentpb.CreateContainerRequest) {
 			r.Storages[0].MountPoint += "-elsewhere"
 		}},
+	}...)
+}
+
+// sandboxMutation changes a CreateSandbox request.
+type sandboxMutation struct {
+	name, field string
+	apply       func(*agentpb.CreateSandboxRequest)
+}
+
+// sandboxMutations are what a host could do to CreateSandbox.
+func sandboxMutations() []sandboxMutation {
+	return []sandboxMutation{
+		{"host name", "hostname", func(r *agentpb.CreateSandboxRequest) { r.Hostname = "bank.example.com" }},
+		{"sandbox_pidns", "sandbox_pidns", func(r *agentpb.CreateSandboxRequest) { r.SandboxPidns = true }},
+		{"guest hook path", "guest_hook_path", func(r *agentpb.CreateSandboxRequest) { r.GuestHookPath = "/usr/share/oci/hooks" }},
+		{"kernel module", "kernel_modules", func(r *agentpb.CreateSandboxRequest) {
+			r.KernelModules = []*agentpb.KernelModule{{Name: "evil", Parameters: []string{"x=1"}}}
+		}},
+		{"host directory storage", "storages", func(r *agentpb.CreateSandboxRequest) {
+			r.Storages = append(r.Storages, &agentpb.Storage{Driver: "virtio-fs", Source: "kataShared", Fstype: "virtiofs", MountPoint: "/run/kata-containers/shared/containers"})
+		}},
+		{"executable shm", "storages", func(r *agentpb.CreateSandboxRequest) { r.Storages[0].Options = append(r.Storages[0].Options, "exec") }},
+	}
+}
+
+// sandbox is the Go runtime's CreateSandbox for pod: its host name (the
+// pod's spec.hostname or name), the cluster's DNS, the pod's /dev/shm.
+func (rt *miniRuntime) sandbox(w *Workload, pod string) *agentpb.CreateSandboxRequest {
+	hostname := pod
+	if w.Spec.Hostname != "" {
+		hostname = w.Spec.Hostname
+	}
+	return &agentpb.CreateSandboxRequest{
+		Hostname: hostname, SandboxId: containerID(pod, "sandbox"),
+		Dns: []string{"nameserver 10.96.0.10", "search default.svc.cluster.local svc.cluster.local cluster.local", "options ndots:5"},
+		Storages: []*agentpb.Storage{{Driver: "ephemeral", Source: "shm", Fstype: "tmpfs", MountPoint: rt.runDir + "/sandbox/shm",
+			Options: []string{"noexec", "nosuid", "nodev", "mode=1777", "size=67108864"}}},
+	}
+}
+
+// specMutations are the spec fields a host could set on any container,
+// the pause included: each must be denied with the field named.
+func specMutations(prefix string) []mutation {
+	return []mutation{
+		{name: prefix + "OCI hook", field: "OCI.Hooks", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Hooks = &agentpb.Hooks{CreateContainer: []*agentpb.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat /proc/1/environ"}}}}
+		}},
+		{name: prefix + "seccomp allows everything", field: "OCI.Linux.Seccomp", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Seccomp = &agentpb.LinuxSeccomp{DefaultAction: "SCMP_ACT_ALLOW", Architectures: []string{"SCMP_ARCH_X86_64"}}
+		}},
+		{name: prefix + "shared root propagation", field: "OCI.Linux.RootfsPropagation", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.RootfsPropagation = "rshared"
+		}},
+		{name: prefix + "uid mappings", field: "OCI.Linux.UIDMappings", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.UIDMappings = []*agentpb.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 1}}
+		}},
+		{name: prefix + "intel RDT", field: "OCI.Linux.IntelRdt", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.IntelRdt = &agentpb.LinuxIntelRdt{L3CacheSchema: "L3:0=1"}
+		}},
+		{name: prefix + "SELinux label", field: "OCI.Process.SelinuxLabel", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.SelinuxLabel = "system_u:system_r:spc_t:s0"
+		}},
+		{name: prefix + "mount label", field: "OCI.Linux.MountLabel", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.MountLabel = "system_u:object_r:container_file_t:s0"
+		}},
+		{name: prefix + "AppArmor unconfined", field: "OCI.Process.ApparmorProfile", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.ApparmorProfile = "unconfined"
+		}},
+		{name: prefix + "user name", field: "OCI.Process.User.Username", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Process.User.Username = "root"
+		}},
+		// Only where the pod asks for RuntimeDefault.
+		{name: prefix + "seccomp dropped", field: "OCI.Linux.Seccomp", apply: func(r *agentpb.CreateContainerRequest) {
+			r.OCI.Linux.Seccomp = nil
+		}, applies: func(r *agentpb.CreateContainerRequest) bool { return r.OCI.Linux.Seccomp != nil }},
 	}
 }
 
@@ -390,6 +483,7 @@ func pauseMutations(w *Workload) []mutation {
 			r.OCI.Linux.Resources.Pids = &agentpb.LinuxPids{Limit: 1}
 		}},
 	)
+	ms = append(ms, specMutations("pause: ")...)
 	// With runAsUser alone containerd takes the gid from the pause image's
 	// /etc/passwd, and the pause image has none: gid 0.
 	if psc := w.Spec.SecurityContext; psc != nil && psc.RunAsUser != nil && psc.RunAsGroup == nil {
@@ -444,6 +538,16 @@ func decideExec(t testing.TB, text string, args []string) policy.Decision {
 		t.Fatal(err)
 	}
 	d, err := p.Explain(context.Background(), "ExecProcessRequest", input.Encode(&agentpb.ExecProcessRequest{ContainerId: "x", ExecId: "e", Process: &agentpb.Process{Args: args}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// decideSandbox is the agent engine's CreateSandbox decision for r.
+func decideSandbox(t testing.TB, eng *policy.Policy, r *agentpb.CreateSandboxRequest) policy.Decision {
+	t.Helper()
+	d, err := eng.Explain(context.Background(), "CreateSandboxRequest", input.Encode(r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -676,7 +780,8 @@ func (rt *miniRuntime) pause(w *Workload, pod string) *agentpb.CreateContainerRe
 				"io.kubernetes.cri.sandbox-namespace": rt.ns(), "io.kubernetes.cri.sandbox-id": sid,
 			},
 			Linux: &agentpb.Linux{
-				Sysctl: sysctls, CgroupsPath: "/kubepods/pod-" + sid + "/" + sid,
+				Seccomp: runtimeSeccomp(w, nil),
+				Sysctl:  sysctls, CgroupsPath: "/kubepods/pod-" + sid + "/" + sid,
 				Namespaces:  []*agentpb.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
 				MaskedPaths: slices.Clone(containerdMasked), ReadonlyPaths: slices.Clone(containerdReadonly),
 				Resources: &agentpb.LinuxResources{Devices: []*agentpb.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
@@ -877,6 +982,8 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 			Version: "1.1.0",
 			Process: &agentpb.Process{
 				Args: args, Env: env, Cwd: cwd, User: user, Terminal: c.TTY,
+				// containerd's default profile on an AppArmor host.
+				ApparmorProfile: "cri-containerd.apparmor.d",
 				Capabilities:    &agentpb.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 				NoNewPrivileges: sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
 				OOMScoreAdj:     oom,
@@ -889,6 +996,7 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 				"io.kubernetes.cri.sandbox-id": containerID(pod, "sandbox"), "io.kubernetes.cri.image-name": img.Pinned,
 			},
 			Linux: &agentpb.Linux{
+				Seccomp:     runtimeSeccomp(w, c.SecurityContext),
 				CgroupsPath: "/kubepods/" + cid, MaskedPaths: masked, ReadonlyPaths: ro, Resources: res,
 				// containerd's pid, ipc, uts, mount, network and cgroup
 				// namespaces, less what the runtime strips (network,
@@ -900,6 +1008,28 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 }
 
 var _ = json.Marshal
+
+// runtimeSeccomp is the profile containerd gives a container whose pod (or
+// itself) asks for RuntimeDefault, in the shape of its default profile: a
+// refusing default action and a list of allowed syscalls (cut short here);
+// nil for Unconfined or nothing asked, as without the kubelet's
+// --seccomp-default.
+func runtimeSeccomp(w *Workload, sc *corev1.SecurityContext) *agentpb.LinuxSeccomp {
+	var p *corev1.SeccompProfile
+	if w.Spec.SecurityContext != nil {
+		p = w.Spec.SecurityContext.SeccompProfile
+	}
+	if sc != nil && sc.SeccompProfile != nil {
+		p = sc.SeccompProfile
+	}
+	if p == nil || p.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		return nil
+	}
+	return &agentpb.LinuxSeccomp{
+		DefaultAction: "SCMP_ACT_ERRNO", Architectures: []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+		Syscalls: []*agentpb.LinuxSyscall{{Names: []string{"accept", "read", "write", "exit_group"}, Action: "SCMP_ACT_ALLOW"}},
+	}
+}
 
 // kubeletExpand is the kubelet's $(VAR) expansion: "$$" is a literal "$",
 // $(NAME) a known variable's value, anything else stays as written.

@@ -85,10 +85,18 @@ sandbox_ok if {
 	ok_oom_score_adj(policy_data.oom_score_adj.sandbox)
 	ok_resources
 	ok_pause_mounts
+	ok_hooks
+	ok_intel_rdt
+	ok_username
+	ok_apparmor
+	ok_rootfs_propagation([""])
 	some s in sandbox_entries
 	ok_sandbox_sysctls(s)
 	ok_pause_user(s)
 	ok_pause_hostname(s)
+	ok_seccomp(s)
+	ok_id_mappings(s)
+	ok_selinux(s)
 }
 
 sandbox_problems := [p |
@@ -117,6 +125,14 @@ sandbox_problems := [p |
 		check_resources,
 		check_pause_hostname,
 		check_terminal(pause),
+		check_hooks,
+		check_pause_seccomp,
+		check_rootfs_propagation([""]),
+		check_pause_id_mappings,
+		check_intel_rdt,
+		check_pause_selinux,
+		check_apparmor,
+		check_username,
 	]
 	p != ""
 ]
@@ -401,6 +417,122 @@ some_shared_mount if some _ in input.shared_mounts
 check_shared_mounts := "" if ok_shared_mounts
 else := sprintf("shared_mounts: got %v, the policy allows none", [input.shared_mounts])
 
+# OCI hooks are programs the runtime runs around the container, chosen by
+# whoever wrote the spec: here the host. The agent drops them (Kata's too),
+# and the policy refuses any, so a policy also holds on an agent that
+# would run them.
+ok_hooks if not some_hook
+
+some_hook if {
+	some l in input.OCI.Hooks
+	count(l) > 0
+}
+
+check_hooks := "" if ok_hooks
+else := sprintf("OCI.Hooks: got %v, the policy allows no hook", [input.OCI.Hooks])
+
+# Intel RDT (cache allocation) is never set for a pod; the agent ignores an
+# empty schema.
+ok_intel_rdt if input.OCI.Linux.IntelRdt == null
+
+ok_intel_rdt if input.OCI.Linux.IntelRdt.L3CacheSchema == ""
+
+check_intel_rdt := "" if ok_intel_rdt
+else := sprintf("OCI.Linux.IntelRdt: got %v, the policy allows none", [input.OCI.Linux.IntelRdt])
+
+# The user is checked by number; a name would be resolved in the
+# container's rootfs instead (containerd always sends numbers).
+ok_username if input.OCI.Process.User.Username == ""
+
+check_username := "" if ok_username
+else := sprintf("OCI.Process.User.Username: got %q, the policy requires it empty (uid and gid are checked)", [input.OCI.Process.User.Username])
+
+# None, or containerd's default profile on an AppArmor host (settings'
+# apparmor_profiles).
+ok_apparmor if input.OCI.Process.ApparmorProfile in policy_data.apparmor_profiles
+
+check_apparmor := "" if ok_apparmor
+else := sprintf("OCI.Process.ApparmorProfile: %q is not one of %v", [input.OCI.Process.ApparmorProfile, policy_data.apparmor_profiles])
+
+# Shared or slave root propagation only where a volumeMount asks for it:
+# it lets mounts cross between the container and the guest.
+ok_rootfs_propagation(allowed) if input.OCI.Linux.RootfsPropagation in allowed
+
+check_rootfs_propagation(allowed) := "" if ok_rootfs_propagation(allowed)
+else := sprintf("OCI.Linux.RootfsPropagation: %q is not one of %v (volumeMounts' mountPropagation)", [input.OCI.Linux.RootfsPropagation, allowed])
+
+# Seccomp, by the pod's seccompProfile: RuntimeDefault (or Localhost) a
+# profile whose default action refuses, as containerd's does (its
+# syscall list is the runtime's and is not pinned); Unconfined none; not
+# set, none or a profile that refuses.
+refusing_actions := {"SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP"}
+
+ok_seccomp(c) if {
+	c.seccomp != "required"
+	input.OCI.Linux.Seccomp == null
+}
+
+ok_seccomp(c) if {
+	c.seccomp != "none"
+	input.OCI.Linux.Seccomp.DefaultAction in refusing_actions
+}
+
+check_seccomp(c, what) := "" if ok_seccomp(c)
+else := sprintf("OCI.Linux.Seccomp: none, but the pod's seccompProfile asks for one (RuntimeDefault or Localhost)%s", [what]) if {
+	input.OCI.Linux.Seccomp == null
+} else := sprintf("OCI.Linux.Seccomp: a profile, but the pod's seccompProfile is Unconfined%s", [what]) if {
+	c.seccomp == "none"
+} else := sprintf("OCI.Linux.Seccomp.DefaultAction: %q allows what the profile does not list, want one of %v%s", [input.OCI.Linux.Seccomp.DefaultAction, sort(refusing_actions), what])
+
+# UID and GID mappings only with a user namespace (hostUsers: false).
+ok_id_mappings(c) if c.user_ns
+
+ok_id_mappings(c) if {
+	count(object.get(input.OCI.Linux, "UIDMappings", [])) == 0
+	count(object.get(input.OCI.Linux, "GIDMappings", [])) == 0
+}
+
+check_id_mappings(c, what) := "" if ok_id_mappings(c)
+else := sprintf("OCI.Linux.UIDMappings/GIDMappings: got %v and %v, the pod shares the host's users (hostUsers)%s", [input.OCI.Linux.UIDMappings, input.OCI.Linux.GIDMappings, what])
+
+# SELinux process and mount labels: none, or the label the pod's
+# seLinuxOptions imply (parts it leaves out are the node's to choose).
+ok_selinux(c) if {
+	input.OCI.Process.SelinuxLabel == ""
+	input.OCI.Linux.MountLabel == ""
+}
+
+ok_selinux(c) if {
+	c.selinux != ""
+	selinux_label_ok(c.selinux, input.OCI.Process.SelinuxLabel)
+	selinux_label_ok(c.selinux, input.OCI.Linux.MountLabel)
+}
+
+selinux_label_ok(_, "")
+
+selinux_label_ok(r, l) if {
+	r != ""
+	regex.match(r, l)
+}
+
+check_selinux(c, what) := "" if ok_selinux(c)
+else := sprintf("OCI.Process.SelinuxLabel: %q is not the pod's seLinuxOptions (%s)%s", [input.OCI.Process.SelinuxLabel, selinux_want(c), what]) if {
+	not selinux_label_ok(c.selinux, input.OCI.Process.SelinuxLabel)
+} else := sprintf("OCI.Linux.MountLabel: %q is not the pod's seLinuxOptions (%s)%s", [input.OCI.Linux.MountLabel, selinux_want(c), what])
+
+selinux_want(c) := "none set: no label" if c.selinux == ""
+else := c.selinux
+
+# The pause's, described against the first entry of the pod name.
+check_pause_seccomp := check_seccomp(sandbox_entries[0], " for the pause container") if count(sandbox_entries) > 0
+else := ""
+
+check_pause_id_mappings := check_id_mappings(sandbox_entries[0], " for the pause container") if count(sandbox_entries) > 0
+else := ""
+
+check_pause_selinux := check_selinux(sandbox_entries[0], " for the pause container") if count(sandbox_entries) > 0
+else := ""
+
 # ---------------------------------------------------------------------------
 # A workload container: its entries are looked up by container name (one
 # per workload that has a container of that name), then tested field by
@@ -442,6 +574,14 @@ container_ok(c) if {
 	ok_caps(c)
 	ok_env(c)
 	ok_mounts(c)
+	ok_hooks
+	ok_intel_rdt
+	ok_username
+	ok_apparmor
+	ok_rootfs_propagation(c.rootfs_propagation)
+	ok_seccomp(c)
+	ok_id_mappings(c)
+	ok_selinux(c)
 }
 
 candidate_problems := [problems(c) | some c in candidates]
@@ -491,6 +631,14 @@ problems(c) := [p |
 		check_hostname,
 		check_terminal(c),
 		check_pidns(c),
+		check_hooks,
+		check_seccomp(c, ""),
+		check_rootfs_propagation(c.rootfs_propagation),
+		check_id_mappings(c, ""),
+		check_intel_rdt,
+		check_selinux(c, ""),
+		check_apparmor,
+		check_username,
 	]
 	p != ""
 ]
@@ -861,6 +1009,97 @@ ok_pidns(c) if input.sandbox_pidns == c.share_pid
 
 check_pidns(c) := "" if ok_pidns(c)
 else := sprintf("sandbox_pidns: got %v, want %v (shareProcessNamespace)", [input.sandbox_pidns, c.share_pid])
+
+# ---------------------------------------------------------------------------
+# CreateSandbox: the pod's host name (no pod name comes with it: any pod of
+# the policy), the runtime's sandbox_pidns and sandbox storages (the pod's
+# /dev/shm), no guest hook path and no kernel module (the agent would load
+# it). DNS lines and the sandbox id are the host's to choose.
+
+default CreateSandboxRequest := false
+
+CreateSandboxRequest if create_sandbox_allowed
+
+CreateSandboxRequest := false if {
+	not create_sandbox_allowed
+	print(concat("; ", [p | some p in create_sandbox_problems; p != ""]))
+}
+
+create_sandbox_allowed if {
+	input.sandbox_pidns == policy_data.create_sandbox.sandbox_pidns
+	input.guest_hook_path == ""
+	not some_kernel_module
+	not bad_sandbox_storage
+	some s in policy_data.sandboxes
+	sandbox_hostname_ok(s, input.hostname)
+}
+
+create_sandbox_problems := [
+	check_sandbox_request_hostname,
+	check_sandbox_request_pidns,
+	check_guest_hook_path,
+	check_kernel_modules,
+	check_sandbox_storages,
+]
+
+some_kernel_module if some _ in input.kernel_modules
+
+# spec.hostname, else a pod name of the workload, or the kubelet's
+# 63-character cut of a longer one.
+sandbox_hostname_ok(s, h) if {
+	s.hostname != ""
+	h == s.hostname
+}
+
+sandbox_hostname_ok(s, h) if {
+	s.hostname == ""
+	regex.match(s.pod_name, h)
+}
+
+sandbox_hostname_ok(s, h) if {
+	s.hostname_cut != ""
+	count(h) <= 63
+	startswith(h, s.hostname_cut)
+	regex.match(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`, h)
+}
+
+check_sandbox_request_hostname := "" if {
+	some s in policy_data.sandboxes
+	sandbox_hostname_ok(s, input.hostname)
+} else := sprintf("hostname: %q is not the host name of a pod of this policy (spec.hostname or the pod's name)", [input.hostname])
+
+check_sandbox_request_pidns := "" if input.sandbox_pidns == policy_data.create_sandbox.sandbox_pidns
+else := sprintf("sandbox_pidns: got %v, want %v (the runtime's)", [input.sandbox_pidns, policy_data.create_sandbox.sandbox_pidns])
+
+check_guest_hook_path := "" if input.guest_hook_path == ""
+else := sprintf("guest_hook_path: got %q, the policy allows no guest hooks", [input.guest_hook_path])
+
+check_kernel_modules := "" if not some_kernel_module
+else := sprintf("kernel_modules: got %v, the policy allows no kernel module", [[m.name | some m in input.kernel_modules]])
+
+sandbox_storage_ok(s) if {
+	some r in policy_data.create_sandbox.storages
+	s.driver == r.driver
+	s.source == r.source
+	s.fstype == r.fstype
+	regex.match(r.mount_point, s.mount_point)
+	not bad_sandbox_storage_option(r, s)
+}
+
+bad_sandbox_storage_option(r, s) if {
+	some o in s.options
+	not regex.match(r.options, o)
+}
+
+bad_sandbox_storage if {
+	some s in input.storages
+	not sandbox_storage_ok(s)
+}
+
+check_sandbox_storages := "" if not bad_sandbox_storage
+else := sprintf("storages: %s %q on %q (%s, %v) is not a sandbox storage of the runtime", [s.driver, s.source, s.mount_point, s.fstype, s.options]) if {
+	s := [s | some s in input.storages; not sandbox_storage_ok(s)][0]
+}
 
 # ---------------------------------------------------------------------------
 # ExecProcess: only the pod's exec probes and lifecycle hooks.

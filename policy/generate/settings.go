@@ -73,6 +73,16 @@ type Settings struct {
 	// Requests lists the request names allowed unconditionally. Requests
 	// not listed here and without a rule of their own are denied.
 	Requests []string `json:"requests" toml:"requests"`
+	// SeccompStripped says the runtime drops every seccomp profile (Kata's
+	// disable_guest_seccomp = true): a pod's RuntimeDefault then cannot be
+	// required, only allowed.
+	SeccompStripped bool `json:"seccomp_stripped" toml:"seccomp_stripped"`
+	// ApparmorProfiles are the AppArmor profile names the runtime may
+	// put on a process: none, or containerd's default on AppArmor hosts.
+	ApparmorProfiles []string `json:"apparmor_profiles" toml:"apparmor_profiles"`
+	// CreateSandbox is what the runtime's CreateSandbox carries besides
+	// the pod's host name.
+	CreateSandbox CreateSandbox `json:"create_sandbox" toml:"create_sandbox"`
 	// Annotations names the CRI annotations the rules read.
 	Annotations Annotations `json:"annotations" toml:"annotations"`
 	// PassThrough lists kinds that carry no pod and are copied unchanged.
@@ -146,6 +156,28 @@ type Sysctls struct {
 	Sandbox map[string]string `json:"sandbox" toml:"sandbox"`
 	// Container are sysctls every workload container may carry.
 	Container map[string]string `json:"container" toml:"container"`
+}
+
+// CreateSandbox is the runtime's CreateSandbox request: its PID namespace
+// flag and the storages it sets up for the sandbox (the pod's /dev/shm).
+// DNS lines are the cluster's and are not checked; guest hook paths and
+// kernel modules are refused.
+type CreateSandbox struct {
+	// SandboxPidns is the sandbox_pidns the runtime sends (the Go runtime:
+	// whether the pause's PID namespace has a path, never with containerd).
+	SandboxPidns bool `json:"sandbox_pidns" toml:"sandbox_pidns"`
+	// Storages are the only storages allowed, each matched field by field.
+	Storages []SandboxStorage `json:"storages" toml:"storages"`
+}
+
+// SandboxStorage is one allowed CreateSandbox storage: driver, source and
+// fstype exactly, the mount point by regex, every option by regex.
+type SandboxStorage struct {
+	Driver     string `json:"driver" toml:"driver"`
+	Source     string `json:"source" toml:"source"`
+	Fstype     string `json:"fstype" toml:"fstype"`
+	MountPoint string `json:"mount_point" toml:"mount_point"`
+	Options    string `json:"options" toml:"options"`
 }
 
 // Annotations are the names of the CRI annotations the rules check.
@@ -258,6 +290,13 @@ func (s *Settings) validate() error {
 	}
 	if len(s.OCIVersions) == 0 {
 		return fmt.Errorf("oci_versions: at least one version is required")
+	}
+	for _, st := range s.CreateSandbox.Storages {
+		for _, r := range []string{st.MountPoint, st.Options} {
+			if _, err := regexp.Compile(r); err != nil {
+				return fmt.Errorf("create_sandbox.storages: %w", err)
+			}
+		}
 	}
 	a := s.Annotations
 	for k, v := range map[string]string{"container_type": a.ContainerType, "container_name": a.ContainerName, "sandbox_name": a.SandboxName, "sandbox_namespace": a.SandboxNamespace, "image_name": a.ImageName} {
