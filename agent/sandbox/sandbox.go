@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
+	"github.com/cocoon-tee/cocoon/agent/guest"
 	"github.com/cocoon-tee/cocoon/agent/observe"
 	"github.com/cocoon-tee/cocoon/agent/safepath"
 	"github.com/cocoon-tee/cocoon/agent/storage"
@@ -345,22 +346,20 @@ func (s *Sandbox) onOOM(id string) {
 // rootIsRamfs reports whether / is an initramfs, where pivot_root fails and
 // libcontainer must use MS_MOVE + chroot instead.
 func rootIsRamfs() bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	mounts, err := guest.ParseMountinfo(f)
 	if err != nil {
 		return false
 	}
 	// The last mount on / is the one in effect.
 	ramfs := false
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 || f[4] != "/" {
-			continue
-		}
-		for i, x := range f {
-			if x == "-" && i+1 < len(f) {
-				ramfs = f[i+1] == "rootfs" || f[i+1] == "ramfs"
-				break
-			}
+	for _, m := range mounts {
+		if m.MountPoint == "/" {
+			ramfs = m.FSType == "rootfs" || m.FSType == "ramfs"
 		}
 	}
 	return ramfs
