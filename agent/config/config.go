@@ -24,6 +24,15 @@ import (
 // DefaultServerAddr is where the Kata runtime expects the agent: any CID, port 1024.
 const DefaultServerAddr = "vsock://-1:1024"
 
+// DefaultKataRunDir is where the Kata runtime expects the containers'
+// bundles and shared mounts, and DefaultHotplugTimeout how long a
+// hot-plugged device is waited for. The domain packages that take them fall
+// back to these too, so every default has this one owner.
+const (
+	DefaultKataRunDir     = "/run/kata-containers"
+	DefaultHotplugTimeout = 3 * time.Second
+)
+
 // Config is the agent's complete configuration. It is built once at start-up
 // and never changed afterwards.
 type Config struct {
@@ -108,7 +117,7 @@ func Default() Config {
 		ServerAddr:             DefaultServerAddr,
 		LogLevel:               slog.LevelInfo,
 		LogLevelName:           "info",
-		HotplugTimeout:         3 * time.Second,
+		HotplugTimeout:         DefaultHotplugTimeout,
 		ImagePullTimeout:       1200 * time.Second,
 		LaunchProcessTimeout:   6 * time.Second,
 		CDHAPITimeout:          50 * time.Second,
@@ -117,7 +126,7 @@ func Default() Config {
 		GuestComponentsRestAPI: "resource",
 		GuestComponentsProcs:   "api-server-rest",
 		DecisionLog:            "/run/cocoon/decisions.log",
-		KataRunDir:             "/run/kata-containers",
+		KataRunDir:             DefaultKataRunDir,
 		StateDir:               "/run/cocoon",
 		CgroupParent:           "/cocoon",
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/agent/config"
 )
 
 // Syscalls are the machine-changing calls. A nil field is the real call.
@@ -64,10 +66,10 @@ func New(o Options) *Guest {
 	def(&o.Proc, "/proc")
 	def(&o.Dev, "/dev")
 	def(&o.Random, filepath.Join(o.Dev, "random"))
-	def(&o.KataRunDir, "/run/kata-containers")
+	def(&o.KataRunDir, config.DefaultKataRunDir)
 	def(&o.SharedDir, filepath.Join(o.KataRunDir, "shared", "containers"))
 	if o.HotplugTimeout <= 0 {
-		o.HotplugTimeout = 3 * time.Second
+		o.HotplugTimeout = config.DefaultHotplugTimeout
 	}
 	if o.OnlineRetries <= 0 {
 		o.OnlineRetries = 100

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/cocoon-tee/cocoon/agent/config"
 )
 
 // Driver names, as the Kata runtime spells them in Storage.driver.
@@ -73,7 +75,7 @@ func NewDefault(o Options) (*Manager, error) {
 		o.DevRoot = "/dev"
 	}
 	if o.HotplugTimeout <= 0 {
-		o.HotplugTimeout = 3 * time.Second
+		o.HotplugTimeout = config.DefaultHotplugTimeout
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
