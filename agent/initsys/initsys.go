@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/agent/safepath"
 )
 
 // IsInit reports whether this process is the guest's init.
@@ -71,25 +73,13 @@ func mountOnce(m mountSpec) error {
 	if err := os.MkdirAll(m.target, 0o755); err != nil {
 		return fmt.Errorf("mkdir %s: %w", m.target, err)
 	}
-	if mounted, err := isMountpoint(m.target); err == nil && mounted {
+	if safepath.IsMountPoint(m.target) {
 		return nil
 	}
 	if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
 	}
 	return nil
-}
-
-// isMountpoint compares the device of dir and its parent.
-func isMountpoint(dir string) (bool, error) {
-	var st, parent unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
-		return false, err
-	}
-	if err := unix.Lstat(dir+"/..", &parent); err != nil {
-		return false, err
-	}
-	return st.Dev != parent.Dev || st.Ino == parent.Ino, nil
 }
 
 // LoopbackUp sets IFF_UP on lo.

@@ -189,7 +189,7 @@ func (b *builtin) virtiofs(ctx context.Context, r Request) (Mounted, error) {
 	if s.Source == "" {
 		return Mounted{}, invalid("virtio-fs storage %s has no source (tag)", s.MountPoint)
 	}
-	if s.Source == premountTag && isMountPoint(s.MountPoint) {
+	if s.Source == premountTag && safepath.IsMountPoint(s.MountPoint) {
 		return Mounted{Path: s.MountPoint, Cleanup: func(context.Context) error { return nil }}, nil
 	}
 	return b.common(ctx, cloneWithFstype(s, "virtiofs"), s.Source, o)
@@ -234,16 +234,6 @@ func (b *builtin) bind(ctx context.Context, r Request) (Mounted, error) {
 		return Mounted{}, joinCleanup(ctx, err, cleanup)
 	}
 	return Mounted{Path: s.MountPoint, Cleanup: cleanup}, nil
-}
-
-// isMountPoint reports whether p is the root of a mount: its device differs
-// from its parent's, or it is the same inode as its parent (/).
-func isMountPoint(p string) bool {
-	var a, b unix.Stat_t
-	if unix.Lstat(p, &a) != nil || unix.Lstat(filepath.Dir(p), &b) != nil {
-		return false
-	}
-	return a.Dev != b.Dev || a.Ino == b.Ino
 }
 
 // withoutKeys drops key=value entries whose key is one of keys.
