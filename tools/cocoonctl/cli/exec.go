@@ -48,11 +48,7 @@ drops, replays or reorders ends the session with an error. No terminal
 			if cmd.ArgsLenAtDash() != 0 {
 				return fmt.Errorf("put the command after --: exec ... -- CMD ARGS")
 			}
-			b, err := readKeyFile(key)
-			if err != nil {
-				return err
-			}
-			signer, err := execgrant.ParsePrivateKeyPEM(b)
+			signer, err := readKey(key, execgrant.ParsePrivateKeyPEM)
 			if err != nil {
 				return err
 			}

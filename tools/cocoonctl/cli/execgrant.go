@@ -36,11 +36,7 @@ input and output are encrypted to end to end.`,
 			if cmd.ArgsLenAtDash() != 0 {
 				return fmt.Errorf("put the command after --: exec-grant ... -- CMD ARGS")
 			}
-			b, err := readKeyFile(key)
-			if err != nil {
-				return err
-			}
-			signer, err := execgrant.ParsePrivateKeyPEM(b)
+			signer, err := readKey(key, execgrant.ParsePrivateKeyPEM)
 			if err != nil {
 				return err
 			}
@@ -57,11 +53,7 @@ input and output are encrypted to end to end.`,
 				IssuedAt: now.Unix(), Expires: now.Add(ttl).Unix(), Nonce: execgrant.NewNonce(),
 			}
 			if sealKey != "" {
-				b, err := readKeyFile(sealKey)
-				if err != nil {
-					return err
-				}
-				pub, err := sealedlog.ParsePublicKey(b)
+				pub, err := readKey(sealKey, sealedlog.ParsePublicKey)
 				if err != nil {
 					return err
 				}

@@ -150,7 +150,12 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-// readKeyFile reads a key file of bounded size.
-func readKeyFile(path string) ([]byte, error) {
-	return readFileBounded(path, 64<<10)
+// readKey reads a key file of bounded size and parses it with parse.
+func readKey[K any](path string, parse func([]byte) (K, error)) (K, error) {
+	b, err := readFileBounded(path, 64<<10)
+	if err != nil {
+		var zero K
+		return zero, err
+	}
+	return parse(b)
 }

@@ -42,11 +42,7 @@ content is not shown: the host could have written them). The exit status is
 			if key == "" {
 				return fmt.Errorf("--key is required")
 			}
-			b, err := readKeyFile(key)
-			if err != nil {
-				return err
-			}
-			priv, err := sealedlog.ParsePrivateKeyPEM(b)
+			priv, err := readKey(key, sealedlog.ParsePrivateKeyPEM)
 			if err != nil {
 				return err
 			}
