@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // The device-mapper ioctl ABI (include/uapi/linux/dm-ioctl.h): a fixed
@@ -25,19 +21,11 @@ const (
 // the control node: the agent needs no dmsetup, and the answer comes from
 // the kernel itself rather than from module files that may be stale.
 func dmTargets(control string) (map[string]bool, error) {
-	f, err := os.OpenFile(control, os.O_RDWR, 0)
+	buf, err := dmIoctl(control, dmListVersions, "", 0, nil, dmVersionsBuf)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("DM_LIST_VERSIONS: %w", err)
 	}
-	defer f.Close()
-	buf := make([]byte, dmVersionsBuf)
-	le := binary.LittleEndian // the ioctl struct is in host order; the guest is little-endian (x86_64, arm64)
-	le.PutUint32(buf[0:], 4)  // interface version 4.0.0
-	le.PutUint32(buf[12:], uint32(len(buf)))
-	le.PutUint32(buf[16:], dmIoctlSize)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), dmListVersions, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
-		return nil, fmt.Errorf("DM_LIST_VERSIONS: %w", errno)
-	}
+	le := binary.LittleEndian // host order; the guest is little-endian
 	if le.Uint32(buf[28:])&dmBufferFull != 0 {
 		return nil, fmt.Errorf("DM_LIST_VERSIONS: the target list does not fit in %d bytes", len(buf))
 	}
