@@ -10,50 +10,12 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
-
-// smallFS mounts a 64 KiB tmpfs on a directory of the test's own temp dir.
-func smallFS(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root to mount a tmpfs")
-	}
-	dir := filepath.Join(t.TempDir(), "fs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
-
-// fillUp takes every free block of dir's file system and returns the
-// filler's path.
-func fillUp(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, unix.ENOSPC) {
-				t.Fatal(err)
-			}
-			return p
-		}
-	}
-}
 
 func openLog(t *testing.T, path string) *decisionlog.Log {
 	t.Helper()
@@ -84,7 +46,7 @@ func verifyFile(t *testing.T, path string) decisionlog.Result {
 // included, and refuses SetPolicy; a non-confidential one lets requests
 // through as before. Once space is back the chain continues unbroken.
 func TestConfidentialRefusesUnrecordedDecisions(t *testing.T) {
-	dir := smallFS(t)
+	dir := testenv.SmallTmpfs(t, "64k")
 	strict := filepath.Join(dir, "strict.log")
 	sdl := openLog(t, strict)
 	conf := policy.NewEngineWith(load(t, builtin(t, policy.AllowAll)), policy.EngineOptions{Decisions: sdl, Confidential: true})
@@ -93,7 +55,7 @@ func TestConfidentialRefusesUnrecordedDecisions(t *testing.T) {
 	if err := gate(conf, "CreateContainer", createReq("c1", "pod"), nil); err != nil {
 		t.Fatal(err)
 	}
-	filler := fillUp(t, dir)
+	filler := testenv.FillUp(t, dir)
 	// A refused decision with state ops releases the state lock: the next
 	// request after space is back does not hang.
 	var serr error

@@ -1,26 +1,15 @@
 package safepath
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/ci/testenv"
 )
 
 func TestIsMountPoint(t *testing.T) {
-	testenv.RequiresRoot(t)
-	dir := t.TempDir()
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	mnt := testenv.SmallTmpfs(t, "64k")
+	dir := filepath.Dir(mnt)
 	for _, tc := range []struct {
 		path string
 		want bool

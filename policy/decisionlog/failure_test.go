@@ -8,54 +8,14 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 )
-
-// smallFS mounts a tmpfs of size bytes on a directory of the test's own
-// temp dir, so filling it affects nothing else.
-func smallFS(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root to mount a tmpfs")
-	}
-	dir := filepath.Join(t.TempDir(), "fs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
-
-// fillUp writes to a filler file until the file system is full and returns
-// the filler's path.
-func fillUp(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, unix.ENOSPC) {
-				t.Fatal(err)
-			}
-			return p
-		}
-	}
-}
 
 // A write that fails part-way (ENOSPC) leaves no torn line: once space is
 // back the log continues and the file verifies as one chain.
 func TestFullFileSystemKeepsChain(t *testing.T) {
-	dir := smallFS(t, "64k")
+	dir := testenv.SmallTmpfs(t, "64k")
 	path := filepath.Join(dir, "decisions.log")
 	l, err := decisionlog.Open(path, decisionlog.Options{})
 	if err != nil {
@@ -68,7 +28,7 @@ func TestFullFileSystemKeepsChain(t *testing.T) {
 	if st, _ := os.Stat(path); st.Size()%4096 == 0 {
 		fill(t, l, 1)
 	}
-	filler := fillUp(t, dir)
+	filler := testenv.FillUp(t, dir)
 	head := l.Head()
 	big := decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "CreateContainerRequest", Message: strings.Repeat("x", 8192)}
 	if _, err := l.Append(big); err == nil {
