@@ -176,17 +176,7 @@ func TestUnpackAbsoluteEscapesStillRefused(t *testing.T) {
 	}
 	for name, ents := range cases {
 		t.Run(name, func(t *testing.T) {
-			base := t.TempDir()
-			if err := os.MkdirAll(filepath.Join(base, "outside"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(base, "outside/secret"), []byte("s"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			dir := filepath.Join(base, "layer")
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			base, dir := trapTree(t)
 			_, err := Unpack(context.Background(), bytes.NewReader(mkTar(t, ents, true)), dir, Options{})
 			if !errors.Is(err, ErrUnsafe) {
 				t.Errorf("got %v, want ErrUnsafe", err)

@@ -161,18 +161,7 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 	}
 	for name, ents := range cases {
 		t.Run(name, func(t *testing.T) {
-			base := t.TempDir()
-			outside := filepath.Join(base, "outside")
-			if err := os.MkdirAll(outside, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			dir := filepath.Join(base, "layer")
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			base, dir := trapTree(t)
 			_, err := Unpack(context.Background(), bytes.NewReader(mkTar(t, ents, true)), dir, Options{})
 			if err == nil {
 				t.Fatal("unsafe layer accepted")
@@ -183,6 +172,24 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 			assertOnly(t, base, map[string]bool{"outside": true, "outside/secret": true, "layer": true})
 		})
 	}
+}
+
+// trapTree makes base/outside/secret, what an unsafe layer would reach,
+// and the empty layer directory base/layer to unpack into.
+func trapTree(t testing.TB) (base, layer string) {
+	t.Helper()
+	base = t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, "outside"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "outside", "secret"), []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	layer = filepath.Join(base, "layer")
+	if err := os.Mkdir(layer, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return base, layer
 }
 
 // assertOnly checks that, outside base/layer, only the listed entries exist
@@ -258,17 +265,7 @@ func FuzzUnpack(f *testing.F) {
 		if os.Geteuid() != 0 {
 			t.Fatal("needs root")
 		}
-		base := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(base, "outside"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(base, "outside/secret"), []byte("s"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		dir := filepath.Join(base, "layer")
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		base, dir := trapTree(t)
 		_, _ = Unpack(context.Background(), bytes.NewReader(data), dir, Options{MaxBytes: 1 << 20, MaxEntries: 1000})
 		assertOnly(t, base, map[string]bool{"outside": true, "outside/secret": true})
 	})
