@@ -3,7 +3,6 @@ package debugconsole
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,36 +13,12 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 )
 
-// records is a log sink handing each JSON record to a channel.
-type records chan map[string]any
-
-func (r records) Write(p []byte) (int, error) {
-	var m map[string]any
-	if err := json.Unmarshal(p, &m); err != nil {
-		return 0, err
-	}
-	r <- m
-	return len(p), nil
-}
-
-func (r records) wait(t *testing.T, ctx context.Context, msg string) map[string]any {
-	t.Helper()
-	for {
-		select {
-		case m := <-r:
-			if m["msg"] == msg {
-				return m
-			}
-		case <-ctx.Done():
-			t.Fatalf("no %q record: %v", msg, ctx.Err())
-		}
-	}
-}
-
 // start runs the console on a fresh unix socket and returns its path.
-func start(t *testing.T, ctx context.Context, log records) string {
+func start(t *testing.T, ctx context.Context, log testenv.LogRecords) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "console.sock")
 	errc := make(chan error, 1)
@@ -57,7 +32,7 @@ func start(t *testing.T, ctx context.Context, log records) string {
 			t.Errorf("Start: %v", err)
 		}
 	})
-	log.wait(t, ctx, "debug console serving a shell: for development images only")
+	log.Wait(t, ctx, "debug console serving a shell: for development images only")
 	return path
 }
 
@@ -81,7 +56,7 @@ func readUntil(t *testing.T, c net.Conn, re *regexp.Regexp) [][]byte {
 func TestShellOverSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	log := make(records, 64)
+	log := make(testenv.LogRecords, 64)
 	path := start(t, ctx, log)
 	c, err := net.Dial("unix", path)
 	if err != nil {
@@ -103,7 +78,7 @@ func TestShellOverSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after exit: %v (read %q)", err, rest)
 	}
-	ended := log.wait(t, ctx, "debug console session ended")
+	ended := log.Wait(t, ctx, "debug console session ended")
 	if ended["error"] != "exit status 3" {
 		t.Errorf("session ended with %v, want the shell's exit status 3", ended["error"])
 	}
@@ -115,7 +90,7 @@ func TestShellOverSocket(t *testing.T) {
 func TestHangupKillsTheSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	log := make(records, 64)
+	log := make(testenv.LogRecords, 64)
 	path := start(t, ctx, log)
 	c, err := net.Dial("unix", path)
 	if err != nil {
@@ -127,7 +102,7 @@ func TestHangupKillsTheSession(t *testing.T) {
 	io.WriteString(c, "sleep 1000 & echo child=$! shell=$$\n")
 	m := readUntil(t, c, regexp.MustCompile(`child=(\d+) shell=(\d+)`))
 	c.Close()
-	log.wait(t, ctx, "debug console session ended")
+	log.Wait(t, ctx, "debug console session ended")
 	for _, pid := range [][]byte{m[1], m[2]} {
 		// The shell is reaped by the session; its killed child is reaped by
 		// nobody here (the test is not a subreaper), so it may stay a zombie.

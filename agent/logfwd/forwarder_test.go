@@ -11,35 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cocoon-tee/cocoon/ci/testenv"
 )
-
-// lines is an io.Writer that hands every record to a channel, for the
-// console side of a test logger.
-type lines chan string
-
-func (c lines) Write(p []byte) (int, error) {
-	c <- string(p)
-	return len(p), nil
-}
-
-// wait returns the first record whose msg is msg.
-func (c lines) wait(t *testing.T, ctx context.Context, msg string) map[string]any {
-	t.Helper()
-	for {
-		select {
-		case l := <-c:
-			var m map[string]any
-			if err := json.Unmarshal([]byte(l), &m); err != nil {
-				t.Fatalf("console record %q: %v", l, err)
-			}
-			if m["msg"] == msg {
-				return m
-			}
-		case <-ctx.Done():
-			t.Fatalf("no %q record: %v", msg, ctx.Err())
-		}
-	}
-}
 
 // serve runs f on a fresh unix socket and returns its address; the
 // forwarder's own events go to console.
@@ -138,9 +112,9 @@ func TestStalledReaderDoesNotBlockLogging(t *testing.T) {
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
 	f := New(64 << 10)
-	console := make(lines, 16)
+	console := make(testenv.LogRecords, 16)
 	c := dial(t, serve(t, ctx, f, slog.New(slog.NewJSONHandler(console, nil))))
-	console.wait(t, ctx, "log reader connected")
+	console.Wait(t, ctx, "log reader connected")
 
 	// 16 MiB is far more than the queue plus the socket's buffers.
 	const n = 16 << 10
@@ -195,13 +169,13 @@ func TestOneReaderAtATime(t *testing.T) {
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
 	f := New(0)
-	console := make(lines, 16)
+	console := make(testenv.LogRecords, 16)
 	path := serve(t, ctx, f, slog.New(slog.NewJSONHandler(console, nil)))
 	first := dial(t, path)
-	console.wait(t, ctx, "log reader connected")
+	console.Wait(t, ctx, "log reader connected")
 
 	second := dial(t, path)
-	console.wait(t, ctx, "log reader refused: another reader is connected")
+	console.Wait(t, ctx, "log reader refused: another reader is connected")
 	second.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := second.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 		t.Errorf("second reader: read %d, %v; want EOF", n, err)
@@ -209,9 +183,9 @@ func TestOneReaderAtATime(t *testing.T) {
 
 	// Once the first hangs up, the next reader gets the stream.
 	first.Close()
-	console.wait(t, ctx, "log reader gone")
+	console.Wait(t, ctx, "log reader gone")
 	third := dial(t, path)
-	console.wait(t, ctx, "log reader connected")
+	console.Wait(t, ctx, "log reader connected")
 	f.Write([]byte(`{"level":"INFO","msg":"hello"}`))
 	if r := records(t, ctx, third, 1)[0]; field(t, r, "msg") != "hello" {
 		t.Errorf("third reader got %s", r.Line)
