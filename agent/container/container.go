@@ -177,43 +177,92 @@ func (c *Container) Spec() *specs.Spec { return c.spec }
 // Init returns the container's init process.
 func (c *Container) Init() *Process { return c.init }
 
-// Start lets the init process exec the workload.
+// Start lets the init process exec the workload and returns once it has.
 func (c *Container) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.started {
 		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %q already started", c.id))
 	}
-	initExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.init.pid))
+	initExe, known := exeIdentity(c.init.pid)
 	if err := c.lc.Exec(); err != nil {
 		return fmt.Errorf("start container %q: %w", c.id, err)
 	}
 	c.started = true
-	c.awaitExec(ctx, initExe)
+	if !known {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, execWaitLimit)
+	defer cancel()
+	if err := awaitExec(wctx, c.init.pid, initExe, c.init.done); err != nil && ctx.Err() == nil {
+		c.log.Warn("container init has not finished exec'ing its workload", "container_id", c.id, "error", err.Error())
+	}
 	return nil
 }
 
+// execWaitLimit bounds how long Start waits for the init's execve; the
+// exec itself takes microseconds, a loaded guest may delay it.
+const execWaitLimit = 10 * time.Second
+
 // awaitExec waits until the init has replaced libcontainer's init binary
-// with the workload. Exec returns when the init has been released, a moment
-// before its execve; a signal in that window would reach runc's Go init,
-// which dies of SIGTERM with status 2 instead of running the workload's
-// handler or being turned into SIGKILL.
-func (c *Container) awaitExec(ctx context.Context, initExe string) {
-	if initExe == "" {
-		return
-	}
-	link := fmt.Sprintf("/proc/%d/exe", c.init.pid)
+// with the workload. lc.Exec returns when the init has been released, a
+// moment before its execve. Until the execve is complete a signal is judged
+// by runc's Go init (a SIGTERM kills it with status 2, or is dropped once
+// the kernel resets the handlers of a PID namespace's init), and while the
+// kernel moves the exec'ing thread into the place of the thread-group
+// leader, /proc/<pid>/exe and /proc/<pid>/ns/* do not resolve, so an
+// ExecProcess finds no namespaces to join. It returns nil once the exec is
+// complete, and an error when the init exits first (done) or ctx ends.
+func awaitExec(ctx context.Context, pid int, initExe fileID, done <-chan struct{}) error {
 	delay := 50 * time.Microsecond
-	for i := 0; i < 200; i++ {
-		exe, err := os.Readlink(link)
-		if err != nil || exe != initExe || c.init.Exited() || ctx.Err() != nil {
-			return
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for !execDone(pid, initExe) {
+		select {
+		case <-done:
+			return errors.New("the init exited")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
 		}
-		time.Sleep(delay)
 		if delay < 5*time.Millisecond {
 			delay *= 2
 		}
+		t.Reset(delay)
 	}
+	return nil
+}
+
+// fileID identifies an executable by device and inode: a path says
+// nothing when the same name appears in another mount namespace.
+type fileID struct{ dev, ino uint64 }
+
+// exeIdentity is the file /proc/<pid>/exe points to.
+func exeIdentity(pid int) (fileID, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+		return fileID{}, false
+	}
+	return fileID{dev: st.Dev, ino: st.Ino}, true
+}
+
+// execDone reports whether the process has completed an execve that
+// replaced initExe. A /proc entry that cannot be read is not an answer: it
+// is how the process looks while its leader thread is being replaced. The
+// executable changes when the new memory map is installed, before the
+// kernel resets the signal handlers; the map's start of code is set only
+// after that, once the program is loaded.
+func execDone(pid int, initExe fileID) bool {
+	now, ok := exeIdentity(pid)
+	if !ok || now == initExe {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	code, ok := StatStartCode(data)
+	return ok && code != 0
 }
 
 // Exec starts another process in the container.
