@@ -127,7 +127,11 @@ func session(ctx context.Context, c net.Conn, shell string) error {
 	case err = <-exited:
 		// Whatever it left running in its session goes too, so the
 		// terminal closes; what the shell wrote still reaches the peer.
-		killSession(cmd.Process.Pid)
+		// The shell is reaped: a process now holding its pid as the
+		// leader of a session of its own is not ours to kill.
+		if !pidIsSessionLeader(cmd.Process.Pid) {
+			killSession(cmd.Process.Pid)
+		}
 		<-output
 		return err
 	case <-hangup:

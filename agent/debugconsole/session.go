@@ -54,6 +54,18 @@ func killSession(sid int) {
 	waitExited(fds, time.Now().Add(killWait))
 }
 
+// pidIsSessionLeader reports whether a live process with this pid leads a
+// session (its session id is its pid). Once a session's leader has exited,
+// that can only be a later process that reused the pid.
+func pidIsSessionLeader(pid int) bool {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s, ok := statSession(st)
+	return ok && s == pid
+}
+
 // waitExited polls the pidfds until every process has exited (a pidfd
 // becomes readable then) or the deadline passes, and closes them.
 func waitExited(fds []int, deadline time.Time) {

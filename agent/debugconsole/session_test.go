@@ -1,6 +1,10 @@
 package debugconsole
 
-import "testing"
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+)
 
 func TestStatSession(t *testing.T) {
 	for st, want := range map[string]int{
@@ -25,4 +29,21 @@ func FuzzStatSession(f *testing.F) {
 			t.Fatalf("session %d accepted", s)
 		}
 	})
+}
+
+// This test process does not lead its session (go test runs it in the
+// shell's or the runner's), while a process started with Setsid does.
+func TestPidIsSessionLeader(t *testing.T) {
+	cmd := exec.Command("sleep", "100")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if !pidIsSessionLeader(cmd.Process.Pid) {
+		t.Errorf("a setsid child is not reported as its session's leader")
+	}
+	if pidIsSessionLeader(1 << 30) {
+		t.Errorf("a pid that does not exist is reported as a session leader")
+	}
 }
