@@ -3,7 +3,7 @@
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/cocoon-tee/cocoon/agent/version.Version=$(VERSION) -extldflags=-static
+LDFLAGS   := -s -w -X github.com/cocoon-tee/cocoon/agent/internal/version.Version=$(VERSION) -extldflags=-static
 # containers_image_openpgp: verify image signatures with the pure-Go OpenPGP
 # code instead of cgo gpgme, which cannot be linked statically.
 # seccomp: libcontainer's seccomp filters (cgo + static libseccomp.a).

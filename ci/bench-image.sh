@@ -3,7 +3,7 @@
 # (Go's source tree, /usr/bin, a small top layer), pushes it plain, JWE
 # encrypted and as a second tag sharing all but one layer to a local
 # docker-registry, then compares skopeo copy + umoci unpack with the agent's
-# puller (Go benchmarks in agent/image, driven through env variables).
+# puller (Go benchmarks in agent/internal/image, driven through env variables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/cocoon-bench-image.XXXXXX)
@@ -73,4 +73,4 @@ rm -rf "$mem/base" "$mem/base-bundle"
 echo "== agent puller"
 TMPDIR=$mem COCOON_BENCH_REGISTRY=$reg COCOON_BENCH_IMAGE=big:plain COCOON_BENCH_IMAGE_ENC=big:enc \
 	COCOON_BENCH_IMAGE_SHARED=big:shared COCOON_BENCH_KEYS=$work/keys \
-	go test -tags "${GOTAGS:-containers_image_openpgp,seccomp}" -run '^$' -bench 'BenchmarkPull' -benchtime "${IMAGE_BENCHTIME:-3x}" ${IMAGE_BENCH_FLAGS:-} ./agent/image
+	go test -tags "${GOTAGS:-containers_image_openpgp,seccomp}" -run '^$' -bench 'BenchmarkPull' -benchtime "${IMAGE_BENCHTIME:-3x}" ${IMAGE_BENCH_FLAGS:-} ./agent/internal/image

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

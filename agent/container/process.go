@@ -11,7 +11,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cocoon-tee/cocoon/agent/stream"
+	"github.com/cocoon-tee/cocoon/agent/internal/stream"
 )
 
 // Process is one process of a container: its init or an exec'd process.

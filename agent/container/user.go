@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cocoon-tee/cocoon/agent/safepath"
+	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 )
 
 // maxAccountFile bounds how much of a container's /etc/passwd or /etc/group

@@ -6,8 +6,8 @@ import (
 	"net"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
-	"github.com/cocoon-tee/cocoon/agent/debugconsole"
-	"github.com/cocoon-tee/cocoon/agent/logfwd"
+	"github.com/cocoon-tee/cocoon/agent/internal/debugconsole"
+	"github.com/cocoon-tee/cocoon/agent/internal/logfwd"
 	"github.com/cocoon-tee/cocoon/agent/transport"
 )
 

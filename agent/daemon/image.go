@@ -4,11 +4,11 @@ import (
 	"context"
 	"log/slog"
 
-	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
 	"github.com/cocoon-tee/cocoon/agent/config"
-	"github.com/cocoon-tee/cocoon/agent/image"
-	"github.com/cocoon-tee/cocoon/agent/image/imgconfig"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
+	attestboot "github.com/cocoon-tee/cocoon/agent/internal/attest/setup"
+	"github.com/cocoon-tee/cocoon/agent/internal/image"
+	"github.com/cocoon-tee/cocoon/agent/internal/image/imgconfig"
 )
 
 // newImageDriver builds the image_guest_pull driver from initdata's

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/cocoon-tee/cocoon/agent/sandbox"
+	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
 	"github.com/cocoon-tee/cocoon/policy"
 )
 

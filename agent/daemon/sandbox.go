@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
-	"github.com/cocoon-tee/cocoon/agent/image"
-	"github.com/cocoon-tee/cocoon/agent/observe"
-	"github.com/cocoon-tee/cocoon/agent/reaper"
-	"github.com/cocoon-tee/cocoon/agent/sandbox"
-	"github.com/cocoon-tee/cocoon/agent/storage"
+	"github.com/cocoon-tee/cocoon/agent/internal/image"
+	"github.com/cocoon-tee/cocoon/agent/internal/observe"
+	"github.com/cocoon-tee/cocoon/agent/internal/reaper"
+	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
+	"github.com/cocoon-tee/cocoon/agent/internal/storage"
 )
 
 // newSandbox builds the container side of the agent: the storage driver

@@ -6,10 +6,10 @@ import (
 	"net"
 	"sync/atomic"
 
-	"github.com/cocoon-tee/cocoon/agent/initsys"
+	"github.com/cocoon-tee/cocoon/agent/internal/initsys"
+	"github.com/cocoon-tee/cocoon/agent/internal/version"
 	"github.com/cocoon-tee/cocoon/agent/server"
 	"github.com/cocoon-tee/cocoon/agent/transport"
-	"github.com/cocoon-tee/cocoon/agent/version"
 )
 
 // ending is how serving ends besides a signal: as the guest's init, after

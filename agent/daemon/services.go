@@ -6,10 +6,10 @@ import (
 	"log/slog"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
-	"github.com/cocoon-tee/cocoon/agent/reaper"
+	"github.com/cocoon-tee/cocoon/agent/internal/reaper"
+	"github.com/cocoon-tee/cocoon/agent/internal/version"
 	"github.com/cocoon-tee/cocoon/agent/rpc"
 	"github.com/cocoon-tee/cocoon/agent/server"
-	"github.com/cocoon-tee/cocoon/agent/version"
 	"github.com/cocoon-tee/cocoon/policy"
 )
 

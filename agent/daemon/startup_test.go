@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 )
 
 // lockedBuffer is a log sink the agent's goroutines may write at once.

@@ -9,14 +9,14 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
-	"github.com/cocoon-tee/cocoon/agent/copyfile"
-	"github.com/cocoon-tee/cocoon/agent/guest"
-	"github.com/cocoon-tee/cocoon/agent/initsys"
-	"github.com/cocoon-tee/cocoon/agent/metrics"
-	"github.com/cocoon-tee/cocoon/agent/network"
+	"github.com/cocoon-tee/cocoon/agent/internal/copyfile"
+	"github.com/cocoon-tee/cocoon/agent/internal/initsys"
+	"github.com/cocoon-tee/cocoon/agent/internal/metrics"
+	"github.com/cocoon-tee/cocoon/agent/internal/network"
+	"github.com/cocoon-tee/cocoon/agent/internal/storage"
+	"github.com/cocoon-tee/cocoon/agent/internal/system"
+	"github.com/cocoon-tee/cocoon/agent/internal/version"
 	"github.com/cocoon-tee/cocoon/agent/rpc"
-	"github.com/cocoon-tee/cocoon/agent/storage"
-	"github.com/cocoon-tee/cocoon/agent/version"
 )
 
 // setupSystem does the init system's duties when the agent is the guest's
@@ -52,7 +52,7 @@ func newSystem(cfg config.Config, log *slog.Logger, stor *storage.Manager, conta
 	}
 	return rpc.System{
 		Network: nm,
-		Guest: guest.New(guest.Options{
+		Guest: system.New(system.Options{
 			KataRunDir:     cfg.KataRunDir,
 			SharedDir:      shared,
 			HotplugTimeout: cfg.HotplugTimeout,

@@ -7,10 +7,10 @@ import (
 	"sync/atomic"
 
 	"github.com/cocoon-tee/cocoon/agent/attest"
-	attestboot "github.com/cocoon-tee/cocoon/agent/attest/boot"
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
-	"github.com/cocoon-tee/cocoon/agent/observe"
+	attestboot "github.com/cocoon-tee/cocoon/agent/internal/attest/setup"
+	"github.com/cocoon-tee/cocoon/agent/internal/observe"
 	"github.com/cocoon-tee/cocoon/policy"
 )
 

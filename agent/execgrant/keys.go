@@ -7,7 +7,7 @@ import (
 	"crypto/elliptic"
 	"fmt"
 
-	"github.com/cocoon-tee/cocoon/agent/ownerkeys"
+	"github.com/cocoon-tee/cocoon/agent/internal/ownerkeys"
 )
 
 // ParsePublicKey reads an owner's exec-grant key: a PEM "PUBLIC KEY"

@@ -11,9 +11,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cocoon-tee/cocoon/agent/reaper"
-	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/agent/internal/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/reaper"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

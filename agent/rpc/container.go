@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
-	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
-	"github.com/cocoon-tee/cocoon/agent/sandbox"
+	"github.com/cocoon-tee/cocoon/agent/internal/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

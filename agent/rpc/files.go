@@ -6,7 +6,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/convert"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

@@ -6,12 +6,12 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/cocoon-tee/cocoon/agent/copyfile"
-	"github.com/cocoon-tee/cocoon/agent/guest"
-	"github.com/cocoon-tee/cocoon/agent/metrics"
-	"github.com/cocoon-tee/cocoon/agent/network"
-	"github.com/cocoon-tee/cocoon/agent/observe"
-	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/copyfile"
+	"github.com/cocoon-tee/cocoon/agent/internal/metrics"
+	"github.com/cocoon-tee/cocoon/agent/internal/network"
+	"github.com/cocoon-tee/cocoon/agent/internal/observe"
+	"github.com/cocoon-tee/cocoon/agent/internal/system"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -19,7 +19,7 @@ import (
 // CopyFile and metrics. A nil member answers its rpcs Unimplemented.
 type System struct {
 	Network *network.Manager
-	Guest   *guest.Guest
+	Guest   *system.Guest
 	Files   *copyfile.Copier
 	Metrics *metrics.Metrics
 	// MetricsSet is what GetMetrics returns, from the owner's cocoon.toml:
@@ -28,7 +28,7 @@ type System struct {
 	MetricsSet observe.Metrics
 }
 
-func (s *Service) guest() (*guest.Guest, error) {
+func (s *Service) guest() (*system.Guest, error) {
 	if s.system.Guest == nil {
 		return nil, errdefs.ErrNotImplemented.WithMessage("guest management is not configured in this agent")
 	}
@@ -41,7 +41,7 @@ func (s *Service) GetGuestDetails(ctx context.Context, r *agentpb.GuestDetailsRe
 	if err != nil {
 		return nil, err
 	}
-	d, err := g.Details(ctx, guest.DetailsRequest{MemBlockSize: r.GetMemBlockSize(), MemHotplugProbe: r.GetMemHotplugProbe()})
+	d, err := g.Details(ctx, system.DetailsRequest{MemBlockSize: r.GetMemBlockSize(), MemHotplugProbe: r.GetMemHotplugProbe()})
 	if err != nil {
 		return nil, err
 	}
@@ -145,12 +145,12 @@ func (s *Service) RemoveStaleVirtiofsShareMounts(ctx context.Context, _ *agentpb
 // MemAgentMemcgSet answers as Kata does with its memory agent disabled
 // (INTERNAL "mem-agent is disabled").
 func (s *Service) MemAgentMemcgSet(context.Context, *agentpb.MemAgentMemcgConfig) (*emptypb.Empty, error) {
-	return nil, guest.MemAgentDisabled()
+	return nil, system.MemAgentDisabled()
 }
 
 // MemAgentCompactSet answers as Kata does with its memory agent disabled.
 func (s *Service) MemAgentCompactSet(context.Context, *agentpb.MemAgentCompactConfig) (*emptypb.Empty, error) {
-	return nil, guest.MemAgentDisabled()
+	return nil, system.MemAgentDisabled()
 }
 
 // GetMetrics returns Prometheus text.

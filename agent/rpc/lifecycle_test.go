@@ -17,8 +17,8 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
-	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoon-tee/cocoon/agent/guest"
+	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
+	"github.com/cocoon-tee/cocoon/agent/internal/storage"
+	"github.com/cocoon-tee/cocoon/agent/internal/system"
 	"github.com/cocoon-tee/cocoon/agent/rpc"
-	"github.com/cocoon-tee/cocoon/agent/sandbox"
-	"github.com/cocoon-tee/cocoon/agent/storage"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
-	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -41,7 +41,7 @@ func lsmSpec(root string) *agentpb.Spec {
 func TestAppArmorProfileThroughAgent(t *testing.T) {
 	a := startAgent(t, "")
 	ctx := ctxT(t)
-	hasAppArmor := guest.New(guest.Options{}).LSMs().AppArmor
+	hasAppArmor := system.New(system.Options{}).LSMs().AppArmor
 	_, err := a.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "aa", ExecId: "aa", OCI: lsmSpec(a.rootfs(t, "aa"))})
 	if hasAppArmor {
 		if err != nil {
@@ -95,7 +95,7 @@ func (a *agent) readLine(t *testing.T, cid string) string {
 // reach libcontainer, which applies them (and here, with no such module in
 // the real kernel, fails saying so).
 func TestLSMLabelsFollowTheGuestKernel(t *testing.T) {
-	if guest.New(guest.Options{}).LSMs() != (guest.LSMs{}) {
+	if system.New(system.Options{}).LSMs() != (system.LSMs{}) {
 		t.Fatal("this test expects a kernel without AppArmor and SELinux, to see libcontainer apply kept labels")
 	}
 	for _, tc := range []struct {
@@ -167,6 +167,6 @@ func lsmService(t *testing.T, files map[string]string) (*rpc.Service, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pod.Destroy(context.Background()) })
-	svc := rpc.New(rpc.Deps{Sandbox: pod, System: rpc.System{Guest: guest.New(guest.Options{Sysfs: sys})}})
+	svc := rpc.New(rpc.Deps{Sandbox: pod, System: rpc.System{Guest: system.New(system.Options{Sysfs: sys})}})
 	return svc, cfg.KataRunDir
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/cocoon-tee/cocoon/agent/network"
-	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/network"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 	"github.com/cocoon-tee/cocoon/protocols/typespb"
 )

@@ -6,8 +6,8 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/cocoon-tee/cocoon/agent/rpc/convert"
-	"github.com/cocoon-tee/cocoon/agent/sandbox"
+	"github.com/cocoon-tee/cocoon/agent/internal/convert"
+	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

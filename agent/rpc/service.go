@@ -7,7 +7,7 @@ package rpc
 import (
 	"log/slog"
 
-	"github.com/cocoon-tee/cocoon/agent/sandbox"
+	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )

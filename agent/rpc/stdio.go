@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
+	"github.com/cocoon-tee/cocoon/agent/internal/stream"
 	"github.com/cocoon-tee/cocoon/agent/server"
-	"github.com/cocoon-tee/cocoon/agent/stream"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

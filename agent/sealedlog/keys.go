@@ -6,7 +6,7 @@ import (
 	"crypto/elliptic"
 	"fmt"
 
-	"github.com/cocoon-tee/cocoon/agent/ownerkeys"
+	"github.com/cocoon-tee/cocoon/agent/internal/ownerkeys"
 )
 
 // ParsePublicKey reads the owner's log key, X25519 or P-256: a PEM "PUBLIC

@@ -20,13 +20,13 @@ const consoleRefused = "debug console refused: a confidential agent never serves
 // power the VM off. The image file also asks for the debug console, as a
 // mis-built image might: the agent refuses it with one line. (Whether
 // anything answers on its port cannot be probed: the agent powers off
-// within a second, and this boot has no network; agent/debugconsole shows
+// within a second, and this boot has no network; agent/internal/debugconsole shows
 // that a refusal binds nothing.)
 //
 // TCG has no TEE, so the refusal reachable here is "confidential mode needs a
 // TEE": without one the initdata register cannot be read, and the check
 // for withheld initdata (register set, no disk) runs only after it. That
-// check is covered on fake SEV-SNP and TDX devices in agent/attest/boot.
+// check is covered on fake SEV-SNP and TDX devices in agent/internal/attest/setup.
 func TestConfidentialWithoutInitdata(t *testing.T) {
 	a := artifacts(t)
 	initrd := filepath.Join(t.TempDir(), "confidential-initrd.img")

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/ci/testregistry"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testregistry"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 	"github.com/cocoon-tee/cocoon/tools/layer"
 )

@@ -115,7 +115,7 @@ func TestImageLayout(t *testing.T) {
 	})
 
 	// The agent binds the pod's DNS lines over /etc/resolv.conf
-	// (agent/sandbox/dns.go); the verity root is read-only, so the bind
+	// (agent/internal/sandbox/dns.go); the verity root is read-only, so the bind
 	// target must ship in the image, empty until a pod gives it content.
 	t.Run("resolv-conf", func(t *testing.T) {
 		fi, err := os.Lstat(filepath.Join(tree, "etc/resolv.conf"))

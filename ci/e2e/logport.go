@@ -31,7 +31,7 @@ const (
 )
 
 // maxLogLine bounds one line the reader keeps. runtime-rs has no bound; the
-// agent drops records over 64 KiB (agent/logfwd.MaxRecord), so a longer
+// agent drops records over 64 KiB (agent/internal/logfwd.MaxRecord), so a longer
 // line is a fault this harness reports rather than buffers.
 const maxLogLine = 1 << 20
 
@@ -117,7 +117,7 @@ func KataLevel(line string) string {
 
 // kataLevelOfGo is the level the log port must carry for a console record
 // at Go slog's level name: slog-rs's spelling of the same level
-// (agent/logfwd.KataLevel). Empty for a name slog does not write.
+// (agent/internal/logfwd.KataLevel). Empty for a name slog does not write.
 func kataLevelOfGo(level string) string {
 	switch level {
 	case "DEBUG":

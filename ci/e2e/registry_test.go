@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/ci/testregistry"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testregistry"
 )
 
 // guestGateway is the host as QEMU's user-mode network shows it to the guest:

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoon-tee/cocoon/ci/testregistry"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testregistry"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/input"
 )

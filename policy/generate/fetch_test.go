@@ -11,8 +11,8 @@ import (
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/types"
 
-	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/ci/testregistry"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testregistry"
 )
 
 // topLayerImage pushes an image whose top layer holds /etc/passwd and

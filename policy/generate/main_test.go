@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/container"
-	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
 )
 
 // TestMain lets the in-process agent re-execute this binary as container

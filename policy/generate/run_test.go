@@ -18,7 +18,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 

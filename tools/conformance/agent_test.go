@@ -10,8 +10,8 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/attest/kbstest"
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
-	"github.com/cocoon-tee/cocoon/ci/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
 )
 
 func TestMain(m *testing.M) {

@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
-	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/ci/testregistry"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testregistry"
 )
 
 func testMkfs(t testing.TB) *Mkfs {

@@ -14,7 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/cocoon-tee/cocoon/agent/attest"
-	"github.com/cocoon-tee/cocoon/agent/attest/jcs"
+	"github.com/cocoon-tee/cocoon/agent/internal/attest/jcs"
 )
 
 // kbsTees are the tee names kbs-types' Tee enum deserialises (lowercase

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/attest"
-	"github.com/cocoon-tee/cocoon/agent/attest/kbs"
+	"github.com/cocoon-tee/cocoon/agent/internal/attest/kbs"
 )
 
 // The double's wire shapes, pinned to Trustee's source (cited in server.go

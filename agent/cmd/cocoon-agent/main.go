@@ -14,8 +14,8 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/agent/initsys"
-	"github.com/cocoon-tee/cocoon/agent/logfwd"
+	"github.com/cocoon-tee/cocoon/agent/internal/initsys"
+	"github.com/cocoon-tee/cocoon/agent/internal/logfwd"
 )
 
 func main() {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/daemon"
-	"github.com/cocoon-tee/cocoon/ci/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 )
 
 func startAgent(t *testing.T) string {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cocoon-tee/cocoon/ci/testenv"
-	"github.com/cocoon-tee/cocoon/ci/testregistry"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testregistry"
 )
 
 var rootHashLine = regexp.MustCompile(`^[0-9a-f]{64}\n$`)
