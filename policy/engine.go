@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/cocoon-tee/cocoon/internal/errs"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/policy/input"
 )
@@ -112,14 +112,14 @@ func (e *Engine) SetPolicy(ctx context.Context, text, source string) error {
 // take. UNAVAILABLE, not PERMISSION_DENIED: the policy did not refuse it,
 // and the condition passes once the log can write again.
 func unrecorded(name string, err error) error {
-	return errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("%s refused: its decision cannot be recorded in the decision log (confidential mode): %v", name, err))
+	return errs.Newf(errdefs.ErrUnavailable, "%s refused: its decision cannot be recorded in the decision log (confidential mode): %v", name, err)
 }
 
 // Check enforces the policy in force on one request input.
 func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (func(error), error) {
 	v, err := ast.InterfaceToValue(in)
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: input: %v", name, err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s: input: %v", name, err)
 	}
 	return e.check(ctx, e.cur.Load(), name, v, func() string { return inputDigest(v) }, nil)
 }
@@ -149,7 +149,7 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 	if err != nil {
 		entry.Message = err.Error()
 		_ = e.record(entry) // refused whether recorded or not
-		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: internal error %v", name, err))
+		return nil, errs.Newf(errdefs.ErrInternal, "%s: internal error %v", name, err)
 	}
 	entry.Allowed = &d.Allowed
 	if d.Overridden {
@@ -158,7 +158,7 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 	}
 	rerr := e.record(entry)
 	if !d.Allowed {
-		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is blocked by policy: %s", name, denial(d)))
+		return nil, errs.Newf(errdefs.ErrPermissionDenied, "%s is blocked by policy: %s", name, denial(d))
 	}
 	if rerr != nil && e.failClosed {
 		if pend != nil {

@@ -2,12 +2,12 @@ package policy
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/containerd/errdefs"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cocoon-tee/cocoon/internal/errs"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -49,7 +49,7 @@ func (e *Engine) Gate(ctx context.Context, method string, req any) (func(error),
 func (e *Engine) gate(ctx context.Context, method string, req any) (func(error), error) {
 	msg, ok := req.(proto.Message)
 	if !ok {
-		return nil, errdefs.ErrInternal.WithMessage(fmt.Sprintf("%s: request is %T, not a protobuf message", method, req))
+		return nil, errs.Newf(errdefs.ErrInternal, "%s: request is %T, not a protobuf message", method, req)
 	}
 	name := string(msg.ProtoReflect().Descriptor().Name())
 	p := e.cur.Load()
@@ -61,7 +61,7 @@ func (e *Engine) gate(ctx context.Context, method string, req any) (func(error),
 	if derived || p.readsInput(name) {
 		v, err := e.inputs.ForRequest(msg)
 		if err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s: %v", name, err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s: %v", name, err)
 		}
 		in = v
 	}

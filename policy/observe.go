@@ -11,6 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cocoon-tee/cocoon/internal/errs"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -99,13 +100,13 @@ func (e *Engine) observe(ctx context.Context, name string, msg proto.Message, in
 	case *agentpb.ReadStreamRequest:
 		mode := o.StreamMode(r.ContainerId, r.ExecId)
 		if mode == "deny" {
-			return nil, false, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is blocked: the owner's cocoon.toml denies this container's logs", name))
+			return nil, false, errs.Newf(errdefs.ErrPermissionDenied, "%s is blocked: the owner's cocoon.toml denies this container's logs", name)
 		}
 		return nil, true, set(InputLogs, mode)
 	case *agentpb.GetMetricsRequest:
 		mode := o.MetricsMode()
 		if mode == "none" {
-			return nil, false, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is blocked: the owner's cocoon.toml denies metrics", name))
+			return nil, false, errs.Newf(errdefs.ErrPermissionDenied, "%s is blocked: the owner's cocoon.toml denies metrics", name)
 		}
 		return nil, true, set(InputMetrics, mode)
 	}

@@ -28,6 +28,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/utils"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Options describe a container to create.
@@ -99,7 +101,7 @@ func Create(ctx context.Context, o Options) (c *Container, err error) {
 	lc, err := libcontainer.Create(o.StateRoot, o.ID, cfg)
 	if err != nil {
 		if errors.Is(err, libcontainer.ErrExist) {
-			return nil, errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("container %q already exists", o.ID))
+			return nil, errs.Newf(errdefs.ErrAlreadyExists, "container %q already exists", o.ID)
 		}
 		return nil, errdefs.ErrInvalidArgument.WithMessage("container config: " + err.Error())
 	}
@@ -182,7 +184,7 @@ func (c *Container) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.started {
-		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %q already started", c.id))
+		return errs.Newf(errdefs.ErrFailedPrecondition, "container %q already started", c.id)
 	}
 	initExe, known := exeIdentity(c.init.pid)
 	if err := c.lc.Exec(); err != nil {
@@ -270,10 +272,10 @@ func (c *Container) Exec(ctx context.Context, execID string, sp *specs.Process) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.procs[execID]; ok || execID == c.id || execID == c.init.ExecID {
-		return nil, errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("process %q already exists in container %q", execID, c.id))
+		return nil, errs.Newf(errdefs.ErrAlreadyExists, "process %q already exists in container %q", execID, c.id)
 	}
 	if c.init.Exited() {
-		return nil, errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %q is not running", c.id))
+		return nil, errs.Newf(errdefs.ErrFailedPrecondition, "container %q is not running", c.id)
 	}
 	p, err := c.launch(ctx, execID, false, sp)
 	if err != nil {
@@ -293,7 +295,7 @@ func (c *Container) Process(execID string) (*Process, error) {
 	if p, ok := c.procs[execID]; ok {
 		return p, nil
 	}
-	return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("process %q not found in container %q", execID, c.id))
+	return nil, errs.Newf(errdefs.ErrNotFound, "process %q not found in container %q", execID, c.id)
 }
 
 // Wait blocks until the process exits and returns its status. An exec'd
@@ -332,7 +334,7 @@ func (c *Container) Forget(p *Process) {
 // (the kernel protects a PID namespace's init), so SIGKILL is sent instead.
 func (c *Container) Signal(ctx context.Context, execID string, sig syscall.Signal) error {
 	if sig <= 0 || sig > 64 {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("signal %d is not a valid signal", sig))
+		return errs.Newf(errdefs.ErrInvalidArgument, "signal %d is not a valid signal", sig)
 	}
 	if execID == "" && sig == unix.SIGKILL {
 		return c.KillAll()
@@ -384,7 +386,7 @@ func (c *Container) Pause() error {
 func (c *Container) Resume() error {
 	if err := c.lc.Resume(); err != nil {
 		if errors.Is(err, libcontainer.ErrNotPaused) {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %q is not paused", c.id))
+			return errs.Newf(errdefs.ErrFailedPrecondition, "container %q is not paused", c.id)
 		}
 		return fmt.Errorf("resume %q: %w", c.id, err)
 	}

@@ -1,12 +1,13 @@
 package container
 
 import (
-	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // GuestDevice is a device of a CreateContainer request as found in the
@@ -56,7 +57,7 @@ func RewriteDevices(s *specs.Spec, devs []GuestDevice) error {
 		delete(pending, sd.Path)
 		k := hostKey{sd.Type, sd.Major, sd.Minor}
 		if _, dup := moved[k]; dup {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("conflicting resource updates for host device %s %d:%d", sd.Type, sd.Major, sd.Minor))
+			return errs.Newf(errdefs.ErrInvalidArgument, "conflicting resource updates for host device %s %d:%d", sd.Type, sd.Major, sd.Minor)
 		}
 		moved[k] = d
 		sd.Major, sd.Minor = d.Major, d.Minor

@@ -11,6 +11,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // TerminationPathAnnotation names the container path Kubernetes reads the
@@ -52,7 +54,7 @@ func TerminationLog(s *specs.Spec, runDir, cid string) (string, error) {
 	}
 	rel, err := filepath.Rel(runDir, src)
 	if err != nil || filepath.Dir(rel) != sharedContainers || !strings.HasPrefix(filepath.Base(rel), cid+"-") {
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("termination log %s is not a file %s/%s-* of the run dir", src, sharedContainers, cid))
+		return "", errs.Newf(errdefs.ErrPermissionDenied, "termination log %s is not a file %s/%s-* of the run dir", src, sharedContainers, cid)
 	}
 	dir, err := unix.Open(runDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -67,7 +69,7 @@ func TerminationLog(s *specs.Spec, runDir, cid string) (string, error) {
 	case errors.Is(err, unix.ENOENT):
 		return "", nil
 	case errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV):
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("termination log %s: a symlink on the way", src))
+		return "", errs.Newf(errdefs.ErrPermissionDenied, "termination log %s: a symlink on the way", src)
 	case err != nil:
 		return "", fmt.Errorf("termination log %s: %w", src, err)
 	}
@@ -80,7 +82,7 @@ func TerminationLog(s *specs.Spec, runDir, cid string) (string, error) {
 	// A second name could be a hard link the container made to a file it
 	// may read but the host may not; the runtime's file has one.
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("termination log %s is not a regular file with one name", src))
+		return "", errs.Newf(errdefs.ErrPermissionDenied, "termination log %s is not a regular file with one name", src)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxTerminationLog))
 	if err != nil {

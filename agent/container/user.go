@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // maxAccountFile bounds how much of a container's /etc/passwd or /etc/group
@@ -77,7 +78,7 @@ type groupEntry struct {
 // groups that list the user as a member become additional groups.
 func ResolveUser(rootfs, spec string) (User, error) {
 	if len(spec) > 512 || strings.ContainsRune(spec, 0) {
-		return User{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("user %q is malformed", spec))
+		return User{}, errs.Newf(errdefs.ErrInvalidArgument, "user %q is malformed", spec)
 	}
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	if userPart == "" {
@@ -105,7 +106,7 @@ func ResolveUser(rootfs, spec string) (User, error) {
 			}
 		}
 		if !found {
-			return User{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("user %q not found in the container's /etc/passwd", userPart))
+			return User{}, errs.Newf(errdefs.ErrInvalidArgument, "user %q not found in the container's /etc/passwd", userPart)
 		}
 	}
 	if hasGroup && groupPart != "" {
@@ -148,7 +149,7 @@ func resolveGroup(groups []groupEntry, spec string) (uint32, error) {
 			return g.gid, nil
 		}
 	}
-	return 0, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("group %q not found in the container's /etc/group", spec))
+	return 0, errs.Newf(errdefs.ErrInvalidArgument, "group %q not found in the container's /etc/group", spec)
 }
 
 func parseID(s string) (uint32, bool) {

@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/internal/convert"
 	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -147,7 +147,7 @@ func (s *Service) ResumeContainer(ctx context.Context, r *agentpb.ResumeContaine
 // container's terminationMessagePath, capped at 4 KiB as Kubernetes caps it.
 func (s *Service) GetDiagnosticData(ctx context.Context, r *agentpb.GetDiagnosticDataRequest) (*agentpb.GetDiagnosticDataResponse, error) {
 	if r.LogType != "termination_log" {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unknown diagnostic data type %q", r.LogType))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "unknown diagnostic data type %q", r.LogType)
 	}
 	sb, err := s.pod()
 	if err != nil {

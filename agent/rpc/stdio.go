@@ -11,6 +11,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/internal/stream"
 	"github.com/cocoon-tee/cocoon/agent/server"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -41,7 +42,7 @@ func (s *Service) WriteStdin(ctx context.Context, r *agentpb.WriteStreamRequest)
 		return nil, err
 	}
 	if len(r.Data) > maxWrite {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("stdin write of %d bytes, more than %d", len(r.Data), maxWrite))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "stdin write of %d bytes, more than %d", len(r.Data), maxWrite)
 	}
 	n, err := p.IO.Write(r.Data)
 	if errors.Is(err, stream.ErrStdinClosed) {
@@ -100,11 +101,11 @@ func (s *Service) TtyWinResize(ctx context.Context, r *agentpb.TtyWinResizeReque
 		return nil, err
 	}
 	if r.Row > 0xffff || r.Column > 0xffff {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("window size %dx%d is too large", r.Row, r.Column))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "window size %dx%d is too large", r.Row, r.Column)
 	}
 	err = p.IO.Resize(uint16(r.Row), uint16(r.Column))
 	if stream.ErrNoTerminal(err) {
-		return nil, errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("process %q has no terminal", r.ExecId))
+		return nil, errs.Newf(errdefs.ErrFailedPrecondition, "process %q has no terminal", r.ExecId)
 	}
 	return okEmpty(err)
 }

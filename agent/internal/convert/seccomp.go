@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cocoon-tee/cocoon/internal/errs"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -34,7 +35,7 @@ func seccompFromProto(p *agentpb.LinuxSeccomp) (*specs.LinuxSeccomp, error) {
 	}
 	for i, sc := range p.Syscalls {
 		if sc == nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("seccomp syscall rule %d is null", i))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "seccomp syscall rule %d is null", i)
 		}
 		rule, err := syscallRule(i, sc)
 		if err != nil {
@@ -47,7 +48,7 @@ func seccompFromProto(p *agentpb.LinuxSeccomp) (*specs.LinuxSeccomp, error) {
 
 func syscallRule(i int, sc *agentpb.LinuxSyscall) (specs.LinuxSyscall, error) {
 	bad := func(format string, a ...any) (specs.LinuxSyscall, error) {
-		return specs.LinuxSyscall{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("seccomp syscall rule %d: ", i) + fmt.Sprintf(format, a...))
+		return specs.LinuxSyscall{}, errs.Newf(errdefs.ErrInvalidArgument, "seccomp syscall rule %d: %s", i, fmt.Sprintf(format, a...))
 	}
 	if len(sc.Names) > maxSeccompNames {
 		return bad("%d syscall names, more than the %d allowed", len(sc.Names), maxSeccompNames)

@@ -7,12 +7,12 @@
 package convert
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cocoon-tee/cocoon/internal/errs"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -120,7 +120,7 @@ func ProcessFromProto(p *agentpb.Process) (*specs.Process, error) {
 	}
 	if p.OOMScoreAdj != 0 {
 		if p.OOMScoreAdj < -1000 || p.OOMScoreAdj > 1000 {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("OOMScoreAdj %d is outside [-1000, 1000]", p.OOMScoreAdj))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "OOMScoreAdj %d is outside [-1000, 1000]", p.OOMScoreAdj)
 		}
 		v := int(p.OOMScoreAdj)
 		proc.OOMScoreAdj = &v
@@ -255,7 +255,7 @@ func blockIOFromProto(b *agentpb.LinuxBlockIO) (*specs.LinuxBlockIO, error) {
 			return nil, nil
 		}
 		if v > 1000 {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("blkio weight %d is above 1000", v))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "blkio weight %d is above 1000", v)
 		}
 		w := uint16(v)
 		return &w, nil
@@ -323,11 +323,11 @@ func idMappings(kind string, in []*agentpb.LinuxIDMapping) ([]specs.LinuxIDMappi
 // null is the error for a null entry in a list of messages. The wire cannot
 // encode one, but a caller building requests in Go can.
 func null(what string, i int) error {
-	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s %d is null", what, i))
+	return errs.Newf(errdefs.ErrInvalidArgument, "%s %d is null", what, i)
 }
 
 func tooMany(what string, n, max int) error {
-	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d %s, more than the %d allowed", n, what, max))
+	return errs.Newf(errdefs.ErrInvalidArgument, "%d %s, more than the %d allowed", n, what, max)
 }
 
 func copyMap(m map[string]string) map[string]string {

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // MaxChunk is the largest data field accepted in one request. The runtime
@@ -85,7 +86,7 @@ func NewLimited(root string, l Limits) *Copier {
 func (c *Copier) Root() string { return c.root }
 
 func invalid(format string, a ...any) error {
-	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
+	return errs.Newf(errdefs.ErrInvalidArgument, format, a...)
 }
 
 // kind is the file type requested through file_mode's S_IFMT bits.
@@ -164,7 +165,7 @@ func (c *Copier) checkTarget(at, target string) error {
 	}
 	for _, p := range strings.Split(target, "/") {
 		if p == ".." {
-			return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("copy file: %s: symlink target %q contains \"..\"", at, target))
+			return errs.Newf(errdefs.ErrPermissionDenied, "copy file: %s: symlink target %q contains \"..\"", at, target)
 		}
 	}
 	resolved := target
@@ -175,7 +176,7 @@ func (c *Copier) checkTarget(at, target string) error {
 	if resolved == c.root || strings.HasPrefix(resolved, c.root+"/") {
 		return nil
 	}
-	return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("copy file: %s: symlink target %q leaves %s", at, target, c.root))
+	return errs.Newf(errdefs.ErrPermissionDenied, "copy file: %s: symlink target %q leaves %s", at, target, c.root)
 }
 
 // Request is one CopyFile request: a chunk of a regular file, a directory
@@ -238,7 +239,7 @@ func (c *Copier) Copy(_ context.Context, req *Request) error {
 func classify(op, name string, err error) error {
 	switch {
 	case errors.Is(err, unix.ELOOP):
-		return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s %q: is a symlink, refusing to follow it", op, name))
+		return errs.Newf(errdefs.ErrPermissionDenied, "%s %q: is a symlink, refusing to follow it", op, name)
 	case errors.Is(err, unix.ENOTDIR):
 		return invalid("%s %q: not a directory", op, name)
 	case errors.Is(err, unix.EISDIR):

@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Default per-sandbox bounds. Kubernetes caps a config map or secret at
@@ -67,11 +69,13 @@ func (c *Copier) reserve(name string, files int, bytes int64) error {
 	}
 	switch {
 	case c.use.bytes+bytes > c.lim.MaxTotalBytes:
-		return errdefs.ErrResourceExhausted.WithMessage(fmt.Sprintf(
-			"copy file %q: %d more bytes would pass the sandbox's CopyFile limit of %d bytes (%d in use)", name, bytes, c.lim.MaxTotalBytes, c.use.bytes))
+		return errs.Newf(errdefs.ErrResourceExhausted,
+			"copy file %q: %d more bytes would pass the sandbox's CopyFile limit of %d bytes (%d in use)", name, bytes, c.lim.MaxTotalBytes, c.use.bytes)
+
 	case c.use.files+files > c.lim.MaxFiles:
-		return errdefs.ErrResourceExhausted.WithMessage(fmt.Sprintf(
-			"copy file %q: the sandbox's CopyFile limit of %d entries is reached (%d in use)", name, c.lim.MaxFiles, c.use.files))
+		return errs.Newf(errdefs.ErrResourceExhausted,
+			"copy file %q: the sandbox's CopyFile limit of %d entries is reached (%d in use)", name, c.lim.MaxFiles, c.use.files)
+
 	}
 	c.use.files += files
 	c.use.bytes += bytes

@@ -16,6 +16,8 @@ import (
 	"github.com/containers/ocicrypt/keywrap/jwe"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/types"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Annotations carrying wrapped layer keys and public cipher options.
@@ -54,17 +56,17 @@ func ParseAAAnnotation(b64 string) ([]AAAnnotation, error) {
 	for _, part := range strings.Split(b64, ",") {
 		raw, err := base64.StdEncoding.DecodeString(part)
 		if err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("key-provider annotation: %v", err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "key-provider annotation: %v", err)
 		}
 		var a AAAnnotation
 		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("key-provider annotation: %v", err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "key-provider annotation: %v", err)
 		}
 		if a.Kid == "" || a.WrappedData == "" || a.IV == "" {
 			return nil, errdefs.ErrInvalidArgument.WithMessage("key-provider annotation: kid, wrapped_data and iv are required")
 		}
 		if a.WrapType != "" && a.WrapType != "A256GCM" {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("key-provider annotation: wrap_type %q (want A256GCM)", a.WrapType))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "key-provider annotation: wrap_type %q (want A256GCM)", a.WrapType)
 		}
 		out = append(out, a)
 	}
@@ -78,11 +80,11 @@ func (a AAAnnotation) Unwrap(kek []byte) ([]byte, error) {
 	}
 	ct, err := base64.StdEncoding.DecodeString(a.WrappedData)
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("wrapped_data: %v", err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "wrapped_data: %v", err)
 	}
 	iv, err := base64.StdEncoding.DecodeString(a.IV)
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("iv: %v", err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "iv: %v", err)
 	}
 	block, err := aes.NewCipher(kek)
 	if err != nil {
@@ -90,7 +92,7 @@ func (a AAAnnotation) Unwrap(kek []byte) ([]byte, error) {
 	}
 	gcm, err := cipher.NewGCMWithNonceSize(block, len(iv))
 	if err != nil || len(iv) == 0 {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("iv of %d bytes", len(iv)))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "iv of %d bytes", len(iv))
 	}
 	plain, err := gcm.Open(nil, iv, ct, nil)
 	if err != nil {
@@ -177,7 +179,7 @@ func (p *Puller) layerKey(ctx context.Context, info types.BlobInfo) (blockcipher
 			return opts, errdefs.ErrInvalidArgument.WithMessage("pubopts annotation is not valid base64")
 		}
 		if err := json.Unmarshal(raw, &opts.Public); err != nil {
-			return opts, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("pubopts annotation: %v", err))
+			return opts, errs.Newf(errdefs.ErrInvalidArgument, "pubopts annotation: %v", err)
 		}
 	}
 	return opts, nil

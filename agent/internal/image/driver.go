@@ -20,6 +20,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/internal/image/layerstore"
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 	"github.com/cocoon-tee/cocoon/agent/internal/storage"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // DriverName is the Storage.driver value the Kata runtime sends for guest pull.
@@ -98,11 +99,11 @@ func (d *Driver) getPuller(ctx context.Context) (*Puller, error) {
 // and returns the metadata (container annotations).
 func ParseDriverOptions(opts []string) (map[string]string, error) {
 	if len(opts) > maxDriverOptions {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d driver options, limit %d", len(opts), maxDriverOptions))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "%d driver options, limit %d", len(opts), maxDriverOptions)
 	}
 	for _, o := range opts {
 		if len(o) > maxDriverOptBytes {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("driver option of %d bytes, limit %d", len(o), maxDriverOptBytes))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "driver option of %d bytes, limit %d", len(o), maxDriverOptBytes)
 		}
 		k, v, ok := strings.Cut(o, "=")
 		if !ok || k != DriverName {
@@ -112,17 +113,17 @@ func ParseDriverOptions(opts []string) (map[string]string, error) {
 			Metadata map[string]string `json:"metadata"`
 		}
 		if err := json.Unmarshal([]byte(v), &vol); err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s driver option: %v", DriverName, err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s driver option: %v", DriverName, err)
 		}
 		if len(vol.Metadata) > maxMetadataKeys {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s metadata has %d keys, limit %d", DriverName, len(vol.Metadata), maxMetadataKeys))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s metadata has %d keys, limit %d", DriverName, len(vol.Metadata), maxMetadataKeys)
 		}
 		if vol.Metadata == nil {
 			vol.Metadata = map[string]string{}
 		}
 		return vol.Metadata, nil
 	}
-	return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("missing %s=<json> driver option", DriverName))
+	return nil, errs.Newf(errdefs.ErrInvalidArgument, "missing %s=<json> driver option", DriverName)
 }
 
 func isSandbox(meta map[string]string) bool {
@@ -249,7 +250,7 @@ func (d *Driver) overlay(mp, target string, lowers []string) (func() error, erro
 	}
 	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
 	if len(data) >= 4096 {
-		return nil, errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("image has %d layers: overlay options exceed one page", len(lowers)))
+		return nil, errs.Newf(errdefs.ErrNotImplemented, "image has %d layers: overlay options exceed one page", len(lowers))
 	}
 	if err := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, data); err != nil {
 		return nil, errors.Join(fmt.Errorf("mount overlay at %s: %w", mp, err), os.RemoveAll(priv))

@@ -21,6 +21,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/image/unpack"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // layerAttempts bounds retries of one layer on transient errors.
@@ -41,7 +42,7 @@ func (p *Puller) fetchLayer(ctx context.Context, src types.ImageSource, info typ
 		if err == nil || attempt == layerAttempts || !transient(ctx, err) {
 			return err
 		}
-		p.o.Log.Warn("layer download failed, retrying", "layer", info.Digest, "attempt", attempt, "err", err)
+		p.o.Log.Warn("layer download failed, retrying", "layer", info.Digest, "attempt", attempt, "error", err)
 		if rerr := resetDir(dir); rerr != nil {
 			return errors.Join(err, rerr)
 		}
@@ -63,7 +64,7 @@ func resetDir(dir string) error {
 
 func (p *Puller) fetchLayerOnce(ctx context.Context, src types.ImageSource, info types.BlobInfo, diffID digest.Digest, key *blockcipher.LayerBlockCipherOptions, dir string) error {
 	if err := info.Digest.Validate(); err != nil {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer digest %q: %v", info.Digest, err))
+		return errs.Newf(errdefs.ErrInvalidArgument, "layer digest %q: %v", info.Digest, err)
 	}
 	if isEncrypted(info) != (key != nil) {
 		return fmt.Errorf("layer %s: encrypted layers need their key, plain layers none: %w", info.Digest, errdefs.ErrFailedPrecondition)

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/image/imgconfig"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Phrases CoCo's tests and users grep the runtime's log for; image-rs
@@ -33,7 +34,7 @@ const (
 func resolveKeyPaths(ctx context.Context, raw []byte, r imgconfig.Resolver) ([]byte, error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy: %v", err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "image security policy: %v", err)
 	}
 	changed := false
 	fix := func(reqs []map[string]any) error {
@@ -44,7 +45,7 @@ func resolveKeyPaths(ctx context.Context, raw []byte, r imgconfig.Resolver) ([]b
 				continue
 			}
 			if _, ok := req["keyData"]; ok {
-				return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy: %s has both keyPath and keyData", typ))
+				return errs.Newf(errdefs.ErrInvalidArgument, "image security policy: %s has both keyPath and keyData", typ)
 			}
 			key, err := r.Resolve(ctx, path)
 			if err != nil {
@@ -59,7 +60,7 @@ func resolveKeyPaths(ctx context.Context, raw []byte, r imgconfig.Resolver) ([]b
 	if d, ok := doc["default"]; ok {
 		var reqs []map[string]any
 		if err := json.Unmarshal(d, &reqs); err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy default: %v", err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "image security policy default: %v", err)
 		}
 		if err := fix(reqs); err != nil {
 			return nil, err
@@ -72,7 +73,7 @@ func resolveKeyPaths(ctx context.Context, raw []byte, r imgconfig.Resolver) ([]b
 	if t, ok := doc["transports"]; ok {
 		var transports map[string]map[string][]map[string]any
 		if err := json.Unmarshal(t, &transports); err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy transports: %v", err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "image security policy transports: %v", err)
 		}
 		for _, scopes := range transports {
 			for _, reqs := range scopes {
@@ -100,7 +101,7 @@ func resolveKeyPaths(ctx context.Context, raw []byte, r imgconfig.Resolver) ([]b
 func sigstoreAttachmentsByDefault(doc []byte) ([]byte, error) {
 	var m map[string]any
 	if err := yaml.Unmarshal(doc, &m); err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("sigstore_config_uri: %v", err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "sigstore_config_uri: %v", err)
 	}
 	if m == nil {
 		m = map[string]any{}

@@ -23,6 +23,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/image/layerstore"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // maxConfigBlob bounds the image config we read into memory.
@@ -67,7 +68,7 @@ func (p *Puller) Pull(ctx context.Context, ref string) (*Image, error) {
 	}
 	iref, err := docker.NewReference(named)
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image %q: %v", ref, err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "image %q: %v", ref, err)
 	}
 	src, err := iref.NewImageSource(ctx, p.sys)
 	if err != nil {
@@ -119,14 +120,14 @@ func (p *Puller) Pull(ctx context.Context, ref string) (*Image, error) {
 // of registries.conf (docker.io when there is none) and adds :latest.
 func (p *Puller) parseRef(ref string) (reference.Named, error) {
 	if ref == "" || len(ref) > 4096 {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image reference of %d bytes", len(ref)))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "image reference of %d bytes", len(ref))
 	}
 	first, _, _ := strings.Cut(ref, "/")
 	qualified := strings.Contains(ref, "/") && (strings.ContainsAny(first, ".:") || first == "localhost")
 	if !qualified {
 		regs, err := sysregistriesv2.UnqualifiedSearchRegistries(p.sys)
 		if err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("registries.conf: %v", err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "registries.conf: %v", err)
 		}
 		if len(regs) > 0 {
 			ref = regs[0] + "/" + ref
@@ -134,7 +135,7 @@ func (p *Puller) parseRef(ref string) (reference.Named, error) {
 	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image reference %q: %v", ref, err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "image reference %q: %v", ref, err)
 	}
 	return reference.TagNameOnly(named), nil
 }
@@ -151,13 +152,13 @@ func (p *Puller) checkPolicy(ctx context.Context, iref types.ImageReference, unp
 		// New admitted a missing policy only for digest-pinned
 		// references; Pull checks the manifest against the digest.
 		if _, pinned := iref.DockerReference().(reference.Canonical); !pinned {
-			return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s: image %s is not pinned by digest, and without an image security policy a confidential agent accepts only name@sha256:... references", textPolicyRejected, iref.DockerReference()))
+			return "", errs.Newf(errdefs.ErrPermissionDenied, "%s: image %s is not pinned by digest, and without an image security policy a confidential agent accepts only name@sha256:... references", textPolicyRejected, iref.DockerReference())
 		}
 		return "digest", nil
 	}
 	pc, err := signature.NewPolicyContext(p.policy)
 	if err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy: %v", err))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "image security policy: %v", err)
 	}
 	defer pc.Destroy()
 	ok, err := pc.IsRunningImageAllowed(ctx, unparsed)
@@ -165,7 +166,7 @@ func (p *Puller) checkPolicy(ctx context.Context, iref types.ImageReference, unp
 		if err == nil {
 			err = errors.New("rejected")
 		}
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s: image %s refused by the image security policy: %v", textPolicyRejected, iref.DockerReference(), err))
+		return "", errs.Newf(errdefs.ErrPermissionDenied, "%s: image %s refused by the image security policy: %v", textPolicyRejected, iref.DockerReference(), err)
 	}
 	return requirementTypes(p.policyRaw, iref), nil
 }
@@ -214,7 +215,7 @@ func (p *Puller) instance(ctx context.Context, src types.ImageSource, blob []byt
 	if manifest.MIMETypeIsMultiImage(mt) {
 		list, err := manifest.ListFromBlob(blob, mt)
 		if err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest list: %v", err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "manifest list: %v", err)
 		}
 		d, err := list.ChooseInstance(p.sys)
 		if err != nil {
@@ -231,11 +232,11 @@ func (p *Puller) instance(ctx context.Context, src types.ImageSource, blob []byt
 	switch manifest.NormalizedMIMEType(mt) {
 	case ocispec.MediaTypeImageManifest, manifest.DockerV2Schema2MediaType:
 	default:
-		return nil, errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("manifest type %q is not supported", mt))
+		return nil, errs.Newf(errdefs.ErrNotImplemented, "manifest type %q is not supported", mt)
 	}
 	m, err := manifest.FromBlob(blob, manifest.NormalizedMIMEType(mt))
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest: %v", err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "manifest: %v", err)
 	}
 	return m, nil
 }
@@ -243,7 +244,7 @@ func (p *Puller) instance(ctx context.Context, src types.ImageSource, blob []byt
 func (p *Puller) config(ctx context.Context, src types.ImageSource, m manifest.Manifest) (ocispec.Image, error) {
 	ci := m.ConfigInfo()
 	if ci.Size > maxConfigBlob {
-		return ocispec.Image{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image config of %d bytes", ci.Size))
+		return ocispec.Image{}, errs.Newf(errdefs.ErrInvalidArgument, "image config of %d bytes", ci.Size)
 	}
 	rc, _, err := src.GetBlob(ctx, ci, none.NoCache)
 	if err != nil {
@@ -262,7 +263,7 @@ func (p *Puller) config(ctx context.Context, src types.ImageSource, m manifest.M
 	}
 	var img ocispec.Image
 	if err := json.Unmarshal(raw, &img); err != nil {
-		return ocispec.Image{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image config: %v", err))
+		return ocispec.Image{}, errs.Newf(errdefs.ErrInvalidArgument, "image config: %v", err)
 	}
 	return img, nil
 }
@@ -278,7 +279,7 @@ func (p *Puller) layers(ctx context.Context, src types.ImageSource, m manifest.M
 		}
 	}
 	if len(nonEmpty) != len(im.Config.RootFS.DiffIDs) {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("manifest has %d layers but config lists %d diff_ids", len(nonEmpty), len(im.Config.RootFS.DiffIDs)))
+		return errs.Newf(errdefs.ErrInvalidArgument, "manifest has %d layers but config lists %d diff_ids", len(nonEmpty), len(im.Config.RootFS.DiffIDs))
 	}
 	if len(nonEmpty) == 0 {
 		return errdefs.ErrInvalidArgument.WithMessage("image has no layers")

@@ -26,6 +26,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/internal/image/imgconfig"
 	"github.com/cocoon-tee/cocoon/agent/internal/image/layerstore"
 	"github.com/cocoon-tee/cocoon/agent/internal/image/unpack"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // PullEvent records one successful pull, for the runtime measurement log.
@@ -178,7 +179,7 @@ func New(ctx context.Context, o Options) (*Puller, error) {
 		}
 		pol, err := signature.NewPolicyFromBytes(raw)
 		if err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image security policy: %v", err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "image security policy: %v", err)
 		}
 		p.policy, p.policyRaw = pol, raw
 	} else if o.RequirePolicy && !o.Config.AcceptDigestPinnedWithoutPolicy {
@@ -216,7 +217,7 @@ func loadKeys(dir string) (*config.DecryptConfig, error) {
 	}
 	cc, err := config.DecryptWithPrivKeys(keys, pws)
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("decryption keys in %s: %v", dir, err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "decryption keys in %s: %v", dir, err)
 	}
 	return cc.DecryptConfig, nil
 }

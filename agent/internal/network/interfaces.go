@@ -11,6 +11,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // maxAddresses bounds how many addresses one request may set.
@@ -277,7 +279,7 @@ func (m *Manager) describe(l netlink.Link) (*Interface, error) {
 func (m *Manager) SetMAC(name, hw string) error {
 	addr, err := net.ParseMAC(hw)
 	if err != nil {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("hardware address %q: %v", hw, err))
+		return errs.Newf(errdefs.ErrInvalidArgument, "hardware address %q: %v", hw, err)
 	}
 	link, err := m.h.LinkByName(name)
 	if err != nil {

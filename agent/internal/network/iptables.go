@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netns"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // MaxIPTablesData bounds the rules SetIPTables accepts (a ttrpc message
@@ -37,7 +39,7 @@ func findTool(name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s is not installed in the guest (looked in %v)", name, toolDirs()))
+	return "", errs.Newf(errdefs.ErrFailedPrecondition, "%s is not installed in the guest (looked in %v)", name, toolDirs())
 }
 
 func toolName(base string, ipv6 bool) string {
@@ -55,7 +57,7 @@ func (t *IPTables) Get(ctx context.Context, ipv6 bool) ([]byte, error) {
 // Set feeds data to iptables-restore and returns its output.
 func (t *IPTables) Set(ctx context.Context, ipv6 bool, data []byte) ([]byte, error) {
 	if len(data) > MaxIPTablesData {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("iptables data is %d bytes, more than %d", len(data), MaxIPTablesData))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "iptables data is %d bytes, more than %d", len(data), MaxIPTablesData)
 	}
 	return t.run(ctx, toolName("restore", ipv6), data, "--wait", fmt.Sprint(int(restoreWait/time.Second)))
 }
@@ -81,7 +83,7 @@ func (t *IPTables) run(ctx context.Context, name string, stdin []byte, args ...s
 		msg := bytes.TrimSpace(stderr.Bytes())
 		if stdin != nil {
 			// A rejected rule set is the host's input being wrong.
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s failed: %v: %s", name, err, msg))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s failed: %v: %s", name, err, msg)
 		}
 		return nil, fmt.Errorf("%s failed: %w: %s", name, err, msg)
 	}

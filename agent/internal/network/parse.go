@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // maxNameLen is IFNAMSIZ minus the terminating NUL.
@@ -20,7 +22,7 @@ const (
 )
 
 func invalid(format string, a ...any) error {
-	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
+	return errs.Newf(errdefs.ErrInvalidArgument, format, a...)
 }
 
 // checkLinkName rejects names the kernel would refuse or misread.

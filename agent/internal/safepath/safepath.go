@@ -6,12 +6,13 @@
 package safepath
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	securejoin "github.com/cyphar/filepath-securejoin"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // MaxID is the longest container, exec or sandbox id accepted.
@@ -27,11 +28,11 @@ func ValidateID(kind, id string) error {
 	case id == "":
 		return errdefs.ErrInvalidArgument.WithMessage(kind + " id is empty")
 	case len(id) > MaxID:
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s id is %d bytes long, more than %d", kind, len(id), MaxID))
+		return errs.Newf(errdefs.ErrInvalidArgument, "%s id is %d bytes long, more than %d", kind, len(id), MaxID)
 	case id == "." || id == "..":
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s id %q is not allowed", kind, id))
+		return errs.Newf(errdefs.ErrInvalidArgument, "%s id %q is not allowed", kind, id)
 	case strings.ContainsAny(id, "/\x00"):
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s id %q contains '/' or NUL", kind, id))
+		return errs.Newf(errdefs.ErrInvalidArgument, "%s id %q contains '/' or NUL", kind, id)
 	}
 	return nil
 }
@@ -44,7 +45,7 @@ func Join(root, unsafe string) (string, error) {
 	}
 	p, err := securejoin.SecureJoin(root, unsafe)
 	if err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("path %q under %s: %v", unsafe, root, err))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "path %q under %s: %v", unsafe, root, err)
 	}
 	return p, nil
 }
@@ -57,14 +58,14 @@ func Within(path string, prefixes ...string) error {
 		return err
 	}
 	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("path %q must be absolute and clean", path))
+		return errs.Newf(errdefs.ErrInvalidArgument, "path %q must be absolute and clean", path)
 	}
 	for _, p := range prefixes {
 		if path == p || strings.HasPrefix(path, strings.TrimSuffix(p, "/")+"/") {
 			return nil
 		}
 	}
-	return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("path %q is outside %s", path, strings.Join(prefixes, ", ")))
+	return errs.Newf(errdefs.ErrPermissionDenied, "path %q is outside %s", path, strings.Join(prefixes, ", "))
 }
 
 func checkPath(p string) error {
@@ -72,9 +73,9 @@ func checkPath(p string) error {
 	case p == "":
 		return errdefs.ErrInvalidArgument.WithMessage("path is empty")
 	case len(p) > MaxPath:
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("path is %d bytes long, more than %d", len(p), MaxPath))
+		return errs.Newf(errdefs.ErrInvalidArgument, "path is %d bytes long, more than %d", len(p), MaxPath)
 	case strings.ContainsRune(p, 0):
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("path %q contains NUL", p))
+		return errs.Newf(errdefs.ErrInvalidArgument, "path %q contains NUL", p)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Where the Kata runtime puts things in the guest, relative to the run dir
@@ -68,7 +69,7 @@ func (s *Sandbox) confine(what, p, cid string, own []string) (pathUse, error) {
 	}
 	resolved, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		return pathUse{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s %q: %v", what, p, err))
+		return pathUse{}, errs.Newf(errdefs.ErrInvalidArgument, "%s %q: %v", what, p, err)
 	}
 	if err := safepath.Within(resolved, s.runDir); err != nil {
 		return pathUse{}, fmt.Errorf("%s %q resolves outside: %w", what, p, err)
@@ -77,7 +78,7 @@ func (s *Sandbox) confine(what, p, cid string, own []string) (pathUse, error) {
 	for _, q := range []string{s.inRunDir(p), resolved} {
 		for _, priv := range s.private {
 			if overlaps(q, priv) {
-				return pathUse{}, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s %q reaches the agent's private directory %s", what, p, priv))
+				return pathUse{}, errs.Newf(errdefs.ErrPermissionDenied, "%s %q reaches the agent's private directory %s", what, p, priv)
 			}
 		}
 		rel, _ := filepath.Rel(s.runDir, q)
@@ -86,7 +87,7 @@ func (s *Sandbox) confine(what, p, cid string, own []string) (pathUse, error) {
 		}
 		owners, ok := ownersOf(rel)
 		if !ok {
-			return pathUse{}, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s %q covers the areas of every container", what, p))
+			return pathUse{}, errs.Newf(errdefs.ErrPermissionDenied, "%s %q covers the areas of every container", what, p)
 		}
 		for _, o := range owners {
 			if o != cid && !slices.Contains(use.owners, o) {
@@ -221,7 +222,7 @@ func (s *Sandbox) claim(cid string, owners []string) error {
 	defer s.mu.Unlock()
 	for _, o := range owners {
 		if _, ok := s.containers[o]; ok || s.pending[o] {
-			return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("container %s: a path lies in the area of container %s", cid, o))
+			return errs.Newf(errdefs.ErrPermissionDenied, "container %s: a path lies in the area of container %s", cid, o)
 		}
 	}
 	if len(owners) > 0 {

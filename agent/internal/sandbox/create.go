@@ -15,6 +15,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 	"github.com/cocoon-tee/cocoon/agent/internal/storage"
 	"github.com/cocoon-tee/cocoon/agent/internal/system"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // MaxStorages bounds the storages of one CreateContainer.
@@ -49,7 +50,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 		}
 	}
 	if len(r.Storages) > MaxStorages {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d storages, more than %d", len(r.Storages), MaxStorages))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "%d storages, more than %d", len(r.Storages), MaxStorages)
 	}
 	spec := r.Spec
 	if spec == nil {
@@ -152,10 +153,10 @@ func (s *Sandbox) reserve(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.containers[id]; ok || s.pending[id] {
-		return errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("container %q already exists", id))
+		return errs.Newf(errdefs.ErrAlreadyExists, "container %q already exists", id)
 	}
 	if o := s.claimedBy(id); o != "" {
-		return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("container %s uses a path in the area of container %s", o, id))
+		return errs.Newf(errdefs.ErrPermissionDenied, "container %s uses a path in the area of container %s", o, id)
 	}
 	s.pending[id] = true
 	return nil
@@ -198,10 +199,10 @@ func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r Con
 		return err
 	}
 	if rel, _ := filepath.Rel(s.runDir, s.inRunDir(spec.Root.Path)); !rootShape(rel) {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("root path %q is not <run dir>/shared/containers/<id>/rootfs or <run dir>/<id>/rootfs", spec.Root.Path))
+		return errs.Newf(errdefs.ErrInvalidArgument, "root path %q is not <run dir>/shared/containers/<id>/rootfs or <run dir>/<id>/rootfs", spec.Root.Path)
 	}
 	if st, err := os.Stat(root.resolved); err != nil || !st.IsDir() {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("root path %q is not a directory", spec.Root.Path))
+		return errs.Newf(errdefs.ErrInvalidArgument, "root path %q is not a directory", spec.Root.Path)
 	}
 	spec.Root.Path = root.resolved
 	if err := container.ApplyStringUser(spec.Process, r.StringUser, root.resolved); err != nil {
@@ -214,7 +215,7 @@ func (s *Sandbox) prepareSpec(spec *specs.Spec, mounted []storage.Mounted, r Con
 	for i := range spec.Mounts {
 		m := &spec.Mounts[i]
 		if !filepath.IsAbs(m.Destination) {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount destination %q is not absolute", m.Destination))
+			return errs.Newf(errdefs.ErrInvalidArgument, "mount destination %q is not absolute", m.Destination)
 		}
 		if !isBind(m) {
 			if err := checkVirtualMount(m); err != nil {
@@ -281,7 +282,7 @@ func checkVirtualMount(m *specs.Mount) error {
 	case "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "hugetlbfs":
 		return nil
 	}
-	return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("mount at %q of type %q: only bind mounts and kernel file systems (proc, sysfs, tmpfs, devpts, mqueue, cgroup, hugetlbfs) are allowed", m.Destination, m.Type))
+	return errs.Newf(errdefs.ErrPermissionDenied, "mount at %q of type %q: only bind mounts and kernel file systems (proc, sysfs, tmpfs, devpts, mqueue, cgroup, hugetlbfs) are allowed", m.Destination, m.Type)
 }
 
 func isBind(m *specs.Mount) bool {

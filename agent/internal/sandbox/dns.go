@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Bounds on CreateSandbox's dns list. The Go runtime sends every line of
@@ -29,13 +31,13 @@ const (
 // file the guest's own resolver and the image puller read.
 func resolvConf(lines []string) ([]byte, error) {
 	if len(lines) > maxDNSLines {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%d dns lines, more than %d", len(lines), maxDNSLines))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "%d dns lines, more than %d", len(lines), maxDNSLines)
 	}
 	var b strings.Builder
 	for i, l := range lines {
 		out, err := dnsLine(l)
 		if err != nil {
-			return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("dns line %d: %v", i, err))
+			return nil, errs.Newf(errdefs.ErrInvalidArgument, "dns line %d: %v", i, err)
 		}
 		if out != "" {
 			b.WriteString(out)
@@ -43,7 +45,7 @@ func resolvConf(lines []string) ([]byte, error) {
 		}
 	}
 	if b.Len() > maxDNSFileSize {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("dns lines make %d bytes, more than %d", b.Len(), maxDNSFileSize))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "dns lines make %d bytes, more than %d", b.Len(), maxDNSFileSize)
 	}
 	return []byte(b.String()), nil
 }
@@ -159,13 +161,13 @@ func bindResolvConf(src, target string) error {
 	case errors.Is(err, os.ErrNotExist):
 		f, cerr := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
 		if cerr != nil {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("guest resolver file %s is missing and cannot be created: %v", target, cerr))
+			return errs.Newf(errdefs.ErrFailedPrecondition, "guest resolver file %s is missing and cannot be created: %v", target, cerr)
 		}
 		f.Close()
 	case err != nil:
 		return fmt.Errorf("guest resolver file %s: %w", target, err)
 	case st.IsDir():
-		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("guest resolver file %s is a directory", target))
+		return errs.Newf(errdefs.ErrFailedPrecondition, "guest resolver file %s is a directory", target)
 	}
 	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind %s over %s: %w", src, target, err)

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"crypto/ecdh"
-	"fmt"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -15,6 +14,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 	"github.com/cocoon-tee/cocoon/agent/internal/stream"
 	"github.com/cocoon-tee/cocoon/agent/internal/system"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // ExecRequest is what ExecProcess carries.
@@ -49,7 +49,7 @@ func (s *Sandbox) Exec(ctx context.Context, r ExecRequest) (*container.Process, 
 		// this exec; without one nothing runs (fail closed).
 		a, ok := s.takeGrant(r.ContainerID, r.ExecID)
 		if !ok || len(proc.Args) != 2 || proc.Args[0] != execgrant.Command || proc.Args[1] != a.token {
-			return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("exec %q in container %q has no verified owner-signed grant", r.ExecID, name))
+			return nil, errs.Newf(errdefs.ErrPermissionDenied, "exec %q in container %q has no verified owner-signed grant", r.ExecID, name)
 		}
 		if e2e, err = a.g.ParseSealKey(); err != nil {
 			return nil, errdefs.ErrInvalidArgument.WithMessage(err.Error()) // Verify checked it

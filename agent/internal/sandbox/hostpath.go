@@ -1,11 +1,12 @@
 package sandbox
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // guestSystemDirs are the hostPath sources the Kata runtime leaves in a
@@ -45,17 +46,17 @@ func (s *Sandbox) confineSystem(src string) (string, error) {
 	if err != nil && (c == "/proc" || strings.HasPrefix(c, "/proc/")) {
 		// /proc's magic links (root, cwd, fd/N) may name no path at all
 		// ("/ (deleted)", "pipe:[N]"): what they lead to cannot be checked.
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("mount source %q does not resolve to a path in the guest's /proc: %v", src, err))
+		return "", errs.Newf(errdefs.ErrPermissionDenied, "mount source %q does not resolve to a path in the guest's /proc: %v", src, err)
 	}
 	if err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount source %q: the guest has no such path: %v", src, err))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "mount source %q: the guest has no such path: %v", src, err)
 	}
 	if r, ok := guestSystemPath(resolved); !ok || r != resolved {
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("mount source %q resolves to %s, outside the guest's /dev, /proc and /sys", src, resolved))
+		return "", errs.Newf(errdefs.ErrPermissionDenied, "mount source %q resolves to %s, outside the guest's /dev, /proc and /sys", src, resolved)
 	}
 	for _, priv := range s.private {
 		if overlaps(resolved, priv) {
-			return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("mount source %q reaches the agent's private directory %s", src, priv))
+			return "", errs.Newf(errdefs.ErrPermissionDenied, "mount source %q reaches the agent's private directory %s", src, priv)
 		}
 	}
 	return resolved, nil

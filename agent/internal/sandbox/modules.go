@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Module is a kernel module CreateSandbox asks to load, with its parameters.
@@ -25,18 +27,18 @@ func loadModule(ctx context.Context, m *Module) error {
 		return errdefs.ErrInvalidArgument.WithMessage("kernel module without a name")
 	}
 	if !validModuleWord(m.Name) {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("kernel module name %q is malformed", m.Name))
+		return errs.Newf(errdefs.ErrInvalidArgument, "kernel module name %q is malformed", m.Name)
 	}
 	args := []string{"--", m.Name}
 	for _, p := range m.Parameters {
 		if !validModuleWord(p) {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("kernel module %s: parameter %q is malformed", m.Name, p))
+			return errs.Newf(errdefs.ErrInvalidArgument, "kernel module %s: parameter %q is malformed", m.Name, p)
 		}
 		args = append(args, p)
 	}
 	tool, err := exec.LookPath("modprobe")
 	if err != nil {
-		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("kernel module %s: modprobe is not installed in the guest", m.Name))
+		return errs.Newf(errdefs.ErrFailedPrecondition, "kernel module %s: modprobe is not installed in the guest", m.Name)
 	}
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, tool, args...)
@@ -44,7 +46,7 @@ func loadModule(ctx context.Context, m *Module) error {
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("kernel module %s: %s", m.Name, strings.TrimSpace(stderr.String())))
+			return errs.Newf(errdefs.ErrFailedPrecondition, "kernel module %s: %s", m.Name, strings.TrimSpace(stderr.String()))
 		}
 		return fmt.Errorf("kernel module %s: %w", m.Name, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/internal/observe"
 	"github.com/cocoon-tee/cocoon/agent/internal/stream"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Annotations containerd puts on every container's spec; the policy checks
@@ -144,10 +145,10 @@ func (s *Sandbox) VerifyExecGrant(cid string, args []string, now time.Time) (*ex
 	case observe.ExecPolicy:
 		return nil, nil
 	case observe.ExecDeny:
-		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("exec in container %q is denied by the owner's cocoon.toml", name))
+		return nil, errs.Newf(errdefs.ErrPermissionDenied, "exec in container %q is denied by the owner's cocoon.toml", name)
 	}
 	if len(args) != 2 || args[0] != execgrant.Command {
-		return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("container %q runs only owner-signed exec grants: %s TOKEN", name, execgrant.Command))
+		return nil, errs.Newf(errdefs.ErrPermissionDenied, "container %q runs only owner-signed exec grants: %s TOKEN", name, execgrant.Command)
 	}
 	g, err := execgrant.Verify(args[1], s.observeConfig().ExecKeys, now, execgrant.Target{Pods: s.podNames(c), Container: name})
 	if err != nil {
@@ -273,7 +274,7 @@ func (s *Sandbox) StdioReady(cid, execID string) error {
 	s.grants.mu.Lock()
 	defer s.grants.mu.Unlock()
 	if s.grants.held[grantKey(cid, execID)] {
-		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("exec %q is being set up for end-to-end encrypted I/O", execID))
+		return errs.Newf(errdefs.ErrFailedPrecondition, "exec %q is being set up for end-to-end encrypted I/O", execID)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 	"github.com/cocoon-tee/cocoon/agent/internal/storage"
 	"github.com/cocoon-tee/cocoon/agent/internal/system"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // oomBacklog is how many OOM events are kept while nobody calls GetOOMEvent.
@@ -167,7 +168,7 @@ func (s *Sandbox) Create(ctx context.Context, c Config) (err error) {
 		}
 	}
 	if len(c.Hostname) > 64 || strings.ContainsAny(c.Hostname, "\x00/\n") {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("hostname %q is not a valid host name", c.Hostname))
+		return errs.Newf(errdefs.ErrInvalidArgument, "hostname %q is not a valid host name", c.Hostname)
 	}
 	resolv, err := resolvConf(c.DNS)
 	if err != nil {
@@ -226,7 +227,7 @@ func (s *Sandbox) Container(id string) (*container.Container, error) {
 	defer s.mu.Unlock()
 	c, ok := s.containers[id]
 	if !ok {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid container id %q", id))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "invalid container id %q", id)
 	}
 	return c, nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // sealedPrefix starts a sealed secret (CoCo's "sealed.<JWS>", the same
@@ -57,7 +59,7 @@ func (s *Sandbox) unsealMounts(ctx context.Context, spec *specs.Spec, cid string
 		}
 		st, err := os.Stat(m.Source)
 		if err != nil {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount source %q: %v", m.Source, err))
+			return errs.Newf(errdefs.ErrInvalidArgument, "mount source %q: %v", m.Source, err)
 		}
 		if st.Mode().IsRegular() {
 			plain, err := s.unsealOne(ctx, m.Source, cid, &n)
@@ -107,10 +109,10 @@ func (s *Sandbox) mayHoldSecret(src string) bool {
 func (s *Sandbox) unsealDir(ctx context.Context, m specs.Mount, cid string, n *int) ([]specs.Mount, error) {
 	ents, err := os.ReadDir(m.Source)
 	if err != nil {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount source %q: %v", m.Source, err))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "mount source %q: %v", m.Source, err)
 	}
 	if len(ents) > maxVolumeFiles {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount source %q has %d entries, more than %d", m.Source, len(ents), maxVolumeFiles))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "mount source %q has %d entries, more than %d", m.Source, len(ents), maxVolumeFiles)
 	}
 	var over []specs.Mount
 	for _, e := range ents {
@@ -141,7 +143,7 @@ func (s *Sandbox) unsealDir(ctx context.Context, m specs.Mount, cid string, n *i
 func (s *Sandbox) unsealOne(ctx context.Context, path, cid string, n *int) (string, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("open %s: %v", path, err))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "open %s: %v", path, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
@@ -157,7 +159,7 @@ func (s *Sandbox) unsealOne(ctx context.Context, path, cid string, n *int) (stri
 		return "", fmt.Errorf("read sealed secret: %w", err)
 	}
 	if len(head)+len(rest) > maxSealedFile {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("file starts with %q but is larger than %d bytes", sealedPrefix, maxSealedFile))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "file starts with %q but is larger than %d bytes", sealedPrefix, maxSealedFile)
 	}
 	// A value written with "kubectl create secret --from-file" may end in a
 	// newline, which is no part of the JWS.
@@ -184,7 +186,7 @@ func (s *Sandbox) unsealOne(ctx context.Context, path, cid string, n *int) (stri
 func (s *Sandbox) secretDir(cid string) (string, error) {
 	shared := filepath.Join(s.runDir, sharedDir)
 	if overlaps(s.o.StateDir, shared) {
-		return "", errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("state dir %s lies in %s, which the host may see: no place for unsealed secrets", s.o.StateDir, shared))
+		return "", errs.Newf(errdefs.ErrFailedPrecondition, "state dir %s lies in %s, which the host may see: no place for unsealed secrets", s.o.StateDir, shared)
 	}
 	dir := s.secretsOf(cid)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/storage"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // trustedStore is the pod's mounted trusted_store.
@@ -41,7 +42,7 @@ func (s *Sandbox) mountTrustedStore(ctx context.Context, spec *specs.Spec) error
 		return nil
 	}
 	if dev.Type != "b" {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s has type %q: a trusted store is a block device", dev.Path, dev.Type))
+		return errs.Newf(errdefs.ErrInvalidArgument, "%s has type %q: a trusted store is a block device", dev.Path, dev.Type)
 	}
 	s.trustMu.Lock()
 	defer s.trustMu.Unlock()
@@ -49,7 +50,7 @@ func (s *Sandbox) mountTrustedStore(ctx context.Context, spec *specs.Spec) error
 		if t.major == dev.Major && t.minor == dev.Minor {
 			return nil
 		}
-		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("the pod's trusted store is already device %d:%d, not %d:%d", t.major, t.minor, dev.Major, dev.Minor))
+		return errs.Newf(errdefs.ErrFailedPrecondition, "the pod's trusted store is already device %d:%d, not %d:%d", t.major, t.minor, dev.Major, dev.Minor)
 	}
 	if s.o.TrustedStore == nil {
 		return errdefs.ErrNotImplemented.WithMessage("the pod declares a trusted store, which this agent cannot mount (no image pull in the guest)")
@@ -87,7 +88,7 @@ func (s *Sandbox) releaseTrustedStore(ctx context.Context) error {
 // node in /dev) and checks that the node really has those numbers.
 func (s *Sandbox) blockNode(major, minor int64) (string, error) {
 	if major < 0 || minor < 0 || major > 0xfff || minor > 0xfffff {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("device numbers %d:%d out of range", major, minor))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "device numbers %d:%d out of range", major, minor)
 	}
 	sysDir, devDir := s.o.SysDir, s.o.DevDir
 	if sysDir == "" {
@@ -98,15 +99,15 @@ func (s *Sandbox) blockNode(major, minor int64) (string, error) {
 	}
 	link, err := os.Readlink(filepath.Join(sysDir, "dev", "block", fmt.Sprintf("%d:%d", major, minor)))
 	if err != nil {
-		return "", errdefs.ErrNotFound.WithMessage(fmt.Sprintf("no block device %d:%d in the guest: %v", major, minor, err))
+		return "", errs.Newf(errdefs.ErrNotFound, "no block device %d:%d in the guest: %v", major, minor, err)
 	}
 	node := filepath.Join(devDir, filepath.Base(link))
 	var st unix.Stat_t
 	if err := unix.Stat(node, &st); err != nil {
-		return "", errdefs.ErrNotFound.WithMessage(fmt.Sprintf("block device %d:%d: %v", major, minor, err))
+		return "", errs.Newf(errdefs.ErrNotFound, "block device %d:%d: %v", major, minor, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != unix.Mkdev(uint32(major), uint32(minor)) {
-		return "", errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s is not block device %d:%d", node, major, minor))
+		return "", errs.Newf(errdefs.ErrFailedPrecondition, "%s is not block device %d:%d", node, major, minor)
 	}
 	return node, nil
 }

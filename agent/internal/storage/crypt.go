@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // An encrypted ephemeral disk is what Kata's agent asks the confidential
@@ -48,20 +50,23 @@ type encryptedDisk struct {
 func (b *builtin) cryptPreflight() error {
 	for _, tool := range []string{cryptsetupBin, "mkfs.ext4"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf(
-				"encrypted block storage needs %s in the guest image: %v (refusing to use the disk unencrypted)", tool, err))
+			return errs.Newf(errdefs.ErrFailedPrecondition,
+				"encrypted block storage needs %s in the guest image: %v (refusing to use the disk unencrypted)", tool, err)
+
 		}
 	}
 	targets, err := dmTargets(b.cryptControl())
 	if err != nil {
-		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf(
-			"encrypted block storage needs the kernel's device-mapper: %v", err))
+		return errs.Newf(errdefs.ErrFailedPrecondition,
+			"encrypted block storage needs the kernel's device-mapper: %v", err)
+
 	}
 	for _, t := range []string{"crypt", "integrity"} {
 		if !targets[t] {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf(
+			return errs.Newf(errdefs.ErrFailedPrecondition,
 				"encrypted block storage needs the device-mapper %q target (dm-%s) in the guest kernel; "+
-					"refusing rather than encrypting without integrity or not at all", t, t))
+					"refusing rather than encrypting without integrity or not at all", t, t)
+
 		}
 	}
 	return nil

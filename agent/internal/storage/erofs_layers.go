@@ -15,6 +15,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // layer is one lower layer of a group, checked.
@@ -274,5 +275,5 @@ func (b *builtin) partition(ctx context.Context, disk string, n int) (string, er
 
 // unimplemented builds an UNIMPLEMENTED error.
 func unimplemented(format string, args ...any) error {
-	return errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf(format, args...))
+	return errs.Newf(errdefs.ErrNotImplemented, format, args...)
 }

@@ -1,12 +1,13 @@
 package storage
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // maxMountData bounds the data string handed to mount(2); the kernel copies
@@ -187,10 +188,10 @@ func validSize(v string) bool {
 
 // invalid builds an INVALID_ARGUMENT error.
 func invalid(format string, args ...any) error {
-	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, args...))
+	return errs.Newf(errdefs.ErrInvalidArgument, format, args...)
 }
 
 // denied builds a PERMISSION_DENIED error.
 func denied(format string, args ...any) error {
-	return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf(format, args...))
+	return errs.Newf(errdefs.ErrPermissionDenied, format, args...)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Request is one storage to mount on behalf of a container (or the sandbox,
@@ -105,7 +107,7 @@ func (m *Manager) add(ctx context.Context, owner string, s *Storage) (Mounted, e
 	defer m.mu.Unlock()
 	d, ok := m.drivers[s.Driver]
 	if !ok {
-		return Mounted{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("unknown storage driver %q", s.Driver))
+		return Mounted{}, errs.Newf(errdefs.ErrInvalidArgument, "unknown storage driver %q", s.Driver)
 	}
 	if e, ok := m.mounts[s.MountPoint]; ok && s.MountPoint != "" {
 		e.refs++

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // verityDevice is an open dm-verity mapping of one layer.
@@ -28,8 +29,9 @@ type verityDevice struct {
 func (b *builtin) verityPreflight() error {
 	targets, err := dmTargets(b.cryptControl())
 	if err != nil {
-		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf(
-			"host-shared EROFS layers need the kernel's device-mapper to verify them: %v", err))
+		return errs.Newf(errdefs.ErrFailedPrecondition,
+			"host-shared EROFS layers need the kernel's device-mapper to verify them: %v", err)
+
 	}
 	if !targets["verity"] {
 		return errdefs.ErrFailedPrecondition.WithMessage(

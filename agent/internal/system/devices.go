@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/storage"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Device types of CreateContainerRequest.devices, as the Kata runtime names
@@ -176,7 +177,7 @@ func (g *Guest) poll(ctx context.Context, what string, find func() (string, bool
 		}
 		select {
 		case <-ctx.Done():
-			return "", errdefs.ErrNotFound.WithMessage(fmt.Sprintf("%s did not appear within %s", what, g.o.HotplugTimeout))
+			return "", errs.Newf(errdefs.ErrNotFound, "%s did not appear within %s", what, g.o.HotplugTimeout)
 		case <-t.C:
 		}
 	}

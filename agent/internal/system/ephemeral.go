@@ -10,6 +10,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 	"github.com/cocoon-tee/cocoon/agent/internal/storage"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // maxEphemeral bounds one UpdateEphemeralMounts request.
@@ -79,7 +80,7 @@ func (g *Guest) UpdateEphemeralMounts(_ context.Context, storages []*storage.Sto
 			return err
 		}
 		if m.FSType != "tmpfs" {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s is %s, not tmpfs", s.MountPoint, m.FSType))
+			return errs.Newf(errdefs.ErrFailedPrecondition, "%s is %s, not tmpfs", s.MountPoint, m.FSType)
 		}
 		flags, data, err := ParseMountOptions(s.Options)
 		if err != nil {

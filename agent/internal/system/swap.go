@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Swap area layout (mkswap's "version 1" header, include/linux/swap.h):
@@ -129,7 +130,7 @@ func (g *Guest) enable(path string, mayFormat bool) error {
 		return fmt.Errorf("swap %s: %w", path, errdefs.ErrNotFound)
 	}
 	if errors.Is(err, unix.ELOOP) {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("swap %s is a symlink", path))
+		return errs.Newf(errdefs.ErrInvalidArgument, "swap %s is a symlink", path)
 	}
 	if err != nil {
 		return fmt.Errorf("swap %s: %w", path, err)

@@ -7,7 +7,6 @@
 package system
 
 import (
-	"fmt"
 	"path/filepath"
 	"time"
 	"unsafe"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Syscalls are the machine-changing calls. A nil field is the real call.
@@ -90,7 +90,7 @@ func New(o Options) *Guest {
 }
 
 func invalid(format string, a ...any) error {
-	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
+	return errs.Newf(errdefs.ErrInvalidArgument, format, a...)
 }
 
 func swapon(path string) error {

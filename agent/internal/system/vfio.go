@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // vfioPCI waits for each PCI function of a VFIO device at its guest PCI
@@ -51,7 +53,7 @@ func (g *Guest) vfioPCI(ctx context.Context, d *Device) (*DeviceNode, error) {
 			return nil, err
 		}
 		if group != "" && grp != group {
-			return nil, errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s is not in guest IOMMU group %s", filepath.Base(dir), group))
+			return nil, errs.Newf(errdefs.ErrFailedPrecondition, "%s is not in guest IOMMU group %s", filepath.Base(dir), group)
 		}
 		group = grp
 	}
@@ -98,11 +100,11 @@ func (g *Guest) bindVfio(dir string) error {
 func iommuGroup(dir string) (string, error) {
 	link, err := os.Readlink(filepath.Join(dir, "iommu_group"))
 	if err != nil {
-		return "", errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s has no IOMMU group: %v", filepath.Base(dir), err))
+		return "", errs.Newf(errdefs.ErrFailedPrecondition, "%s has no IOMMU group: %v", filepath.Base(dir), err)
 	}
 	grp := filepath.Base(link)
 	if _, err := strconv.ParseUint(grp, 10, 32); err != nil {
-		return "", errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("%s: unexpected IOMMU group link %q", filepath.Base(dir), link))
+		return "", errs.Newf(errdefs.ErrFailedPrecondition, "%s: unexpected IOMMU group link %q", filepath.Base(dir), link)
 	}
 	return grp, nil
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // VolumeUsage is one kind of a volume's usage, in bytes or inodes.
@@ -89,7 +90,7 @@ func (g *Guest) ResizeVolume(ctx context.Context, path string, _ uint64) error {
 	case "xfs":
 		cmd = exec.CommandContext(ctx, "xfs_growfs", path)
 	default:
-		return errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("resizing %s (%s) is not supported, only ext2/3/4 and xfs", path, m.FSType))
+		return errs.Newf(errdefs.ErrNotImplemented, "resizing %s (%s) is not supported, only ext2/3/4 and xfs", path, m.FSType)
 	}
 	cmd.Env = []string{"PATH=/usr/sbin:/sbin:/usr/bin:/bin"}
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/internal/attest/jcs"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // ProtocolVersion is the only KBS protocol version Trustee accepts.
@@ -323,12 +324,12 @@ func (c *Client) post(ctx context.Context, path string, v any) ([]byte, error) {
 func (c *Client) do(req *http.Request) ([]byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("KBS %s %s: %v", req.Method, req.URL.Path, err))
+		return nil, errs.Newf(errdefs.ErrUnavailable, "KBS %s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return nil, errdefs.ErrUnavailable.WithMessage(fmt.Sprintf("KBS %s %s: read: %v", req.Method, req.URL.Path, err))
+		return nil, errs.Newf(errdefs.ErrUnavailable, "KBS %s %s: read: %v", req.Method, req.URL.Path, err)
 	}
 	if len(body) > maxResponse {
 		return nil, permanent(fmt.Errorf("KBS %s %s: response larger than %d bytes", req.Method, req.URL.Path, maxResponse))
@@ -422,7 +423,7 @@ func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 		if i >= c.opts.Attempts {
 			return fmt.Errorf("%s failed after %d attempts: %w", what, i, err)
 		}
-		c.opts.Log.Warn("KBS request failed, retrying", "what", what, "attempt", i, "err", err)
+		c.opts.Log.Warn("KBS request failed, retrying", "what", what, "attempt", i, "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

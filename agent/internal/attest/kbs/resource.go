@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // resourceAttempts bounds the resource requests one GetResource makes when
@@ -49,13 +50,14 @@ func (c *Client) GetResource(ctx context.Context, r Resource) ([]byte, error) {
 		if errors.As(err, &se) && se.Code == http.StatusUnauthorized {
 			switch se.ProblemType() {
 			case problemPluginInternal:
-				return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("get %s: not found: the KBS could not read it "+
-					"(Trustee answers a missing resource, or a failing resource store, with 401 PluginInternalError): %v", r, se))
+				return nil, errs.Newf(errdefs.ErrNotFound, "get %s: not found: the KBS could not read it "+
+					"(Trustee answers a missing resource, or a failing resource store, with 401 PluginInternalError): %v", r, se)
+
 			case problemPolicyDeny:
-				return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("get %s: the KBS's resource policy denies it: %v", r, se))
+				return nil, errs.Newf(errdefs.ErrPermissionDenied, "get %s: the KBS's resource policy denies it: %v", r, se)
 			}
 			if attempt >= resourceAttempts {
-				return nil, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("get %s: the KBS still refuses the session after %d fresh attestations: %v", r, attempt-1, se))
+				return nil, errs.Newf(errdefs.ErrPermissionDenied, "get %s: the KBS still refuses the session after %d fresh attestations: %v", r, attempt-1, se)
 			}
 			c.opts.Log.Info("KBS session rejected, attesting again", "resource", r.String(), "problem", se.ProblemType())
 			if tok, err = c.attest(ctx, tok); err != nil {
@@ -68,7 +70,7 @@ func (c *Client) GetResource(ctx context.Context, r Resource) ([]byte, error) {
 		}
 		plain, err := DecryptResource(body, c.key)
 		if err != nil {
-			return nil, errdefs.ErrDataLoss.WithMessage(fmt.Sprintf("get %s: %v", r, err))
+			return nil, errs.Newf(errdefs.ErrDataLoss, "get %s: %v", r, err)
 		}
 		return plain, nil
 	}
@@ -92,7 +94,7 @@ func (c *Client) FetchKey(ctx context.Context, kid string) ([]byte, error) {
 		return nil, err
 	}
 	if len(k) != 32 {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("key %s is %d bytes, want 32 (A256GCM)", kid, len(k)))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "key %s is %d bytes, want 32 (A256GCM)", kid, len(k))
 	}
 	return k, nil
 }

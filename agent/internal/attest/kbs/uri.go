@@ -1,11 +1,12 @@
 package kbs
 
 import (
-	"fmt"
 	"net/url"
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Resource names one KBS resource: kbs:///<repository>/<type>/<tag>.
@@ -37,7 +38,7 @@ const maxURILen = 2048
 // to its configured KBS only).
 func ParseResourceURI(s string) (Resource, error) {
 	bad := func(why string) (Resource, error) {
-		return Resource{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("resource URI %.100q: %s", s, why))
+		return Resource{}, errs.Newf(errdefs.ErrInvalidArgument, "resource URI %.100q: %s", s, why)
 	}
 	if len(s) > maxURILen {
 		return bad("too long")
@@ -76,12 +77,12 @@ func NewResource(repo, typ, tag, query string) (Resource, error) {
 // segment can never become a path traversal or a second URL.
 func checkSegment(seg string) error {
 	if seg == "" || seg == "." || seg == ".." || len(seg) > 255 {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("resource path segment %.60q is empty, a dot name or too long", seg))
+		return errs.Newf(errdefs.ErrInvalidArgument, "resource path segment %.60q is empty, a dot name or too long", seg)
 	}
 	for _, c := range seg {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.+:=@", c)
 		if !ok {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("resource path segment %.60q has character %q", seg, c))
+			return errs.Newf(errdefs.ErrInvalidArgument, "resource path segment %.60q has character %q", seg, c)
 		}
 	}
 	return nil

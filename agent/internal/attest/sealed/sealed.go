@@ -16,6 +16,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Prefix marks a sealed value.
@@ -60,7 +61,7 @@ func Parse(value string) (*jose.JSONWebSignature, string, error) {
 		return nil, "", errdefs.ErrInvalidArgument.WithMessage("value is not a sealed secret (no \"sealed.\" prefix)")
 	}
 	if len(value) > maxSealed {
-		return nil, "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("sealed secret is %d bytes, limit %d", len(value), maxSealed))
+		return nil, "", errs.Newf(errdefs.ErrInvalidArgument, "sealed secret is %d bytes, limit %d", len(value), maxSealed)
 	}
 	compact := strings.TrimPrefix(value, Prefix)
 	if strings.Count(compact, ".") != 2 {
@@ -92,21 +93,21 @@ func (u *Unsealer) Unseal(ctx context.Context, value string) (string, error) {
 	}
 	var jwk jose.JSONWebKey
 	if err := jwk.UnmarshalJSON(keyJSON); err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("sealed secret: verification key %q is not a JWK: %v", kid, err))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "sealed secret: verification key %q is not a JWK: %v", kid, err)
 	}
 	if !jwk.IsPublic() {
 		jwk = jwk.Public()
 	}
 	payload, err := jws.Verify(jwk.Key)
 	if err != nil {
-		return "", errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("sealed secret: signature does not verify with key %q", kid))
+		return "", errs.Newf(errdefs.ErrPermissionDenied, "sealed secret: signature does not verify with key %q", kid)
 	}
 	var s Secret
 	if err := json.Unmarshal(payload, &s); err != nil {
 		return "", errdefs.ErrInvalidArgument.WithMessage("sealed secret: payload is not a secret: " + err.Error())
 	}
 	if s.Version != Version {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("sealed secret: version %q (want %s)", s.Version, Version))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "sealed secret: version %q (want %s)", s.Version, Version)
 	}
 	switch {
 	case s.Type == "vault" && s.Provider == "kbs":
@@ -119,9 +120,9 @@ func (u *Unsealer) Unseal(ctx context.Context, value string) (string, error) {
 		}
 		return string(b), nil
 	case s.Type == "vault" || s.Type == "envelope":
-		return "", errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("sealed secret: %s secrets from provider %q are not supported (only vault/kbs)", s.Type, s.Provider))
+		return "", errs.Newf(errdefs.ErrNotImplemented, "sealed secret: %s secrets from provider %q are not supported (only vault/kbs)", s.Type, s.Provider)
 	}
-	return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("sealed secret: unknown type %q", s.Type))
+	return "", errs.Newf(errdefs.ErrInvalidArgument, "sealed secret: unknown type %q", s.Type)
 }
 
 // verificationKey loads the JWK named by kid: a kbs:/// resource, or a file

@@ -16,6 +16,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // DefaultMaxConcurrentLayerDownloads matches the CoCo image client's default.
@@ -83,7 +85,7 @@ type file struct {
 // belong to other parts of the agent.
 func Parse(data []byte) (Config, error) {
 	if len(data) > maxConfigSize {
-		return Config{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image config is %d bytes, limit %d", len(data), maxConfigSize))
+		return Config{}, errs.Newf(errdefs.ErrInvalidArgument, "image config is %d bytes, limit %d", len(data), maxConfigSize)
 	}
 	var f file
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f); err != nil {
@@ -104,7 +106,7 @@ func (c *Config) normalise() error {
 		c.MaxConcurrentLayerDownloadsPerImage = DefaultMaxConcurrentLayerDownloads
 	}
 	if n := c.MaxConcurrentLayerDownloadsPerImage; n < 0 || n > 64 {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("max_concurrent_layer_downloads_per_image = %d, want 1..64", n))
+		return errs.Newf(errdefs.ErrInvalidArgument, "max_concurrent_layer_downloads_per_image = %d, want 1..64", n)
 	}
 	for key, uri := range map[string]string{
 		"image_security_policy_uri":              c.ImageSecurityPolicyURI,
@@ -120,10 +122,10 @@ func (c *Config) normalise() error {
 		}
 	}
 	if c.WorkDir != "" && !filepath.IsAbs(c.WorkDir) {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("work_dir %q is not absolute", c.WorkDir))
+		return errs.Newf(errdefs.ErrInvalidArgument, "work_dir %q is not absolute", c.WorkDir)
 	}
 	if c.DecryptionKeysDir != "" && !filepath.IsAbs(c.DecryptionKeysDir) {
-		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("decryption_keys_dir %q is not absolute", c.DecryptionKeysDir))
+		return errs.Newf(errdefs.ErrInvalidArgument, "decryption_keys_dir %q is not absolute", c.DecryptionKeysDir)
 	}
 	return nil
 }
@@ -132,13 +134,13 @@ func (c *Config) normalise() error {
 func Scheme(uri string) (string, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
-		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("resource uri %q: %v", uri, err))
+		return "", errs.Newf(errdefs.ErrInvalidArgument, "resource uri %q: %v", uri, err)
 	}
 	switch u.Scheme {
 	case "file", "kbs":
 		return u.Scheme, nil
 	}
-	return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("resource uri %q: scheme must be file:// or kbs://", uri))
+	return "", errs.Newf(errdefs.ErrInvalidArgument, "resource uri %q: scheme must be file:// or kbs://", uri)
 }
 
 // Resolver fetches the bytes a resource URI names.
@@ -154,14 +156,14 @@ type FileResolver struct{}
 func (FileResolver) Resolve(_ context.Context, uri string) ([]byte, error) {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme != "file" {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("not a file:// uri: %q", uri))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "not a file:// uri: %q", uri)
 	}
 	if u.Host != "" && u.Host != "localhost" {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("file uri %q names a host", uri))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "file uri %q names a host", uri)
 	}
 	p := filepath.Clean(u.Path)
 	if !filepath.IsAbs(p) {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("file uri %q is not absolute", uri))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "file uri %q is not absolute", uri)
 	}
 	f, err := os.Open(p)
 	if err != nil {
@@ -180,7 +182,7 @@ func readBounded(f *os.File, name string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	if len(data) > maxResourceSize {
-		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s is larger than %d bytes", name, maxResourceSize))
+		return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s is larger than %d bytes", name, maxResourceSize)
 	}
 	return data, nil
 }
@@ -197,7 +199,7 @@ func (s Schemes) Resolve(ctx context.Context, uri string) ([]byte, error) {
 	}
 	r, ok := s[scheme]
 	if !ok {
-		return nil, errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("no resolver for %s:// resources (%q)", scheme, strings.SplitN(uri, "?", 2)[0]))
+		return nil, errs.Newf(errdefs.ErrNotImplemented, "no resolver for %s:// resources (%q)", scheme, strings.SplitN(uri, "?", 2)[0])
 	}
 	return r.Resolve(ctx, uri)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/containerd/errdefs"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // KernelParams are the image keys guest-components reads from the kernel
@@ -62,7 +64,7 @@ func ParseWithKernel(data []byte, k KernelParams) (Config, error) {
 func kernelURI(key, v string) (string, error) {
 	if !strings.Contains(v, "://") {
 		if !filepath.IsAbs(v) {
-			return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("%s %q: want file://, kbs:/// or an absolute path", key, v))
+			return "", errs.Newf(errdefs.ErrInvalidArgument, "%s %q: want file://, kbs:/// or an absolute path", key, v)
 		}
 		v = "file://" + v
 	}
@@ -74,7 +76,7 @@ func kernelURI(key, v string) (string, error) {
 
 func hasImageTable(data []byte) (bool, error) {
 	if len(data) > maxConfigSize {
-		return false, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("image config is %d bytes, limit %d", len(data), maxConfigSize))
+		return false, errs.Newf(errdefs.ErrInvalidArgument, "image config is %d bytes, limit %d", len(data), maxConfigSize)
 	}
 	var doc map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {

@@ -23,6 +23,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // Key names a stored layer by what produced it. A diff_id alone is not
@@ -48,12 +50,12 @@ func (k Key) Validate() error {
 		d    digest.Digest
 	}{{"blob digest", k.Blob}, {"diff_id", k.DiffID}} {
 		if err := d.d.Validate(); err != nil {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer %s %q: %v", d.what, d.d, err))
+			return errs.Newf(errdefs.ErrInvalidArgument, "layer %s %q: %v", d.what, d.d, err)
 		}
 	}
 	if k.KeyDigest != "" {
 		if err := k.KeyDigest.Validate(); err != nil {
-			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("layer key digest: %v", err))
+			return errs.Newf(errdefs.ErrInvalidArgument, "layer key digest: %v", err)
 		}
 	}
 	return nil
@@ -135,7 +137,7 @@ func (s *Store) AddRoot(dir string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if dir == s.root || slices.Contains(s.added, dir) {
-		return errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("layer store root %s is already in use", dir))
+		return errs.Newf(errdefs.ErrAlreadyExists, "layer store root %s is already in use", dir)
 	}
 	if err := prepareRoot(dir); err != nil {
 		return err
@@ -152,16 +154,16 @@ func (s *Store) RemoveRoot(dir string) error {
 	defer s.mu.Unlock()
 	i := slices.Index(s.added, dir)
 	if i < 0 {
-		return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("layer store root %s was not added", dir))
+		return errs.Newf(errdefs.ErrNotFound, "layer store root %s was not added", dir)
 	}
 	for id, root := range s.at {
 		if root == dir {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("layer store root %s still holds layer %s in use", dir, id))
+			return errs.Newf(errdefs.ErrFailedPrecondition, "layer store root %s still holds layer %s in use", dir, id)
 		}
 	}
 	for id, f := range s.pending {
 		if f.root == dir {
-			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("layer store root %s: layer %s is being unpacked there", dir, id))
+			return errs.Newf(errdefs.ErrFailedPrecondition, "layer store root %s: layer %s is being unpacked there", dir, id)
 		}
 	}
 	s.added = slices.Delete(s.added, i, i+1)
