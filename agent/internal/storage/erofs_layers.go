@@ -120,6 +120,7 @@ func checkLayers(owner string, members []*Storage) (lowers []layer, plain bool, 
 // layerGroup is what one group has set up so far, undone in reverse.
 type layerGroup struct {
 	b       *builtin
+	watch   *verityWatch // nil when the kernel's uevents cannot be read
 	verity  []*verityDevice
 	unmount []func(context.Context) error
 	dir     string // the private directory of the lowers and the upper
@@ -127,6 +128,14 @@ type layerGroup struct {
 
 func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, lowers []layer, plain bool) (Mounted, error) {
 	b := g.b
+	// Watch before any mapping exists, so no failure goes unseen. Without
+	// uevents the layers are still verified (a bad block is EIO to the
+	// reader); only the prompt report is lost, so this is no refusal.
+	if w, err := watchVerity(b.log); err != nil {
+		b.log.Warn("dm-verity failures will be reported at release only", "container", owner, "error", err.Error())
+	} else {
+		g.watch = w
+	}
 	devs := make([]string, len(lowers))
 	for i, l := range lowers {
 		part, err := b.layerDevice(ctx, l)
@@ -138,6 +147,9 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, lowers
 			return Mounted{}, err
 		}
 		g.verity = append(g.verity, v)
+		if g.watch != nil {
+			g.watch.add(v)
+		}
 		devs[i] = v.path
 	}
 	ro := MountOptions{Flags: unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID, FSGid: -1, Mode: -1}
@@ -205,8 +217,13 @@ func (g *layerGroup) undo(ctx context.Context) error {
 	}
 	g.unmount = nil
 	if len(errs) > 0 {
-		// A layer still mounted keeps its mapping busy; leave both.
+		// A layer still mounted keeps its mapping busy; leave both, and
+		// keep watching them.
 		return errors.Join(errs...)
+	}
+	if g.watch != nil {
+		g.watch.close()
+		g.watch = nil
 	}
 	for i := len(g.verity) - 1; i >= 0; i-- {
 		if err := g.verity[i].close(ctx, g.b); err != nil {

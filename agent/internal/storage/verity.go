@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -22,6 +23,13 @@ type verityDevice struct {
 	path    string // its block device node
 	layer   string // for messages: which layer of which container
 	hash    string
+	dev     uint64 // the mapping's device number
+	part    string // the partition or disk under it
+	under   uint64 // and its device number
+
+	// Set by the group's verityWatch as the kernel reports them.
+	corruptions atomic.Uint64 // blocks that failed verification
+	removed     atomic.Bool   // the device under the mapping went away
 }
 
 // verityPreflight refuses, before any device is touched, a guest whose
@@ -78,12 +86,13 @@ func (b *builtin) openVerity(part, layer string, p *erofs.VerityParams) (*verity
 	if _, err := rand.Read(suffix); err != nil {
 		return nil, err
 	}
-	v := &verityDevice{control: b.cryptControl(), layer: layer, hash: p.RootHash,
+	v := &verityDevice{control: b.cryptControl(), layer: layer, hash: p.RootHash, part: part, under: st.Rdev,
 		name: "cocoon-verity-" + hex.EncodeToString(suffix) + "-" + p.RootHash[:16]}
 	dev, err := dmCreateReadOnly(v.control, v.name, sectors, "verity", params)
 	if err != nil {
 		return nil, fmt.Errorf("erofs layer %s: dm-verity: %w", layer, err)
 	}
+	v.dev = dev
 	// devtmpfs names every mapped device dm-<minor>; the node must be
 	// the device just made.
 	v.path = filepath.Join(b.opts.DevRoot, "dm-"+strconv.FormatUint(uint64(unix.Minor(dev)), 10))
@@ -111,12 +120,16 @@ func blockSize(dev string, size *uint64) error {
 
 // close reports whether dm-verity refused a block of this layer while it
 // was in use (the reads failed with EIO; the log says which layer), then
-// removes the mapping.
+// removes the mapping. The group's verityWatch normally reported it when
+// it happened; the status read here catches what it could not see (no
+// uevent socket, events lost), since the kernel keeps the flag for the
+// mapping's life (dm-verity-target.c verity_status: 'C' once a block
+// failed, else 'V').
 func (v *verityDevice) close(ctx context.Context, b *builtin) error {
 	if st, err := dmStatus(v.control, v.name); err != nil {
 		b.log.Warn("dm-verity status unavailable", "layer", v.layer, "device", v.name, "error", err.Error())
-	} else if st == "C" {
-		b.log.Error("dm-verity detected corruption", "layer", v.layer, "root_hash", v.hash, "device", v.name)
+	} else if st == "C" && v.corruptions.Load() == 0 {
+		b.log.Error("dm-verity detected corruption", "layer", v.layer, "root_hash", v.hash, "device", v.name, "dev", v.path)
 	}
 	return dmRemove(v.control, v.name)
 }
