@@ -74,7 +74,7 @@ func Boot(ctx context.Context, bc BootConfig, log *slog.Logger) (*Engine, error)
 		if bc.Confidential {
 			return fmt.Errorf("confidential mode refuses to start: %w", err)
 		}
-		log.Warn("policy source ignored, keeping the previous one", "error", err, "policy", p.source)
+		log.WarnContext(ctx, "policy source ignored, keeping the previous one", "error", err, "policy", p.source)
 		return nil
 	}
 
@@ -112,7 +112,7 @@ func Boot(ctx context.Context, bc BootConfig, log *slog.Logger) (*Engine, error)
 			if bc.Confidential {
 				return nil, fmt.Errorf("confidential mode refuses to start: %w", err)
 			}
-			log.Warn("decision log disabled", "error", err)
+			log.WarnContext(ctx, "decision log disabled", "error", err)
 			dlog = nil
 		}
 	}

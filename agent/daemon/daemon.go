@@ -15,6 +15,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/transport"
+	"github.com/cocoon-tee/cocoon/internal/logctx"
 )
 
 // shutdownGrace bounds how long in-flight requests may finish after a signal.
@@ -45,6 +46,9 @@ func RunWith(ctx context.Context, cfg config.Config, log *slog.Logger, o Options
 	devCtx, stopDev := context.WithCancel(ctx)
 	defer stopDev()
 	log = forwardLogs(devCtx, cfg, addr, log)
+	// Lines logged with a request's context name the request (method,
+	// container_id, exec_id) on the console and the log port alike.
+	log = slog.New(logctx.NewHandler(log.Handler()))
 	startDebugConsole(devCtx, cfg, log)
 	st.done("system")
 

@@ -23,17 +23,17 @@ func forwardLogs(ctx context.Context, cfg config.Config, agent transport.Addr, l
 	port := transport.Addr{Scheme: transport.Vsock, CID: transport.AnyCID, Port: cfg.LogVport}
 	l, err := transport.Listen(port)
 	if err != nil {
-		log.Warn("log port not served", "addr", port.String(), "error", err.Error())
+		log.WarnContext(ctx, "log port not served", "addr", port.String(), "error", err.Error())
 		return log
 	}
 	fwd := logfwd.New(logfwd.DefaultQueueBytes)
 	log = logfwd.Attach(log, fwd, cfg.LogLevel, cfg.Confidential)
 	go func() {
 		if err := fwd.Serve(ctx, l, log); err != nil {
-			log.Warn("log port stopped", "error", err.Error())
+			log.WarnContext(ctx, "log port stopped", "error", err.Error())
 		}
 	}()
-	log.Info("log port serving", "addr", port.String(), "confidential", cfg.Confidential)
+	log.InfoContext(ctx, "log port serving", "addr", port.String(), "confidential", cfg.Confidential)
 	return log
 }
 
@@ -46,10 +46,10 @@ func startDebugConsole(ctx context.Context, cfg config.Config, log *slog.Logger)
 	case !cfg.DebugConsole:
 		return
 	case cfg.Confidential:
-		log.Warn(debugconsole.ErrConfidential.Error())
+		log.WarnContext(ctx, debugconsole.ErrConfidential.Error())
 		return
 	case cfg.DebugConsoleVport == 0:
-		log.Warn("debug console not served: it needs agent.debug_console_vport (the serial console is not supported)")
+		log.WarnContext(ctx, "debug console not served: it needs agent.debug_console_vport (the serial console is not supported)")
 		return
 	}
 	port := transport.Addr{Scheme: transport.Vsock, CID: transport.AnyCID, Port: cfg.DebugConsoleVport}
@@ -57,7 +57,7 @@ func startDebugConsole(ctx context.Context, cfg config.Config, log *slog.Logger)
 	go func() {
 		err := debugconsole.Start(ctx, debugconsole.Options{Confidential: cfg.Confidential, Log: log}, listen)
 		if err != nil {
-			log.Warn("debug console not served", "addr", port.String(), "error", err.Error())
+			log.WarnContext(ctx, "debug console not served", "addr", port.String(), "error", err.Error())
 		}
 	}()
 }

@@ -140,6 +140,6 @@ func destroyOnExit(ctx context.Context, pod *sandbox.Sandbox, log *slog.Logger) 
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := pod.Destroy(dctx); err != nil {
-		log.Warn("leftover containers not fully removed", "error", err.Error())
+		log.WarnContext(ctx, "leftover containers not fully removed", "error", err.Error())
 	}
 }

@@ -37,7 +37,7 @@ func serve(ctx context.Context, addr transport.Addr, srv *server.Server, end *en
 		return err
 	}
 	st.done("listen")
-	log.Info("agent serving", "addr", addr.String(), "version", version.Version, st.attr())
+	log.InfoContext(ctx, "agent serving", "addr", addr.String(), "version", version.Version, st.attr())
 	if ready != nil {
 		ready(l.Addr())
 	}
@@ -49,14 +49,14 @@ func serve(ctx context.Context, addr transport.Addr, srv *server.Server, end *en
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("agent shutting down")
+	log.InfoContext(ctx, "agent shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
 	if end.powerOff.Load() {
 		// DestroySandbox's reply is written but may still sit in the guest's
 		// socket buffers; the host hangs up once it has read it.
 		if err := srv.Drain(sctx); err != nil {
-			log.Warn("host still connected after DestroySandbox; powering off", "error", err.Error())
+			log.WarnContext(ctx, "host still connected after DestroySandbox; powering off", "error", err.Error())
 		}
 	}
 	if err := srv.Shutdown(sctx); err != nil {

@@ -44,7 +44,7 @@ func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr 
 		// The decision log's head is measured before a possible power-off.
 		// The pod is being torn down and no caller is left to answer.
 		if err := pol.MeasureDecisions(); err != nil {
-			log.Error("decision log head not measured", "error", err)
+			log.ErrorContext(ctx, "decision log head not measured", "error", err)
 		}
 		end.destroyed()
 	}})

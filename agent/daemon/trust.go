@@ -39,7 +39,7 @@ func startTrust(ctx context.Context, cfg config.Config, log *slog.Logger, tee at
 		if cfg.Confidential {
 			return nil, fmt.Errorf("initdata: %w", err)
 		}
-		log.Warn("initdata ignored", "error", err)
+		log.WarnContext(ctx, "initdata ignored", "error", err)
 	}
 	tr.idata = idata
 	tr.obs = observe.Default()
@@ -49,7 +49,7 @@ func startTrust(ctx context.Context, cfg config.Config, log *slog.Logger, tee at
 			return nil, fmt.Errorf("initdata: %w", err)
 		}
 		if err != nil {
-			log.Warn("initdata cocoon.toml ignored", "error", err)
+			log.WarnContext(ctx, "initdata cocoon.toml ignored", "error", err)
 		} else {
 			tr.obs = obs
 		}

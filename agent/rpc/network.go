@@ -56,7 +56,7 @@ func (s *Service) reconcilePCINetdev(ctx context.Context, n *network.Manager, pc
 		return nil
 	}
 	if err := n.SetMAC(name, hw); err != nil {
-		s.log.Warn("setting the MAC of a PCI network device failed; looking the interface up by MAC", "device_path", pciPath, "netdev", name, "hw_addr", hw, "error", err.Error())
+		s.log.WarnContext(ctx, "setting the MAC of a PCI network device failed; looking the interface up by MAC", "device_path", pciPath, "netdev", name, "hw_addr", hw, "error", err.Error())
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/cocoon-tee/cocoon/internal/logctx"
 )
 
 const agentServicePrefix = "/grpc.AgentService/"
@@ -30,7 +32,6 @@ func (e errDenied) Error() string { return e.err.Error() }
 
 func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp any, err error) {
 	start := time.Now()
-	var req any
 	// finish is what the gate took for this request (for the policy engine, the
 	// slot that serialises stateful decisions). It must run on every path out
 	// of the handler, a panic included, or the next stateful request waits
@@ -38,16 +39,19 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 	var finish func(error)
 	defer func() {
 		if p := recover(); p != nil {
-			c.log.Error("panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			c.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", shortName(info.FullMethod), p)
 		}
 		if finish != nil {
 			c.finish(info.FullMethod, finish, err)
 		}
 		err = toStatus(err)
-		c.logCall(info.FullMethod, req, start, err)
+		c.logCall(ctx, start, err)
 	}()
 
+	// Log lines written while serving the request name it (logctx).
+	ctx = logctx.Attach(ctx)
+	logctx.Set(ctx, slog.String("method", shortName(info.FullMethod)))
 	gated := c.gate != nil && strings.HasPrefix(info.FullMethod, agentServicePrefix)
 	// eos holds a refusal the gate wants answered as end of stream; the
 	// handler finds it through its context (RefusedAsEndOfStream).
@@ -59,7 +63,7 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 		if err := unmarshal(v); err != nil {
 			return status.Errorf(codes.InvalidArgument, "%s: malformed request: %v", shortName(info.FullMethod), err)
 		}
-		req = v
+		logctx.Set(ctx, requestAttrs(info.FullMethod, v)...)
 		if !gated {
 			return nil
 		}
@@ -100,7 +104,7 @@ func (c *chain) finish(method string, finish func(error), err error) {
 	finish(err)
 }
 
-func (c *chain) logCall(method string, req any, start time.Time, err error) {
+func (c *chain) logCall(ctx context.Context, start time.Time, err error) {
 	lvl := slog.LevelDebug
 	var code codes.Code
 	if err != nil {
@@ -109,22 +113,27 @@ func (c *chain) logCall(method string, req any, start time.Time, err error) {
 			lvl = slog.LevelWarn
 		}
 	}
-	if !c.log.Enabled(context.Background(), lvl) {
+	if !c.log.Enabled(ctx, lvl) {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.String("method", shortName(method)),
-		slog.Duration("duration", time.Since(start)),
-	}
-	if m, ok := req.(proto.Message); ok {
-		attrs = appendID(attrs, m, "container_id")
-		attrs = appendID(attrs, m, "exec_id")
-	}
+	// The request's method and ids come from the context (logctx).
+	attrs := []slog.Attr{slog.Duration("duration", time.Since(start))}
 	if err != nil {
 		st, _ := status.FromError(err)
 		attrs = append(attrs, slog.String("code", code.String()), slog.String("error", st.Message()))
 	}
-	c.log.LogAttrs(context.Background(), lvl, "rpc", attrs...)
+	c.log.LogAttrs(ctx, lvl, "rpc", attrs...)
+}
+
+// requestAttrs names a decoded request in log lines: its method and, where
+// the message has them, its container_id and exec_id.
+func requestAttrs(method string, req any) []slog.Attr {
+	attrs := []slog.Attr{slog.String("method", shortName(method))}
+	if m, ok := req.(proto.Message); ok {
+		attrs = appendID(attrs, m, "container_id")
+		attrs = appendID(attrs, m, "exec_id")
+	}
+	return attrs
 }
 
 func appendID(attrs []slog.Attr, m proto.Message, field protoreflect.Name) []slog.Attr {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/cocoon-tee/cocoon/internal/logctx"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -48,7 +49,7 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	chain := &chain{gate: o.Gate, log: o.Log}
+	chain := &chain{gate: o.Gate, log: slog.New(logctx.NewHandler(o.Log.Handler()))}
 	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(chain.intercept))
 	if err != nil {
 		return nil, err

@@ -42,7 +42,7 @@ func (p *Puller) fetchLayer(ctx context.Context, src types.ImageSource, info typ
 		if err == nil || attempt == layerAttempts || !transient(ctx, err) {
 			return err
 		}
-		p.o.Log.Warn("layer download failed, retrying", "layer", info.Digest, "attempt", attempt, "error", err)
+		p.o.Log.WarnContext(ctx, "layer download failed, retrying", "layer", info.Digest, "attempt", attempt, "error", err)
 		if rerr := resetDir(dir); rerr != nil {
 			return errors.Join(err, rerr)
 		}

@@ -109,7 +109,7 @@ func (p *Puller) Pull(ctx context.Context, ref string) (*Image, error) {
 	if err := p.layers(ctx, src, man, im); err != nil {
 		return nil, errors.Join(fmt.Errorf("image %s: %w", named, err), im.Release())
 	}
-	p.o.Log.Info("image pulled", "image", ref, "resolved", named.String(), "manifest", topDigest, "verified_by", verifiedBy, "layers", len(im.Layers), "downloaded", im.Fetched)
+	p.o.Log.InfoContext(ctx, "image pulled", "image", ref, "resolved", named.String(), "manifest", topDigest, "verified_by", verifiedBy, "layers", len(im.Layers), "downloaded", im.Fetched)
 	if p.o.OnPull != nil {
 		p.o.OnPull(ctx, PullEvent{Image: ref, Resolved: named.String(), ManifestDigest: topDigest, VerifiedBy: verifiedBy})
 	}

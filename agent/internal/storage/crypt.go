@@ -159,7 +159,7 @@ func (b *builtin) encryptedBlock(ctx context.Context, s *Storage, dev string, o 
 		}
 		return d.close(ctx)
 	}
-	b.log.Info("storage encrypted", "driver", s.Driver, "device", dev, "mapper", d.name, "integrity", integrityAlg)
+	b.log.InfoContext(ctx, "storage encrypted", "driver", s.Driver, "device", dev, "mapper", d.name, "integrity", integrityAlg)
 	return mt, nil
 }
 

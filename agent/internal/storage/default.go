@@ -134,7 +134,7 @@ func (b *builtin) common(ctx context.Context, s *Storage, source string, o Mount
 	if err := applyFSGroup(path, s.FSGroup, o.ReadOnly()); err != nil {
 		return Mounted{}, joinCleanup(ctx, err, cleanup)
 	}
-	b.log.Info("storage mounted", "driver", s.Driver, "source", source, "fstype", s.Fstype, "mount_point", s.MountPoint, "options", o.DataString())
+	b.log.InfoContext(ctx, "storage mounted", "driver", s.Driver, "source", source, "fstype", s.Fstype, "mount_point", s.MountPoint, "options", o.DataString())
 	return Mounted{Path: s.MountPoint, Cleanup: cleanup}, nil
 }
 

@@ -54,7 +54,7 @@ func (m *Manager) MountTrustedStore(ctx context.Context, dev, dir string) (Mount
 	if err != nil {
 		return Mounted{}, joinCleanup(ctx, err, d.close)
 	}
-	b.log.Info("trusted store mounted", "device", dev, "mapper", d.name, "dir", dir, "integrity", integrityAlg)
+	b.log.InfoContext(ctx, "trusted store mounted", "device", dev, "mapper", d.name, "dir", dir, "integrity", integrityAlg)
 	return Mounted{Path: dir, Cleanup: func(ctx context.Context) error {
 		if err := unmount(ctx); err != nil {
 			return err

@@ -214,7 +214,7 @@ func (c *Client) attest(ctx context.Context, stale *Token) (*Token, error) {
 	c.tokenMu.Lock()
 	c.token = tok
 	c.tokenMu.Unlock()
-	c.opts.Log.Info("attested to KBS", "kbs", c.opts.Config.URL, "tee", c.opts.Attester.Tee(), "expires", tok.Expiry)
+	c.opts.Log.InfoContext(ctx, "attested to KBS", "kbs", c.opts.Config.URL, "tee", c.opts.Attester.Tee(), "expires", tok.Expiry)
 	return tok, nil
 }
 
@@ -423,7 +423,7 @@ func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 		if i >= c.opts.Attempts {
 			return fmt.Errorf("%s failed after %d attempts: %w", what, i, err)
 		}
-		c.opts.Log.Warn("KBS request failed, retrying", "what", what, "attempt", i, "error", err)
+		c.opts.Log.WarnContext(ctx, "KBS request failed, retrying", "what", what, "attempt", i, "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -59,7 +59,7 @@ func (c *Client) GetResource(ctx context.Context, r Resource) ([]byte, error) {
 			if attempt >= resourceAttempts {
 				return nil, errs.Newf(errdefs.ErrPermissionDenied, "get %s: the KBS still refuses the session after %d fresh attestations: %v", r, attempt-1, se)
 			}
-			c.opts.Log.Info("KBS session rejected, attesting again", "resource", r.String(), "problem", se.ProblemType())
+			c.opts.Log.InfoContext(ctx, "KBS session rejected, attesting again", "resource", r.String(), "problem", se.ProblemType())
 			if tok, err = c.attest(ctx, tok); err != nil {
 				return nil, err
 			}

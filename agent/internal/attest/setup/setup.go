@@ -97,9 +97,9 @@ func Start(ctx context.Context, o Options) (*Attestation, error) {
 		// Outside confidential mode (development, tests) the agent runs
 		// without attestation and says what is missing.
 		if o.Initdata != nil {
-			a.log.Warn("initdata binding not verified", "reason", err.Error())
+			a.log.WarnContext(ctx, "initdata binding not verified", "reason", err.Error())
 		}
-		a.log.Info("attestation disabled", "reason", err.Error())
+		a.log.InfoContext(ctx, "attestation disabled", "reason", err.Error())
 		return a, nil
 	case err != nil:
 		return nil, err
@@ -145,18 +145,18 @@ func (a *Attestation) checkBinding(ctx context.Context, id *initdata.Initdata, c
 		if err := attest.CheckInitdata(ctx, att, id.Algorithm, id.Digest, id.Raw); err != nil {
 			return err
 		}
-		a.log.Info("initdata binding verified", "tee", att.Tee(), "algorithm", id.Algorithm, "digest", id.DigestHex())
+		a.log.InfoContext(ctx, "initdata binding verified", "tee", att.Tee(), "algorithm", id.Algorithm, "digest", id.DigestHex())
 		return nil
 	}
 	err := attest.CheckNoInitdata(ctx, att)
 	switch {
 	case errors.Is(err, attest.ErrInitdataWithheld) && !confidential:
-		a.log.Warn("initdata expected by the TEE but not found; running without it because the agent is not confidential", "reason", err.Error())
+		a.log.WarnContext(ctx, "initdata expected by the TEE but not found; running without it because the agent is not confidential", "reason", err.Error())
 		return nil
 	case err != nil:
 		return err
 	}
-	a.log.Info("no initdata: the TEE's initdata register is zero; serving under the image's configuration", "tee", att.Tee())
+	a.log.InfoContext(ctx, "no initdata: the TEE's initdata register is zero; serving under the image's configuration", "tee", att.Tee())
 	return nil
 }
 
@@ -194,7 +194,7 @@ func (a *Attestation) startKBS(ctx context.Context, o Options) error {
 		}
 	}
 	if kc.URL == "" {
-		a.log.Info("no KBS configured: kbs:// resources and sealed secrets are unavailable")
+		a.log.InfoContext(ctx, "no KBS configured: kbs:// resources and sealed secrets are unavailable")
 		return nil
 	}
 	// cdh.kbs_resources adds to cdh.toml's [[credentials]], as the data hub
@@ -220,7 +220,7 @@ func (a *Attestation) startKBS(ctx context.Context, o Options) error {
 		go func() {
 			defer a.wg.Done()
 			if err := a.KBS.FetchCredentials(ctx, root); err != nil {
-				a.log.Error("fetching KBS credentials failed", "error", err)
+				a.log.ErrorContext(ctx, "fetching KBS credentials failed", "error", err)
 			}
 		}()
 	}
@@ -240,7 +240,7 @@ func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func
 	}
 	h, err := api.NewHandler(d, mode)
 	if err != nil {
-		a.log.Error("workload API disabled", "error", err)
+		a.log.ErrorContext(ctx, "workload API disabled", "error", err)
 		return
 	}
 	if addr == "" {
@@ -248,7 +248,7 @@ func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		a.log.Error("workload API disabled", "addr", addr, "error", err)
+		a.log.ErrorContext(ctx, "workload API disabled", "addr", addr, "error", err)
 		return
 	}
 	a.APIAddr = l.Addr()
@@ -256,10 +256,10 @@ func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func
 	go func() {
 		defer a.wg.Done()
 		if err := api.Serve(ctx, l, h); err != nil {
-			a.log.Error("workload API stopped", "error", err)
+			a.log.ErrorContext(ctx, "workload API stopped", "error", err)
 		}
 	}()
-	a.log.Info("workload API serving", "addr", l.Addr().String(), "mode", mode)
+	a.log.InfoContext(ctx, "workload API serving", "addr", l.Addr().String(), "mode", mode)
 }
 
 // Close stops the workload API and closes the event log.
