@@ -78,7 +78,9 @@ func (s *Service) read(ctx context.Context, r *agentpb.ReadStreamRequest, w stre
 	if err != nil {
 		return nil, err
 	}
-	data, err := p.IO.Read(w, int(r.Len))
+	// The chunk is lent until ttrpc has marshalled the response (it
+	// cancels ctx then), so the stream reuses its buffers.
+	data, err := p.IO.ReadLent(ctx, w, int(r.Len))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", w, err)
 	}

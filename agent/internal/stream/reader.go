@@ -23,6 +23,12 @@ type reader struct {
 	// by mu.
 	scratch []byte
 
+	// loans are buffers lent to requests (buffer.go); loansDone is set
+	// once the stream has ended and keeps the list empty.
+	loanMu    sync.Mutex
+	loans     []loan
+	loansDone bool
+
 	// used is set by the first read; a stream is sealed only before.
 	used atomic.Bool
 
@@ -179,4 +185,5 @@ func (r *reader) close() {
 	if r.f != nil {
 		r.f.Close()
 	}
+	r.dropLoans()
 }

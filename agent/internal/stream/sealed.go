@@ -216,25 +216,40 @@ func (so *sealedOut) wake() {
 // read returns up to n queued bytes, blocking until there are some; an
 // empty result is the end of the stream.
 func (so *sealedOut) read(n int) []byte {
+	var out []byte
+	so.take(func(q []byte) int {
+		out = append([]byte(nil), q[:min(n, len(q))]...)
+		return len(out)
+	})
+	return out
+}
+
+// readInto is read into buf; it returns the number of bytes read.
+func (so *sealedOut) readInto(buf []byte) int {
+	return so.take(func(q []byte) int { return copy(buf, q) })
+}
+
+// take blocks until bytes are queued and consumes the number of them that
+// use (called with mu held) returns; 0 is the end of the stream.
+func (so *sealedOut) take(use func(q []byte) int) int {
 	for {
 		so.mu.Lock()
 		if so.discarding {
 			so.mu.Unlock()
-			return nil
+			return 0
 		}
-		if avail := len(so.q) - so.off; avail > 0 {
-			k := min(n, avail)
-			out := append([]byte(nil), so.q[so.off:so.off+k]...)
+		if len(so.q) > so.off {
+			k := use(so.q[so.off:])
 			so.off += k
 			if so.off == len(so.q) {
 				so.q, so.off = so.q[:0], 0
 			}
 			so.mu.Unlock()
-			return out
+			return k
 		}
 		if so.done {
 			so.mu.Unlock()
-			return nil
+			return 0
 		}
 		ready := so.ready
 		so.mu.Unlock()
