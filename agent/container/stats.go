@@ -1,18 +1,16 @@
 package container
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-tee/cocoon/agent/internal/procnet"
 )
 
 // Update applies new cgroup limits. Only the limits the request sets change;
@@ -108,39 +106,18 @@ func (c *Container) Stats(ctx context.Context) (*Stats, error) {
 	return out, nil
 }
 
-// ParseNetDev parses /proc/<pid>/net/dev: two header lines, then
-// "iface: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed
-// multicast tx_bytes tx_packets tx_errs tx_drop ...". Malformed lines are
-// skipped; the loopback interface is left out, as in Kata.
+// ParseNetDev returns the counters of /proc/<pid>/net/dev that container
+// stats report, without the loopback interface, as in Kata.
 func ParseNetDev(data []byte) []NetworkStats {
 	var out []NetworkStats
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
+	for _, d := range procnet.ParseDev(data) {
+		if d.Name == "lo" {
 			continue
 		}
-		name = strings.TrimSpace(name)
-		f := strings.Fields(rest)
-		if name == "" || name == "lo" || len(f) < 12 {
-			continue
-		}
-		var v [12]uint64
-		bad := false
-		for i := range v {
-			n, err := strconv.ParseUint(f[i], 10, 64)
-			if err != nil {
-				bad = true
-				break
-			}
-			v[i] = n
-		}
-		if bad {
-			continue
-		}
+		c := d.Counters
 		out = append(out, NetworkStats{
-			Name: name, RxBytes: v[0], RxPackets: v[1], RxErrors: v[2], RxDropped: v[3],
-			TxBytes: v[8], TxPackets: v[9], TxErrors: v[10], TxDropped: v[11],
+			Name: d.Name, RxBytes: c[procnet.RxBytes], RxPackets: c[procnet.RxPackets], RxErrors: c[procnet.RxErrors], RxDropped: c[procnet.RxDropped],
+			TxBytes: c[procnet.TxBytes], TxPackets: c[procnet.TxPackets], TxErrors: c[procnet.TxErrors], TxDropped: c[procnet.TxDropped],
 		})
 	}
 	return out

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/cocoon-tee/cocoon/agent/internal/procnet"
 )
 
 // maxLines bounds every procfs file read.
@@ -153,35 +155,20 @@ func ParseDiskstats(r io.Reader) ([]Sample, error) {
 	return out, err
 }
 
-func netdevFields() []string {
-	return []string{"recv_bytes", "recv_packets", "recv_errs", "recv_drop", "recv_fifo", "recv_frame",
-		"recv_compressed", "recv_multicast", "sent_bytes", "sent_packets", "sent_errs", "sent_drop",
-		"sent_fifo", "sent_colls", "sent_carrier", "sent_compressed"}
-}
-
 // ParseNetdev reads /proc/net/dev into {interface, item} samples.
 func ParseNetdev(r io.Reader) ([]Sample, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	names := procnet.Fields()
 	var out []Sample
-	names := netdevFields()
-	err := lines(r, func(l string) error {
-		dev, rest, ok := strings.Cut(l, ":")
-		if !ok || strings.Contains(dev, "|") {
-			return nil
+	for _, d := range procnet.ParseDev(data) {
+		for i, v := range d.Counters {
+			out = append(out, Sample{[]string{d.Name, names[i]}, float64(v)})
 		}
-		dev = strings.TrimSpace(dev)
-		for i, v := range strings.Fields(rest) {
-			if i >= len(names) {
-				break
-			}
-			x, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return fmt.Errorf("malformed net/dev line %q", l)
-			}
-			out = append(out, Sample{[]string{dev, names[i]}, x})
-		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // MeminfoItem turns a /proc/meminfo key into the item label Kata reports
