@@ -11,14 +11,21 @@
 // died mid-write) is cut off too, and a recover entry that continues the
 // chain records how many bytes were dropped. An entry that was not written
 // completely was never acknowledged, so dropping it loses nothing recorded.
+//
+// Appends that arrive while a write is in progress are written together, in
+// one write, by whichever of them comes first (group commit): each Append
+// still returns only once its own line is in the file, or with the error
+// that kept it out. The log promises what it always did: an entry whose
+// Append returned nil has been written to the file (write(2) returned);
+// there is no fsync, since the agent keeps the log on a tmpfs that does not
+// outlive the VM, and a crash of the agent loses nothing written.
 package decisionlog
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -77,16 +84,39 @@ type Options struct {
 
 // Log appends entries to a file. It is safe for concurrent use.
 type Log struct {
-	mu   sync.Mutex
 	path string
 	opts Options
-	f    *os.File
-	size int64 // bytes of complete entries in the live file
-	seq  uint64
-	last string
+
+	queue queue // appends waiting for the writer (batch.go)
+
+	// mu guards the file and the chain; the writer holds it while it
+	// seals and writes a batch.
+	mu   sync.Mutex
+	f    file
+	size int64  // bytes of complete entries in the live file
+	seq  uint64 // sequence number of the next entry written
+	last string // hash of the last entry written
 	// torn is set when a write failed part-way and cutting the file back
 	// failed too; the next append cuts it before writing.
 	torn bool
+	// buf holds the lines sealed but not yet written, lines where each
+	// ends; they continue the chain from seq and last.
+	buf   []byte
+	lines []sealed
+}
+
+// file is what the log needs of its *os.File.
+type file interface {
+	io.Writer
+	Truncate(size int64) error
+	Close() error
+}
+
+// sealed is one line of the batch being written.
+type sealed struct {
+	end  int    // offset in buf just after the line
+	hash string // the line's hash
+	w    *waiter
 }
 
 // Open opens or creates the log at path and continues its chain.
@@ -104,6 +134,7 @@ func Open(path string, o Options) (*Log, error) {
 		return nil, fmt.Errorf("decision log: %w", err)
 	}
 	l := &Log{path: path, opts: o, last: Genesis}
+	l.queue.init()
 	if err := l.resume(); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("decision log %s: %w", path, err)
@@ -121,17 +152,9 @@ func (l *Log) openFile(size int64) error {
 }
 
 // Append writes e (its Seq, Time, Prev and Hash are filled in) and returns
-// the hash of the new entry.
+// the hash of the new entry once the entry is in the file.
 func (l *Log) Append(e Entry) (string, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f == nil {
-		return "", errors.New("decision log is closed")
-	}
-	if err := l.appendLocked(e); err != nil {
-		return "", err
-	}
-	return l.last, nil
+	return l.queue.append(l, &e)
 }
 
 // Head is the hash of the last entry written ("" before the first). The
@@ -142,61 +165,139 @@ func (l *Log) Head() string {
 	return l.last
 }
 
-func (l *Log) appendLocked(e Entry) error {
+// writeBatch seals the entries of a batch in order and writes them; each
+// waiter gets its hash or the error that kept its line out of the file.
+func (l *Log) writeBatch(batch []*waiter) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, w := range batch {
+		if err := l.add(&w.e, w); err != nil {
+			w.err = err
+		}
+	}
+	_ = l.flush() // the waiters have the error
+}
+
+// writeNow writes one entry by itself (at open, before any Append).
+func (l *Log) writeNow(e Entry) error {
+	if err := l.add(&e, nil); err != nil {
+		return err
+	}
+	return l.flush()
+}
+
+// tip is where the chain stands after the lines not yet written: the
+// sequence number of the next entry and the hash it follows.
+func (l *Log) tip() (uint64, string) {
+	if n := len(l.lines); n > 0 {
+		return l.seq + uint64(n), l.lines[n-1].hash
+	}
+	return l.seq, l.last
+}
+
+// add seals e onto the batch for w (nil for entries nobody waits for),
+// rotating first when its line would take the live file past MaxBytes.
+// An error means e's line is not in the batch.
+func (l *Log) add(e *Entry, w *waiter) error {
+	if l.f == nil {
+		return errors.New("decision log is closed")
+	}
 	if err := l.cutTorn(); err != nil {
 		return err
 	}
 	// A live file that continues a chain starts with its rotation mark,
 	// also when writing the mark failed the first time.
-	if l.size == 0 && l.last != Genesis {
-		if err := l.writeEntry(rotateMark(l.path)); err != nil {
+	if _, prev := l.tip(); l.size+int64(len(l.buf)) == 0 && prev != Genesis {
+		if err := l.push(rotateMark(l.path), nil); err != nil {
 			return err
 		}
 	}
-	line, hash, err := l.seal(e)
-	if err != nil {
+	start := len(l.buf)
+	if err := l.push(*e, w); err != nil {
 		return err
 	}
-	if l.size > 0 && l.size+int64(len(line)) > l.opts.MaxBytes {
+	if filled := l.size + int64(start); filled > 0 && filled+int64(len(l.buf)-start) > l.opts.MaxBytes {
+		l.lines[len(l.lines)-1] = sealed{}
+		l.buf, l.lines = l.buf[:start], l.lines[:len(l.lines)-1]
+		if err := l.flush(); err != nil {
+			return err
+		}
 		if err := l.rotate(); err != nil {
 			return err
 		}
-		if err := l.writeEntry(rotateMark(l.path)); err != nil {
+		if err := l.push(rotateMark(l.path), nil); err != nil {
 			return err
 		}
-		if line, hash, err = l.seal(e); err != nil {
-			return err
-		}
+		return l.push(*e, w)
 	}
-	return l.write(line, hash)
+	return nil
+}
+
+// push seals e onto the end of the batch.
+func (l *Log) push(e Entry, w *waiter) error {
+	seq, prev := l.tip()
+	buf, hash, err := appendSealed(l.buf, &e, seq, l.opts.Now(), prev)
+	l.buf = buf
+	if err != nil {
+		return err
+	}
+	l.lines = append(l.lines, sealed{end: len(buf), hash: hash, w: w})
+	return nil
 }
 
 func rotateMark(path string) Entry {
 	return Entry{Kind: KindRotate, Message: "continues " + filepath.Base(path) + ".1"}
 }
 
-func (l *Log) writeEntry(e Entry) error {
-	line, hash, err := l.seal(e)
-	if err != nil {
-		return err
-	}
-	return l.write(line, hash)
-}
+// maxKeptBuf is the batch buffer kept between batches; a larger one
+// (a burst of appends) is dropped so an idle agent does not hold it.
+const maxKeptBuf = 64 << 10
 
-// write appends a sealed line and advances the chain. A failed write is
-// cut back so that the file ends with a complete entry.
-func (l *Log) write(line []byte, hash string) error {
-	if _, err := l.f.Write(line); err != nil {
+// flush writes the batch in one write and advances the chain over it.
+// When the write fails part-way, the lines that reached the file whole
+// are kept (their waiters succeed) and the file is cut back to the last
+// of them: every later line's waiter gets the error.
+func (l *Log) flush() error {
+	if len(l.lines) == 0 {
+		return nil
+	}
+	n, err := l.f.Write(l.buf)
+	kept := len(l.lines)
+	if err != nil {
+		kept = 0
+		for kept < len(l.lines) && l.lines[kept].end <= n {
+			kept++
+		}
+	}
+	for _, s := range l.lines[:kept] {
+		if s.w != nil {
+			s.w.hash = s.hash
+		}
+	}
+	if kept > 0 {
+		l.size += int64(l.lines[kept-1].end)
+		l.seq += uint64(kept)
+		l.last = l.lines[kept-1].hash
+	}
+	if err != nil {
+		err = fmt.Errorf("decision log: %w", err)
 		l.torn = true
 		if cerr := l.cutTorn(); cerr != nil {
-			return fmt.Errorf("decision log: %w (and %v)", err, cerr)
+			err = fmt.Errorf("%w (and %v)", err, cerr)
 		}
-		return fmt.Errorf("decision log: %w", err)
+		for _, s := range l.lines[kept:] {
+			if s.w != nil {
+				s.w.err = err
+			}
+		}
 	}
-	l.size += int64(len(line))
-	l.seq++
-	l.last = hash
-	return nil
+	clear(l.lines)
+	l.lines = l.lines[:0]
+	l.buf = l.buf[:0]
+	if cap(l.buf) > maxKeptBuf {
+		l.buf, l.lines = nil, nil
+	}
+	return err
 }
 
 // cutTorn truncates the live file to its complete entries after a failed
@@ -213,27 +314,10 @@ func (l *Log) cutTorn() error {
 	return nil
 }
 
-// seal fills in the chain fields and returns the line and its hash.
-func (l *Log) seal(e Entry) ([]byte, string, error) {
-	e.Seq, e.Prev, e.Hash = l.seq, l.last, ""
-	e.Time = l.opts.Now().UTC().Format(time.RFC3339Nano)
-	body, err := json.Marshal(e)
-	if err != nil {
-		return nil, "", fmt.Errorf("decision log: %w", err)
-	}
-	sum := sha256.Sum256(body)
-	hash := hex.EncodeToString(sum[:])
-	line := make([]byte, 0, len(body)+len(hash)+12)
-	line = append(line, body[:len(body)-1]...)
-	line = append(line, `,"hash":"`...)
-	line = append(line, hash...)
-	line = append(line, "\"}\n"...)
-	return line, hash, nil
-}
-
 // rotate hands the head to OnRotate, then moves the live file to path.1
 // (older ones shift up, the oldest beyond Keep is dropped) and opens a new,
-// empty live file; the caller writes its rotation mark.
+// empty live file; the caller writes its rotation mark. The batch must
+// be empty (flushed).
 func (l *Log) rotate() error {
 	if l.opts.OnRotate != nil {
 		if err := l.opts.OnRotate(l.last); err != nil {
@@ -267,7 +351,7 @@ func (l *Log) shift() error {
 	return nil
 }
 
-// Close closes the file.
+// Close closes the file. Appends after it fail.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -41,7 +41,7 @@ func (l *Log) resume() error {
 		return nil
 	}
 	sum := sha256.Sum256(torn)
-	return l.appendLocked(Entry{Kind: KindRecover,
+	return l.writeNow(Entry{Kind: KindRecover,
 		Message: fmt.Sprintf("dropped %d bytes of an incomplete entry at the end of the log (sha256 %x)", len(torn), sum)})
 }
 
@@ -85,7 +85,7 @@ func (l *Log) setAside(cause error) error {
 	if err := l.openFile(0); err != nil {
 		return err
 	}
-	return l.appendLocked(Entry{Kind: KindReset, Message: "previous log ended in an unreadable entry: " + cause.Error()})
+	return l.writeNow(Entry{Kind: KindReset, Message: "previous log ended in an unreadable entry: " + cause.Error()})
 }
 
 // lastEntry verifies and decodes the last line of complete, which ends

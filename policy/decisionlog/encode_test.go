@@ -1,0 +1,63 @@
+package decisionlog
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// marshalled is the line body as the log wrote it before it had its own
+// encoder: json.Marshal of the entry with the chain fields set.
+func marshalled(e Entry, seq uint64, now time.Time, prev string) ([]byte, error) {
+	e.Seq, e.Prev, e.Hash = seq, prev, ""
+	e.Time = now.UTC().Format(time.RFC3339Nano)
+	return json.Marshal(e)
+}
+
+func checkEncoding(t *testing.T, e Entry, seq uint64, now time.Time, prev string) {
+	t.Helper()
+	want, werr := marshalled(e, seq, now, prev)
+	got, gerr := appendBody([]byte("prefix"), &e, seq, now, prev)
+	if (werr == nil) != (gerr == nil) {
+		t.Fatalf("json.Marshal error %v, appendBody error %v", werr, gerr)
+	}
+	if werr == nil && !bytes.Equal(got, append([]byte("prefix"), want...)) {
+		t.Fatalf("appendBody\n%s\njson.Marshal\n%s", got, want)
+	}
+}
+
+// The hand-written encoder writes the bytes encoding/json wrote, so
+// lines keep their format and existing tools read them unchanged.
+func TestEncodeMatchesJSON(t *testing.T) {
+	yes, no := true, false
+	now := time.Date(2026, 11, 30, 4, 5, 6, 789000000, time.FixedZone("x", 3600))
+	for _, e := range []Entry{
+		{},
+		{Kind: KindDecision, Request: "ReadStreamRequest", InputSHA256: Genesis, PolicySHA256: Genesis, Allowed: &yes},
+		{Kind: KindDecision, Request: "ExecProcessRequest", Allowed: &no, Message: `ExecProcessRequest is blocked by policy: "sh" <not> & allowed` + "\n\t\x01\u2028\xff"},
+		{Kind: KindCommit, Request: "CreateContainerRequest", Committed: &no, Ops: json.RawMessage(` [ {"op":"add", "path":"/pstate/a<b", "value": 1} ] `)},
+		{Kind: KindDecision, Ops: json.RawMessage(`{"unterminated`)},
+		{Kind: KindPolicy, PolicySHA256: "x", Source: "initdata", Time: "ignored", Seq: 99, Hash: "ignored", Prev: "ignored"},
+		{Kind: KindRotate, Message: "continues decisions.log.1"},
+	} {
+		checkEncoding(t, e, 12345, now, Genesis)
+	}
+	checkEncoding(t, Entry{Kind: KindDecision}, 0, time.Unix(0, 0), "")
+}
+
+func FuzzEncode(f *testing.F) {
+	f.Add("decision", "ReadStreamRequest", "msg \"quoted\" <tag>", []byte(`[{"op":"remove","path":"/x"}]`), uint8(1), uint64(7), int64(1764475506123456789))
+	f.Add("", "", "\xff\xfe\u2029", []byte(`nul`), uint8(2), uint64(0), int64(0))
+	f.Fuzz(func(t *testing.T, kind, request, message string, ops []byte, bools uint8, seq uint64, nanos int64) {
+		yes, no := true, false
+		e := Entry{Kind: kind, Request: request, Message: message, Source: request, InputSHA256: message, Ops: ops}
+		switch bools % 3 {
+		case 1:
+			e.Allowed = &yes
+		case 2:
+			e.Committed = &no
+		}
+		checkEncoding(t, e, seq, time.Unix(0, nanos), message)
+	})
+}
