@@ -114,7 +114,11 @@ func (w *verityWatch) run(rc interface {
 	}
 }
 
-// handle logs an event about one of the group's devices.
+// handle logs an event about one of the group's devices. The "error"
+// attribute repeats the facts in one sentence: in confidential mode the
+// log sinks the host reads keep only some keys (logfwd.Redact), "error"
+// among them, and the root hash and block are nothing the host does not
+// know, since it sent the one and wrote the other.
 func (w *verityWatch) handle(ev uevent) {
 	dev, ok := ev.device()
 	if !ok {
@@ -134,12 +138,14 @@ func (w *verityWatch) handle(ev uevent) {
 		// is the news, the rest are counted.
 		if v.corruptions.Add(1) == 1 {
 			w.log.Error("dm-verity detected corruption", "layer", v.layer, "root_hash", v.hash, "device", v.name,
-				"dev", v.path, "block_type", kind, "block", block)
+				"dev", v.path, "block_type", kind, "block", block,
+				"error", fmt.Sprintf("%s block %d of erofs layer %s failed verification against root hash %s: reads of it fail with EIO", kind, block, v.layer, v.hash))
 		}
 	case ev.action == "remove" && under != nil:
 		if under.removed.CompareAndSwap(false, true) {
 			w.log.Error("erofs layer device removed while mounted: reads of this layer now fail with EIO",
-				"layer", under.layer, "root_hash", under.hash, "device", under.part, "mapping", under.name)
+				"layer", under.layer, "root_hash", under.hash, "device", under.part, "mapping", under.name,
+				"error", fmt.Sprintf("%s, the device of erofs layer %s (root hash %s), was removed while mounted", under.part, under.layer, under.hash))
 		}
 	}
 }

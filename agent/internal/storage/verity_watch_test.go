@@ -110,7 +110,8 @@ func TestVerityWatchCorruptionEvent(t *testing.T) {
 	}
 	r := <-recs
 	if r["msg"] != "dm-verity detected corruption" || r["root_hash"] != v.hash || r["layer"] != v.layer ||
-		r["block_type"] != "hash" || r["block"] != float64(258) || r["dev"] != "/dev/dm-3" {
+		r["block_type"] != "hash" || r["block"] != float64(258) || r["dev"] != "/dev/dm-3" ||
+		!strings.Contains(fmt.Sprint(r["error"]), "hash block 258 of erofs layer "+v.layer+" failed verification against root hash "+v.hash) {
 		t.Fatalf("record %v", r)
 	}
 	if n := v.corruptions.Load(); n != 2 {
@@ -172,7 +173,8 @@ func TestVerityWatchDeviceRemoved(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	r := recs.Wait(t, ctx, "erofs layer device removed while mounted: reads of this layer now fail with EIO")
-	if r["layer"] != v.layer || r["root_hash"] != v.hash || r["device"] != v.part || !v.removed.Load() {
+	if r["layer"] != v.layer || r["root_hash"] != v.hash || r["device"] != v.part || !v.removed.Load() ||
+		!strings.Contains(fmt.Sprint(r["error"]), v.part+", the device of erofs layer "+v.layer+" (root hash "+v.hash+"), was removed") {
 		t.Fatalf("record %v", r)
 	}
 }
