@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -155,6 +156,17 @@ func serveAgent(dir string) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	// COCOON_TEST_AGENT_MEMPROFILE=<file> writes the agent's allocation
+	// profile when it exits (every allocation sampled).
+	if prof := os.Getenv("COCOON_TEST_AGENT_MEMPROFILE"); prof != "" {
+		runtime.MemProfileRate = 1
+		defer func() {
+			if f, err := os.Create(prof); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(net.Addr) { fmt.Println("ready") }); err != nil {
@@ -235,4 +247,64 @@ func BenchmarkReadStdoutAgentProcess(b *testing.B) {
 	cpu := procCPU(b, cmd.Process.Pid) - cpu0
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds()/1e6, "MB/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(ops), "agent-cpu-µs/op")
+}
+
+// TestStdioReadStdoutExact reads a numbered stream through the real server
+// with several reads in flight at a time, as a host pipelining reads would:
+// every chunk must be the bytes at its place in the stream, which a read
+// buffer reused before ttrpc has marshalled the response that carries it
+// would break (the stream tests pin the reuse rule itself).
+func TestStdioReadStdoutExact(t *testing.T) {
+	a := startAgent(t, "")
+	const lines = 200000
+	a.runContainer(t, "exact", spec(a.rootfs(t, "exact"), "seq", "-w", "1", strconv.Itoa(lines)))
+	var want bytes.Buffer
+	for i := 1; i <= lines; i++ {
+		fmt.Fprintf(&want, "%06d\n", i)
+	}
+	chunks := make(chan []byte, 1024)
+	const readers = 4
+	errs := make(chan error, readers)
+	for range readers {
+		go func() {
+			for {
+				r, err := a.ReadStdout(t.Context(), &agentpb.ReadStreamRequest{ContainerId: "exact", ExecId: "exact", Len: readSize})
+				if err != nil || len(r.Data) == 0 {
+					errs <- err
+					return
+				}
+				chunks <- r.Data
+			}
+		}()
+	}
+	for range readers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(chunks)
+	total := 0
+	for c := range chunks {
+		total += len(c)
+		// A chunk holding a whole line is placed by that line's number;
+		// a shorter one must at least occur in the stream.
+		i := bytes.IndexByte(c, '\n') + 1
+		if len(c) < i+7 {
+			if !bytes.Contains(want.Bytes(), c) {
+				t.Fatalf("chunk %q is not in the stream", c)
+			}
+			continue
+		}
+		n, err := strconv.Atoi(string(c[i : i+6]))
+		off := (n-1)*7 - i
+		if err != nil || off < 0 || off+len(c) > want.Len() || !bytes.Equal(c, want.Bytes()[off:off+len(c)]) {
+			t.Fatalf("a %d-byte chunk differs from the stream at its place (line %q)", len(c), c[i:i+7])
+		}
+	}
+	if total != want.Len() {
+		t.Fatalf("read %d bytes, want %d", total, want.Len())
+	}
+	if st := a.wait(t, "exact", "exact"); st != 0 {
+		t.Fatalf("seq exited %d", st)
+	}
 }
