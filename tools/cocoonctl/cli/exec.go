@@ -2,7 +2,7 @@ package cli
 
 import (
 	"bufio"
-	"context"
+	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/x509"
@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
 )
@@ -24,8 +26,9 @@ import (
 const execMarkPrefix = "### cocoon-exec: "
 
 func newExec() *cobra.Command {
-	var key, pod, namespace, container, kubectl string
+	var key, pod, namespace, container, kubectl, evidenceOut string
 	var kubectlArgs []string
+	var allowSample bool
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "exec --key exec.key --pod NAME [-n NS] -c C [--ttl 5m] -- CMD ARGS...",
@@ -39,7 +42,16 @@ key and is printed in the clear here; this tool's stdin is sealed to the
 key the agent announces in its first output line and sent through kubectl.
 The host relays only ciphertext. Any output or input the host changes,
 drops, replays or reorders ends the session with an error. No terminal
-(kubectl exec -t) is used: interactive programs see a pipe.`,
+(kubectl exec -t) is used: interactive programs see a pipe.
+
+The agent first announces the session with TEE evidence whose report data
+binds the grant's nonce and the session's sealed streams; nothing is sent
+or shown before it verifies, so a host answering cocoon-exec itself is
+refused. Checked here: the evidence's format and report data. Not checked
+here: the quote's or report's signature, certificates and TCB (save the
+evidence with --evidence-out for an attestation service). Sample evidence
+(a development agent without a TEE) authenticates nothing and is refused
+unless --insecure-sample-evidence.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if key == "" || container == "" || pod == "" {
@@ -60,10 +72,10 @@ drops, replays or reorders ends the session with an error. No terminal
 			if err != nil {
 				return err
 			}
-			now := time.Now()
+			now, nonce := time.Now(), execgrant.NewNonce()
 			tok, err := execgrant.Sign(signer, execgrant.Grant{
 				Version: 1, Pod: namespace + "/" + pod, Container: container, Argv: argv,
-				IssuedAt: now.Unix(), Expires: now.Add(ttl).Unix(), Nonce: execgrant.NewNonce(),
+				IssuedAt: now.Unix(), Expires: now.Add(ttl).Unix(), Nonce: nonce,
 				SealKey: base64.RawURLEncoding.EncodeToString(der),
 			})
 			if err != nil {
@@ -71,7 +83,8 @@ drops, replays or reorders ends the session with an error. No terminal
 			}
 			args := append(append([]string{}, kubectlArgs...), "exec", "-i", "-n", namespace, pod, "-c", container, "--", execgrant.Command, tok)
 			child := exec.CommandContext(cmd.Context(), kubectl, args...)
-			return runExecChild(cmd.Context(), child, eph, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			o := sessionOptions{key: eph, nonce: nonce, allowSample: allowSample, evidenceOut: evidenceOut}
+			return runExecChild(child, o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&key, "key", "", "the owner's exec signing key (exec.key)")
@@ -80,13 +93,15 @@ drops, replays or reorders ends the session with an error. No terminal
 	cmd.Flags().StringVarP(&container, "container", "c", "", "the container's name")
 	cmd.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "how long the grant is valid (at most 24h)")
 	cmd.Flags().StringVar(&kubectl, "kubectl", "kubectl", "the kubectl binary")
+	cmd.Flags().BoolVar(&allowSample, "insecure-sample-evidence", false, "accept a session announced with the sample attester's evidence (a development agent without a TEE): the agent is then not authenticated")
+	cmd.Flags().StringVar(&evidenceOut, "evidence-out", "", "write the agent's evidence (Trustee's JSON shape) to this file, for an attestation service")
 	cmd.Flags().StringArrayVar(&kubectlArgs, "kubectl-arg", nil, "an argument for kubectl before exec (e.g. --context=prod); repeatable")
 	return cmd
 }
 
 // runExecChild runs child (kubectl exec -i ...) and relays a session
 // through its stdio.
-func runExecChild(ctx context.Context, child *exec.Cmd, eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer) error {
+func runExecChild(child *exec.Cmd, o sessionOptions, in io.Reader, out, errOut io.Writer) error {
 	cin, err := child.StdinPipe()
 	if err != nil {
 		return err
@@ -102,7 +117,7 @@ func runExecChild(ctx context.Context, child *exec.Cmd, eph *ecdh.PrivateKey, in
 	if err := child.Start(); err != nil {
 		return err
 	}
-	serr := execSession(eph, in, out, errOut, cin, cout, cerr)
+	serr := execSession(o, in, out, errOut, cin, cout, cerr)
 	if serr != nil && child.Process != nil {
 		_ = child.Process.Kill() // the session is over; do not keep relaying
 	}
@@ -117,6 +132,14 @@ func runExecChild(ctx context.Context, child *exec.Cmd, eph *ecdh.PrivateKey, in
 	return werr
 }
 
+// sessionOptions is what a session is checked against.
+type sessionOptions struct {
+	key         *ecdh.PrivateKey // the grant's ephemeral key
+	nonce       string           // the grant's nonce
+	allowSample bool
+	evidenceOut string
+}
+
 // outLine is one line of the child's output.
 type outLine struct {
 	b      []byte
@@ -124,13 +147,26 @@ type outLine struct {
 	err    error // set on the last item of a pipe
 }
 
-// execSession relays one encrypted exec: lines from the child's stdout and
-// stderr are opened and printed; once the agent's key is known, in is
-// sealed to it and written to the child's stdin (closed after the final
-// record). It returns when both output pipes end, or at the first error.
-func execSession(eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer, cin io.WriteCloser, cout, cerr io.Reader) error {
-	owner, err := sealedlog.NewExecOwner(eph)
+// maxHeldStderr bounds the sealed stderr lines held until the session's
+// announcement is read (the command may write to stderr at once, and the
+// two pipes are read independently).
+const maxHeldStderr = 4 << 20
+
+// execSession relays one encrypted exec. The first line on the child's
+// stdout must announce the session with TEE evidence binding the grant's
+// nonce and the session's sealed streams; nothing is typed or shown before
+// it verified, and every later sealed stream must be one it names. Then
+// lines from the child's stdout and stderr are opened and printed; once
+// the agent's key is known, in is sealed to it and written to the child's
+// stdin (closed after the final record). It returns when both output
+// pipes end, or at the first error.
+func execSession(o sessionOptions, in io.Reader, out, errOut io.Writer, cin io.WriteCloser, cout, cerr io.Reader) error {
+	owner, err := sealedlog.NewExecOwner(o.key)
 	if err != nil {
+		return err
+	}
+	refuse := func(err error) error {
+		fmt.Fprintf(errOut, "%srefusing the session: %v\n", execMarkPrefix, err)
 		return err
 	}
 	lines := make(chan outLine)
@@ -144,6 +180,9 @@ func execSession(eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer, cin 
 	}
 	stdinDone := make(chan error, 1)
 	started, open, unsealed := false, 2, 0
+	var ann *execgrant.Announcement
+	var held []outLine // sealed stderr lines read before the announcement
+	heldN := 0
 	for open > 0 {
 		var l outLine
 		select {
@@ -162,28 +201,37 @@ func execSession(eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer, cin 
 			}
 			continue
 		}
-		shown, notSealed, err := owner.Line(l.b)
-		if err != nil {
-			fmt.Fprintf(errOut, "%s%v\n", execMarkPrefix, err)
+		if ann == nil {
+			_, sealed := sealedItem(l.b)
+			switch {
+			case !l.stderr && execgrant.IsAnnouncement(l.b):
+				a, err := checkAnnouncement(o, l.b, errOut)
+				if err != nil {
+					return refuse(err)
+				}
+				ann = a
+				// Lines held meanwhile go through the same checks now.
+				for _, h := range held {
+					if err := relayLine(owner, ann, h, out, errOut, &unsealed); err != nil {
+						return err
+					}
+				}
+				held = nil
+				continue
+			case sealed && l.stderr:
+				if heldN += len(l.b); heldN > maxHeldStderr {
+					return refuse(fmt.Errorf("%w: more than %d bytes of sealed stderr before the announcement", execgrant.ErrNoEvidence, maxHeldStderr))
+				}
+				held = append(held, l)
+				continue
+			case sealed:
+				return refuse(fmt.Errorf("%w: sealed output came first (refused: the agent runs without an attester or is older than this tool, or the host answered the exec itself)", execgrant.ErrNoEvidence))
+			}
+		} else if !l.stderr && execgrant.IsAnnouncement(l.b) {
+			return refuse(fmt.Errorf("%w: a second announcement", execgrant.ErrBadAnnouncement))
+		}
+		if err := relayLine(owner, ann, l, out, errOut, &unsealed); err != nil {
 			return err
-		}
-		if notSealed {
-			if l.stderr {
-				// kubectl's own messages (or the host's): not from the
-				// command, shown marked.
-				fmt.Fprintf(errOut, "%skubectl: %s\n", execMarkPrefix, strings.TrimRight(string(l.b), "\r\n"))
-			} else {
-				unsealed++
-			}
-		}
-		for _, o := range shown {
-			w := out
-			if o.Stderr {
-				w = errOut
-			}
-			if _, err := w.Write(o.Data); err != nil {
-				return err
-			}
 		}
 		if !started && owner.AgentKey() != nil {
 			started = true
@@ -197,6 +245,9 @@ func execSession(eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer, cin 
 	if unsealed > 0 {
 		fmt.Fprintf(errOut, "%s%d unsealed line(s) on stdout not shown\n", execMarkPrefix, unsealed)
 	}
+	if ann == nil {
+		return refuse(fmt.Errorf("%w: the output ended without it (is the container's exec mode grant, and the agent new enough?)", execgrant.ErrNoEvidence))
+	}
 	if !started {
 		err := errors.New("the output ended before the agent announced its key (is the container's exec mode grant, and the agent new enough?)")
 		fmt.Fprintf(errOut, "%s%v\n", execMarkPrefix, err)
@@ -209,14 +260,82 @@ func execSession(eph *ecdh.PrivateKey, in io.Reader, out, errOut io.Writer, cin 
 	return nil
 }
 
+// sealedItem reports whether a line carries a sealed header or record,
+// the way an opener finds one (anywhere on the line).
+func sealedItem(l []byte) (header, sealed bool) {
+	_, header = execgrant.HeaderDigest(l)
+	return header, header || bytes.Contains(l, []byte(sealedlog.RecordPrefix))
+}
+
+// checkAnnouncement parses and verifies the session's announcement and
+// says what was and was not checked.
+func checkAnnouncement(o sessionOptions, line []byte, errOut io.Writer) (*execgrant.Announcement, error) {
+	a, err := execgrant.ParseAnnouncement(line)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Verify(o.nonce, o.allowSample); err != nil {
+		if errors.Is(err, execgrant.ErrSampleEvidence) {
+			return nil, fmt.Errorf("%w; pass --insecure-sample-evidence to accept it on a development machine", err)
+		}
+		return nil, err
+	}
+	if o.evidenceOut != "" {
+		if err := os.WriteFile(o.evidenceOut, a.Evidence, 0o644); err != nil {
+			return nil, fmt.Errorf("--evidence-out: %w", err)
+		}
+	}
+	if a.Tee == attest.TeeSample {
+		fmt.Fprintf(errOut, "%sWARNING: sample evidence (no TEE), accepted by --insecure-sample-evidence: the agent is not authenticated, the host could be answering this session\n", execMarkPrefix)
+	} else {
+		fmt.Fprintf(errOut, "%sthe agent's session is bound to %s evidence (its report data checked); the %s signature, certificates and TCB are not checked here: save the evidence with --evidence-out for an attestation service\n", execMarkPrefix, a.Tee, map[string]string{attest.TeeTDX: "quote's", attest.TeeSNP: "report's"}[a.Tee])
+	}
+	return a, nil
+}
+
+// relayLine checks that a sealed header is one the announcement binds,
+// then opens the line and prints its plaintext.
+func relayLine(owner *sealedlog.ExecOwner, ann *execgrant.Announcement, l outLine, out, errOut io.Writer, unsealed *int) error {
+	if header, _ := sealedItem(l.b); header && !ann.Binds(l.b) {
+		err := fmt.Errorf("%w: a stream header the evidence does not name (the host made or substituted a stream)", execgrant.ErrUnboundStream)
+		fmt.Fprintf(errOut, "%srefusing the session: %v\n", execMarkPrefix, err)
+		return err
+	}
+	shown, notSealed, err := owner.Line(l.b)
+	if err != nil {
+		fmt.Fprintf(errOut, "%s%v\n", execMarkPrefix, err)
+		return err
+	}
+	if notSealed {
+		if l.stderr {
+			// kubectl's own messages (or the host's): not from the
+			// command, shown marked.
+			fmt.Fprintf(errOut, "%skubectl: %s\n", execMarkPrefix, strings.TrimRight(string(l.b), "\r\n"))
+		} else {
+			*unsealed++
+		}
+	}
+	for _, o := range shown {
+		w := out
+		if o.Stderr {
+			w = errOut
+		}
+		if _, err := w.Write(o.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readLines sends the lines of r, then an item with the read error.
 func readLines(r io.Reader, stderr bool, lines chan<- outLine, stop <-chan struct{}) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, execgrant.MaxAnnouncement)
 	for {
 		b, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			// Not a sealed line (those are shorter); pass what is there
-			// on as a line of its own, the opener rejects or ignores it.
+			// Not a sealed line nor an announcement (those are
+			// shorter); pass what is there on as a line of its own, the
+			// opener rejects or ignores it.
 			err = nil
 		}
 		if len(b) > 0 {
