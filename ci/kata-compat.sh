@@ -4,6 +4,8 @@
 # directory, with the tests built with -tags katacompat:
 #   - the policy engine against Kata's genpolicy rules and test cases (tag
 #     4.1.0 unless KATA_REF says otherwise);
+#   - our generated policies (policy/generate) against the same test cases,
+#     each decided under the policy we generate for the case's pod.yaml;
 #   - our protos against the agent protos of every supported Kata release
 #     (KATA_PROTO_REFS, the support matrix in README.md), compiled with protoc
 #     into one descriptor set per tag.
@@ -26,6 +28,13 @@ git -C "$repo" ls-tree -r --name-only "$ref" -- "$cases" | grep '/testcases.json
 	dir=${f#"$cases/"}
 	dir=${dir%/testcases.json}
 	show "$f" >"$data/${dir//\//_}.testcases.json"
+	# The pod each case's policy is generated from (and its ConfigMaps),
+	# for policy/generate's TestGenpolicyCases.
+	for y in pod.yaml config_map.yaml; do
+		if git -C "$repo" cat-file -e "$ref:$cases/$dir/$y" 2>/dev/null; then
+			show "$cases/$dir/$y" >"$data/${dir//\//_}.$y"
+		fi
+	done
 done
 
 # The agent protocol of each supported release: the five files our protos
