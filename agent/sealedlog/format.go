@@ -184,11 +184,16 @@ func newRecordCipher(ctx exporter) (*recordCipher, error) {
 }
 
 func (rc *recordCipher) nonce(seq uint64) []byte {
+	n := rc.nonceFor(seq)
+	return n[:]
+}
+
+func (rc *recordCipher) nonceFor(seq uint64) [12]byte {
 	n := rc.base
 	for i := range 8 {
 		n[4+i] ^= byte(seq >> (56 - 8*i))
 	}
-	return n[:]
+	return n
 }
 
 func aad(rec []byte) []byte { return append([]byte(RecordAAD), rec[:recordHdrSize]...) }

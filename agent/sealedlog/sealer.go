@@ -41,6 +41,8 @@ type Sealer struct {
 	pending     []byte
 	closed      bool
 	scratch     []byte
+	nonce       [12]byte
+	ad          []byte
 }
 
 // ErrClosed is returned by writes after Close.
@@ -96,14 +98,55 @@ func (s *Sealer) Write(p []byte) ([]byte, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	out := make([]byte, 0, s.sizeFor(len(s.pending)+len(p)))
+	out := s.appendLocked(make([]byte, 0, s.sizeFor(len(s.pending)+len(p))), p)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// Append is Write that appends the sealed lines to out, so that a caller
+// with a queue seals straight into it. It appends at most Bound(len(p))
+// bytes.
+func (s *Sealer) Append(out, p []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return out, ErrClosed
+	}
+	return s.appendLocked(out, p), nil
+}
+
+// Bound is the most bytes a Write or Append of n bytes can produce now.
+func (s *Sealer) Bound(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sizeFor(len(s.pending) + n)
+}
+
+// Skip drops p, and any partial line held, without sealing them: a caller
+// whose reader has fallen behind spends no work on output it would drop.
+// The sequence numbers the records would have used are skipped, so the
+// owner's tool reports them missing.
+func (s *Sealer) Skip(p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.pending) + len(p)
+	if s.closed || n == 0 {
+		return
+	}
+	s.seq += uint64((n + s.maxRecord - 1) / s.maxRecord)
+	s.pending = s.pending[:0]
+}
+
+func (s *Sealer) appendLocked(out, p []byte) []byte {
 	if len(s.pending) > 0 {
 		// Complete the held line first; only the part of p up to its
 		// last newline is sealed now.
 		cut := bytes.LastIndexByte(p, '\n') + 1
 		if cut == 0 && len(s.pending)+len(p) < s.maxRecord {
 			s.pending = append(s.pending, p...)
-			return nil, nil
+			return out
 		}
 		take := min(s.maxRecord-len(s.pending), len(p))
 		if cut > 0 {
@@ -116,7 +159,7 @@ func (s *Sealer) Write(p []byte) ([]byte, error) {
 			s.pending = s.pending[:0]
 		}
 		if len(s.pending) > 0 { // p ran out before a newline
-			return out, nil
+			return out
 		}
 	}
 	cut := bytes.LastIndexByte(p, '\n') + 1
@@ -130,7 +173,7 @@ func (s *Sealer) Write(p []byte) ([]byte, error) {
 		done = done[n:]
 	}
 	s.pending = append(s.pending, p[cut:]...)
-	return out, nil
+	return out
 }
 
 // Pending is the number of bytes held back as a partial line.
@@ -178,7 +221,10 @@ func (s *Sealer) sealLocked(out, plain []byte, flags byte) []byte {
 	rec := append(s.scratch[:0], s.stream[:]...)
 	rec = binary.BigEndian.AppendUint64(rec, s.seq)
 	rec = append(rec, flags)
-	rec = s.rc.aead.Seal(rec, s.rc.nonce(s.seq), plain, aad(rec))
+	// Nonce and additional data live in the Sealer: no allocation per record.
+	s.nonce = s.rc.nonceFor(s.seq)
+	s.ad = append(append(s.ad[:0], RecordAAD...), rec...)
+	rec = s.rc.aead.Seal(rec, s.nonce[:], plain, s.ad)
 	s.scratch = rec
 	s.seq++
 	before := len(out)
@@ -187,10 +233,12 @@ func (s *Sealer) sealLocked(out, plain []byte, flags byte) []byte {
 	return out
 }
 
-// sizeFor is room for n bytes sealed: records, their prefixes and a header.
+// sizeFor is room for n bytes sealed: records (each line's base64 may
+// round up by a character), their prefixes and the headers due.
 func (s *Sealer) sizeFor(n int) int {
 	records := n/s.maxRecord + 2
-	return base64.RawURLEncoding.EncodedLen(n+records*(recordHdrSize+16)) + records*(len(RecordPrefix)+1) + len(s.headerLine)
+	size := base64.RawURLEncoding.EncodedLen(n+records*(recordHdrSize+16)) + records*(len(RecordPrefix)+2)
+	return size + (size/s.headerEvery+1)*len(s.headerLine)
 }
 
 // line appends prefix, base64url(payload) and a newline to out.
