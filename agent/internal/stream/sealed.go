@@ -20,7 +20,13 @@ import (
 // Sealer turns output into sealed lines (sealedlog.Sealer); declared here
 // so that stream needs no cryptography. It must be safe for concurrent use.
 type Sealer interface {
-	Write(p []byte) ([]byte, error)
+	// Append seals p onto out (a partial line may be held back).
+	Append(out, p []byte) ([]byte, error)
+	// Bound is the most bytes Append of n bytes can add now.
+	Bound(n int) int
+	// Skip drops p and what is held, unsealed, leaving a gap the owner
+	// sees.
+	Skip(p []byte)
 	Pending() int
 	Flush() []byte
 	Close() []byte
@@ -93,8 +99,10 @@ func (s *IO) Note(w Which, msg []byte) {
 // Sealed reports whether stream w is sealed.
 func (s *IO) Sealed(w Which) bool { return s.out[w].sealedOut() != nil }
 
-// Dropped is the number of sealed bytes stream w dropped because its queue
-// was full (0 for a stream that is not sealed).
+// Dropped is the number of bytes stream w dropped because its queue was
+// full: output dropped before it was sealed, and the sealed lines of
+// flushed partial lines that did not fit (0 for a stream that is not
+// sealed).
 func (s *IO) Dropped(w Which) int64 {
 	if so := s.out[w].sealedOut(); so != nil {
 		return so.dropped.Load()
@@ -113,7 +121,7 @@ type sealedOut struct {
 	s          Sealer
 	limit      int
 	flushAfter time.Duration
-	dropped    atomic.Int64
+	dropped    atomic.Int64 // plaintext dropped unsealed, or sealed bytes of a dropped flush
 
 	mu         sync.Mutex
 	q          []byte
@@ -142,18 +150,30 @@ func (so *sealedOut) pump(r *reader, f *os.File, exited *atomic.Bool) {
 
 func (so *sealedOut) write(p []byte) {
 	// Never wait for the reader: a slow or absent one must not stall the
-	// workload. What does not fit in the queue is sealed and dropped, and
-	// the owner sees the gap when opening the log.
+	// workload. Output whose sealed lines might not fit in the queue is
+	// dropped before it is sealed (sealing it only to drop it would cost
+	// the pump most of its time exactly when the reader lags), and the
+	// owner sees the gap when opening the log.
 	so.mu.Lock()
 	defer so.mu.Unlock()
 	if so.discarding || so.done {
 		return
 	}
-	out, err := so.s.Write(p)
+	if len(so.q)-so.off+so.s.Bound(len(p)) > so.limit {
+		so.s.Skip(p)
+		so.dropped.Add(int64(len(p)))
+		return
+	}
+	so.compact()
+	before := len(so.q)
+	q, err := so.s.Append(so.q, p)
 	if err != nil {
 		return // only after Close, which finish calls last
 	}
-	so.queue(out, false)
+	so.q = q
+	if len(q) > before {
+		so.wake()
+	}
 	if so.timer == nil && so.s.Pending() > 0 {
 		so.timer = time.AfterFunc(so.flushAfter, so.flush)
 	}
@@ -199,12 +219,18 @@ func (so *sealedOut) queue(out []byte, always bool) {
 		so.dropped.Add(int64(len(out)))
 		return
 	}
+	so.compact()
+	so.q = append(so.q, out...)
+	so.wake()
+}
+
+// compact moves the unread part of the queue to its start once the read
+// part is at least half of it. Callers hold mu.
+func (so *sealedOut) compact() {
 	if so.off > 0 && so.off >= len(so.q)/2 {
 		so.q = append(so.q[:0], so.q[so.off:]...)
 		so.off = 0
 	}
-	so.q = append(so.q, out...)
-	so.wake()
 }
 
 // wake releases blocked readers. Callers hold mu.

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,4 +204,67 @@ func TestSealedDiscard(t *testing.T) {
 		t.Fatalf("read after discard: %d bytes, %v", len(d), err)
 	}
 	<-done
+}
+
+// countingSealer counts the plaintext bytes it is asked to seal.
+type countingSealer struct {
+	*sealedlog.Sealer
+	sealed atomic.Int64
+}
+
+func (c *countingSealer) Write(p []byte) ([]byte, error) {
+	c.sealed.Add(int64(len(p)))
+	return c.Sealer.Write(p)
+}
+
+func (c *countingSealer) Append(out, p []byte) ([]byte, error) {
+	c.sealed.Add(int64(len(p)))
+	return c.Sealer.Append(out, p)
+}
+
+// With nobody reading, the pump seals only what fits in the queue and
+// drops the rest unsealed: a reader that falls behind costs the agent a
+// pipe read per chunk, not the encryption of output nobody will get.
+func TestSealedPumpSealsOnlyWhatFits(t *testing.T) {
+	k := sealKey(t)
+	s, child, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sl, err := sealedlog.NewSealer(k.PublicKey(), "c/stdout", sealedlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingSealer{Sealer: sl}
+	const queue = 256 << 10
+	if err := s.Seal(Stdout, cs, SealOptions{Queue: queue}); err != nil {
+		t.Fatal(err)
+	}
+	line := append(bytes.Repeat([]byte("z"), 99), '\n')
+	const total = 16 << 20
+	for range total / len(line) {
+		if _, err := child.Stdout.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	child.CloseChild()
+	got := readAll(t, s, Stdout)
+	if n := cs.sealed.Load(); n > 2*queue {
+		t.Fatalf("sealed %d bytes of plaintext for a %d-byte queue nobody read", n, queue)
+	}
+	if d := s.Dropped(Stdout); d < total-2*queue {
+		t.Fatalf("dropped %d bytes of %d", d, total)
+	}
+	plain, marks := open(t, k, got)
+	missing := false
+	for _, m := range marks {
+		missing = missing || m.Kind == sealedlog.Missing
+		if m.Kind == sealedlog.Rejected || m.Kind == sealedlog.Unsealed {
+			t.Errorf("mark %+v", m)
+		}
+	}
+	if !missing || marks[len(marks)-1].Kind != sealedlog.Closed || !bytes.HasPrefix(plain, line) {
+		t.Fatalf("recovered %d bytes, marks %v: want the start, records missing and the end", len(plain), marks)
+	}
 }
