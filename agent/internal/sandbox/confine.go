@@ -53,16 +53,12 @@ type pathUse struct {
 // PERMISSION_DENIED, as for paths outside the run dir; malformed paths stay
 // INVALID_ARGUMENT.
 //
-// Unlike storage, which mounts from the safepath handle it checked, this
-// check hands a path on: libcontainer (runc 1.5) mounts a bind source by
-// path in its init process, and takes a source descriptor from its parent
-// only for idmapped mounts or a source it cannot stat. A component the host
-// can change after this check (a virtio-fs share under shared/) could still
-// redirect that mount. The root cannot be a descriptor at all (libcontainer
-// requires Rootfs to be a real path without symlinks); for mount sources the
-// fix is to bind each checked source through safepath.OpenBeneath's handle
-// onto a private staging directory and give libcontainer that path, removed
-// with the container.
+// This check is of a path, and libcontainer (runc 1.5) mounts the root and
+// bind sources by path in its init process, later. A component the host
+// can change after the check (a virtio-fs share under shared/) would
+// redirect those mounts, so the paths are not handed on as checked:
+// stageMounts (stage.go) opens each beneath the run dir without following
+// symlinks and gives libcontainer a private bind of that descriptor.
 func (s *Sandbox) confine(what, p, cid string, own []string) (pathUse, error) {
 	if err := safepath.Within(p, slices.Compact([]string{s.o.KataRunDir, s.runDir})...); err != nil {
 		return pathUse{}, fmt.Errorf("%s: %w", what, err)

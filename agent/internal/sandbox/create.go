@@ -95,12 +95,24 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 			s.mu.Unlock()
 		}
 	}()
+	run(s.hooks.checked)
+	// From here on libcontainer and the unsealing read the sources through
+	// staging binds of what was checked (stage.go).
+	staged, err := s.stageMounts(spec, r.ID)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", r.ID, err)
+	}
+	defer func() {
+		if !created {
+			err = errors.Join(err, staged.release())
+		}
+	}()
 	defer func() {
 		if !created {
 			err = errors.Join(err, os.RemoveAll(s.secretsOf(r.ID)))
 		}
 	}()
-	if err := s.unsealMounts(ctx, spec, r.ID); err != nil {
+	if err := s.unsealMounts(ctx, spec, r.ID, staged); err != nil {
 		return nil, fmt.Errorf("container %s: %w", r.ID, err)
 	}
 	if s.o.UnsealEnv != nil {
@@ -120,6 +132,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	}
 	setNamespaces(spec, ipc, uts, pidNS, r.SandboxPidns)
 
+	run(s.hooks.beforeCreate)
 	c, err := container.Create(ctx, container.Options{
 		ID:           r.ID,
 		ExecID:       r.ExecID,
@@ -139,6 +152,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	}
 	s.mu.Lock()
 	s.containers[r.ID] = c
+	s.staged[r.ID] = staged
 	if s.pidNS == "" && first {
 		// Kata's rule: without a pause process, the first container's init
 		// is the pod's PID namespace.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -95,6 +96,7 @@ type Sandbox struct {
 	containers map[string]*container.Container
 	pending    map[string]bool     // ids being created
 	held       map[string][]string // container id → other containers' areas its paths use
+	staged     map[string]*staging // container id → its staged root and bind sources (stage.go)
 	private    []string            // StateDir and Options.Private, resolved
 	oom        chan string
 	destroyed  chan struct{} // closed by Destroy; wakes GetOOMEvent
@@ -105,6 +107,24 @@ type Sandbox struct {
 	trusted *trustedStore
 
 	grants grants // exec grants admitted by the policy gate (observe.go)
+
+	hooks hooks // seams for tests; zero in the agent
+}
+
+// hooks lets tests act at the moments a hostile host would: between
+// checking a request's paths and mounting them. Nil functions are skipped.
+type hooks struct {
+	// checked runs once every path of a CreateContainer is checked.
+	checked func()
+	// beforeCreate runs just before libcontainer is asked to create the
+	// container (and so to bind its mount sources).
+	beforeCreate func()
+}
+
+func run(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 // New returns an empty sandbox; CreateSandbox configures it.
@@ -145,7 +165,8 @@ func New(o Options) (*Sandbox, error) {
 	return &Sandbox{
 		o: o, runDir: runDir, noPivotRoot: rootIsRamfs(), private: private,
 		containers: map[string]*container.Container{}, pending: map[string]bool{}, held: map[string][]string{},
-		oom: make(chan string, oomBacklog), destroyed: make(chan struct{}),
+		staged: map[string]*staging{},
+		oom:    make(chan string, oomBacklog), destroyed: make(chan struct{}),
 	}, nil
 }
 
@@ -265,14 +286,17 @@ func (s *Sandbox) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	s.mu.Lock()
+	staged := s.staged[id]
 	delete(s.containers, id)
 	delete(s.held, id)
+	delete(s.staged, id)
 	if len(s.containers) == 0 {
 		s.pidNS = ""
 	}
 	s.mu.Unlock()
 	s.pruneRan() // the container's granted execs are gone with it
-	return errors.Join(os.RemoveAll(s.secretsOf(id)), s.o.Storage.Release(ctx, id))
+	// The staging binds go before the storages they may show.
+	return errors.Join(staged.release(), os.RemoveAll(s.secretsOf(id)), s.o.Storage.Release(ctx, id))
 }
 
 // Active reports whether there is anything to tear down: a sandbox made by
@@ -373,5 +397,15 @@ func (s *Sandbox) TerminationLog(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return container.TerminationLog(c.Spec(), s.runDir, id)
+	// The file is looked up where the runtime made it, not through the
+	// container's staging bind: the spec is given the checked sources back.
+	spec := *c.Spec()
+	spec.Mounts = slices.Clone(spec.Mounts)
+	s.mu.Lock()
+	staged := s.staged[id]
+	s.mu.Unlock()
+	for i := range spec.Mounts {
+		spec.Mounts[i].Source = staged.originOf(spec.Mounts[i].Source)
+	}
+	return container.TerminationLog(&spec, s.runDir, id)
 }

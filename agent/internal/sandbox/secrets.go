@@ -45,21 +45,23 @@ var notSecrets = []string{"resolv.conf", "termination-log", "hostname", "hosts",
 // is bound in place of the sealed one — the host never sees it, whatever it
 // shares — and a failure refuses the container. A directory keeps its other
 // entries: each sealed entry gets a read-only bind of its own over it.
-// Spec sources are resolved already (prepareSpec).
-func (s *Sandbox) unsealMounts(ctx context.Context, spec *specs.Spec, cid string) error {
+// Spec sources are checked and staged already (prepareSpec, stageMounts):
+// whether a source may hold a secret is judged by the checked path, its
+// content read through the staging bind.
+func (s *Sandbox) unsealMounts(ctx context.Context, spec *specs.Spec, cid string, staged *staging) error {
 	if s.o.UnsealFile == nil {
 		return nil
 	}
 	out := make([]specs.Mount, 0, len(spec.Mounts))
 	n := 0
 	for _, m := range spec.Mounts {
-		if !isBind(&m) || !s.mayHoldSecret(m.Source) {
+		if !isBind(&m) || !s.mayHoldSecret(staged.originOf(m.Source)) {
 			out = append(out, m)
 			continue
 		}
 		st, err := os.Stat(m.Source)
 		if err != nil {
-			return errs.Newf(errdefs.ErrInvalidArgument, "mount source %q: %v", m.Source, err)
+			return errs.Newf(errdefs.ErrInvalidArgument, "mount source %q: %v", staged.originOf(m.Source), err)
 		}
 		if st.Mode().IsRegular() {
 			plain, err := s.unsealOne(ctx, m.Source, cid, &n)
