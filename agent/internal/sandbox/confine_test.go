@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/internal/storage"
@@ -27,7 +26,7 @@ func newPodAt(t *testing.T, state func(dir, run string) string) *pod {
 	testenv.RequiresRoot(t)
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
-	p := &pod{run: run, state: state(dir, run), cgroup: fmt.Sprintf("/cocoon-test-%d", time.Now().UnixNano())}
+	p := &pod{run: run, state: state(dir, run), cgroup: testenv.CgroupParent(t)}
 	stor := storage.NewManager()
 	local := storage.DriverFunc(func(_ context.Context, r storage.Request) (storage.Mounted, error) {
 		return storage.Mounted{Path: r.Storage.MountPoint}, os.MkdirAll(r.Storage.MountPoint, 0o777)
@@ -43,9 +42,6 @@ func newPodAt(t *testing.T, state func(dir, run string) string) *pod {
 	t.Cleanup(func() {
 		if err := sb.Destroy(context.Background()); err != nil {
 			t.Errorf("destroy: %v", err)
-		}
-		for _, ctl := range []string{"memory", "pids", "cpu", "freezer", "unified", ""} {
-			os.Remove(filepath.Join("/sys/fs/cgroup", ctl, p.cgroup))
 		}
 	})
 	return p
