@@ -22,6 +22,9 @@ const pollInterval = 10 * time.Millisecond
 type devices struct {
 	sys, dev string
 	timeout  time.Duration
+	// missed, when set, runs after each look that found nothing: tests
+	// plug a disk in at that moment instead of guessing when to.
+	missed func()
 }
 
 // PCISlot is one hop of a PCI path: slot (0–31) and function (0–7).
@@ -91,6 +94,9 @@ func (d devices) wait(ctx context.Context, what string, find func() (string, boo
 			if _, err := os.Stat(filepath.Join(d.dev, name)); err == nil {
 				return filepath.Join(d.dev, name), nil
 			}
+		}
+		if d.missed != nil {
+			d.missed()
 		}
 		select {
 		case <-ctx.Done():

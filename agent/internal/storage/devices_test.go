@@ -72,13 +72,20 @@ func TestDiskHotplugAppearsLater(t *testing.T) {
 	f := newFakeTree(t)
 	d := f.devices()
 	d.timeout = 5 * time.Second
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		f.disk("devices/pci0000:00/0000:00:05.0/virtio1/block/vda", "vda")
-	}()
+	// The disk is plugged in once the first look has missed it, so the
+	// wait must look again to find it.
+	misses := 0
+	d.missed = func() {
+		if misses++; misses == 1 {
+			f.disk("devices/pci0000:00/0000:00:05.0/virtio1/block/vda", "vda")
+		}
+	}
 	got, err := d.pci(context.Background(), "05")
 	if err != nil || filepath.Base(got) != "vda" {
 		t.Fatalf("got %q %v", got, err)
+	}
+	if misses != 1 {
+		t.Fatalf("found after %d misses, want 1", misses)
 	}
 }
 
