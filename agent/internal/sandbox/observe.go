@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
 	"github.com/cocoon-tee/cocoon/agent/internal/observe"
@@ -38,6 +39,12 @@ type grants struct {
 	// held are encrypted execs being set up: their stdio is refused
 	// until it is sealed and filtered (StdioReady).
 	held map[string]bool
+	// taken are the grants Exec took, until the request ends: an
+	// encrypted exec's announcement binds the grant's nonce.
+	taken map[string]*execgrant.Grant
+	// attester makes the evidence an encrypted exec is announced with
+	// (observe_evidence.go); nil announces nothing.
+	attester attest.Attester
 }
 
 // ranExec is one exec started from a grant. A record matches only the
@@ -185,15 +192,27 @@ func (s *Sandbox) AdmitExecGrant(cid, execID, token string, g *execgrant.Grant) 
 		if a, ok := s.grants.m[k]; ok && a.g == g {
 			delete(s.grants.m, k)
 		}
+		if s.grants.taken[k] == g {
+			delete(s.grants.taken, k)
+		}
 		s.grants.mu.Unlock()
 	}
 }
 
+// takeGrant hands the admitted grant to Exec, once; it stays known as
+// taken until the request ends, for the session announcement.
 func (s *Sandbox) takeGrant(cid, execID string) (admitted, bool) {
+	k := grantKey(cid, execID)
 	s.grants.mu.Lock()
 	defer s.grants.mu.Unlock()
-	a, ok := s.grants.m[grantKey(cid, execID)]
-	delete(s.grants.m, grantKey(cid, execID))
+	a, ok := s.grants.m[k]
+	delete(s.grants.m, k)
+	if ok {
+		if s.grants.taken == nil {
+			s.grants.taken = map[string]*execgrant.Grant{}
+		}
+		s.grants.taken[k] = a.g
+	}
 	return a, ok
 }
 
@@ -280,17 +299,21 @@ func (s *Sandbox) StdioReady(cid, execID string) error {
 }
 
 // encryptExecIO seals an exec's output to the grant's key (announcing the
-// agent's stdin key first on stdout) and lets only stdin sealed to that
-// key reach the process. A stdin the host changed, reordered, replayed or
-// cut ends the session: the owner is told in the sealed stderr and the
-// process is killed.
+// session with TEE evidence, then the agent's stdin key, first on stdout)
+// and lets only stdin sealed to that key reach the process. A stdin the
+// host changed, reordered, replayed or cut ends the session: the owner is
+// told in the sealed stderr and the process is killed.
 func (s *Sandbox) encryptExecIO(c *container.Container, p *container.Process, owner *ecdh.PublicKey) error {
 	x, err := sealedlog.NewExecAgent(owner, c.ID()+"/"+p.ExecID)
 	if err != nil {
 		return fmt.Errorf("encrypted exec %q: %w", p.ExecID, err)
 	}
+	ann, err := s.announceSession(c.ID(), p.ExecID, owner, x)
+	if err != nil {
+		return err
+	}
 	io := p.IO
-	if err := io.Seal(stream.Stdout, x.Stdout, stream.SealOptions{Preamble: x.Preamble}); err != nil {
+	if err := io.Seal(stream.Stdout, x.Stdout, stream.SealOptions{Preamble: append(ann, x.Preamble...)}); err != nil {
 		return fmt.Errorf("encrypted exec %q: %w", p.ExecID, err)
 	}
 	if err := io.Seal(stream.Stderr, x.Stderr, stream.SealOptions{}); err != nil {
