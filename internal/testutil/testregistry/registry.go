@@ -4,14 +4,14 @@
 package testregistry
 
 import (
-	"bytes"
+	"bufio"
 	"fmt"
-	"net"
-	"net/http"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,8 +52,9 @@ func Start(t testing.TB, options ...Option) *Registry {
 		t.Fatalf("docker-registry is needed (ci/install-deps.sh): %v", err)
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	conf := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	// Port 0: the registry picks a free port and names it in its
+	// "listening on" line (info level), so no port is guessed and raced for.
+	conf := fmt.Sprintf("version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n", filepath.Join(dir, "data"))
 	if o.user != "" {
 		hash, err := bcrypt.GenerateFromPassword([]byte(o.password), bcrypt.MinCost)
 		if err != nil {
@@ -69,41 +70,85 @@ func Start(t testing.TB, options ...Option) *Registry {
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
 	cmd := exec.Command(Binary, "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start registry: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry did not come up on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return &Registry{Addr: addr, User: o.user, Password: o.password, dir: dir}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	out, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	cmd.Stdout = cmd.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start registry: %v", err)
+	}
+	logs := &lockedBuffer{}
+	listening := make(chan string, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		watchLog(out, logs, listening)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-drained
+		_ = cmd.Wait()
+	})
+	// The registry logs the line once its listener is bound, just before
+	// it serves (distribution registry/registry.go, ListenAndServe:
+	// listener.NewListener, Infof("listening on %v", ln.Addr()), Serve):
+	// from then on connections queue until accepted.
+	select {
+	case addr, ok := <-listening:
+		if !ok {
+			t.Fatalf("registry exited without listening:\n%s", logs.String())
+		}
+		return &Registry{Addr: addr, User: o.user, Password: o.password, dir: dir}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("registry did not say it listens within 20s:\n%s", logs.String())
+		return nil
+	}
+}
+
+// watchLog copies the registry's log into logs until it ends, sends the
+// address of its "listening on <addr>" line on listening and closes
+// listening when the log ends.
+func watchLog(r io.Reader, logs *lockedBuffer, listening chan<- string) {
+	defer close(listening)
+	sent := false
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		logs.WriteLine(line)
+		if sent {
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, "listening on "); ok {
+			addr, _, _ := strings.Cut(rest, `"`)
+			listening <- strings.TrimSpace(addr)
+			sent = true
+		}
+	}
+	// Keep draining after a scanner error so the registry never blocks on
+	// a full pipe.
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// lockedBuffer is the registry's log, written by watchLog and read by a
+// failing test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) WriteLine(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+	l.b.WriteByte('\n')
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // Run runs a command and fails the test with its output on error.
