@@ -66,6 +66,11 @@ func TestInitExecsFromLeaderAndStartWaitsForIt(t *testing.T) {
 
 // fifoWaiter returns the thread of pid that is blocked in openat (the init
 // opening its exec fifo), waiting up to ten seconds for it to get there.
+// libcontainer's create returns when the init closes its sync pipe, a few
+// steps before that openat, and the kernel has no event for "a thread
+// entered open(2)" short of tracing the init (which would steal its wait
+// status from the container package): so this polls the thread's state,
+// bounded, and orders nothing by time.
 func fifoWaiter(t *testing.T, pid int) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
