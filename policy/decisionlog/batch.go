@@ -1,6 +1,9 @@
 package decisionlog
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
 
 // queue is the group commit: appends that arrive while a batch is being
 // written wait here, and the first of them writes them all as the next
@@ -55,8 +58,18 @@ func (q *queue) lead(l *Log, self *waiter) {
 	batch := q.waiting
 	q.waiting = q.spare[:0]
 	q.mu.Unlock()
+	// Deferred so that a panic in writeBatch, which reaches this append,
+	// neither leaves the others waiting nor the queue without a writer.
+	defer q.finish(batch, self)
 	l.writeBatch(batch)
+}
+
+// finish wakes the appends of a written batch and passes the writing on.
+func (q *queue) finish(batch []*waiter, self *waiter) {
 	for _, w := range batch {
+		if w.hash == "" && w.err == nil {
+			w.err = errors.New("decision log: the entry was not written (the write panicked)")
+		}
 		if w != self {
 			w.wake <- true
 		}

@@ -175,3 +175,45 @@ func TestFailedWriteFailsOnlyUnwrittenLines(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// A panic while a batch is written (OnRotate is the agent's measurer)
+// reaches the append that was writing, as it did before batching; the
+// batch's lines count as not written and later appends are not stuck
+// behind it.
+func TestPanicWhileWritingDoesNotStick(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "decisions.log")
+	rotations := 0
+	l, err := Open(path, Options{MaxBytes: 1024, OnRotate: func(string) error {
+		rotations++
+		if rotations == 1 {
+			panic("measurer broke")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendOrPanic := func() (panicked bool, err error) {
+		defer func() { panicked = recover() != nil }()
+		_, err = l.Append(Entry{Kind: KindDecision, Request: "ReadStreamRequest"})
+		return false, err
+	}
+	for i := 0; rotations == 0; i++ {
+		panicked, err := appendOrPanic()
+		if rotations == 0 && (panicked || err != nil) {
+			t.Fatalf("append %d: panicked %v, %v", i, panicked, err)
+		}
+		if rotations == 1 && !panicked {
+			t.Fatalf("the panic in OnRotate did not reach the append: %v", err)
+		}
+	}
+	head := l.Head()
+	if panicked, err := appendOrPanic(); panicked || err != nil {
+		t.Fatalf("append after the panic: panicked %v, %v", panicked, err)
+	}
+	res := verifyFile(t, path)
+	if res.Entries != 2 || l.Head() == head || res.LastHash != l.Head() {
+		t.Fatalf("%+v after rotating", res)
+	}
+}

@@ -170,8 +170,20 @@ func (l *Log) Head() string {
 func (l *Log) writeBatch(batch []*waiter) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			// OnRotate panicked: nothing sealed after the file's end is
+			// written, so the chain stays where the file ends.
+			clear(l.lines)
+			l.buf, l.lines = l.buf[:0], l.lines[:0]
+			panic(r)
+		}
+	}()
+	// One time for the batch: its entries are written at the same moment,
+	// and reading the clock per line would be a tenth of a line's cost.
+	now := l.opts.Now()
 	for _, w := range batch {
-		if err := l.add(&w.e, w); err != nil {
+		if err := l.add(&w.e, w, now); err != nil {
 			w.err = err
 		}
 	}
@@ -180,7 +192,7 @@ func (l *Log) writeBatch(batch []*waiter) {
 
 // writeNow writes one entry by itself (at open, before any Append).
 func (l *Log) writeNow(e Entry) error {
-	if err := l.add(&e, nil); err != nil {
+	if err := l.add(&e, nil, l.opts.Now()); err != nil {
 		return err
 	}
 	return l.flush()
@@ -198,7 +210,7 @@ func (l *Log) tip() (uint64, string) {
 // add seals e onto the batch for w (nil for entries nobody waits for),
 // rotating first when its line would take the live file past MaxBytes.
 // An error means e's line is not in the batch.
-func (l *Log) add(e *Entry, w *waiter) error {
+func (l *Log) add(e *Entry, w *waiter, now time.Time) error {
 	if l.f == nil {
 		return errors.New("decision log is closed")
 	}
@@ -208,12 +220,12 @@ func (l *Log) add(e *Entry, w *waiter) error {
 	// A live file that continues a chain starts with its rotation mark,
 	// also when writing the mark failed the first time.
 	if _, prev := l.tip(); l.size+int64(len(l.buf)) == 0 && prev != Genesis {
-		if err := l.push(rotateMark(l.path), nil); err != nil {
+		if err := l.push(rotateMark(l.path), nil, now); err != nil {
 			return err
 		}
 	}
 	start := len(l.buf)
-	if err := l.push(*e, w); err != nil {
+	if err := l.push(*e, w, now); err != nil {
 		return err
 	}
 	if filled := l.size + int64(start); filled > 0 && filled+int64(len(l.buf)-start) > l.opts.MaxBytes {
@@ -225,18 +237,18 @@ func (l *Log) add(e *Entry, w *waiter) error {
 		if err := l.rotate(); err != nil {
 			return err
 		}
-		if err := l.push(rotateMark(l.path), nil); err != nil {
+		if err := l.push(rotateMark(l.path), nil, now); err != nil {
 			return err
 		}
-		return l.push(*e, w)
+		return l.push(*e, w, now)
 	}
 	return nil
 }
 
-// push seals e onto the end of the batch.
-func (l *Log) push(e Entry, w *waiter) error {
+// push seals e onto the end of the batch, written at now.
+func (l *Log) push(e Entry, w *waiter, now time.Time) error {
 	seq, prev := l.tip()
-	buf, hash, err := appendSealed(l.buf, &e, seq, l.opts.Now(), prev)
+	buf, hash, err := appendSealed(l.buf, &e, seq, now, prev)
 	l.buf = buf
 	if err != nil {
 		return err
