@@ -8,14 +8,18 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/attest/kbstest"
+	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
 	"github.com/cocoon-tee/cocoon/agent/internal/observe"
 	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
@@ -28,7 +32,8 @@ import (
 // and every sealed stream of the session, and the owner opens the output
 // under it. The SEV-SNP device is go-sev-guest's fake (no SNP hardware
 // here): it signs real-format reports with the report data asked for.
-// Without an attester nothing is announced, which cocoonctl exec refuses.
+// Without an attester nothing is announced, which cocoonctl exec refuses;
+// with one that gives no evidence the exec is refused.
 func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 	dev, err := kbstest.NewFakeSNP(nil)
 	if err != nil {
@@ -64,9 +69,9 @@ func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// run execs a granted `sh -c` with end-to-end I/O and returns the
-	// grant's nonce, the owner's key and all of stdout and stderr.
-	run := func(eid string) (string, *ecdh.PrivateKey, []byte, []byte) {
+	// start execs a granted `sh -c` with end-to-end I/O and returns the
+	// grant's nonce, the owner's key and the process.
+	start := func(eid string) (string, *ecdh.PrivateKey, *container.Process, error) {
 		t.Helper()
 		eph, err := ecdh.X25519().GenerateKey(rand.Reader)
 		if err != nil {
@@ -92,6 +97,12 @@ func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 		release := p.AdmitExecGrant("c1", eid, tok, vg)
 		proc, err := p.Exec(ctx, sandbox.ExecRequest{ContainerID: "c1", ExecID: eid, Process: &specs.Process{Args: args, Cwd: "/"}})
 		release()
+		return g.Nonce, eph, proc, err
+	}
+	// run is start, and all of stdout and stderr.
+	run := func(eid string) (string, *ecdh.PrivateKey, []byte, []byte) {
+		t.Helper()
+		nonce, eph, proc, err := start(eid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +119,7 @@ func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 				all = append(all, b...)
 			}
 		}
-		return g.Nonce, eph, readAll(stream.Stdout), readAll(stream.Stderr)
+		return nonce, eph, readAll(stream.Stdout), readAll(stream.Stderr)
 	}
 
 	p.SetExecAttester(snp)
@@ -165,6 +176,19 @@ func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 	}
 	if headers != execgrant.SessionStreams || string(plain[0]) != "out\n" || string(plain[1]) != "err\n" {
 		t.Fatalf("%d headers, stdout %q, stderr %q", headers, plain[0], plain[1])
+	}
+
+	// Evidence the TEE does not give (here the fake quote source fails,
+	// as a withheld TDX quote would) refuses the exec: it never runs
+	// unannounced when an attester is set.
+	withheld, err := attest.New(attest.Options{Root: t.TempDir(),
+		TDXQuote: func(context.Context, [64]byte) ([]byte, error) { return nil, errors.New("quote withheld") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetExecAttester(withheld)
+	if _, _, _, err := start("e3"); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "quote withheld") {
+		t.Fatalf("exec without evidence: %v", err)
 	}
 
 	p.SetExecAttester(nil)
