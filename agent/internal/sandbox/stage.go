@@ -44,6 +44,12 @@ func (s *Sandbox) stagingOf(cid string) string { return filepath.Join(s.o.StateD
 // symlink, is refused with PERMISSION_DENIED. On error nothing staged is
 // left.
 func (s *Sandbox) stageMounts(spec *specs.Spec, cid string) (_ *staging, err error) {
+	// On a shared file system the host could rename a staging point's
+	// directory; the guest kernel then detaches what is mounted on it and
+	// libcontainer would look the path up in the host's tree.
+	if shared := filepath.Join(s.runDir, sharedDir); overlaps(s.o.StateDir, shared) {
+		return nil, errs.Newf(errdefs.ErrFailedPrecondition, "state dir %s lies in %s, which the host may change: no private place to stage mount sources", s.o.StateDir, shared)
+	}
 	st := &staging{dir: s.stagingOf(cid), origin: map[string]string{}}
 	defer func() {
 		if err != nil {

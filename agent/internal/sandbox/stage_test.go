@@ -200,3 +200,15 @@ func TestStagingReleasedWhenCreateFails(t *testing.T) {
 		t.Fatalf("the source after the failure: %q, %v", b, err)
 	}
 }
+
+// Staging needs a place the host cannot change: a state directory in the
+// shared part of the run dir refuses containers rather than stage there.
+func TestStagingRefusedInSharedStateDir(t *testing.T) {
+	p := newPodAt(t, func(_, run string) string { return filepath.Join(run, "shared", "cocoon") })
+	_, err := p.CreateContainer(context.Background(), sandbox.ContainerRequest{ID: "c1", Spec: specFor(p.rootfs(t, "c1"), "true")})
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("CreateContainer = %v, want failed precondition", err)
+	}
+	t.Logf("refused: %v", err)
+	noStagingLeft(t, p)
+}
