@@ -130,16 +130,24 @@ func benchCeiling(b *testing.B, size int) {
 }
 
 // agentDirEnv makes the test binary a standalone agent serving on
-// <dir>/agent.sock (see serveAgentIfRequested).
-const agentDirEnv = "COCOON_TEST_AGENT_DIR"
+// <dir>/agent.sock, ceilingDirEnv a bare ttrpc server (constReader, 32 KiB)
+// on <dir>/ceiling.sock (see serveAgentIfRequested).
+const (
+	agentDirEnv   = "COCOON_TEST_AGENT_DIR"
+	ceilingDirEnv = "COCOON_TEST_CEILING_DIR"
+)
 
-// serveAgentIfRequested runs the real agent as this process when the test
-// binary was re-executed by BenchmarkReadStdoutAgentProcess, so that the
-// agent's CPU and garbage collector are not shared with the client, as in a
-// pod VM. It prints "ready" once serving and exits on SIGTERM.
+// serveAgentIfRequested runs the real agent, or the bare ttrpc server, as
+// this process when the test binary was re-executed by
+// BenchmarkReadStdoutAgentProcess, so that the server's CPU and garbage
+// collector are not shared with the client, as in a pod VM. It prints
+// "ready" once serving and exits on SIGTERM.
 func serveAgentIfRequested() {
 	if dir := os.Getenv(agentDirEnv); dir != "" {
 		os.Exit(serveAgent(dir))
+	}
+	if dir := os.Getenv(ceilingDirEnv); dir != "" {
+		os.Exit(serveCeiling(dir))
 	}
 }
 
@@ -149,24 +157,7 @@ func serveAgent(dir string) int {
 	cfg.DecisionLog = filepath.Join(dir, "decisions.log")
 	cfg.KataRunDir = filepath.Join(dir, "run")
 	cfg.StateDir = filepath.Join(dir, "state")
-	// COCOON_TEST_AGENT_CPUPROFILE=<file> profiles the agent process.
-	if prof := os.Getenv("COCOON_TEST_AGENT_CPUPROFILE"); prof != "" {
-		if f, err := os.Create(prof); err == nil && pprof.StartCPUProfile(f) == nil {
-			defer f.Close()
-			defer pprof.StopCPUProfile()
-		}
-	}
-	// COCOON_TEST_AGENT_MEMPROFILE=<file> writes the agent's allocation
-	// profile when it exits (every allocation sampled).
-	if prof := os.Getenv("COCOON_TEST_AGENT_MEMPROFILE"); prof != "" {
-		runtime.MemProfileRate = 1
-		defer func() {
-			if f, err := os.Create(prof); err == nil {
-				_ = pprof.Lookup("allocs").WriteTo(f, 0)
-				f.Close()
-			}
-		}()
-	}
+	defer profile("COCOON_TEST_AGENT")()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(net.Addr) { fmt.Println("ready") }); err != nil {
@@ -174,6 +165,54 @@ func serveAgent(dir string) int {
 		return 1
 	}
 	return 0
+}
+
+func serveCeiling(dir string) int {
+	l, err := net.Listen("unix", filepath.Join(dir, "ceiling.sock"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ceiling:", err)
+		return 1
+	}
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ceiling:", err)
+		return 1
+	}
+	agentpb.RegisterAgentServiceService(srv, constReader{data: make([]byte, readSize)})
+	defer profile("COCOON_TEST_CEILING")()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	go func() { _ = srv.Serve(ctx, l) }()
+	fmt.Println("ready")
+	<-ctx.Done()
+	_ = srv.Close()
+	return 0
+}
+
+// profile starts the profiles a server process was asked for: with
+// <prefix>_CPUPROFILE=<file> its CPU, with <prefix>_MEMPROFILE=<file> every
+// allocation. The returned function writes them out.
+func profile(prefix string) func() {
+	var done []func()
+	if prof := os.Getenv(prefix + "_CPUPROFILE"); prof != "" {
+		if f, err := os.Create(prof); err == nil && pprof.StartCPUProfile(f) == nil {
+			done = append(done, func() { pprof.StopCPUProfile(); f.Close() })
+		}
+	}
+	if prof := os.Getenv(prefix + "_MEMPROFILE"); prof != "" {
+		runtime.MemProfileRate = 1
+		done = append(done, func() {
+			if f, err := os.Create(prof); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		})
+	}
+	return func() {
+		for _, f := range done {
+			f()
+		}
+	}
 }
 
 // procCPU is the user+system CPU time a process has used so far.
@@ -189,14 +228,13 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
-// BenchmarkReadStdoutAgentProcess is BenchmarkReadStdout with the agent in
-// its own process. Besides MB/s it reports the agent's CPU time per 32 KiB
-// read, which depends far less on how busy the machine is than wall time.
-func BenchmarkReadStdoutAgentProcess(b *testing.B) {
-	testenv.RequiresRoot(b)
-	dir := b.TempDir()
+// startServer re-executes the test binary as a server (env names which)
+// with its own temporary directory, waits until it serves, and stops it
+// when the benchmark ends.
+func startServer(b *testing.B, env string) (dir string, pid int) {
+	dir = b.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), agentDirEnv+"="+dir)
+	cmd.Env = append(os.Environ(), env+"="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -208,14 +246,32 @@ func BenchmarkReadStdoutAgentProcess(b *testing.B) {
 	b.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
-			b.Errorf("agent process: %v", err)
+			b.Errorf("%s process: %v", env, err)
 		}
 	})
 	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		b.Fatalf("agent process: %q %v", line, err)
+		b.Fatalf("%s process: %q %v", env, line, err)
 	}
+	return dir, cmd.Process.Pid
+}
+
+// BenchmarkReadStdoutAgentProcess is BenchmarkReadStdout with the agent in
+// its own process, side by side with the bare ttrpc server of
+// BenchmarkReadStdoutCeiling, also in its own process: the loop alternates
+// one 32 KiB read from each, so both see the same machine load, and
+// agent/ceiling is their ratio. Besides MB/s it reports each server's CPU
+// time per 32 KiB read, which depends far less on how busy the machine is
+// than wall time.
+func BenchmarkReadStdoutAgentProcess(b *testing.B) {
+	testenv.RequiresRoot(b)
+	dir, agentPID := startServer(b, agentDirEnv)
+	cdir, ceilingPID := startServer(b, ceilingDirEnv)
 	ctx := b.Context()
 	c, err := client.Dial(ctx, "unix://"+filepath.Join(dir, "agent.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := client.Dial(ctx, "unix://"+filepath.Join(cdir, "ceiling.sock"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -229,24 +285,39 @@ func BenchmarkReadStdoutAgentProcess(b *testing.B) {
 			b.Error(err)
 		}
 		c.Close()
+		cc.Close()
 	})
 	if _, err := a.StartContainer(ctx, &agentpb.StartContainerRequest{ContainerId: "reader"}); err != nil {
 		b.Fatal(err)
 	}
 	req := &agentpb.ReadStreamRequest{ContainerId: "reader", Len: readSize}
-	var n, ops int64
-	cpu0 := procCPU(b, cmd.Process.Pid)
+	var n, cn, ops int64
+	var at, ct time.Duration
+	cpu0, ccpu0 := procCPU(b, agentPID), procCPU(b, ceilingPID)
 	for b.Loop() {
+		t0 := time.Now()
 		r, err := a.ReadStdout(ctx, req)
 		if err != nil || len(r.Data) == 0 {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
+		cr, err := cc.Agent.ReadStdout(ctx, req)
+		if err != nil || len(cr.Data) == 0 {
+			b.Fatal(err)
+		}
+		at += t1.Sub(t0)
+		ct += time.Since(t1)
 		n += int64(len(r.Data))
+		cn += int64(len(cr.Data))
 		ops++
 	}
-	cpu := procCPU(b, cmd.Process.Pid) - cpu0
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds()/1e6, "MB/s")
+	cpu, ccpu := procCPU(b, agentPID)-cpu0, procCPU(b, ceilingPID)-ccpu0
+	agentMBs, ceilMBs := float64(n)/at.Seconds()/1e6, float64(cn)/ct.Seconds()/1e6
+	b.ReportMetric(agentMBs, "MB/s")
+	b.ReportMetric(ceilMBs, "ceiling-MB/s")
+	b.ReportMetric(agentMBs/ceilMBs, "agent/ceiling")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(ops), "agent-cpu-µs/op")
+	b.ReportMetric(float64(ccpu.Microseconds())/float64(ops), "ceiling-cpu-µs/op")
 }
 
 // TestStdioReadStdoutExact reads a numbered stream through the real server
