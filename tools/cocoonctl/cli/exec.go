@@ -147,9 +147,8 @@ type outLine struct {
 	err    error // set on the last item of a pipe
 }
 
-// maxHeldStderr bounds the sealed stderr lines held until the session's
-// announcement is read (the command may write to stderr at once, and the
-// two pipes are read independently).
+// maxHeldStderr bounds the sealed stderr held until the session's
+// announcement is read.
 const maxHeldStderr = 4 << 20
 
 // execSession relays one encrypted exec. The first line on the child's
@@ -165,10 +164,7 @@ func execSession(o sessionOptions, in io.Reader, out, errOut io.Writer, cin io.W
 	if err != nil {
 		return err
 	}
-	refuse := func(err error) error {
-		fmt.Fprintf(errOut, "%srefusing the session: %v\n", execMarkPrefix, err)
-		return err
-	}
+	s := &session{o: o, owner: owner, out: out, errOut: errOut}
 	lines := make(chan outLine)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -179,10 +175,7 @@ func execSession(o sessionOptions, in io.Reader, out, errOut io.Writer, cin io.W
 		go readLines(p.r, p.stderr, lines, stop)
 	}
 	stdinDone := make(chan error, 1)
-	started, open, unsealed := false, 2, 0
-	var ann *execgrant.Announcement
-	var held []outLine // sealed stderr lines read before the announcement
-	heldN := 0
+	started, open := false, 2
 	for open > 0 {
 		var l outLine
 		select {
@@ -201,36 +194,7 @@ func execSession(o sessionOptions, in io.Reader, out, errOut io.Writer, cin io.W
 			}
 			continue
 		}
-		if ann == nil {
-			_, sealed := sealedItem(l.b)
-			switch {
-			case !l.stderr && execgrant.IsAnnouncement(l.b):
-				a, err := checkAnnouncement(o, l.b, errOut)
-				if err != nil {
-					return refuse(err)
-				}
-				ann = a
-				// Lines held meanwhile go through the same checks now.
-				for _, h := range held {
-					if err := relayLine(owner, ann, h, out, errOut, &unsealed); err != nil {
-						return err
-					}
-				}
-				held = nil
-				continue
-			case sealed && l.stderr:
-				if heldN += len(l.b); heldN > maxHeldStderr {
-					return refuse(fmt.Errorf("%w: more than %d bytes of sealed stderr before the announcement", execgrant.ErrNoEvidence, maxHeldStderr))
-				}
-				held = append(held, l)
-				continue
-			case sealed:
-				return refuse(fmt.Errorf("%w: sealed output came first (refused: the agent runs without an attester or is older than this tool, or the host answered the exec itself)", execgrant.ErrNoEvidence))
-			}
-		} else if !l.stderr && execgrant.IsAnnouncement(l.b) {
-			return refuse(fmt.Errorf("%w: a second announcement", execgrant.ErrBadAnnouncement))
-		}
-		if err := relayLine(owner, ann, l, out, errOut, &unsealed); err != nil {
+		if err := s.line(l); err != nil {
 			return err
 		}
 		if !started && owner.AgentKey() != nil {
@@ -242,11 +206,11 @@ func execSession(o sessionOptions, in io.Reader, out, errOut io.Writer, cin io.W
 			go func() { stdinDone <- pumpStdin(sealer, in, cin) }()
 		}
 	}
-	if unsealed > 0 {
-		fmt.Fprintf(errOut, "%s%d unsealed line(s) on stdout not shown\n", execMarkPrefix, unsealed)
+	if s.unsealed > 0 {
+		fmt.Fprintf(errOut, "%s%d unsealed line(s) on stdout not shown\n", execMarkPrefix, s.unsealed)
 	}
-	if ann == nil {
-		return refuse(fmt.Errorf("%w: the output ended without it (is the container's exec mode grant, and the agent new enough?)", execgrant.ErrNoEvidence))
+	if s.ann == nil {
+		return s.refuse(fmt.Errorf("%w: the output ended without it (is the container's exec mode grant, and the agent new enough?)", execgrant.ErrNoEvidence))
 	}
 	if !started {
 		err := errors.New("the output ended before the agent announced its key (is the container's exec mode grant, and the agent new enough?)")
@@ -258,6 +222,62 @@ func execSession(o sessionOptions, in io.Reader, out, errOut io.Writer, cin io.W
 		return err
 	}
 	return nil
+}
+
+// session is the owner's side of one session's output.
+type session struct {
+	o           sessionOptions
+	owner       *sealedlog.ExecOwner
+	out, errOut io.Writer
+	ann         *execgrant.Announcement // nil until read and verified
+	held        []outLine               // sealed stderr lines read before it
+	heldN       int
+	unsealed    int // unsealed stdout lines
+}
+
+// refuse tells the owner why the session is refused.
+func (s *session) refuse(err error) error {
+	fmt.Fprintf(s.errOut, "%srefusing the session: %v\n", execMarkPrefix, err)
+	return err
+}
+
+// line takes one line of the child's output. Until the announcement is
+// verified, sealed stdout refuses the session and sealed stderr is held
+// (the command may write to stderr at once, and the pipes are read
+// independently); then every line is checked and relayed.
+func (s *session) line(l outLine) error {
+	isAnn := !l.stderr && execgrant.IsAnnouncement(l.b)
+	if s.ann != nil {
+		if isAnn {
+			return s.refuse(fmt.Errorf("%w: a second announcement", execgrant.ErrBadAnnouncement))
+		}
+		return s.relay(l)
+	}
+	_, sealed := sealedItem(l.b)
+	switch {
+	case isAnn:
+		a, err := checkAnnouncement(s.o, l.b, s.errOut)
+		if err != nil {
+			return s.refuse(err)
+		}
+		s.ann = a
+		for _, h := range s.held {
+			if err := s.relay(h); err != nil {
+				return err
+			}
+		}
+		s.held = nil
+		return nil
+	case sealed && l.stderr:
+		if s.heldN += len(l.b); s.heldN > maxHeldStderr {
+			return s.refuse(fmt.Errorf("%w: more than %d bytes of sealed stderr before the announcement", execgrant.ErrNoEvidence, maxHeldStderr))
+		}
+		s.held = append(s.held, l)
+		return nil
+	case sealed:
+		return s.refuse(fmt.Errorf("%w: sealed output came first (the agent runs without an attester or is older than this tool, or the host answered the exec itself)", execgrant.ErrNoEvidence))
+	}
+	return s.relay(l) // unsealed: kubectl's messages, or counted
 }
 
 // sealedItem reports whether a line carries a sealed header or record,
@@ -293,32 +313,30 @@ func checkAnnouncement(o sessionOptions, line []byte, errOut io.Writer) (*execgr
 	return a, nil
 }
 
-// relayLine checks that a sealed header is one the announcement binds,
-// then opens the line and prints its plaintext.
-func relayLine(owner *sealedlog.ExecOwner, ann *execgrant.Announcement, l outLine, out, errOut io.Writer, unsealed *int) error {
-	if header, _ := sealedItem(l.b); header && !ann.Binds(l.b) {
-		err := fmt.Errorf("%w: a stream header the evidence does not name (the host made or substituted a stream)", execgrant.ErrUnboundStream)
-		fmt.Fprintf(errOut, "%srefusing the session: %v\n", execMarkPrefix, err)
-		return err
+// relay checks that a sealed header is one the announcement binds, then
+// opens the line and prints its plaintext.
+func (s *session) relay(l outLine) error {
+	if header, _ := sealedItem(l.b); header && (s.ann == nil || !s.ann.Binds(l.b)) {
+		return s.refuse(fmt.Errorf("%w: a stream header the evidence does not name (the host made or substituted a stream)", execgrant.ErrUnboundStream))
 	}
-	shown, notSealed, err := owner.Line(l.b)
+	shown, notSealed, err := s.owner.Line(l.b)
 	if err != nil {
-		fmt.Fprintf(errOut, "%s%v\n", execMarkPrefix, err)
+		fmt.Fprintf(s.errOut, "%s%v\n", execMarkPrefix, err)
 		return err
 	}
 	if notSealed {
 		if l.stderr {
 			// kubectl's own messages (or the host's): not from the
 			// command, shown marked.
-			fmt.Fprintf(errOut, "%skubectl: %s\n", execMarkPrefix, strings.TrimRight(string(l.b), "\r\n"))
+			fmt.Fprintf(s.errOut, "%skubectl: %s\n", execMarkPrefix, strings.TrimRight(string(l.b), "\r\n"))
 		} else {
-			*unsealed++
+			s.unsealed++
 		}
 	}
 	for _, o := range shown {
-		w := out
+		w := s.out
 		if o.Stderr {
-			w = errOut
+			w = s.errOut
 		}
 		if _, err := w.Write(o.Data); err != nil {
 			return err
