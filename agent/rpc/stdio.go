@@ -79,7 +79,9 @@ func (s *Service) read(ctx context.Context, r *agentpb.ReadStreamRequest, w stre
 		return nil, err
 	}
 	// The chunk is lent until ttrpc has marshalled the response (it
-	// cancels ctx then), so the stream reuses its buffers.
+	// cancels ctx then), so the stream reuses its buffers. This holds as
+	// long as no interceptor hands the handler a context it cancels
+	// before returning (agent/server adds values only).
 	data, err := p.IO.ReadLent(ctx, w, int(r.Len))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", w, err)
