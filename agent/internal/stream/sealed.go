@@ -12,10 +12,11 @@ import (
 // drains the pipe (or terminal) for as long as the process writes, turns
 // the bytes into sealed lines and queues those for ReadStdout/ReadStderr.
 // The queue is bounded and the pump never waits for room: when it is full
-// (nobody reads, the read was refused, the reader is slow) newly sealed
-// lines are dropped and counted. A dropped record is a gap its owner's tool
-// reports ("MISSING records"), so the workload never blocks on the reader,
-// and the host learns nothing it could not learn by not reading.
+// (nobody reads, the read was refused, the reader is slow) new output is
+// dropped, unsealed, and counted; the sequence numbers its records would
+// have had are skipped. A dropped record is a gap its owner's tool reports
+// ("MISSING records"), so the workload never blocks on the reader, and the
+// host learns nothing it could not learn by not reading.
 
 // Sealer turns output into sealed lines (sealedlog.Sealer); declared here
 // so that stream needs no cryptography. It must be safe for concurrent use.
