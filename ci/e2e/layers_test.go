@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,13 +25,23 @@ import (
 // find in the layer image, so one byte of it can be flipped.
 var blobPattern = bytes.Repeat([]byte("cocoon-verified-layer-data-block"), 128) // 4 KiB
 
+// blobBlocks is the data file's size in blocks: enough that 128 of its
+// blocks (those one hash-tree block covers) hold nothing else.
+const blobBlocks = 512
+
+// lateLine fills data/late, the file read only after the disk is gone.
+const lateLine = "late-line"
+
 // builtLayers builds a busybox image with a data layer on top into EROFS
 // layer images with cocoonctl's builder (tools/layer), lowest first.
 func builtLayers(t *testing.T) []*layer.Result {
 	t.Helper()
 	ref := testregistry.Build(t, t.TempDir(), []string{"/bin/sh"},
 		func(t testing.TB, rootfs string) { testenv.BusyboxRootfs(t, rootfs) },
-		testregistry.Files(map[string]string{"data/blob": string(bytes.Repeat(blobPattern, 64))}),
+		testregistry.Files(map[string]string{
+			"data/blob": string(bytes.Repeat(blobPattern, blobBlocks)),
+			"data/late": strings.Repeat(lateLine+"\n", 1024),
+		}),
 	)
 	m, err := layer.LookupMkfs(context.Background(), "")
 	if err != nil {
@@ -134,11 +145,34 @@ func pinningPolicy(t *testing.T, root string, hashes []string) string {
 	return p
 }
 
+// hashEntry returns where, in a layer image, the level-0 hash-tree entry
+// of data block k lies: the tree starts one block past the hash offset
+// (the superblock), top level first, each level as many blocks as
+// dm-verity computes in verity_ctr (drivers/md/dm-verity-target.c: levels
+// while (data_blocks-1) >> (7*levels) is not zero; level i has
+// ceil(data_blocks / 128^(i+1)) blocks; 128 sha256 entries a 4 KiB
+// block). It also returns level 0's first block on the device.
+func hashEntry(v *layer.Verity, k uint64) (off int64, level0 uint64) {
+	const bits = 7 // log2(4096 / 32)
+	levels := 0
+	for bits*levels < 64 && (v.DataBlocks-1)>>(bits*levels) != 0 {
+		levels++
+	}
+	level0 = v.HashOffset/4096 + 1
+	for i := levels - 1; i >= 1; i-- {
+		level0 += (v.DataBlocks + 1<<((i+1)*bits) - 1) >> ((i + 1) * bits)
+	}
+	return int64(level0*4096 + k*32), level0
+}
+
 // TestPodFromVerifiedLayers runs containers from host-shared EROFS layers
 // on a GPT disk as runtime-rs attaches them, with their root hashes pinned
-// by the pod's policy: the intact disk runs, a copy with one flipped data
-// byte gives the reader EIO and the agent logs the corruption, and a
-// layer whose root hash is not pinned is refused before any mount.
+// by the pod's policy: the intact disk runs; a copy with one flipped data
+// byte, and one with a flipped byte in the hash tree, give the reader EIO
+// and the agent reports the corruption while the container still runs,
+// naming the layer's root hash and the block; a disk unplugged under a
+// running container is reported and its reads fail; a layer whose root
+// hash is not pinned is refused before any mount.
 func TestPodFromVerifiedLayers(t *testing.T) {
 	a := artifacts(t)
 	layers := builtLayers(t)
@@ -148,26 +182,44 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 	}
 	good := Disk{Path: filepath.Join(t.TempDir(), "layers.img"), Slot: 0x1c}
 	parts, offsets := gptDisk(t, good.Path, layers)
-	// The tampered copy: one byte of the data file in the top layer.
-	bad := Disk{Path: filepath.Join(t.TempDir(), "tampered.img"), Slot: 0x1d}
 	data, err := os.ReadFile(good.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	top := len(layers) - 1
-	at := bytes.Index(data[offsets[top]:], blobPattern)
-	if at < 0 {
-		t.Fatal("the data file is not in the top layer's image")
+	at := int64(bytes.Index(data[offsets[top]:], blobPattern))
+	if at < 0 || at%4096 != 0 {
+		t.Fatalf("the data file is not block-aligned in the top layer's image (at %d)", at)
 	}
-	flip := offsets[top] + int64(at) + 3*4096 + 17 // inside the fourth block of the file
-	data[flip] ^= 0x01
-	if err := os.WriteFile(bad.Path, data, 0o600); err != nil {
-		t.Fatal(err)
+	first := uint64(at / 4096) // the data file's first block in the layer
+	copyWith := func(name string, slot uint8, flip int64) Disk {
+		d := Disk{Path: filepath.Join(t.TempDir(), name), Slot: slot}
+		b := bytes.Clone(data)
+		if flip >= 0 {
+			b[flip] ^= 0x01
+		}
+		if err := os.WriteFile(d.Path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
+	// One byte of the data file's fourth block.
+	badBlock := first + 3
+	bad := copyWith("tampered.img", 0x1d, offsets[top]+int64(badBlock)*4096+17)
+	// One byte of the level-0 hash block that covers 128 blocks of the data
+	// file and nothing else, so the mount still reads the layer's metadata.
+	group := (first + 127) / 128
+	entry, level0 := hashEntry(layers[top].Verity, group*128+5)
+	badHashBlock := level0 + group
+	badTree := copyWith("tampered-tree.img", 0x1e, offsets[top]+entry+3)
+	gone := copyWith("unplugged.img", 0x1f, -1)
 
 	img := initdataImage(t, pinningPolicy(t, a.Root, hashes), nil)
-	v := boot(t, VMConfig{Drives: []string{img}, Disks: []Disk{good, bad}})
+	// The reports are read where runtime-rs reads them: the log port.
+	v := boot(t, VMConfig{Drives: []string{img}, Disks: []Disk{good, bad, badTree, gone}, Monitor: true,
+		VsockRelays: []uint32{logVport}, Extra: []string{"agent.log_vport=1025"}})
 	c := connect(t, v)
+	logs := openLogPort(t, v)
 	sid := "e2e-layers-" + randomHex(t, 4)
 	if _, err := c.Agent.CreateSandbox(callCtx(t), &agentpb.CreateSandboxRequest{Hostname: "e2e-pod", SandboxId: sid}); err != nil {
 		t.Fatal(err)
@@ -180,7 +232,7 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 		s.Linux.CgroupsPath = "/kubepods/e2e/" + cid
 		return s
 	}
-	run := func(t *testing.T, cid string, d Disk, script string) string {
+	start := func(t *testing.T, cid string, d Disk, script string) {
 		t.Helper()
 		_, err := c.Agent.CreateContainer(callCtx(t), &agentpb.CreateContainerRequest{
 			ContainerId: cid, ExecId: cid, OCI: spec(cid, script), Storages: layerStorages(d, cid, layers, parts)})
@@ -190,35 +242,106 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 		if _, err := c.Agent.StartContainer(callCtx(t), &agentpb.StartContainerRequest{ContainerId: cid}); err != nil {
 			t.Fatalf("StartContainer: %v", err)
 		}
-		out := readAll(t, c.Agent, cid)
+	}
+	// finish waits for the container's exit, runs check while it still
+	// exists (its layers mounted), then removes it.
+	finish := func(t *testing.T, cid string, check func()) {
+		t.Helper()
 		if _, err := c.Agent.WaitProcess(callCtx(t), &agentpb.WaitProcessRequest{ContainerId: cid, ExecId: cid}); err != nil {
 			t.Fatalf("WaitProcess: %v", err)
+		}
+		if check != nil {
+			check()
 		}
 		if _, err := c.Agent.RemoveContainer(callCtx(t), &agentpb.RemoveContainerRequest{ContainerId: cid}); err != nil {
 			t.Errorf("RemoveContainer: %v", err)
 		}
+	}
+	run := func(t *testing.T, cid string, d Disk, script string, check func()) string {
+		t.Helper()
+		start(t, cid, d, script)
+		out := readAll(t, c.Agent, cid)
+		finish(t, cid, check)
 		return out
+	}
+	// corruption waits for the report of a corrupted block of the top
+	// layer of container cid.
+	corruption := func(t *testing.T, cid, kind string, block uint64) {
+		t.Helper()
+		_, rec := logs.waitFor(t, "the corruption report of "+cid, func(_ KataLine, r AgentRecord) bool {
+			return r.Msg() == "dm-verity detected corruption" && strings.Contains(r.Str("layer"), "container "+cid+" ")
+		})
+		if rec.Str("root_hash") != hashes[top] || rec.Str("block_type") != kind || rec["block"] != float64(block) ||
+			!strings.HasPrefix(rec.Str("dev"), "/dev/dm-") || !strings.HasPrefix(rec.Str("device"), "cocoon-verity-") ||
+			!strings.Contains(rec.Str("error"), fmt.Sprintf("%s block %d of erofs layer", kind, block)) || !strings.Contains(rec.Str("error"), hashes[top]) {
+			t.Fatalf("corruption record %v, want the top layer's root hash %s and %s block %d", rec, hashes[top], kind, block)
+		}
 	}
 
 	t.Run("intact-layers-run", func(t *testing.T) {
-		out := run(t, "e2e-intact", good, `wc -c </data/blob && echo written >/data/new && cat /data/new`)
-		if want := fmt.Sprintf("%d\nwritten\n", 64*len(blobPattern)); out != want {
+		out := run(t, "e2e-intact", good, `wc -c </data/blob && read -r l </data/late && echo $l && echo written >/data/new && cat /data/new`, nil)
+		if want := fmt.Sprintf("%d\n%s\nwritten\n", blobBlocks*len(blobPattern), lateLine); out != want {
 			t.Fatalf("output %q, want %q", out, want)
 		}
 		if rec, ok := v.Console().Find("erofs layers mounted"); !ok || rec.Str("root_hashes") == "" {
 			t.Errorf("no erofs layers mounted record: %v", rec)
 		}
+		for _, r := range v.Console().Agent {
+			if r.Msg() == "dm-verity detected corruption" {
+				t.Fatalf("corruption reported for intact layers: %v", r)
+			}
+		}
 	})
 
+	// The report comes when the read fails, before RemoveContainer.
 	t.Run("tampered-block-is-an-io-error", func(t *testing.T) {
-		out := run(t, "e2e-tampered", bad, `cat /data/blob >/dev/null 2>/tmp/err; echo rc=$?; cat /tmp/err`)
+		const cid = "e2e-tampered"
+		out := run(t, cid, bad, `cat /data/blob >/dev/null 2>/tmp/err; echo rc=$?; cat /tmp/err`,
+			func() { corruption(t, cid, "data", badBlock) })
 		if !strings.HasPrefix(out, "rc=1\n") || !strings.Contains(out, "Input/output error") {
 			t.Fatalf("reading the tampered file: %q, want rc=1 and an I/O error", out)
 		}
-		rec, ok := v.Console().Find("dm-verity detected corruption")
-		if !ok || rec.Str("root_hash") != hashes[top] {
-			t.Fatalf("corruption record %v (found %v), want the top layer's root hash %s", rec, ok, hashes[top])
+	})
+
+	t.Run("tampered-hash-tree-is-an-io-error", func(t *testing.T) {
+		const cid = "e2e-tampered-tree"
+		out := run(t, cid, badTree, `cat /data/blob >/dev/null 2>/tmp/err; echo rc=$?; cat /tmp/err`,
+			func() { corruption(t, cid, "hash", badHashBlock) })
+		if !strings.HasPrefix(out, "rc=1\n") || !strings.Contains(out, "Input/output error") {
+			t.Fatalf("reading a file under a tampered hash block: %q, want rc=1 and an I/O error", out)
 		}
+	})
+
+	// The host removes the disk under a running container: the agent says
+	// which layers lost their device, and reads not yet cached fail. Only
+	// shell builtins run after the unplug, so nothing else needs the disk.
+	t.Run("unplugged-disk-is-reported", func(t *testing.T) {
+		const cid = "e2e-unplugged"
+		start(t, cid, gone, `echo ready; read x; read -r l </data/late; echo rc=$? l=$l`)
+		r, err := c.Agent.ReadStdout(callCtx(t), &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: cid, Len: 32 << 10})
+		if err != nil || string(r.GetData()) != "ready\n" {
+			t.Fatalf("first output %q, %v", r.GetData(), err)
+		}
+		if err := v.Unplug(callCtx(t), 3); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts {
+			_, rec := logs.waitFor(t, fmt.Sprintf("the removal report of %s partition %d", cid, p), func(_ KataLine, r AgentRecord) bool {
+				return r.Msg() == "erofs layer device removed while mounted: reads of this layer now fail with EIO" &&
+					strings.Contains(r.Str("layer"), "container "+cid+" ") && strings.HasSuffix(r.Str("layer"), fmt.Sprintf(" partition %d)", p))
+			})
+			if !slices.Contains(hashes, rec.Str("root_hash")) || !strings.HasPrefix(rec.Str("device"), "/dev/") {
+				t.Fatalf("removal record %v", rec)
+			}
+		}
+		if _, err := c.Agent.WriteStdin(callCtx(t), &agentpb.WriteStreamRequest{ContainerId: cid, ExecId: cid, Data: []byte("go\n")}); err != nil {
+			t.Fatalf("WriteStdin: %v", err)
+		}
+		out := readAll(t, c.Agent, cid)
+		if strings.Contains(out, "rc=0") || strings.Contains(out, lateLine) {
+			t.Fatalf("reading a file of the unplugged disk: %q, want a failure", out)
+		}
+		finish(t, cid, nil)
 	})
 
 	t.Run("unpinned-root-hash-refused", func(t *testing.T) {

@@ -43,6 +43,8 @@ type VMConfig struct {
 	// VsockRelays are agent vsock ports besides 1024 the host reaches
 	// through guestprobe (VM.Relay); each must be one of ProbeRelays.
 	VsockRelays []uint32
+	// Monitor opens QEMU's human monitor, for VM.Unplug.
+	Monitor bool
 }
 
 // ProbeRelays are the agent's vsock ports guestprobe relays besides 1024,
@@ -83,7 +85,9 @@ type VM struct {
 	// reaches guestprobe's status port.
 	AgentAddr, StatusAddr string
 	// relays are the host addresses of VMConfig.VsockRelays.
-	relays  map[uint32]string
+	relays map[uint32]string
+	// monitor is the unix socket of QEMU's human monitor (VMConfig.Monitor).
+	monitor string
 	exited  chan struct{}
 	waitErr error
 }
@@ -125,7 +129,16 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 		}
 		id := fmt.Sprintf("disk%d", i)
 		args = append(args, "-drive", "file="+d.Path+",if=none,id="+id+",format=raw",
-			"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,addr=%#x", id, d.Slot))
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s,addr=%#x", id, diskDeviceID(i), d.Slot))
+	}
+	if cfg.Monitor {
+		// A short path of its own: a unix socket path has at most 107 bytes.
+		dir, err := os.MkdirTemp("", "qemu-mon-")
+		if err != nil {
+			return nil, err
+		}
+		v.monitor = filepath.Join(dir, "hmp")
+		args = append(args, "-monitor", "unix:"+v.monitor+",server=on,wait=off")
 	}
 	if !cfg.NoNet {
 		agentPort, err := freePort()
@@ -175,6 +188,9 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 	go func() {
 		v.waitErr = v.cmd.Wait()
 		out.Close()
+		if v.monitor != "" {
+			os.RemoveAll(filepath.Dir(v.monitor))
+		}
 		close(v.exited)
 	}()
 	return v, nil
