@@ -318,6 +318,7 @@ func BenchmarkReadStdoutAgentProcess(b *testing.B) {
 	b.ReportMetric(agentMBs/ceilMBs, "agent/ceiling")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(ops), "agent-cpu-µs/op")
 	b.ReportMetric(float64(ccpu.Microseconds())/float64(ops), "ceiling-cpu-µs/op")
+	b.ReportMetric(float64(n)/float64(ops)/1024, "agent-KiB/read")
 }
 
 // TestStdioReadStdoutExact reads a numbered stream through the real server
