@@ -102,6 +102,7 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 		return nil, err
 	}
 	v := &VM{ConsoleLog: filepath.Join(logs, cfg.Name+".console.log"), exited: make(chan struct{})}
+	started := false // whether QEMU runs and owns the monitor's directory
 	os.Remove(v.ConsoleLog)
 	// no_timer_check, as Kata's runtime passes it too: under TCG on a busy
 	// host the vCPU thread may not run while the kernel checks that the
@@ -130,15 +131,6 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 		id := fmt.Sprintf("disk%d", i)
 		args = append(args, "-drive", "file="+d.Path+",if=none,id="+id+",format=raw",
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s,addr=%#x", id, diskDeviceID(i), d.Slot))
-	}
-	if cfg.Monitor {
-		// A short path of its own: a unix socket path has at most 107 bytes.
-		dir, err := os.MkdirTemp("", "qemu-mon-")
-		if err != nil {
-			return nil, err
-		}
-		v.monitor = filepath.Join(dir, "hmp")
-		args = append(args, "-monitor", "unix:"+v.monitor+",server=on,wait=off")
 	}
 	if !cfg.NoNet {
 		agentPort, err := freePort()
@@ -173,6 +165,20 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 		args = append(args, "-nic", nic)
 	}
 	args = append(args, "-append", strings.Join(cmdline, " "))
+	if cfg.Monitor {
+		// A short path of its own: a unix socket path has at most 107 bytes.
+		dir, err := os.MkdirTemp("", "qemu-mon-")
+		if err != nil {
+			return nil, err
+		}
+		v.monitor = filepath.Join(dir, "hmp")
+		defer func() {
+			if !started {
+				os.RemoveAll(dir)
+			}
+		}()
+		args = append(args, "-monitor", "unix:"+v.monitor+",server=on,wait=off")
+	}
 	// Not CommandContext: the VM's lifetime is managed by Kill and Wait, and
 	// a dead QEMU must be noticed even after ctx ends.
 	v.cmd = exec.Command("qemu-system-x86_64", args...)
@@ -185,6 +191,7 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 		out.Close()
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
+	started = true
 	go func() {
 		v.waitErr = v.cmd.Wait()
 		out.Close()
