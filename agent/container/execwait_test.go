@@ -15,20 +15,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// execHelperEnv makes the test binary a process in the state a container
-// init is in while runc's Go init execs the workload from a thread other
-// than the thread-group leader: the leader has exited (a zombie, with no
-// executable and no namespaces in /proc) and the exec has not finished.
-// Its value is the program the helper execs once stdin has a byte.
-const execHelperEnv = "COCOON_TEST_EXEC_HELPER"
+// execHelperArg, as the test binary's first argument, makes it a process in
+// the state a container init is in while runc's Go init execs the workload
+// from a thread other than the thread-group leader: the leader has exited (a
+// zombie, with no executable and no namespaces in /proc) and the exec has
+// not finished. The second argument is the program the helper execs once
+// stdin has a byte. An argument rather than an environment variable: the
+// first os.Getenv copies the environment, and TestPackageInitDoesNoWork
+// counts what this package's initialisation allocates.
+const execHelperArg = "cocoon-test-exec-helper"
 
 // The helper runs in init, where the runtime keeps the main goroutine on the
 // main thread, the thread-group leader.
 func init() {
-	target := os.Getenv(execHelperEnv)
-	if target == "" {
+	if len(os.Args) != 3 || os.Args[1] != execHelperArg {
 		return
 	}
+	target := os.Args[2]
 	ready := make(chan struct{})
 	go func() {
 		close(ready)
@@ -63,8 +66,8 @@ func TestExecDoneWaitsThroughLeaderExit(t *testing.T) {
 	if !ok {
 		t.Fatal("cannot read this test's own executable")
 	}
-	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), execHelperEnv+"="+target, "GOMAXPROCS=4")
+	cmd := exec.Command(self, execHelperArg, target)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=4")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

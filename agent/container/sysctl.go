@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -15,10 +14,23 @@ import (
 // (port ranges, group ranges) are a few dozen bytes.
 const maxSysctlValue = 4096
 
-// sysctlComponent is one dotted part of a net.* key: kernel names use
-// letters, digits, '_' and '-' (interface names with a '.' cannot be told
-// apart in the dotted form and are refused).
-var sysctlComponent = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// sysctlComponent reports whether p can be one dotted part of a net.* key:
+// 1 to 64 letters, digits, '_' or '-', the characters of kernel names
+// (interface names with a '.' cannot be told apart in the dotted form and
+// are refused). A loop, not a package-level regexp: this package's
+// initialisation runs again in every container init (see init.go).
+func sysctlComponent(p string) bool {
+	if len(p) == 0 || len(p) > 64 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // netSysctlPath maps a dotted net.* key to its file under /proc/sys/net.
 func netSysctlPath(key string) (string, error) {
@@ -28,7 +40,7 @@ func netSysctlPath(key string) (string, error) {
 	}
 	parts := strings.Split(rest, ".")
 	for _, p := range parts {
-		if !sysctlComponent.MatchString(p) {
+		if !sysctlComponent(p) {
 			return "", invalid(fmt.Sprintf("sysctl %q: bad component %q", key, p))
 		}
 	}

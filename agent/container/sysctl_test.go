@@ -2,6 +2,7 @@ package container
 
 import (
 	"os"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -117,6 +118,20 @@ func TestNetSysctlsBadInput(t *testing.T) {
 			})
 		})
 	}
+}
+
+// sysctlComponent is a hand-written form of the pattern below (kept out of
+// package initialisation); the two must accept the same strings.
+func FuzzSysctlComponent(f *testing.F) {
+	for _, s := range []string{"ipv4", "rp_filter", "eth-0", "", "a.b", "x/y", "é", strings.Repeat("a", 64), strings.Repeat("a", 65)} {
+		f.Add(s)
+	}
+	pattern := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := sysctlComponent(s), pattern.MatchString(s); got != want {
+			t.Fatalf("sysctlComponent(%q) = %v, the pattern says %v", s, got, want)
+		}
+	})
 }
 
 func FuzzNetSysctlPath(f *testing.F) {
