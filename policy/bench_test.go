@@ -1,21 +1,17 @@
-//go:build katacompat
-
 package policy_test
 
 import (
 	"context"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
-	"github.com/cocoon-tee/cocoon/policy/input"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -58,131 +54,50 @@ func (l latencies) report(b *testing.B) {
 	b.ReportMetric(float64(l[len(l)*99/100].Nanoseconds())/1e3, "p99-µs")
 }
 
-// BenchmarkDecisionCreateContainer measures Policy.Evaluate of the
-// sandbox's CreateContainerRequest (allowed, with ops) against the
-// genpolicy-scale policy, input already encoded as a generic document (the
-// offline path, cocoonctl policy eval).
-func BenchmarkDecisionCreateContainer(b *testing.B) {
-	text, req := genpolicyScale(b)
-	p := load(b, text)
-	in := input.Encode(req)
-	ctx := context.Background()
-	if d, err := p.Evaluate(ctx, "CreateContainerRequest", in); err != nil || !d.Allowed {
-		b.Fatalf("setup: request not allowed: %v", err)
-	}
-	measure(b, func() {
-		if d, err := p.Evaluate(ctx, "CreateContainerRequest", in); err != nil || !d.Allowed {
+// readInputPolicy decides stream reads on the request's fields and the
+// state, so its decisions are cached by the request itself.
+const readInputPolicy = `package agent_policy
+import rego.v1
+default ReadStreamRequest := false
+ReadStreamRequest if {
+	input.container_id == "c1"
+	not data.pstate.blocked
+}
+`
+
+// benchGate measures the gate's cost for one request under text, with the
+// decision log on when logged is set.
+func benchGate(b *testing.B, text, method string, req proto.Message, logged bool) {
+	var dl *decisionlog.Log
+	if logged {
+		var err error
+		if dl, err = decisionlog.Open(filepath.Join(b.TempDir(), "decisions.log"), decisionlog.Options{}); err != nil {
 			b.Fatal(err)
 		}
-	})
-}
-
-// BenchmarkGateCreateContainer is what the server pays per request: the
-// gate turns the protobuf request into the policy input, decides it
-// against the genpolicy-scale policy, computes the state the ops lead to
-// and, here, discards it (the operation "failed").
-func BenchmarkGateCreateContainer(b *testing.B) {
-	text, req := genpolicyScale(b)
-	e := policy.NewEngine(load(b, text), nil, nil)
-	ctx := context.Background()
-	finish, err := e.Gate(ctx, "CreateContainer", req)
-	if err != nil || finish == nil {
-		b.Fatalf("setup: request not allowed with ops: %v", err)
+		defer dl.Close()
 	}
-	finish(errOpFailed)
-	measure(b, func() {
-		finish, err := e.Gate(ctx, "CreateContainer", req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		finish(errOpFailed)
-	})
-}
-
-// BenchmarkGateCreateContainerLogged is the gate as the agent runs it by
-// default, appending the decision and the discard to the decision log.
-func BenchmarkGateCreateContainerLogged(b *testing.B) {
-	text, req := genpolicyScale(b)
-	dl, err := decisionlog.Open(filepath.Join(b.TempDir(), "decisions.log"), decisionlog.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dl.Close()
 	e := policy.NewEngine(load(b, text), dl, nil)
 	ctx := context.Background()
 	measure(b, func() {
-		finish, err := e.Gate(ctx, "CreateContainer", req)
-		if err != nil || finish == nil {
-			b.Fatal(err)
-		}
-		finish(errOpFailed)
-	})
-}
-
-// BenchmarkInputValue is the gate's input conversion alone: the
-// CreateContainerRequest straight to an OPA value.
-func BenchmarkInputValue(b *testing.B) {
-	_, req := genpolicyScale(b)
-	var vs input.Values
-	measure(b, func() {
-		if _, err := vs.ForRequest(req); err != nil {
+		if _, err := e.Gate(ctx, method, req); err != nil {
 			b.Fatal(err)
 		}
 	})
 }
 
-// BenchmarkInputGeneric is the conversion the gate used to do: the generic
-// document, then OPA's conversion of it.
-func BenchmarkInputGeneric(b *testing.B) {
-	_, req := genpolicyScale(b)
-	measure(b, func() {
-		if _, err := ast.InterfaceToValue(input.Encode(req)); err != nil {
-			b.Fatal(err)
-		}
-	})
-}
-
-// BenchmarkDecisionSmallPolicy is the same request against coco-default.
-func BenchmarkDecisionSmallPolicy(b *testing.B) {
-	_, req := genpolicyScale(b)
-	e := policy.NewEngine(load(b, builtin(b, policy.CocoDefault)), nil, nil)
-	ctx := context.Background()
-	measure(b, func() {
-		if _, err := e.Gate(ctx, "CreateContainer", req); err != nil {
-			b.Fatal(err)
-		}
-	})
-}
-
-// BenchmarkGateReadStdout is the per-read gate cost of a stream rpc under
-// allow-all (the runtime issues one per 32 KiB of output).
+// BenchmarkGateReadStdout is the per-read gate cost of a stream rpc (the
+// runtime issues one per 32 KiB of output): under allow-all, whose rule
+// reads no input; under a rule that reads the request and the state; and
+// with the decision log on.
 func BenchmarkGateReadStdout(b *testing.B) {
-	e := policy.NewEngine(load(b, builtin(b, policy.AllowAll)), nil, nil)
 	req := &agentpb.ReadStreamRequest{ContainerId: "c1", ExecId: "c1", Len: 32 << 10}
-	ctx := context.Background()
-	measure(b, func() {
-		if _, err := e.Gate(ctx, "ReadStdout", req); err != nil {
-			b.Fatal(err)
-		}
-	})
+	b.Run("allow-all", func(b *testing.B) { benchGate(b, builtin(b, policy.AllowAll), "ReadStdout", req, false) })
+	b.Run("input", func(b *testing.B) { benchGate(b, readInputPolicy, "ReadStdout", req, false) })
+	b.Run("logged", func(b *testing.B) { benchGate(b, builtin(b, policy.AllowAll), "ReadStdout", req, true) })
 }
 
-// BenchmarkEngineHeap reports the heap a loaded genpolicy-scale engine holds
-// after its CreateContainer query is prepared.
-func BenchmarkEngineHeap(b *testing.B) {
-	text, req := genpolicyScale(b)
-	in := input.Encode(req)
-	var before, after runtime.MemStats
-	for i := 0; i < b.N; i++ {
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		p := load(b, text)
-		if _, err := p.Evaluate(context.Background(), "CreateContainerRequest", in); err != nil {
-			b.Fatal(err)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		runtime.KeepAlive(p)
-	}
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
+// BenchmarkGateWaitProcess is WaitProcess under coco-default.
+func BenchmarkGateWaitProcess(b *testing.B) {
+	req := &agentpb.WaitProcessRequest{ContainerId: "c1", ExecId: "e1"}
+	benchGate(b, builtin(b, policy.CocoDefault), "WaitProcess", req, false)
 }
