@@ -11,8 +11,8 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
 
 	"github.com/cocoon-tee/cocoon/policy/explain"
@@ -30,32 +30,90 @@ type queries struct {
 	print    bool
 
 	mu       sync.Mutex
-	prepared sync.Map // request name → *rego.PreparedEvalQuery
+	prepared sync.Map // request name → *prepared
 }
 
-func (qs *queries) get(ctx context.Context, name string) (*rego.PreparedEvalQuery, error) {
+// prepared is the compiled query `<result> = data.agent_policy.<name>`.
+// Decisions go to OPA's evaluator (topdown) directly: the rego package's
+// wrapper adds per-evaluation work the agent never uses (metrics, a
+// goroutine watching the context, converting every result to Go values).
+type prepared struct {
+	body   ast.Body
+	qc     ast.QueryCompiler
+	result ast.Var
+}
+
+// resultVar names the query's result before the query compiler renames it.
+const resultVar = ast.Var("result")
+
+func (qs *queries) get(_ context.Context, name string) (*prepared, error) {
 	if q, ok := qs.prepared.Load(name); ok {
-		return q.(*rego.PreparedEvalQuery), nil
+		return q.(*prepared), nil
 	}
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
 	if q, ok := qs.prepared.Load(name); ok {
-		return q.(*rego.PreparedEvalQuery), nil
+		return q.(*prepared), nil
 	}
 	if !validRuleName(name) {
 		return nil, fmt.Errorf("invalid request name %q", name)
 	}
-	pq, err := rego.New(
-		rego.Query(packagePath+"."+name),
-		rego.Compiler(qs.compiler),
-		rego.Store(qs.store),
-		rego.EnablePrintStatements(qs.print),
-	).PrepareForEval(ctx)
+	ref, err := ast.ParseRef(packagePath + "." + name)
 	if err != nil {
 		return nil, fmt.Errorf("prepare %s: %w", name, err)
 	}
-	qs.prepared.Store(name, &pq)
-	return &pq, nil
+	qc := qs.compiler.QueryCompiler().WithEnablePrintStatements(qs.print)
+	body, err := qc.Compile(ast.NewBody(ast.Equality.Expr(ast.NewTerm(resultVar), ast.NewTerm(ref))))
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", name, err)
+	}
+	q := &prepared{body: body, qc: qc, result: resultVar}
+	for k, v := range qc.RewrittenVars() {
+		if v.Equal(resultVar) {
+			q.result = k
+		}
+	}
+	qs.prepared.Store(name, q)
+	return q, nil
+}
+
+// run evaluates the query once against in: the value of the rule, nil
+// when it is undefined. A cancelled ctx stops the evaluation.
+func (qs *queries) run(ctx context.Context, q *prepared, in ast.Value, hook print.Hook) (ast.Value, error) {
+	txn, err := qs.store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer qs.store.Abort(ctx, txn)
+	cancel := topdown.NewCancel()
+	defer context.AfterFunc(ctx, cancel.Cancel)()
+	tq := topdown.NewQuery(q.body).
+		WithQueryCompiler(q.qc).
+		WithCompiler(qs.compiler).
+		WithStore(qs.store).
+		WithTransaction(txn).
+		WithInput(ast.NewTerm(in)).
+		WithMetrics(metrics.NoOp()).
+		WithCancel(cancel)
+	if hook != nil {
+		tq = tq.WithPrintHook(hook)
+	}
+	var out []ast.Value
+	err = tq.Iter(ctx, func(qr topdown.QueryResult) error {
+		if t, ok := qr[q.result]; ok {
+			out = append(out, t.Value)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case len(out) == 0:
+		return nil, nil
+	case len(out) > 1:
+		return nil, fmt.Errorf("unexpected result shape: %d results", len(out))
+	}
+	return out[0], nil
 }
 
 func validRuleName(s string) bool {
@@ -94,28 +152,32 @@ func (p *Policy) eval(ctx context.Context, name string, in ast.Value, verbose bo
 	if err != nil {
 		return d, err
 	}
-	// No per-evaluation metrics: nothing reads them.
-	opts := []rego.EvalOption{rego.EvalParsedInput(in), rego.EvalMetrics(metrics.NoOp())}
 	var pr *printer
+	var hook print.Hook
 	if verbose {
 		pr = &printer{}
-		opts = append(opts, rego.EvalPrintHook(pr))
+		hook = pr
 	}
-	rs, err := q.Eval(ctx, opts...)
+	v, err := qs.run(ctx, q, in, hook)
 	if pr != nil {
 		d.Prints = strings.Join(pr.lines, " ")
 	}
 	if err != nil {
 		return d, fmt.Errorf("evaluate: %w", err)
 	}
-	if len(rs) == 0 {
+	if v == nil {
 		return d, errUndefined
 	}
-	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
-		return d, fmt.Errorf("unexpected result shape: %d results", len(rs))
-	}
 	d.defined = true
-	switch r := rs[0].Expressions[0].Value.(type) {
+	// The common result, a boolean, needs no conversion; anything else is
+	// judged in its JSON form.
+	var r any
+	if b, ok := v.(ast.Boolean); ok {
+		r = bool(b)
+	} else if r, err = ast.JSON(v); err != nil {
+		return d, fmt.Errorf("evaluate: %w", err)
+	}
+	switch r := r.(type) {
 	case bool:
 		d.Allowed = r
 	case map[string]any:
