@@ -121,21 +121,22 @@ func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (fun
 	if err != nil {
 		return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s: input: %v", name, err)
 	}
-	return e.check(ctx, e.cur.Load(), name, v, func() string { return inputDigest(v) }, nil)
+	return e.check(ctx, e.cur.Load(), name, v, "", func() string { return inputDigest(v) }, nil)
 }
 
-// check decides in; digest, called only when there is a decision log,
-// gives the input's canonical sha256.
+// check decides in; key names it in the decision cache ("" for none,
+// see cacheKey); digest, called only when there is a decision log, gives
+// the input's canonical sha256.
 // A verified exec grant is decided with its nonce (decideGrant) and, once
 // allowed, admitted to the handler until the request finishes.
-func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value, digest func() string, grant *ExecGrant) (func(error), error) {
+func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value, key string, digest func() string, grant *ExecGrant) (func(error), error) {
 	var d Decision
 	var pend *Pending
 	var err error
 	if grant != nil {
 		d, pend, err = p.decideGrant(ctx, name, in, grant, time.Now())
 	} else {
-		d, pend, err = p.decideValue(ctx, name, in)
+		d, pend, err = p.decideCached(ctx, name, in, key)
 	}
 	entry := decisionlog.Entry{
 		Kind:         decisionlog.KindDecision,

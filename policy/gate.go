@@ -78,5 +78,9 @@ func (e *Engine) gate(ctx context.Context, method string, req any) (func(error),
 	if err != nil {
 		return nil, e.refuse(p, name, digest, err)
 	}
-	return e.check(ctx, p, name, in, digest, grant)
+	key := ""
+	if grant == nil {
+		key = p.cacheKey(name, msg, in)
+	}
+	return e.check(ctx, p, name, in, key, digest, grant)
 }

@@ -30,7 +30,8 @@ type Policy struct {
 
 	// quiet decides; verbose, which keeps print() calls, explains denials.
 	quiet, verbose *queries
-	inputUse       sync.Map // request name → bool, see readsInput
+	inputUse       sync.Map // request name → deps, see decisionDeps
+	cache          decisionCache
 
 	// opsMu is held from a decision that changes state until its operation
 	// finishes, so such requests run one at a time against the state they
