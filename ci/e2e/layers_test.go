@@ -102,6 +102,28 @@ func gptDisk(t *testing.T, path string, layers []*layer.Result) (parts []int, of
 	return parts, offsets
 }
 
+// plantedUpper is a writable layer disk as a hostile host could attach
+// it: an ext4 whose overlay upper directory (Kata's layout: upper/upper,
+// multi_layer_erofs.rs:422-427) holds a data/late of its own.
+func plantedUpper(t *testing.T, slot uint8) Disk {
+	t.Helper()
+	tree := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(tree, "upper", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "upper", "data", "late"), []byte("planted-by-the-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(tree, "work"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := Disk{Path: filepath.Join(t.TempDir(), "rwlayer.img"), Slot: slot}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", tree, d.Path, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	return d
+}
+
 // layerStorages are the storages runtime-rs sends for the disk's layers.
 func layerStorages(d Disk, cid string, layers []*layer.Result, parts []int) []*agentpb.Storage {
 	var out []*agentpb.Storage
@@ -213,10 +235,11 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 	badHashBlock := level0 + group
 	badTree := copyWith("tampered-tree.img", 0x1e, offsets[top]+entry+3)
 	gone := copyWith("unplugged.img", 0x1f, -1)
+	rw := plantedUpper(t, 0x1b)
 
 	img := initdataImage(t, pinningPolicy(t, a.Root, hashes), nil)
 	// The reports are read where runtime-rs reads them: the log port.
-	v := boot(t, VMConfig{Drives: []string{img}, Disks: []Disk{good, bad, badTree, gone}, Monitor: true,
+	v := boot(t, VMConfig{Drives: []string{img}, Disks: []Disk{good, bad, badTree, gone, rw}, Monitor: true,
 		VsockRelays: []uint32{logVport}, Extra: []string{"agent.log_vport=1025"}})
 	c := connect(t, v)
 	logs := openLogPort(t, v)
@@ -232,12 +255,12 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 		s.Linux.CgroupsPath = "/kubepods/e2e/" + cid
 		return s
 	}
-	start := func(t *testing.T, cid string, d Disk, script string) {
+	start := func(t *testing.T, cid string, storages []*agentpb.Storage, script string) {
 		t.Helper()
 		_, err := c.Agent.CreateContainer(callCtx(t), &agentpb.CreateContainerRequest{
-			ContainerId: cid, ExecId: cid, OCI: spec(cid, script), Storages: layerStorages(d, cid, layers, parts)})
+			ContainerId: cid, ExecId: cid, OCI: spec(cid, script), Storages: storages})
 		if err != nil {
-			t.Fatalf("CreateContainer from %s: %v", d.Path, err)
+			t.Fatalf("CreateContainer %s: %v", cid, err)
 		}
 		if _, err := c.Agent.StartContainer(callCtx(t), &agentpb.StartContainerRequest{ContainerId: cid}); err != nil {
 			t.Fatalf("StartContainer: %v", err)
@@ -259,7 +282,7 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 	}
 	run := func(t *testing.T, cid string, d Disk, script string, check func()) string {
 		t.Helper()
-		start(t, cid, d, script)
+		start(t, cid, layerStorages(d, cid, layers, parts), script)
 		out := readAll(t, c.Agent, cid)
 		finish(t, cid, check)
 		return out
@@ -317,7 +340,7 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 	// shell builtins run after the unplug, so nothing else needs the disk.
 	t.Run("unplugged-disk-is-reported", func(t *testing.T) {
 		const cid = "e2e-unplugged"
-		start(t, cid, gone, `echo ready; read x; read -r l </data/late; echo rc=$? l=$l`)
+		start(t, cid, layerStorages(gone, cid, layers, parts), `echo ready; read x; read -r l </data/late; echo rc=$? l=$l`)
 		r, err := c.Agent.ReadStdout(callCtx(t), &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: cid, Len: 32 << 10})
 		if err != nil || string(r.GetData()) != "ready\n" {
 			t.Fatalf("first output %q, %v", r.GetData(), err)
@@ -342,6 +365,43 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 			t.Fatalf("reading a file of the unplugged disk: %q, want a failure", out)
 		}
 		finish(t, cid, nil)
+	})
+
+	// The host's writable layer disk, sent first as runtime-rs does
+	// (erofs_rootfs.rs:1018-1020): the guest formats it encrypted, so the
+	// file the host planted there does not override the verified layer's,
+	// and what the container writes reaches the disk only as ciphertext.
+	t.Run("ext4-upper-disk", func(t *testing.T) {
+		const cid = "e2e-upper"
+		marker := "cocoon-upper-marker-" + randomHex(t, 8)
+		storages := append([]*agentpb.Storage{{
+			Driver: "blk", Source: rw.PCIPath(), Fstype: "ext4",
+			MountPoint: "/run/kata-containers/shared/containers/" + cid + "/rootfs",
+			Options:    []string{"rw", "X-kata.overlay-upper", "X-kata.multi-layer=true"},
+		}}, layerStorages(good, cid, layers, parts)...)
+		start(t, cid, storages, `read -r l </data/late && echo $l && i=0 && while [ $i -lt 4096 ]; do echo `+marker+`; i=$((i+1)); done >/data/written && wc -l </data/written`)
+		out := readAll(t, c.Agent, cid)
+		finish(t, cid, func() {
+			_, rec := logs.waitFor(t, "the layers of "+cid, func(_ KataLine, r AgentRecord) bool {
+				return r.Msg() == "erofs layers mounted" && r.Str("container") == cid
+			})
+			if !strings.HasPrefix(rec.Str("upper"), "/dev/vd") {
+				t.Errorf("upper %q, want the disk", rec.Str("upper"))
+			}
+		})
+		if want := lateLine + "\n4096\n"; out != want {
+			t.Fatalf("output %q, want %q (the verified layer's file, then the written lines)", out, want)
+		}
+		// The host's old blocks that were never overwritten keep its own
+		// plaintext, so only the written data is looked for.
+		disk, err := os.ReadFile(rw.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(disk, []byte("integrt\x00")) || bytes.Contains(disk, []byte(marker)) {
+			t.Fatalf("the upper disk starts with %q and holds the written data in plaintext: %v; want dm-integrity's superblock and ciphertext",
+				disk[:16], bytes.Contains(disk, []byte(marker)))
+		}
 	})
 
 	t.Run("unpinned-root-hash-refused", func(t *testing.T) {

@@ -69,10 +69,11 @@ func TestGroupLayers(t *testing.T) {
 func TestCheckLayers(t *testing.T) {
 	const mp = "/run/kata-containers/c1/rootfs"
 	// GPT layers go topmost first: by partition number, as Kata's agent.
-	lowers, plain, err := checkLayers("c1", []*Storage{kataLayer(3, hashA, mp), kataLayer(1, hashB, mp), kataLayer(2, hashA, mp)})
-	if err != nil || plain {
-		t.Fatal(err, plain)
+	set, err := checkLayers("c1", []*Storage{kataLayer(3, hashA, mp), kataLayer(1, hashB, mp), kataLayer(2, hashA, mp)})
+	if err != nil || set.plain || set.upper != nil {
+		t.Fatal(err, set)
 	}
+	lowers := set.lowers
 	var order []int
 	for _, l := range lowers {
 		order = append(order, l.opts.Partition)
@@ -83,7 +84,22 @@ func TestCheckLayers(t *testing.T) {
 
 	noVerity := kataLayer(1, hashA, mp)
 	noVerity.Options = noVerity.Options[:4]
-	upper := &Storage{Driver: "blk", Source: "03", Fstype: "ext4", MountPoint: mp, Options: []string{"X-kata.overlay-upper", "X-kata.multi-layer=true"}}
+	// runtime-rs's rw layer (erofs_rootfs.rs:575-626): containerd's mount
+	// options without "loop", then the two markers.
+	upper := &Storage{Driver: "blk", Source: "03", Fstype: "ext4", MountPoint: mp, Options: []string{"rw", "X-kata.overlay-upper", "X-kata.multi-layer=true"}}
+	set, err = checkLayers("c1", []*Storage{upper, kataLayer(1, hashA, mp)})
+	if err != nil || set.plain || set.upper == nil || set.upper.s != upper || len(set.lowers) != 1 || set.upper.name != "container c1 upper (03)" {
+		t.Fatalf("explicit upper: %v %+v", err, set)
+	}
+	// Kata takes an ext4 member marked multi-layer as the upper too
+	// (multi_layer_erofs.rs:535-539 is_upper_storage).
+	markedOnly := &Storage{Driver: "blk", Source: "03", Fstype: "ext4", MountPoint: mp, Options: []string{"X-kata.multi-layer=true"}}
+	if set, err := checkLayers("c1", []*Storage{kataLayer(1, hashA, mp), markedOnly}); err != nil || set.upper == nil || set.upper.s != markedOnly {
+		t.Fatalf("ext4 marked multi-layer: %v %+v", err, set)
+	}
+	withOpts := func(fstype string, opts ...string) *Storage {
+		return &Storage{Driver: "blk", Source: "03", Fstype: fstype, MountPoint: mp, Options: append([]string{"X-kata.overlay-upper", "X-kata.multi-layer=true"}, opts...)}
+	}
 	twice := []*Storage{kataLayer(1, hashA, mp), kataLayer(1, hashB, mp)}
 	mixed := kataLayer(2, hashA, mp)
 	mixed.Options = mixed.Options[4:]
@@ -94,14 +110,20 @@ func TestCheckLayers(t *testing.T) {
 		want error
 	}{
 		"layer without dm-verity":   {[]*Storage{kataLayer(1, hashA, mp), noVerity}, errdefs.ErrPermissionDenied},
-		"explicit upper disk":       {[]*Storage{upper, kataLayer(1, hashA, mp)}, errdefs.ErrNotImplemented},
+		"two upper disks":           {[]*Storage{upper, withOpts("ext4"), kataLayer(1, hashA, mp)}, errdefs.ErrInvalidArgument},
+		"upper not ext4":            {[]*Storage{withOpts("xfs"), kataLayer(1, hashA, mp)}, errdefs.ErrInvalidArgument},
+		"upper mount option":        {[]*Storage{withOpts("ext4", "rw", "data=journal"), kataLayer(1, hashA, mp)}, errdefs.ErrInvalidArgument},
+		"upper read-only":           {[]*Storage{withOpts("ext4", "ro"), kataLayer(1, hashA, mp)}, errdefs.ErrInvalidArgument},
+		"upper with dm-verity":      {[]*Storage{withOpts("ext4", "X-kata.dmverity-enabled=true", "X-kata.dmverity.roothash="+hashA), kataLayer(1, hashA, mp)}, errdefs.ErrInvalidArgument},
+		"upper on a partition":      {[]*Storage{withOpts("ext4", "X-kata.gpt-partitioned=true", "X-kata.partition-number=2"), kataLayer(1, hashA, mp)}, errdefs.ErrInvalidArgument},
+		"upper without lowers":      {[]*Storage{upper}, errdefs.ErrInvalidArgument},
 		"partition twice":           {twice, errdefs.ErrInvalidArgument},
 		"GPT and non-GPT":           {[]*Storage{kataLayer(1, hashA, mp), mixed}, errdefs.ErrInvalidArgument},
 		"not erofs":                 {[]*Storage{ext4}, errdefs.ErrInvalidArgument},
 		"two root hashes for layer": {[]*Storage{{Fstype: "erofs", Options: append(kataLayer(1, hashA, mp).Options, "X-kata.dmverity.roothash="+hashB)}}, errdefs.ErrInvalidArgument},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, _, err := checkLayers("c1", c.in)
+			_, err := checkLayers("c1", c.in)
 			if !errors.Is(err, c.want) {
 				t.Fatalf("err = %v, want %v", err, c.want)
 			}
@@ -128,8 +150,8 @@ func FuzzGroupLayers(f *testing.F) {
 		for _, s := range out {
 			n += max(len(s.Layers), 1)
 			if len(s.Layers) > 0 {
-				if _, _, err := checkLayers("c1", s.Layers); err != nil && !errdefs.IsInvalidArgument(err) &&
-					!errdefs.IsPermissionDenied(err) && !errdefs.IsNotImplemented(err) {
+				if _, err := checkLayers("c1", s.Layers); err != nil && !errdefs.IsInvalidArgument(err) &&
+					!errdefs.IsPermissionDenied(err) {
 					t.Fatalf("checkLayers: unclassified error %v", err)
 				}
 			}

@@ -10,12 +10,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-tee/cocoon/agent/internal/safepath"
 	"github.com/cocoon-tee/cocoon/agent/storage/erofs"
-	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
 // layer is one lower layer of a group, checked.
@@ -49,62 +47,85 @@ func (b *builtin) multiLayerErofs(ctx context.Context, r Request) (Mounted, erro
 	if err := safepath.ValidateID("container", owner); err != nil {
 		return Mounted{}, err
 	}
-	lowers, plain, err := checkLayers(owner, s.Layers)
+	set, err := checkLayers(owner, s.Layers)
 	if err != nil {
 		return Mounted{}, err
 	}
 	if err := b.verityPreflight(); err != nil {
 		return Mounted{}, err
 	}
+	if set.upper != nil {
+		if err := b.cryptPreflight(); err != nil {
+			return Mounted{}, fmt.Errorf("writable upper disk %s: %w", set.upper.name, err)
+		}
+	}
 	g := &layerGroup{b: b}
-	mt, err := g.mount(ctx, owner, s.MountPoint, lowers, plain)
+	mt, err := g.mount(ctx, owner, s.MountPoint, set)
 	if err != nil {
 		return Mounted{}, errors.Join(err, g.undo(context.WithoutCancel(ctx)))
 	}
 	return mt, nil
 }
 
-// checkLayers parses every member before anything is touched and returns
-// the lower layers in overlay order (topmost first). An explicit upper
-// layer (an ext4 disk, X-kata.overlay-upper) is not supported: the upper
-// is a directory in guest memory, as runtime-rs arranges when the
-// snapshotter has no writable disk.
-func checkLayers(owner string, members []*Storage) (lowers []layer, plain bool, err error) {
+// layerSet is a group's members, checked: the lowers in overlay order
+// (topmost first), the explicit upper disk if the host sent one, and
+// whether the group is a plain verified EROFS storage rather than a rootfs.
+type layerSet struct {
+	lowers []layer
+	upper  *layer
+	plain  bool
+}
+
+// checkLayers parses every member before anything is touched.
+func checkLayers(owner string, members []*Storage) (layerSet, error) {
+	var set layerSet
 	for i, m := range members {
 		lo, err := erofs.ParseOptions(m.Options)
 		if err != nil {
-			return nil, false, fmt.Errorf("container %s storage %d: %w", owner, i, err)
+			return layerSet{}, fmt.Errorf("container %s storage %d: %w", owner, i, err)
 		}
-		if lo.Upper {
-			return nil, false, unimplemented("container %s: an explicit writable upper disk (%s) is not supported; the upper layer is a directory in guest memory", owner, erofs.OptOverlayUpper)
+		if isUpper(m, lo) {
+			if set.upper != nil {
+				return layerSet{}, invalid("container %s: two writable upper disks (%s), at most one", owner, erofs.OptOverlayUpper)
+			}
+			u, err := checkUpper(owner, i, m, lo)
+			if err != nil {
+				return layerSet{}, err
+			}
+			set.upper = u
+			continue
 		}
 		if m.Fstype != "erofs" {
-			return nil, false, invalid("container %s storage %d: fstype %q, want erofs", owner, i, m.Fstype)
+			return layerSet{}, invalid("container %s storage %d: fstype %q, want erofs", owner, i, m.Fstype)
 		}
-		name := fmt.Sprintf("container %s layer %d (%s", owner, i+1, m.Source)
+		name := fmt.Sprintf("container %s layer %d (%s", owner, len(set.lowers)+1, m.Source)
 		if lo.Partition > 0 {
 			name += " partition " + strconv.Itoa(lo.Partition)
 		}
 		name += ")"
 		if lo.Verity == nil {
-			return nil, false, denied("erofs layer %s has no dm-verity root hash (%s): the host could change its contents unnoticed; refusing it",
+			return layerSet{}, denied("erofs layer %s has no dm-verity root hash (%s): the host could change its contents unnoticed; refusing it",
 				name, erofs.OptVerityEnabled)
 		}
-		lowers = append(lowers, layer{s: m, opts: lo, name: name})
+		set.lowers = append(set.lowers, layer{s: m, opts: lo, name: name})
 	}
-	plain = len(lowers) == 1 && !lowers[0].opts.MultiLayer && lowers[0].s.Driver != DriverMultiLayerErofs
+	if len(set.lowers) == 0 {
+		return layerSet{}, invalid("container %s: a writable upper disk without any EROFS lower layer", owner)
+	}
+	lowers := set.lowers
+	set.plain = set.upper == nil && len(lowers) == 1 && !lowers[0].opts.MultiLayer && lowers[0].s.Driver != DriverMultiLayerErofs
 	gpt := lowers[0].opts.GPTPartitioned
 	seen := map[string]bool{}
 	for _, l := range lowers {
 		if l.opts.GPTPartitioned != gpt {
-			return nil, false, invalid("container %s: some layers are GPT partitions and some are not", owner)
+			return layerSet{}, invalid("container %s: some layers are GPT partitions and some are not", owner)
 		}
 		if gpt && l.opts.Partition == 0 {
-			return nil, false, invalid("erofs layer %s: %s without %s", l.name, erofs.OptGPTPartitioned, erofs.OptPartition)
+			return layerSet{}, invalid("erofs layer %s: %s without %s", l.name, erofs.OptGPTPartitioned, erofs.OptPartition)
 		}
 		key := l.s.Source + "#" + strconv.Itoa(l.opts.Partition)
 		if seen[key] {
-			return nil, false, invalid("erofs layer %s is given twice", l.name)
+			return layerSet{}, invalid("erofs layer %s is given twice", l.name)
 		}
 		seen[key] = true
 	}
@@ -114,7 +135,7 @@ func checkLayers(owner string, members []*Storage) (lowers []layer, plain bool, 
 	if gpt {
 		slices.SortStableFunc(lowers, func(a, b layer) int { return a.opts.Partition - b.opts.Partition })
 	}
-	return lowers, plain, nil
+	return set, nil
 }
 
 // layerGroup is what one group has set up so far, undone in reverse.
@@ -122,12 +143,14 @@ type layerGroup struct {
 	b       *builtin
 	watch   *verityWatch // nil when the kernel's uevents cannot be read
 	verity  []*verityDevice
+	crypt   *encryptedDisk // the upper disk's mapping, if there is one
 	unmount []func(context.Context) error
 	dir     string // the private directory of the lowers and the upper
 }
 
-func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, lowers []layer, plain bool) (Mounted, error) {
+func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, set layerSet) (Mounted, error) {
 	b := g.b
+	lowers, plain := set.lowers, set.plain
 	// Watch before any mapping exists, so no failure goes unseen. Without
 	// uevents the layers are still verified (a bad block is EIO to the
 	// reader); only the prompt report is lost, so this is no refusal.
@@ -169,6 +192,17 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, lowers
 			return Mounted{}, err
 		}
 	}
+	// Kata's upper: the disk's file system (or a directory in guest
+	// memory) on <dir>/upper, the overlay's upper and work directories in
+	// it (multi_layer_erofs.rs:250-255, 422-427).
+	upperDisk := "guest memory"
+	if set.upper != nil {
+		dev, err := g.mountUpper(ctx, owner, *set.upper, filepath.Join(g.dir, "upper"))
+		if err != nil {
+			return Mounted{}, err
+		}
+		upperDisk = dev
+	}
 	upper, work := filepath.Join(g.dir, "upper", "upper"), filepath.Join(g.dir, "upper", "work")
 	for _, d := range []string{upper, work} {
 		t, err := b.roots.prepare(d, false)
@@ -186,7 +220,8 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, lowers
 	for i, l := range lowers {
 		hashes[i] = l.opts.Verity.RootHash
 	}
-	b.log.Info("erofs layers mounted", "container", owner, "layers", len(lowers), "root_hashes", strings.Join(hashes, ","), "mount_point", mountPoint)
+	b.log.Info("erofs layers mounted", "container", owner, "layers", len(lowers), "root_hashes", strings.Join(hashes, ","),
+		"upper", upperDisk, "mount_point", mountPoint)
 	return Mounted{Path: mountPoint, Cleanup: g.undo}, nil
 }
 
@@ -231,6 +266,12 @@ func (g *layerGroup) undo(ctx context.Context) error {
 		}
 	}
 	g.verity = nil
+	if g.crypt != nil {
+		if err := g.crypt.close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		g.crypt = nil
+	}
 	if g.dir != "" {
 		if err := os.RemoveAll(g.dir); err != nil {
 			errs = append(errs, err)
@@ -288,9 +329,4 @@ func (b *builtin) partition(ctx context.Context, disk string, n int) (string, er
 		}
 		return "", false
 	})
-}
-
-// unimplemented builds an UNIMPLEMENTED error.
-func unimplemented(format string, args ...any) error {
-	return errs.Newf(errdefs.ErrNotImplemented, format, args...)
 }
