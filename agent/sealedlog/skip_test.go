@@ -72,3 +72,23 @@ func TestAppendWithinBound(t *testing.T) {
 		t.Fatalf("recovered %d bytes, want %d [%s]", len(got), len(want), kinds(evs))
 	}
 }
+
+// BenchmarkSealerAppend32K is BenchmarkSealer32K the way a sealed stream's
+// pump seals: into a reused queue.
+func BenchmarkSealerAppend32K(b *testing.B) {
+	priv := newKey(b, ecdh.X25519())
+	s, err := NewSealer(priv.PublicKey(), "c1/stdout", Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	logLine := []byte("2026-01-02T03:04:05Z level=info msg=\"request served\" status=200 bytes=5123\n")
+	p := bytes.Repeat(logLine, 32<<10/len(logLine)+1)[:32<<10]
+	q := make([]byte, 0, 2*s.Bound(len(p)))
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if q, err = s.Append(q[:0], p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
