@@ -64,9 +64,10 @@ func Redact(groups []string, a slog.Attr) slog.Attr {
 // it gets back anyway (rpc status codes and messages), start-up facts and
 // settings from the image or initdata, which the host supplies or can
 // measure. Not listed, on purpose: panic values and stacks (guest memory),
-// Rego print output (policy state), and the attestation agent's "err",
-// "what", "resource", "domain" and "operation" (which secrets and
-// measurements the workload asks for, over its own channel).
+// Rego print output (policy state), and the attestation side's
+// "attest_error", "what", "resource", "domain" and "operation" (which
+// secrets and measurements the workload asks for, over its own channel:
+// attestation errors say which, so they are not logged as "error").
 func hostVisible(key string) bool {
 	switch key {
 	case slog.TimeKey, slog.LevelKey, slog.MessageKey,
@@ -82,6 +83,8 @@ func hostVisible(key string) bool {
 		// storages the host sent
 		"driver", "fstype", "mount_point", "options", "device", "mapper", "integrity",
 		"container", "labels",
+		// host-shared layers: root hashes and devices the host sent, blocks of its disks
+		"root_hash", "root_hashes", "dev", "mapping", "upper", "block", "block_type",
 		// this package
 		"dropped":
 		return true

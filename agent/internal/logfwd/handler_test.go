@@ -29,14 +29,14 @@ func forwarded(t *testing.T, confidential bool, args ...any) map[string]any {
 }
 
 func TestConfidentialRedactsWhatTheHostCannotSee(t *testing.T) {
-	args := []any{"method", "CreateContainer", "panic", "secret-value", "stack", "goroutine 1", "err", "kbs:///a/b/c: 404", "prints", "pstate", "unlisted", 7, slog.Group("g", "error", "x")}
+	args := []any{"method", "CreateContainer", "panic", "secret-value", "stack", "goroutine 1", "err", "kbs:///a/b/c: 404", "attest_error", "resource kbs:///default/key/1: 404", "root_hash", "ab12", "prints", "pstate", "unlisted", 7, slog.Group("g", "error", "x")}
 	m := forwarded(t, true, args...)
-	for _, k := range []string{"panic", "stack", "err", "prints", "unlisted"} {
+	for _, k := range []string{"panic", "stack", "err", "attest_error", "prints", "unlisted"} {
 		if m[k] != Redacted {
 			t.Errorf("%s = %v, want %s", k, m[k], Redacted)
 		}
 	}
-	if m["method"] != "CreateContainer" || m["container_id"] != "c1" || m["msg"] != "panic in handler" || m["level"] != "ERRO" {
+	if m["method"] != "CreateContainer" || m["container_id"] != "c1" || m["root_hash"] != "ab12" || m["msg"] != "panic in handler" || m["level"] != "ERRO" {
 		t.Errorf("host-visible values changed: %v", m)
 	}
 	if g, _ := m["g"].(map[string]any); g["error"] != "x" {

@@ -153,7 +153,7 @@ func (h *handler) fail(w http.ResponseWriter, what string, err error) {
 	case errdefs.IsPermissionDenied(err):
 		code = http.StatusForbidden
 	}
-	h.d.Log.Warn("workload API request failed", "what", what, "error", err)
+	h.d.Log.Warn("workload API request failed", "what", what, "attest_error", err)
 	http.Error(w, err.Error(), code)
 }
 

@@ -423,7 +423,7 @@ func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 		if i >= c.opts.Attempts {
 			return fmt.Errorf("%s failed after %d attempts: %w", what, i, err)
 		}
-		c.opts.Log.WarnContext(ctx, "KBS request failed, retrying", "what", what, "attempt", i, "error", err)
+		c.opts.Log.WarnContext(ctx, "KBS request failed, retrying", "what", what, "attempt", i, "attest_error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

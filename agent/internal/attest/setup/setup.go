@@ -220,7 +220,7 @@ func (a *Attestation) startKBS(ctx context.Context, o Options) error {
 		go func() {
 			defer a.wg.Done()
 			if err := a.KBS.FetchCredentials(ctx, root); err != nil {
-				a.log.ErrorContext(ctx, "fetching KBS credentials failed", "error", err)
+				a.log.ErrorContext(ctx, "fetching KBS credentials failed", "attest_error", err)
 			}
 		}()
 	}
@@ -240,7 +240,7 @@ func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func
 	}
 	h, err := api.NewHandler(d, mode)
 	if err != nil {
-		a.log.ErrorContext(ctx, "workload API disabled", "error", err)
+		a.log.ErrorContext(ctx, "workload API disabled", "attest_error", err)
 		return
 	}
 	if addr == "" {
@@ -248,7 +248,7 @@ func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		a.log.ErrorContext(ctx, "workload API disabled", "addr", addr, "error", err)
+		a.log.ErrorContext(ctx, "workload API disabled", "addr", addr, "attest_error", err)
 		return
 	}
 	a.APIAddr = l.Addr()
@@ -256,7 +256,7 @@ func (a *Attestation) serveAPI(ctx context.Context, mode, addr string, head func
 	go func() {
 		defer a.wg.Done()
 		if err := api.Serve(ctx, l, h); err != nil {
-			a.log.ErrorContext(ctx, "workload API stopped", "error", err)
+			a.log.ErrorContext(ctx, "workload API stopped", "attest_error", err)
 		}
 	}()
 	a.log.InfoContext(ctx, "workload API serving", "addr", l.Addr().String(), "mode", mode)
