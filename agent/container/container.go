@@ -227,13 +227,17 @@ func awaitExec(ctx context.Context, pid int, initExe fileID, done <-chan struct{
 			return ctx.Err()
 		case <-t.C:
 		}
-		if delay < 5*time.Millisecond {
-			delay *= 2
-		}
+		delay = min(2*delay, maxExecPoll)
 		t.Reset(delay)
 	}
 	return nil
 }
+
+// maxExecPoll caps awaitExec's back-off. Tearing down the init's Go
+// runtime in the execve takes a millisecond or two; a doubling interval
+// with a high cap would often look again only after about as long once more,
+// and StartContainer waits for it. A check is two small /proc reads.
+const maxExecPoll = 250 * time.Microsecond
 
 // fileID identifies an executable by device and inode: a path says
 // nothing when the same name appears in another mount namespace.
@@ -357,11 +361,17 @@ func (c *Container) Signal(ctx context.Context, execID string, sig syscall.Signa
 
 // KillAll kills every process in the container's cgroup.
 func (c *Container) KillAll() error {
-	_ = c.lc.Pause()
-	pids, err := c.lc.Processes()
-	if err == nil {
-		for _, pid := range pids {
-			_ = unix.Kill(pid, unix.SIGKILL)
+	// An empty cgroup has no process that could fork while the others are
+	// killed, so it is not frozen: RemoveContainer after the workload has
+	// exited, the usual case, skips libcontainer's freeze loop and its state
+	// refresh. Nothing but the agent moves a process into the cgroup.
+	if pids, err := c.lc.Processes(); err != nil || len(pids) > 0 {
+		_ = c.lc.Pause()
+		pids, err := c.lc.Processes()
+		if err == nil {
+			for _, pid := range pids {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
 		}
 	}
 	// Frozen tasks do not die until thawed (cgroup v1), so the cgroup is
