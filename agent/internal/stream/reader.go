@@ -32,6 +32,11 @@ type reader struct {
 	// used is set by the first read; a stream is sealed only before.
 	used atomic.Bool
 
+	// parking, when set (tests only, export_test.go), is called before
+	// each read of f that may block, so a test can act on a blocked read
+	// without sleeping. Set before the first read; never changed after.
+	parking func()
+
 	st         sync.Mutex
 	sealed     *sealedOut // set once by Seal; reads then come from its queue
 	f          *os.File
@@ -93,6 +98,9 @@ func (r *reader) read(n int, exited *atomic.Bool) ([]byte, error) {
 func (r *reader) readChunk(f *os.File, buf []byte, exited *atomic.Bool) (n int, eof bool, err error) {
 	r.armDeadline(f, exited)
 	for {
+		if r.parking != nil {
+			r.parking()
+		}
 		n, err = f.Read(buf)
 		if n > 0 {
 			return n, false, nil

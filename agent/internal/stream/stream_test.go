@@ -56,7 +56,8 @@ func TestPipesAndEOF(t *testing.T) {
 }
 
 // A grandchild holding the write end must not keep reads blocked after the
-// process is reaped: the drain window ends them, data still gets through.
+// process is reaped: data written before still gets through, and a read
+// blocked when the process is reaped ends within the drain window.
 func TestDrainWindowAfterExit(t *testing.T) {
 	s, child, err := New(Options{})
 	if err != nil {
@@ -65,14 +66,31 @@ func TestDrainWindowAfterExit(t *testing.T) {
 	defer s.Close()
 	defer child.CloseChild() // the "grandchild" keeps every end open
 	child.Stdout.Write([]byte("tail"))
-	done := make(chan []byte)
-	go func() { done <- readAll(t, s, Stdout) }()
-	time.Sleep(20 * time.Millisecond)
+	if d, err := s.Read(Stdout, 4096); err != nil || string(d) != "tail" {
+		t.Fatalf("read %q, %v; want the tail", d, err)
+	}
+	parked := make(chan struct{}, 1)
+	s.OnParking(func() {
+		select {
+		case parked <- struct{}{}:
+		default:
+		}
+	})
+	type result struct {
+		d   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		d, err := s.Read(Stdout, 4096)
+		done <- result{d, err}
+	}()
+	<-parked // the pipe is empty: this read blocks
 	s.Exited()
 	select {
-	case got := <-done:
-		if string(got) != "tail" {
-			t.Errorf("got %q", got)
+	case r := <-done:
+		if r.err != nil || len(r.d) != 0 {
+			t.Errorf("blocked read ended with %q, %v; want EOF", r.d, r.err)
 		}
 	case <-time.After(10 * DrainWindow):
 		t.Fatal("read still blocked after the drain window")
