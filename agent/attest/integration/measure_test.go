@@ -2,12 +2,15 @@ package integration_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -78,23 +81,27 @@ func TestPolicyMeasurements(t *testing.T) {
 		t.Fatalf("measurements\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
+	// The head is measured once DestroySandbox has answered; wait for its
+	// write to the event log (bounded by the test's deadline, not asserted
+	// on). The watch starts before the call so that no write is missed.
+	evlog := filepath.Join(cfg.StateDir, "eventlog")
+	w := watchFile(t, evlog)
 	if _, err := a.DestroySandbox(ctx, &agentpb.DestroySandboxRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	// The head is measured once DestroySandbox has answered; wait for it
-	// (bounded by the test's deadline, not asserted on).
 	got = nil
-	for len(got) < 5 {
-		if ctx.Err() != nil {
-			t.Fatalf("decision log head never measured: %q", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-		// An entry being appended may be read half-written; read again.
-		if raw, err := os.ReadFile(filepath.Join(cfg.StateDir, "eventlog")); err == nil {
+	err = w.until(ctx, func() bool {
+		// An entry being appended may be read half-written; the write
+		// that completes it brings another change.
+		if raw, err := os.ReadFile(evlog); err == nil {
 			if evs, err := eventlog.Parse(raw); err == nil {
 				got = cocoonEvents(evs)
 			}
 		}
+		return len(got) >= 5
+	})
+	if err != nil {
+		t.Fatalf("decision log head never measured (%v): %q", err, got)
 	}
 	raw, err := os.ReadFile(cfg.DecisionLog)
 	if err != nil {
@@ -115,4 +122,40 @@ func TestPolicyMeasurements(t *testing.T) {
 	if !bytes.Contains(raw, []byte(`"request":"DestroySandboxRequest"`)) {
 		t.Errorf("decision log lacks DestroySandbox:\n%s", raw)
 	}
+}
+
+// fileWatch reports writes to one file through inotify, so that a test waits
+// for the write it expects instead of re-reading the file on a timer.
+type fileWatch struct{ f *os.File }
+
+func watchFile(t *testing.T, path string) *fileWatch {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatalf("inotify: %v", err)
+	}
+	// Non-blocking, so Go's poller owns it and a deadline ends a read.
+	f := os.NewFile(uintptr(fd), "inotify")
+	t.Cleanup(func() { f.Close() })
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err != nil {
+		t.Fatalf("watch %s: %v", path, err)
+	}
+	return &fileWatch{f: f}
+}
+
+// until calls done now and after every write to the file, until done
+// reports true or ctx ends.
+func (w *fileWatch) until(ctx context.Context, done func() bool) error {
+	stop := context.AfterFunc(ctx, func() { _ = w.f.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, 4096) // room for many events, each at least 16 bytes
+	for !done() {
+		if _, err := w.f.Read(buf); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("inotify: %w", err)
+		}
+	}
+	return nil
 }
