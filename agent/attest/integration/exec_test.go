@@ -1,0 +1,249 @@
+package integration_test
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoon-tee/cocoon/agent/config"
+	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/agent/execgrant"
+	"github.com/cocoon-tee/cocoon/agent/initdata"
+	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/policy"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// execOwner is a pod owner's keys: logs are sealed to seal, grants are
+// signed by exec.
+type execOwner struct {
+	seal *ecdh.PrivateKey
+	exec ed25519.PrivateKey
+}
+
+// startOwned runs the real agent under the shipped coco-default policy
+// with the owner's keys in initdata's cocoon.toml, as the owner's
+// `cocoonctl initdata create --file cocoon.toml=...` would deliver them.
+func startOwned(t *testing.T, sample bool) (*agent, execOwner) {
+	t.Helper()
+	sk, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ek, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coco, err := policy.Builtin(policy.CocoDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toml := fmt.Sprintf("[owner]\nseal_key = %q\nexec_keys = [%q]\n", pkix(t, sk.PublicKey()), pkix(t, ek.Public()))
+	id, err := initdata.Create("sha256", map[string]string{initdata.KeyPolicy: coco, "cocoon.toml": toml})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig(t)
+	cfg.AttestSample = sample
+	writeInitdata(t, &cfg, id)
+	return start(t, cfg, daemon.Options{}), execOwner{seal: sk, exec: ek}
+}
+
+func pkix(t *testing.T, k any) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
+
+// runApp starts a long-running container named "app" of pod shop/web, with
+// the annotations containerd adds (the policy and the grant check them).
+func (a *agent) runApp(t *testing.T, cfg config.Config) {
+	t.Helper()
+	s := spec(testenv.KataRootfs(t, cfg.KataRunDir, "app"), nil, "sleep", "1000")
+	s.Annotations = map[string]string{
+		"io.kubernetes.cri.container-name":    "app",
+		"io.kubernetes.cri.sandbox-name":      "web",
+		"io.kubernetes.cri.sandbox-namespace": "shop",
+	}
+	ctx := ctxT(t)
+	if _, err := a.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "app", ExecId: "app", OCI: s}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.StartContainer(ctx, &agentpb.StartContainerRequest{ContainerId: "app"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// encryptedExec signs a grant carrying a fresh ephemeral key, as
+// `cocoonctl exec` does, runs it, and returns the grant's nonce, the
+// ephemeral private key and the exec's whole stdout and stderr as the
+// host relays them.
+func (a *agent) encryptedExec(t *testing.T, o execOwner, eid string, argv ...string) (nonce string, eph *ecdh.PrivateKey, stdout, stderr []byte) {
+	t.Helper()
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(eph.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	nonce = execgrant.NewNonce()
+	tok, err := execgrant.Sign(o.exec, execgrant.Grant{Version: 1, Pod: "shop/web", Container: "app", Argv: argv,
+		IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix(), Nonce: nonce,
+		SealKey: base64.RawURLEncoding.EncodeToString(der)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	if _, err := a.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: eid,
+		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Env: []string{"PATH=/bin"}, Cwd: "/"}}); err != nil {
+		t.Fatalf("encrypted exec: %v", err)
+	}
+	read := func(stderr bool) []byte {
+		var b bytes.Buffer
+		for {
+			req := &agentpb.ReadStreamRequest{ContainerId: "app", ExecId: eid, Len: 32 << 10}
+			var r *agentpb.ReadStreamResponse
+			if stderr {
+				r, err = a.ReadStderr(ctx, req)
+			} else {
+				r, err = a.ReadStdout(ctx, req)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Data) == 0 {
+				return b.Bytes()
+			}
+			b.Write(r.Data)
+		}
+	}
+	stdout, stderr = read(false), read(true)
+	if w, err := a.WaitProcess(ctx, &agentpb.WaitProcessRequest{ContainerId: "app", ExecId: eid}); err != nil || w.Status != 0 {
+		t.Fatalf("exec: %v, status %v", err, w)
+	}
+	return nonce, eph, stdout, stderr
+}
+
+// headerLines returns the sealed header lines of some output.
+func headerLines(out []byte) [][]byte {
+	var hs [][]byte
+	for _, l := range bytes.Split(out, []byte("\n")) {
+		if bytes.HasPrefix(l, []byte(sealedlog.HeaderPrefix)) {
+			hs = append(hs, l)
+		}
+	}
+	return hs
+}
+
+// openSession opens the session's output with the grant's key, skipping
+// the announcement (unsealed to ExecOwner), and returns the plaintext.
+func openSession(t *testing.T, eph *ecdh.PrivateKey, stdout, stderr []byte) (string, string) {
+	t.Helper()
+	x, err := sealedlog.NewExecOwner(eph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs [2]strings.Builder
+	for _, text := range [][]byte{stdout, stderr} {
+		for _, l := range bytes.Split(bytes.TrimSuffix(text, []byte("\n")), []byte("\n")) {
+			if execgrant.IsAnnouncement(l) {
+				continue
+			}
+			out, unsealed, err := x.Line(l)
+			if err != nil || unsealed {
+				t.Fatalf("session line %.100q: %v (unsealed %v)", l, err, unsealed)
+			}
+			for _, o := range out {
+				if o.Stderr {
+					outs[1].Write(o.Data)
+				} else {
+					outs[0].Write(o.Data)
+				}
+			}
+		}
+	}
+	if err := x.End(); err != nil {
+		t.Fatal(err)
+	}
+	return outs[0].String(), outs[1].String()
+}
+
+// Through the real daemon, an encrypted exec session is announced with the
+// evidence of the attester the daemon set up, and that evidence binds
+// this grant and every stream of the session: the daemon's wiring of the
+// attester to the sandbox is what this proves. The sample attester stands
+// in for TEE hardware (this machine has none); its evidence authenticates
+// nothing, so the check below allows it explicitly, as
+// `cocoonctl exec --insecure-sample-evidence` does.
+func TestEncryptedExecAnnouncedByDaemon(t *testing.T) {
+	a, o := startOwned(t, true)
+	a.runApp(t, a.cfg)
+	nonce, eph, stdout, stderr := a.encryptedExec(t, o, "e2e-ann", "sh", "-c", "echo out; echo err >&2")
+
+	first, _, _ := bytes.Cut(stdout, []byte("\n"))
+	if !execgrant.IsAnnouncement(first) {
+		t.Fatalf("the session's first stdout line is not an announcement: %.120q", first)
+	}
+	ann, err := execgrant.ParseAnnouncement(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ann.Tee != "sample" {
+		t.Errorf("announced tee %q, want the daemon's sample attester", ann.Tee)
+	}
+	if err := ann.Verify(nonce, false); !errors.Is(err, execgrant.ErrSampleEvidence) {
+		t.Errorf("sample evidence without allowing it: %v, want ErrSampleEvidence", err)
+	}
+	if err := ann.Verify(nonce, true); err != nil {
+		t.Fatalf("the announcement does not verify for its grant: %v", err)
+	}
+	if err := ann.Verify(execgrant.NewNonce(), true); !errors.Is(err, execgrant.ErrEvidenceMismatch) {
+		t.Errorf("the announcement verifies for another grant's nonce: %v", err)
+	}
+	hs := append(headerLines(stdout), headerLines(stderr)...)
+	if len(hs) < 3 {
+		t.Fatalf("%d sealed headers in the session's output, want the key stream's, stdout's and stderr's", len(hs))
+	}
+	for _, h := range hs {
+		if !ann.Binds(h) {
+			t.Errorf("header %.80q is not bound by the announcement", h)
+		}
+	}
+	if out, errOut := openSession(t, eph, stdout, stderr); out != "out\n" || errOut != "err\n" {
+		t.Errorf("session output %q / %q, want out / err", out, errOut)
+	}
+}
+
+// An agent without an attester (no TEE, no sample attester) still runs an
+// encrypted exec but announces nothing (Sandbox.SetExecAttester's
+// documented behaviour): the first line is the key stream's header, and
+// `cocoonctl exec` refuses such a session for want of evidence.
+func TestEncryptedExecWithoutAttesterNotAnnounced(t *testing.T) {
+	a, o := startOwned(t, false)
+	a.runApp(t, a.cfg)
+	_, eph, stdout, stderr := a.encryptedExec(t, o, "e2e-noann", "sh", "-c", "echo out")
+	if bytes.Contains(stdout, []byte(execgrant.AnnouncementPrefix)) || bytes.Contains(stderr, []byte(execgrant.AnnouncementPrefix)) {
+		t.Fatal("an agent without an attester announced a session")
+	}
+	if !bytes.HasPrefix(stdout, []byte(sealedlog.HeaderPrefix)) {
+		t.Fatalf("stdout starts %.60q, want the key stream's header", stdout)
+	}
+	if out, _ := openSession(t, eph, stdout, stderr); out != "out\n" {
+		t.Errorf("session output %q, want out", out)
+	}
+}
