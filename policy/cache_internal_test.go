@@ -97,3 +97,24 @@ CloseStdinRequest := {"allowed": true, "ops": [{"op": "add", "path": "/pstate/x"
 		t.Fatal("a decision with ops was cached")
 	}
 }
+
+// A decision made on an older state is never served for a newer one,
+// nor stored over it.
+func TestDecisionCacheVersions(t *testing.T) {
+	var c decisionCache
+	c.put(1, "k", Decision{Allowed: true})
+	if d, ok := c.get(1, "k"); !ok || !d.Allowed {
+		t.Fatal("cached decision not found")
+	}
+	if _, ok := c.get(2, "k"); ok {
+		t.Fatal("decision of state 1 served for state 2")
+	}
+	c.put(2, "other", Decision{})
+	c.put(1, "k", Decision{Allowed: true}) // decided on state 1, finished late
+	if _, ok := c.get(2, "k"); ok {
+		t.Fatal("late decision of state 1 stored for state 2")
+	}
+	if _, ok := c.get(1, "k"); ok {
+		t.Fatal("state 1's decisions kept after state 2's arrived")
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -129,5 +131,36 @@ func TestDecisionCacheRepeatsVerdicts(t *testing.T) {
 				t.Errorf("%s / %s: first %s, then %s", pname, m, got[0], got[1])
 			}
 		}
+	}
+}
+
+// Reads racing a state change: every read that starts after the change
+// was committed is refused, none is answered from a decision cached for
+// the state before.
+func TestDecisionCacheConcurrentStateChange(t *testing.T) {
+	e := policy.NewEngine(load(t, closingPolicy), nil, nil)
+	var committed atomic.Bool
+	var wg sync.WaitGroup
+	stale := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				after := committed.Load()
+				err := readStdout(e, "c1")
+				if after && err == nil {
+					stale <- fmt.Errorf("read %d allowed after the close was committed", i)
+					return
+				}
+			}
+		}()
+	}
+	commit(t, e, "CloseStdin", &agentpb.CloseStdinRequest{ContainerId: "c1"})
+	committed.Store(true)
+	wg.Wait()
+	close(stale)
+	for err := range stale {
+		t.Error(err)
 	}
 }
