@@ -91,8 +91,9 @@ var agentBuild = []string{"build", "-trimpath", "-tags", "osusergo,netgo,contain
 // startAgentProcess builds the agent and runs it as a process of its own
 // (as in a guest, its CPU, threads and garbage collector are not shared with
 // the client) on a unix socket, with its directories and cgroup parent the
-// test's own. It returns once the agent logs that it is serving.
-func startAgentProcess(b *testing.B) agent {
+// test's own. It returns once the agent logs that it is serving, with the
+// agent's pid.
+func startAgentProcess(b *testing.B) (agent, int) {
 	b.Helper()
 	testenv.RequiresRoot(b)
 	dir := b.TempDir()
@@ -142,7 +143,29 @@ func startAgentProcess(b *testing.B) agent {
 	case <-time.After(time.Minute):
 		b.Fatal("the agent did not log \"agent serving\" within a minute")
 	}
-	return a
+	return a, cmd.Process.Pid
+}
+
+// cpuTime is the CPU time (user + system) a process has used, with that of
+// the children it has waited for: for the agent, the container inits and
+// runc's intermediate processes it reaps. Fields 14-17 of /proc/<pid>/stat,
+// in USER_HZ.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	f := strings.Fields(string(data[i+2:])) // f[0] is field 3, the state
+	var ticks int64
+	for _, k := range []int{11, 12, 13, 14} {
+		v, err := strconv.ParseInt(f[k], 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / 100
 }
 
 // runcBaseline prepares a pod whose container rootfs exists (created and
@@ -183,13 +206,15 @@ func BenchmarkRuncRunTrue(b *testing.B) {
 // shared machine its ratio is the number to quote. The agent is the
 // Makefile's build of cocoon-agent in a process of its own. Its time is
 // also reported per call (create, start, wait, remove), to show where it
-// goes.
+// goes, and both sides' CPU time per container.
 func BenchmarkRunTrueInterleaved(b *testing.B) {
-	runc, p, bundle, state := runcBaseline(b, startAgentProcess(b), "bench-mix")
+	a, pid := startAgentProcess(b)
+	runc, p, bundle, state := runcBaseline(b, a, "bench-mix")
 	ctx := context.Background()
 	spec := p.h.Spec(p.cid, []string{"/bin/true"})
 	var phases [4]time.Duration // create, start, wait, remove
-	var runcTime time.Duration
+	var runcTime, runcCPU time.Duration
+	agentCPU := cpuTime(b, pid)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -209,20 +234,29 @@ func BenchmarkRunTrueInterleaved(b *testing.B) {
 			b.Fatal(err)
 		}
 		t4 := time.Now()
-		if out, err := exec.Command(runc, "--root", state, "run", "--bundle", bundle, "mix-"+strconv.Itoa(i)).CombinedOutput(); err != nil {
+		cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, "mix-"+strconv.Itoa(i))
+		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("runc run: %v: %s", err, out)
 		}
+		// runc waits for its container's init, so its rusage covers it.
+		runcCPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		phases[0] += t1.Sub(t0)
 		phases[1] += t2.Sub(t1)
 		phases[2] += t3.Sub(t2)
 		phases[3] += t4.Sub(t3)
 		runcTime += time.Since(t4)
 	}
+	agentCPU = cpuTime(b, pid) - agentCPU
 	agentTime := phases[0] + phases[1] + phases[2] + phases[3]
 	perOp := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(b.N) }
 	b.ReportMetric(perOp(agentTime), "agent-ms/op")
 	b.ReportMetric(perOp(runcTime), "runc-ms/op")
 	b.ReportMetric(float64(agentTime)/float64(runcTime), "agent/runc")
+	// CPU time depends far less on the machine's load than wall time: the
+	// agent's (with the container inits it reaps) against runc's (with its
+	// init).
+	b.ReportMetric(perOp(agentCPU), "agent-cpu-ms/op")
+	b.ReportMetric(perOp(runcCPU), "runc-cpu-ms/op")
 	for i, name := range []string{"create", "start", "wait", "remove"} {
 		b.ReportMetric(perOp(phases[i]), name+"-ms/op")
 	}
