@@ -6,6 +6,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Decisions the cache keeps, and the longest key it takes: enough for the
@@ -73,11 +74,25 @@ func (p *Policy) decideCached(ctx context.Context, name string, in ast.Value, ke
 	return d, pend, err
 }
 
+// flat reports whether msg has no message fields: the requests the
+// runtime repeats (stream reads and writes, waits, signals) are flat,
+// and sizing a CreateContainerRequest to find it too large would cost
+// more than its key could save.
+func flat(msg proto.Message) bool {
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if k := fields.Get(i).Kind(); k == protoreflect.MessageKind || k == protoreflect.GroupKind {
+			return false
+		}
+	}
+	return true
+}
+
 // cacheKey names a request's input for the cache: the request name alone
 // when the rule reads no input, else with the input's canonical text
-// (keys sorted) when the request is small; "" when the decision may depend
-// on more than the policy, state and input, or the request is too large
-// to be worth it.
+// (keys sorted) when the request is small and flat; "" when the decision
+// may depend on more than the policy, state and input, or the request is
+// too large to be worth it.
 func (p *Policy) cacheKey(name string, msg proto.Message, in ast.Value) string {
 	d := p.deps(name)
 	switch {
@@ -85,7 +100,7 @@ func (p *Policy) cacheKey(name string, msg proto.Message, in ast.Value) string {
 		return ""
 	case !d.input:
 		return name
-	case proto.Size(msg) > maxCacheKey/2:
+	case !flat(msg) || proto.Size(msg) > maxCacheKey/2:
 		return ""
 	}
 	k := name + "\x00" + in.String()

@@ -62,6 +62,11 @@ func TestCacheKeyNamesInput(t *testing.T) {
 	if a == "" || a == b || a != c {
 		t.Fatalf("keys %q %q %q: want distinct inputs distinct, key order ignored", a, b, c)
 	}
+	p = loadText(t, "package agent_policy\nimport rego.v1\nCreateContainerRequest if input.container_id == \"c1\"\n")
+	if k := p.cacheKey("CreateContainerRequest", &agentpb.CreateContainerRequest{ContainerId: "c1"}, ast.MustInterfaceToValue(map[string]any{"container_id": "c1"})); k != "" {
+		t.Fatalf("a CreateContainerRequest (not flat) got key %q", k)
+	}
+	p = loadText(t, "package agent_policy\nimport rego.v1\nReadStreamRequest if input.container_id == \"c1\"\n")
 	big := &agentpb.ReadStreamRequest{ContainerId: string(make([]byte, maxCacheKey))}
 	if k := p.cacheKey("ReadStreamRequest", big, ast.MustInterfaceToValue(map[string]any{"container_id": big.ContainerId})); k != "" {
 		t.Fatalf("a %d-byte request got a key", maxCacheKey)
