@@ -10,10 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/agent/sealedlog/evidence"
 )
 
 // An encrypted exec session (a grant with a seal key) is announced by the
@@ -75,19 +75,8 @@ type Announcement struct {
 
 // HeaderDigest is the digest of a sealed header line: sha256 of the line
 // from its "cocoon-sealed:v1:h:" prefix to its end, without the line
-// break. Text before the prefix, which openers ignore, is not included.
-func HeaderDigest(line []byte) ([32]byte, bool) {
-	l := bytes.TrimRight(line, "\r\n")
-	i := bytes.Index(l, []byte(sealedLinePrefix))
-	if i < 0 || !bytes.HasPrefix(l[i:], []byte(sealedlog.HeaderPrefix)) {
-		return [32]byte{}, false
-	}
-	return sha256.Sum256(l[i:]), true
-}
-
-// sealedLinePrefix is what sealed header and record lines share; an
-// opener takes the first occurrence on a line as the start of the item.
-var sealedLinePrefix = strings.TrimSuffix(sealedlog.HeaderPrefix, "h:")
+// break (sealedlog.HeaderDigest, which sealed-log attestations use too).
+func HeaderDigest(line []byte) ([32]byte, bool) { return sealedlog.HeaderDigest(line) }
 
 // SessionReportData is the report data binding a session: sha512 of
 // SessionLabel, the grant's nonce (u16 length, bytes) and the header
@@ -120,13 +109,11 @@ func Announce(ctx context.Context, a attest.Attester, nonce string, x *sealedlog
 		an.Headers = append(an.Headers, base64.RawURLEncoding.EncodeToString(d[:]))
 	}
 	rd := SessionReportData(nonce, ds)
-	ev, err := a.Evidence(ctx, rd[:])
+	ev, err := evidence.Make(ctx, a, rd[:], evidence.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("exec session evidence: %w", err)
 	}
-	if an.Evidence, err = withoutEventLog(a.Tee(), ev); err != nil {
-		return nil, err
-	}
+	an.Evidence = ev
 	b, err := json.Marshal(an)
 	if err != nil {
 		return nil, err
@@ -136,20 +123,6 @@ func Announce(ctx context.Context, a attest.Attester, nonce string, x *sealedlog
 		return nil, fmt.Errorf("exec session announcement is %d bytes, limit %d", len(out)+1, MaxAnnouncement)
 	}
 	return append(out, '\n'), nil
-}
-
-// withoutEventLog drops TDX evidence's event log: it grows with the pod's
-// life and the owner checks only the quote here (`cocoonctl audit
-// --evidence` replays logs).
-func withoutEventLog(tee string, ev json.RawMessage) (json.RawMessage, error) {
-	if tee != attest.TeeTDX {
-		return ev, nil
-	}
-	p, err := attest.ParseTDXEvidence(ev)
-	if err != nil {
-		return nil, fmt.Errorf("exec session evidence: %w", err)
-	}
-	return json.Marshal(attest.TDXEvidence{Quote: base64.StdEncoding.EncodeToString(p.Quote)})
 }
 
 // IsAnnouncement reports whether a line is meant as an announcement.
@@ -186,9 +159,7 @@ func ParseAnnouncement(line []byte) (*Announcement, error) {
 	if dec.More() {
 		return nil, bad("data after the JSON object")
 	}
-	switch a.Tee {
-	case attest.TeeTDX, attest.TeeSNP, attest.TeeSample:
-	default:
+	if !evidence.Known(a.Tee) {
 		return nil, bad("unknown tee %q", a.Tee)
 	}
 	if len(a.Headers) != SessionStreams {
@@ -205,7 +176,7 @@ func ParseAnnouncement(line []byte) (*Announcement, error) {
 		}
 		seen[h] = true
 	}
-	if t := bytes.TrimSpace(a.Evidence); len(t) == 0 || t[0] != '{' {
+	if !evidence.IsObject(a.Evidence) {
 		return nil, bad("evidence is not a JSON object")
 	}
 	return &a, nil
@@ -244,34 +215,16 @@ func (a *Announcement) Binds(headerLine []byte) bool {
 // allowSample.
 func (a *Announcement) Verify(nonce string, allowSample bool) error {
 	want := SessionReportData(nonce, a.digests())
-	var got []byte
-	switch a.Tee {
-	case attest.TeeSample:
-		if !allowSample {
-			return ErrSampleEvidence
-		}
-		_, rd, err := attest.ParseSampleEvidence(a.Evidence)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrEvidenceMismatch, err)
-		}
-		got = rd
-	case attest.TeeTDX:
-		p, err := attest.ParseTDXEvidence(a.Evidence)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrEvidenceMismatch, err)
-		}
-		got = p.Body.GetReportData()
-	case attest.TeeSNP:
-		p, err := attest.ParseSNPEvidence(a.Evidence)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrEvidenceMismatch, err)
-		}
-		got = attest.Bytes(p.Report.ReportData)
-	default:
-		return fmt.Errorf("%w: unknown tee %q", ErrBadAnnouncement, a.Tee)
-	}
-	if !bytes.Equal(got, want[:]) {
+	err := evidence.Check(a.Tee, a.Evidence, want[:], allowSample)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, evidence.ErrSample):
+		return ErrSampleEvidence
+	case errors.Is(err, evidence.ErrUnknownTee):
+		return fmt.Errorf("%w: %w", ErrBadAnnouncement, err)
+	case errors.Is(err, evidence.ErrReportData):
 		return fmt.Errorf("%w: its %s report data is not the digest of this grant's nonce and the announced streams (evidence made for another session or grant)", ErrEvidenceMismatch, a.Tee)
 	}
-	return nil
+	return fmt.Errorf("%w: %w", ErrEvidenceMismatch, err)
 }

@@ -261,6 +261,9 @@ func (x *ExecOwner) Line(l []byte) (out []ExecOutput, unsealed bool, err error) 
 			if x.roles[e.Stream] == ExecKeySuffix && x.agentKey == nil {
 				return out, unsealed, sessionErr("the agent key stream is empty")
 			}
+		case Attested:
+			// A session's streams are bound by its announcement
+			// (execgrant), not by attestation lines.
 		default:
 			return out, unsealed, sessionErr("output stream %s: %s", e.Stream, describe(e))
 		}
@@ -299,6 +302,9 @@ func (x *ExecOwner) AgentKey() *ecdh.PublicKey { return x.agentKey }
 // End reports streams the output ended without closing.
 func (x *ExecOwner) End() error {
 	for _, e := range x.o.End() {
+		if e.Kind == NotAttested {
+			continue // bound by the session's announcement instead
+		}
 		return sessionErr("output stream %s: %s", e.Stream, describe(e))
 	}
 	return nil

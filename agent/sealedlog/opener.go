@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/hpke"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/cocoon-tee/cocoon/agent/attest"
 )
 
 // Kind says what an Event reports.
@@ -46,6 +50,16 @@ const (
 	// Unsealed: a line that is not sealed at all; the host (or a
 	// container that is not sealed) wrote it. Its content is not shown.
 	Unsealed
+	// Attested: the agent's evidence (Tee, Evidence) binds the stream's
+	// header; its report data was checked (attest.go), its signature
+	// and TCB were not (an attestation service's job). Sample evidence
+	// is reported too, with Tee "sample": it authenticates nothing.
+	Attested
+	// NotAttested (from End): no evidence in the input binds the stream's
+	// header (an agent without an attester or an older agent, the
+	// attestation line cut from the input, or a stream the host made).
+	// With OpenerOptions.RequireEvidence such a stream is Rejected instead.
+	NotAttested
 )
 
 // Event is one thing an Opener found.
@@ -60,12 +74,18 @@ type Event struct {
 	Data []byte
 	// Reason explains Rejected events.
 	Reason string
+	// Tee and Evidence are the attestation of Attested events.
+	Tee      string
+	Evidence json.RawMessage
 }
 
 // stream is what the opener knows about one stream.
 type stream struct {
 	name    string
 	hdr     []byte // the header as first seen
+	digest  [32]byte
+	tee     string   // the attester whose evidence binds the header; "" until then
+	waiting [][]byte // records held until the stream is attested (RequireEvidence)
 	rc      *recordCipher
 	started bool
 	next    uint64      // one past the highest sequence number read
@@ -85,6 +105,8 @@ const maxHeld = 8 << 20
 // Opener reads sealed lines with the owner's private key. It is not safe
 // for concurrent use.
 type Opener struct {
+	opt     OpenerOptions
+	attests map[[32]byte]*Attestation // checked attestations by header digest
 	priv    hpke.PrivateKey
 	keyID   [idSize]byte
 	curve   ecdh.Curve
@@ -93,8 +115,26 @@ type Opener struct {
 	heldN   int
 }
 
-// NewOpener returns an Opener for the owner's key.
+// OpenerOptions say which streams an Opener trusts.
+type OpenerOptions struct {
+	// RequireEvidence shows a stream's records only once the agent's
+	// evidence binds its header; until then they are held (with records
+	// whose header is missing, up to 8 MiB), and at the end of the input
+	// a stream never attested is Rejected.
+	RequireEvidence bool
+	// AllowSample counts the sample attester's evidence (an agent without
+	// a TEE; anyone can make it) as attesting, for RequireEvidence.
+	AllowSample bool
+}
+
+// NewOpener returns an Opener for the owner's key that shows every
+// authentic stream, attested or not.
 func NewOpener(priv *ecdh.PrivateKey) (*Opener, error) {
+	return NewOpenerWith(priv, OpenerOptions{})
+}
+
+// NewOpenerWith returns an Opener for the owner's key with options.
+func NewOpenerWith(priv *ecdh.PrivateKey, opt OpenerOptions) (*Opener, error) {
 	if _, err := kemFor(priv.Curve()); err != nil {
 		return nil, err
 	}
@@ -102,7 +142,7 @@ func NewOpener(priv *ecdh.PrivateKey) (*Opener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealedlog: %w", err)
 	}
-	return &Opener{priv: k, keyID: KeyID(priv.PublicKey()), curve: priv.Curve(),
+	return &Opener{opt: opt, attests: map[[32]byte]*Attestation{}, priv: k, keyID: KeyID(priv.PublicKey()), curve: priv.Curve(),
 		streams: map[[idSize]byte]*stream{}, held: map[[idSize]byte][][]byte{}}, nil
 }
 
@@ -122,6 +162,9 @@ func (o *Opener) Line(l []byte) []Event {
 		return o.header(b)
 	} else if err != errOtherType {
 		return []Event{{Kind: Rejected, Reason: "header: " + err.Error()}}
+	}
+	if bytes.HasPrefix(l, []byte(AttestPrefix)) {
+		return o.attestation(l)
 	}
 	b, err := decodeLine(l, RecordPrefix)
 	if err != nil {
@@ -166,8 +209,13 @@ func (o *Opener) header(b []byte) []Event {
 	if err != nil {
 		return []Event{{Kind: Rejected, Stream: name, Reason: "header: " + err.Error()}}
 	}
-	o.streams[h.stream] = &stream{name: name, hdr: bytes.Clone(b), rc: rc}
+	s := &stream{name: name, hdr: bytes.Clone(b), rc: rc, digest: headerDigestOf(b)}
+	o.streams[h.stream] = s
 	evs := []Event{{Kind: NewStream, Stream: name}}
+	if at, ok := o.attests[s.digest]; ok {
+		s.tee = at.Tee
+		evs = append(evs, Event{Kind: Attested, Stream: name, Tee: at.Tee, Evidence: at.Evidence})
+	}
 	held := o.held[h.stream]
 	delete(o.held, h.stream)
 	for _, rec := range held {
@@ -190,6 +238,14 @@ func (o *Opener) record(b []byte) []Event {
 			return []Event{{Kind: Rejected, Stream: "#" + hex.EncodeToString(id[:]), Reason: "record of a stream whose header is not in the input"}}
 		}
 		o.held[id] = append(o.held[id], b)
+		o.heldN += len(b)
+		return nil
+	}
+	if o.opt.RequireEvidence && !o.trusted(s) {
+		if o.heldN+len(b) > maxHeld {
+			return []Event{{Kind: Rejected, Stream: s.name, Reason: "record of a stream no evidence attests (yet): too many held"}}
+		}
+		s.waiting = append(s.waiting, b)
 		o.heldN += len(b)
 		return nil
 	}
@@ -267,8 +323,18 @@ func (o *Opener) End() []Event {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if s := byName[n]; !s.closed {
+		if s := byName[n]; !s.closed && len(s.waiting) == 0 {
 			evs = append(evs, Event{Kind: NotClosed, Stream: n, First: s.next})
+		}
+	}
+	for _, n := range names {
+		s := byName[n]
+		switch {
+		case o.opt.RequireEvidence && !o.trusted(s):
+			evs = append(evs, Event{Kind: Rejected, Stream: n, Tee: s.tee,
+				Reason: fmt.Sprintf("%s; its %d record(s) are not shown", o.untrusted(s), len(s.waiting))})
+		case s.tee == "":
+			evs = append(evs, Event{Kind: NotAttested, Stream: n})
 		}
 	}
 	ids := make([]string, 0, len(o.held))
@@ -280,4 +346,73 @@ func (o *Opener) End() []Event {
 		evs = append(evs, Event{Kind: Rejected, Stream: id, Reason: "records of a stream whose header is not in the input"})
 	}
 	return evs
+}
+
+// headerDigestOf is HeaderDigest of the line that carried header bytes b
+// (strict base64url has one encoding, so the line is known exactly).
+func headerDigestOf(b []byte) [32]byte {
+	return sha256.Sum256(bytes.TrimSuffix(line(nil, HeaderPrefix, b), []byte("\n")))
+}
+
+// trusted reports whether a stream's records may be shown under
+// RequireEvidence.
+func (o *Opener) trusted(s *stream) bool {
+	return s.tee != "" && (s.tee != attest.TeeSample || o.opt.AllowSample)
+}
+
+// untrusted says why a stream is not trusted.
+func (o *Opener) untrusted(s *stream) string {
+	if s.tee == attest.TeeSample {
+		return "attested only by the sample attester (no TEE), which authenticates nothing"
+	}
+	return "no evidence from the agent attests this stream"
+}
+
+// attestation reads an attestation line: its evidence must carry the
+// report data of the digests it names; each stream whose header is one of
+// them is then attested, now or when its header arrives.
+func (o *Opener) attestation(l []byte) []Event {
+	at, ds, err := ParseAttestation(l)
+	if err == nil {
+		err = CheckAttestation(at, ds)
+	}
+	if err != nil {
+		return []Event{{Kind: Rejected, Reason: "attestation: " + err.Error()}}
+	}
+	var evs []Event
+	for _, d := range ds {
+		if old, ok := o.attests[d]; ok && !(old.Tee == attest.TeeSample && at.Tee != attest.TeeSample) {
+			// The copy sent after a repeated header, or the other
+			// stream's. Sample evidence, which anyone can make, never
+			// hides a TEE's that comes later.
+			continue
+		}
+		o.attests[d] = at
+		for _, s := range o.sortedStreams() {
+			if s.digest != d || (s.tee != "" && s.tee != attest.TeeSample) {
+				continue
+			}
+			s.tee = at.Tee
+			evs = append(evs, Event{Kind: Attested, Stream: s.name, Tee: at.Tee, Evidence: at.Evidence})
+			if o.trusted(s) {
+				waiting := s.waiting
+				s.waiting = nil
+				for _, rec := range waiting {
+					o.heldN -= len(rec)
+					evs = append(evs, o.record(rec)...)
+				}
+			}
+		}
+	}
+	return evs
+}
+
+// sortedStreams lists the streams in a stable order.
+func (o *Opener) sortedStreams() []*stream {
+	ss := make([]*stream, 0, len(o.streams))
+	for _, s := range o.streams {
+		ss = append(ss, s)
+	}
+	sort.Slice(ss, func(i, j int) bool { return ss[i].name < ss[j].name })
+	return ss
 }

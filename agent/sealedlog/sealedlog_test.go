@@ -31,7 +31,8 @@ func lines(b []byte) [][]byte {
 }
 
 // readAll runs every line through an opener and returns the recovered
-// bytes and the events other than Data.
+// bytes and the events other than Data and NotAttested (the streams here
+// are not attested; attest_test.go checks attestation).
 func readAll(t testing.TB, priv *ecdh.PrivateKey, ls [][]byte) ([]byte, []Event) {
 	o, err := NewOpener(priv)
 	if err != nil {
@@ -44,7 +45,7 @@ func readAll(t testing.TB, priv *ecdh.PrivateKey, ls [][]byte) ([]byte, []Event)
 			if e.Kind == Data || e.Kind == Late {
 				plain = append(plain, e.Data...)
 			}
-			if e.Kind != Data {
+			if e.Kind != Data && e.Kind != NotAttested {
 				evs = append(evs, e)
 			}
 		}
@@ -65,7 +66,8 @@ func kinds(evs []Event) string {
 }
 
 var kindName = map[Kind]string{Data: "data", Late: "late", NewStream: "new", StartsLate: "startslate", Missing: "missing",
-	Replayed: "replayed", Closed: "closed", NotClosed: "notclosed", Rejected: "rejected", Unsealed: "unsealed"}
+	Replayed: "replayed", Closed: "closed", NotClosed: "notclosed", Rejected: "rejected", Unsealed: "unsealed",
+	Attested: "attested", NotAttested: "notattested"}
 
 // seal writes chunks through a new sealer and closes it.
 func seal(t testing.TB, pub *ecdh.PublicKey, o Options, chunks ...string) []byte {

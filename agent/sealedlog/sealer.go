@@ -34,6 +34,7 @@ type Sealer struct {
 	rc          *recordCipher
 	stream      [idSize]byte
 	headerLine  []byte
+	attestLine  []byte // sent after every copy of the header (Attest); nil when not attested
 	maxRecord   int
 	headerEvery int
 	sinceHeader int // sealed bytes since the header was last sent; -1 before the first
@@ -89,6 +90,17 @@ func NewSealer(owner *ecdh.PublicKey, label string, o Options) (*Sealer, error) 
 
 // Header returns the stream's header line.
 func (s *Sealer) Header() []byte { return bytes.Clone(s.headerLine) }
+
+// setAttestation makes the sealer send l after every copy of its header.
+func (s *Sealer) setAttestation(l []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sinceHeader >= 0 || s.closed {
+		return errAttestLate
+	}
+	s.attestLine = l
+	return nil
+}
 
 // Write seals p and returns the sealed lines now ready (possibly none: a
 // partial line is held). The result is the caller's.
@@ -216,6 +228,7 @@ func (s *Sealer) Close() []byte {
 func (s *Sealer) sealLocked(out, plain []byte, flags byte) []byte {
 	if s.sinceHeader < 0 || s.sinceHeader >= s.headerEvery {
 		out = append(out, s.headerLine...)
+		out = append(out, s.attestLine...)
 		s.sinceHeader = 0
 	}
 	rec := append(s.scratch[:0], s.stream[:]...)
@@ -238,7 +251,7 @@ func (s *Sealer) sealLocked(out, plain []byte, flags byte) []byte {
 func (s *Sealer) sizeFor(n int) int {
 	records := n/s.maxRecord + 2
 	size := base64.RawURLEncoding.EncodedLen(n+records*(recordHdrSize+16)) + records*(len(RecordPrefix)+2)
-	return size + (size/s.headerEvery+1)*len(s.headerLine)
+	return size + (size/s.headerEvery+1)*(len(s.headerLine)+len(s.attestLine))
 }
 
 // line appends prefix, base64url(payload) and a newline to out.
