@@ -227,17 +227,13 @@ func awaitExec(ctx context.Context, pid int, initExe fileID, done <-chan struct{
 			return ctx.Err()
 		case <-t.C:
 		}
-		delay = min(2*delay, maxExecPoll)
+		if delay < 5*time.Millisecond {
+			delay *= 2
+		}
 		t.Reset(delay)
 	}
 	return nil
 }
-
-// maxExecPoll caps awaitExec's back-off. Tearing down the init's Go
-// runtime in the execve takes a millisecond or two; a doubling interval
-// with a high cap would often look again only after about as long once more,
-// and StartContainer waits for it. A check is two small /proc reads.
-const maxExecPoll = 250 * time.Microsecond
 
 // fileID identifies an executable by device and inode: a path says
 // nothing when the same name appears in another mount namespace.
