@@ -82,7 +82,8 @@ func (s *Sandbox) modesOf(c *container.Container) (string, observe.Modes) {
 
 // sealOutput applies a new container's log mode to its init's output
 // before the container is registered, so no read can come first: sealed
-// to the owner's key, or drained and never shown.
+// to the owner's key, or drained and never shown. Sealed streams are
+// attested (attestLogs) before their first record.
 func (s *Sandbox) sealOutput(c *container.Container) error {
 	_, m := s.modesOf(c)
 	io := c.Init().IO
@@ -91,12 +92,19 @@ func (s *Sandbox) sealOutput(c *container.Container) error {
 		io.Discard(stream.Stdout)
 		io.Discard(stream.Stderr)
 	case observe.LogsSeal:
+		var sealers []*sealedlog.Sealer
 		for _, w := range []stream.Which{stream.Stdout, stream.Stderr} {
 			sl, err := sealedlog.NewSealer(s.observeConfig().SealKey, c.ID()+"/"+w.String(), sealedlog.Options{})
 			if err != nil {
 				return fmt.Errorf("seal %s of %s: %w", w, c.ID(), err)
 			}
-			if err := io.Seal(w, sl, stream.SealOptions{}); err != nil {
+			sealers = append(sealers, sl)
+		}
+		if err := s.attestLogs(c.ID(), sealers...); err != nil {
+			return err
+		}
+		for i, w := range []stream.Which{stream.Stdout, stream.Stderr} {
+			if err := io.Seal(w, sealers[i], stream.SealOptions{}); err != nil {
 				return fmt.Errorf("seal %s of %s: %w", w, c.ID(), err)
 			}
 		}

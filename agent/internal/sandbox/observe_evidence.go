@@ -13,16 +13,19 @@ import (
 	"github.com/cocoon-tee/cocoon/internal/errs"
 )
 
-// evidenceTimeout bounds making a session's evidence. A TDX quote goes
-// through the host's quoting service, which may be slow or withhold it;
-// the ExecProcess request waits meanwhile (its context does not reach
-// this far), and the exec is refused when the time is up.
+// evidenceTimeout bounds making evidence for an exec session or a sealed
+// container's log headers. A TDX quote goes through the host's quoting
+// service, which may be slow or withhold it; the ExecProcess or
+// CreateContainer request waits meanwhile (its context does not reach
+// this far), and is refused when the time is up.
 const evidenceTimeout = 30 * time.Second
 
 // SetExecAttester sets the attester whose evidence announces encrypted
 // exec sessions (execgrant.Announce), so the owner's tool can tell the
-// agent in the TEE from a host answering cocoon-exec itself. Without one
-// no session is announced, and cocoonctl exec refuses the session.
+// agent in the TEE from a host answering cocoon-exec itself, and attests
+// sealed containers' log headers (attestLogs). Without one no session is
+// announced, and cocoonctl exec refuses the session; sealed logs carry no
+// attestation and `cocoonctl logs open` marks them NOT ATTESTED.
 func (s *Sandbox) SetExecAttester(a attest.Attester) {
 	s.grants.mu.Lock()
 	defer s.grants.mu.Unlock()
@@ -52,4 +55,26 @@ func (s *Sandbox) announceSession(cid, execID string, owner *ecdh.PublicKey, x *
 		return nil, errs.Newf(errdefs.ErrFailedPrecondition, "encrypted exec %q: %v", execID, err)
 	}
 	return line, nil
+}
+
+// attestLogs has a sealed container's streams carry the attester's
+// evidence over their headers (one evidence for both, sealedlog.Attest),
+// so the owner can tell them from streams anyone holding the owner's
+// public key could make. With an attester set, evidence the TEE does not
+// give refuses the container (FAILED_PRECONDITION): it fails closed
+// rather than run with logs its owner cannot tell from a forgery. Without
+// one (no TEE outside confidential mode) the streams go unattested.
+func (s *Sandbox) attestLogs(cid string, sealers ...*sealedlog.Sealer) error {
+	s.grants.mu.Lock()
+	a := s.grants.attester
+	s.grants.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), evidenceTimeout)
+	defer cancel()
+	if err := sealedlog.Attest(ctx, a, sealers...); err != nil {
+		return errs.Newf(errdefs.ErrFailedPrecondition, "sealed logs of %s: %v", cid, err)
+	}
+	return nil
 }

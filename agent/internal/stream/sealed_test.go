@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
 )
 
@@ -33,12 +35,19 @@ func sealStream(t *testing.T, s *IO, w Which, k *ecdh.PrivateKey, o SealOptions)
 }
 
 // open returns the single stream's plaintext and the marks the owner's
-// tool would print.
+// tool would print, but NotAttested: stream does not attest (the sandbox
+// does, before it seals; agent/internal/sandbox tests it).
 func open(t *testing.T, k *ecdh.PrivateKey, sealed []byte) ([]byte, []sealedlog.Event) {
 	t.Helper()
-	plain, marks, err := sealedlog.ReadAll(k, sealed)
+	plain, all, err := sealedlog.ReadAll(k, sealed)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var marks []sealedlog.Event
+	for _, m := range all {
+		if m.Kind != sealedlog.NotAttested {
+			marks = append(marks, m)
+		}
 	}
 	if len(plain) > 1 {
 		t.Fatalf("%d streams in one", len(plain))
@@ -266,5 +275,75 @@ func TestSealedPumpSealsOnlyWhatFits(t *testing.T) {
 	}
 	if !missing || marks[len(marks)-1].Kind != sealedlog.Closed || !bytes.HasPrefix(plain, line) {
 		t.Fatalf("recovered %d bytes, marks %v: want the start, records missing and the end", len(plain), marks)
+	}
+}
+
+// An attested stream keeps the pump's guarantee: the attestation rides
+// with the header (before the first record, never per record), a writer
+// with no reader never blocks, and what the reader gets afterwards opens
+// under RequireEvidence, every header copy followed by its attestation.
+// The sample attester stands in for a TEE.
+func TestSealedAttestedNoReader(t *testing.T) {
+	k := sealKey(t)
+	s, child, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sl, err := sealedlog.NewSealer(k.PublicKey(), "c/stdout", sealedlog.Options{HeaderEvery: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sealedlog.Attest(context.Background(), attest.Sample{}, sl); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seal(Stdout, sl, SealOptions{Queue: 256 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	line := append(bytes.Repeat([]byte("y"), 1023), '\n')
+	done := make(chan error, 1)
+	go func() {
+		for range 8 << 10 { // 8 MiB
+			if _, err := child.Stdout.Write(line); err != nil {
+				done <- err
+				return
+			}
+		}
+		child.CloseChild()
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the writer blocked with no reader")
+	}
+	got := readAll(t, s, Stdout)
+	ls := bytes.Split(bytes.TrimSuffix(got, []byte("\n")), []byte("\n"))
+	for i, l := range ls {
+		if bytes.HasPrefix(l, []byte(sealedlog.HeaderPrefix)) && (i+1 == len(ls) || !bytes.HasPrefix(ls[i+1], []byte(sealedlog.AttestPrefix))) {
+			t.Fatalf("header at line %d without its attestation", i)
+		}
+	}
+	o, err := sealedlog.NewOpenerWith(k, sealedlog.OpenerOptions{RequireEvidence: true, AllowSample: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain []byte
+	attested, closed := false, false
+	for _, l := range ls {
+		for _, e := range o.Line(l) {
+			plain = append(plain, e.Data...)
+			attested = attested || e.Kind == sealedlog.Attested
+			closed = closed || e.Kind == sealedlog.Closed
+			if e.Kind == sealedlog.Rejected || e.Kind == sealedlog.Unsealed {
+				t.Fatalf("event %+v", e)
+			}
+		}
+	}
+	if !attested || !closed || !bytes.HasPrefix(plain, line) || len(o.End()) != 0 {
+		t.Fatalf("attested %v, closed %v, %d bytes", attested, closed, len(plain))
 	}
 }
