@@ -1,21 +1,22 @@
 package e2e
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,42 +50,85 @@ func startTLSRegistry(t *testing.T, names ...string) *tlsRegistry {
 		return p
 	}
 	certFile, keyFile := write("cert.pem", certPEM), write("key.pem", keyPEM)
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := write("config.yml", fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"+
-		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%d\n  tls:\n    certificate: %s\n    key: %s\n",
-		filepath.Join(dir, "data"), port, certFile, keyFile))
+	// Port 0 and info level: the registry binds a free port itself and
+	// names it in its "listening on" line, so no port is guessed and no
+	// request polls for it.
+	conf := write("config.yml", fmt.Sprintf("version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\n"+
+		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:0\n  tls:\n    certificate: %s\n    key: %s\n",
+		filepath.Join(dir, "data"), certFile, keyFile))
 	cmd := exec.Command("docker-registry", "serve", conf)
-	log, err := os.Create(filepath.Join(dir, "registry.log"))
+	out, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Stdout = cmd.Stderr
+	logPath := filepath.Join(dir, "registry.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
+		log.Close()
 		t.Fatalf("docker-registry: %v", err)
 	}
+	listening := make(chan int, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		copyRegistryLog(out, log, listening)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
+		<-drained
 		cmd.Wait()
 		log.Close()
 	})
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(caPEM))
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for i := 0; ; i++ {
-		resp, err := hc.Get("https://127.0.0.1:" + strconv.Itoa(port) + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			break
+	var port int
+	select {
+	case p, ok := <-listening:
+		if !ok {
+			t.Fatalf("docker-registry exited without listening:\n%s", readLog(logPath))
 		}
-		if i == 100 {
-			t.Fatalf("docker-registry did not come up: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		port = p
+	case <-time.After(30 * time.Second):
+		t.Fatalf("docker-registry did not say it listens within 30s:\n%s", readLog(logPath))
 	}
 	return &tlsRegistry{Port: port, CAPEM: caPEM}
+}
+
+// copyRegistryLog copies the registry's log to w until it ends, sends the
+// port of its "listening on" line on listening and closes listening when the
+// log ends. With TLS, Debian's docker-registry 2.8.2+ds1 logs
+// msg="listening on 127.0.0.1:46823, tls" (its output here) once its
+// listener is bound, just before it serves (distribution
+// registry/registry.go, ListenAndServe), so connections from then on queue
+// until accepted.
+func copyRegistryLog(r io.Reader, w io.Writer, listening chan<- int) {
+	defer close(listening)
+	sent := false
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(w, line)
+		if _, rest, ok := strings.Cut(line, "listening on "); ok && !sent {
+			addr, _, _ := strings.Cut(rest, `"`)
+			addr, _, _ = strings.Cut(addr, ",")
+			if _, p, err := net.SplitHostPort(strings.TrimSpace(addr)); err == nil {
+				if port, err := strconv.Atoi(p); err == nil {
+					listening <- port
+					sent = true
+				}
+			}
+		}
+	}
+	// Keep draining after a scanner error so the registry never blocks on
+	// a full pipe.
+	_, _ = io.Copy(w, r)
+}
+
+func readLog(path string) string {
+	data, _ := os.ReadFile(path)
+	return string(data)
 }
 
 // pushBusybox builds a one-layer busybox image and pushes it as repo:latest;
