@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // BenchmarkBootToAgentReady measures QEMU start (TCG, stock kernel via PVH,
@@ -41,10 +40,12 @@ func BenchmarkBootToAgentReady(b *testing.B) {
 		if err == nil {
 			rss, anon = st.RSSKiB, st.AnonKiB
 		}
-		rec, ok := v.Console().Find("agent serving")
+		// The line may still be on its way through the guest's serial
+		// driver when the agent has answered.
+		rec, err := v.WaitRecord(ctx, "agent serving")
 		group, _ := rec["startup"].(map[string]any)
-		if !ok || group == nil {
-			b.Fatalf("no startup timing on the agent serving line:\n%s", v.Console().Tail(20))
+		if group == nil {
+			b.Fatalf("no startup timing on the agent serving line (%v):\n%s", err, v.Console().Tail(20))
 		}
 		for k, x := range group {
 			f, _ := x.(float64)
@@ -75,21 +76,14 @@ func BenchmarkBootInitrdToAgentServing(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// The console is a file QEMU appends to; there is no event for a
-		// line, so it is polled until the boot bound.
-		deadline := time.Now().Add(bootBound)
-		var group map[string]any
-		for group == nil && time.Now().Before(deadline) && !v.Exited() {
-			if rec, ok := v.Console().Find("agent serving"); ok {
-				group, _ = rec["startup"].(map[string]any)
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), bootBound)
+		rec, err := v.WaitRecord(ctx, "agent serving")
+		cancel()
 		b.StopTimer()
 		v.Kill()
+		group, _ := rec["startup"].(map[string]any)
 		if group == nil {
-			b.Fatalf("no agent serving line with startup timings:\n%s", v.Console().Tail(20))
+			b.Fatalf("no agent serving line with startup timings (%v):\n%s", err, v.Console().Tail(20))
 		}
 		for k, x := range group {
 			f, _ := x.(float64)

@@ -87,8 +87,8 @@ func TestPodWithInitdataPolicy(t *testing.T) {
 	const sid = "e2e-pod"
 
 	t.Run("policy-from-initdata", func(t *testing.T) {
-		rec, ok := v.Console().Find("policy installed")
-		if !ok || !strings.Contains(rec.Str("source"), "initdata") {
+		rec := consoleRecord(t, v, "policy installed")
+		if !strings.Contains(rec.Str("source"), "initdata") {
 			t.Fatalf("policy record %v: want the policy from the initdata disk", rec)
 		}
 	})
@@ -180,7 +180,12 @@ func TestPodWithInitdataPolicy(t *testing.T) {
 		// StartContainer returns once the container's init is released,
 		// which under TCG can be well before /pause has installed its
 		// handlers; a SIGTERM before that is turned into SIGKILL (Kata's
-		// rule for a PID 1 that does not catch it). Wait for the handler.
+		// rule for a PID 1 that does not catch it). Wait for the handler:
+		// a bounded poll of guestprobe's view of /proc/<pid>/status,
+		// because nothing reports the event. /pause installs its handlers
+		// silently (sigaction, then pause()), and neither the agent nor
+		// the guest's kernel tells the host when a process's caught
+		// signals change.
 		deadline := time.Now().Add(time.Minute)
 		for {
 			var pause *Proc

@@ -103,7 +103,12 @@ func Boot(ctx context.Context, a Artifacts, cfg VMConfig) (*VM, error) {
 	}
 	v := &VM{ConsoleLog: filepath.Join(logs, cfg.Name+".console.log"), exited: make(chan struct{})}
 	started := false // whether QEMU runs and owns the monitor's directory
-	os.Remove(v.ConsoleLog)
+	// An empty log of this boot exists from the start, so WaitRecord can
+	// watch it before QEMU opens it (QEMU's file chardev opens it with
+	// O_CREAT|O_TRUNC: the same file, still empty).
+	if err := os.WriteFile(v.ConsoleLog, nil, 0o644); err != nil {
+		return nil, err
+	}
 	// no_timer_check, as Kata's runtime passes it too: under TCG on a busy
 	// host the vCPU thread may not run while the kernel checks that the
 	// IO-APIC timer ticks, and the kernel panics ("IO-APIC + timer doesn't
@@ -216,6 +221,51 @@ func freePort() (int, error) {
 func (v *VM) Console() Console {
 	data, _ := os.ReadFile(v.ConsoleLog)
 	return ParseConsole(data)
+}
+
+// WaitRecord waits until the agent logs a console record with msg and
+// returns the first one. It fails if QEMU stops without it or ctx ends
+// first. It wakes on each write to the console log (inotify), not on a timer.
+func (v *VM) WaitRecord(ctx context.Context, msg string) (AgentRecord, error) {
+	w, err := watchConsole(v.ConsoleLog)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	defer context.AfterFunc(ctx, w.interrupt)()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-v.exited:
+			w.interrupt()
+		case <-done:
+		}
+	}()
+	for {
+		// Whether QEMU had stopped is taken before the log is read: a
+		// stopped QEMU has written everything, so a record that is not
+		// in this read never comes.
+		exited := v.Exited()
+		recs, err := w.next()
+		for _, r := range recs {
+			if r.Msg() == msg {
+				return r, nil
+			}
+		}
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("read console log: %w", err)
+		case exited:
+			return nil, fmt.Errorf("VM stopped before the agent logged %q", msg)
+		}
+		if err := w.wait(); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("watch console log: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("agent did not log %q: %w", msg, ctx.Err())
+		}
+	}
 }
 
 // Exited reports whether QEMU has stopped.

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +123,18 @@ func guestStatus(t *testing.T, v *VM) Status {
 	return st
 }
 
+// consoleRecord returns the agent's console record with msg, waiting for
+// it: an answer over vsock can overtake the console line the agent wrote
+// before it, which the guest's serial driver may not have sent yet.
+func consoleRecord(t *testing.T, v *VM, msg string) AgentRecord {
+	t.Helper()
+	rec, err := v.WaitRecord(callCtx(t), msg)
+	if err != nil {
+		t.Fatalf("console: %v", err)
+	}
+	return rec
+}
+
 // TestGuest boots the measured disk image the way Kata's confidential
 // configuration does and walks the agent through what it supports.
 func TestGuest(t *testing.T) {
@@ -131,10 +146,7 @@ func TestGuest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, ok := v.Console().Find("agent serving")
-		if !ok {
-			t.Fatal("no \"agent serving\" record on the console")
-		}
+		rec := consoleRecord(t, v, "agent serving")
 		if ver.AgentVersion == "" || ver.AgentVersion != rec.Str("version") {
 			t.Errorf("Version = %q, console says %q", ver.AgentVersion, rec.Str("version"))
 		}
@@ -144,7 +156,7 @@ func TestGuest(t *testing.T) {
 		// The only way from the host to the agent is guestprobe's relay,
 		// which dials AF_VSOCK CID 1; the answer above proves the agent's
 		// vsock listener. Check it is Kata's address, unchanged.
-		rec, _ := v.Console().Find("agent serving")
+		rec := consoleRecord(t, v, "agent serving")
 		if got := rec.Str("addr"); got != "vsock://-1:1024" {
 			t.Errorf("agent listens on %q, want vsock://-1:1024", got)
 		}
@@ -265,15 +277,155 @@ func TestTamperedRootRefused(t *testing.T) {
 // on vsock (the kernel autoloads vsock through /sbin/modprobe).
 func TestInitrdMode(t *testing.T) {
 	v := boot(t, VMConfig{Initrd: artifacts(t).FullInitrd, NoNet: true})
-	deadline := time.Now().Add(bootBound)
-	for time.Now().Before(deadline) && !v.Exited() {
-		if rec, ok := v.Console().Find("agent serving"); ok {
-			if rec.Str("addr") != "vsock://-1:1024" {
-				t.Errorf("agent serving on %q", rec.Str("addr"))
-			}
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), bootBound)
+	defer cancel()
+	rec, err := v.WaitRecord(ctx, "agent serving")
+	if err != nil {
+		t.Fatalf("the agent never reported serving from the initrd: %v", err)
 	}
-	t.Fatal("the agent never reported serving from the initrd")
+	if rec.Str("addr") != "vsock://-1:1024" {
+		t.Errorf("agent serving on %q", rec.Str("addr"))
+	}
+}
+
+// The console watch wakes on each append and returns a record only once its
+// line is complete, however QEMU splits the writes.
+func TestConsoleWatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := watchConsole(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// Bounds a broken watch; a working one never waits here, since each
+	// wait follows a write.
+	w.events.SetReadDeadline(time.Now().Add(10 * time.Second))
+	appendTo := func(s string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(write string, want int) []AgentRecord {
+		t.Helper()
+		appendTo(write)
+		if err := w.wait(); err != nil {
+			t.Fatalf("wait after a write: %v", err)
+		}
+		recs, err := w.next()
+		if err != nil || len(recs) != want {
+			t.Fatalf("after %q: records %v, %v; want %d", write, recs, err, want)
+		}
+		return recs
+	}
+	if recs, err := w.next(); err != nil || len(recs) != 0 {
+		t.Fatalf("empty log: %v, %v", recs, err)
+	}
+	step("SeaBIOS\r\n[    1.000000] {\"msg\":\"agent ser", 0)
+	recs := step("ving\",\"addr\":\"vsock://-1:1024\"}\r\nplain text\n", 1)
+	if recs[0].Msg() != "agent serving" || recs[0].Str("addr") != "vsock://-1:1024" {
+		t.Errorf("record %v", recs[0])
+	}
+	step("{\"msg\":\"next\"}", 0)
+	step("\n", 1)
+	w.interrupt()
+	if err := w.wait(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("wait after interrupt: %v", err)
+	}
+}
+
+// WaitRecord returns a record however its write and the call are ordered,
+// and fails once QEMU has stopped without it or the context ends.
+func TestWaitRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	if err := os.WriteFile(path, []byte("{\"msg\":\"other\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := &VM{ConsoleLog: path, exited: make(chan struct{})}
+	type result struct {
+		rec AgentRecord
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		rec, err := v.WaitRecord(callCtx(t), "agent serving")
+		got <- result{rec, err}
+	}()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("{\"msg\":\"agent serving\",\"addr\":\"a\"}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil || r.rec.Str("addr") != "a" {
+		t.Fatalf("WaitRecord: %v, %v", r.rec, r.err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := v.WaitRecord(ctx, "never"); !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitRecord with an ended context: %v", err)
+	}
+
+	go func() {
+		_, err := v.WaitRecord(callCtx(t), "never")
+		got <- result{nil, err}
+	}()
+	close(v.exited)
+	if r := <-got; r.err == nil || !strings.Contains(r.err.Error(), "VM stopped") {
+		t.Errorf("WaitRecord after QEMU stopped: %v", r.err)
+	}
+	// A record written before QEMU stopped is still found.
+	if rec, err := v.WaitRecord(callCtx(t), "agent serving"); err != nil || rec.Str("addr") != "a" {
+		t.Errorf("WaitRecord on a stopped VM's log: %v, %v", rec, err)
+	}
+}
+
+// FuzzConsoleWatch: following a log written in two parts, read in chunks
+// of any size, finds the same records as parsing it whole. (The inotify
+// side is left out: closing an inotify instance waits for the kernel's
+// grace period, which would slow every run to a crawl.)
+func FuzzConsoleWatch(f *testing.F) {
+	f.Add([]byte("boot\r\n[ 0.1] {\"msg\":\"agent serving\",\"addr\":\"x\"}\n{\"msg\":\"b\"}"), uint(20), uint8(7))
+	f.Add([]byte("\x1b[2J{\"msg\":\"a\"}\r\n\n"), uint(3), uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, split uint, chunk uint8) {
+		path := filepath.Join(t.TempDir(), "console.log")
+		log, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer log.Close()
+		r, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		w := &consoleWatch{log: r, buf: make([]byte, int(chunk)+1)}
+		k := int(split % uint(len(data)+1))
+		whole := append(append([]byte{}, data...), '\n')
+		var recs []AgentRecord
+		for _, part := range [][]byte{whole[:k], whole[k:]} {
+			if _, err := log.Write(part); err != nil {
+				t.Fatal(err)
+			}
+			got, err := w.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, got...)
+		}
+		if want := ParseConsole(whole).Agent; !reflect.DeepEqual(recs, want) && len(recs)+len(want) > 0 {
+			t.Errorf("followed %v\nparsed whole %v", recs, want)
+		}
+	})
 }
