@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
 )
 
@@ -27,6 +28,7 @@ const maxInputLine = 1 << 20
 
 func newLogsOpen() *cobra.Command {
 	var key string
+	var opt sealedlog.OpenerOptions
 	cmd := &cobra.Command{
 		Use:   "open --key seal.key [FILE|-]",
 		Short: "Decrypt `kubectl logs` output of sealed containers",
@@ -36,7 +38,14 @@ starting with "` + markPrefix + `" mark what the input does not faithfully
 carry: records missing, arriving late (reordered) or twice (replayed), lines
 that do not authenticate, and lines that were not sealed at all (their
 content is not shown: the host could have written them). The exit status is
-1 when records are missing, reordered, replayed or forged.`,
+1 when records are missing, reordered, replayed or forged.
+
+Each stream is marked "attested (TEE, report data checked)" when the agent's
+TEE evidence in the input binds its header, or "NOT ATTESTED": anyone holding
+the owner's public key can make a stream, only the agent can attest one. The
+evidence's report data is checked, not its signature or TCB (save it from the
+input for an attestation service). With --require-evidence, streams that are
+not attested are not shown and count as integrity problems.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if key == "" {
@@ -55,7 +64,7 @@ content is not shown: the host could have written them). The exit status is
 				defer f.Close()
 				in = f
 			}
-			o, err := sealedlog.NewOpener(priv)
+			o, err := sealedlog.NewOpenerWith(priv, opt)
 			if err != nil {
 				return err
 			}
@@ -85,6 +94,8 @@ content is not shown: the host could have written them). The exit status is
 		},
 	}
 	cmd.Flags().StringVar(&key, "key", "", "the owner's private log key (seal.key)")
+	cmd.Flags().BoolVar(&opt.RequireEvidence, "require-evidence", false, "show only streams the agent's TEE evidence attests")
+	cmd.Flags().BoolVar(&opt.AllowSample, "insecure-sample-evidence", false, "count the sample attester's evidence (no TEE, authenticates nothing) for --require-evidence")
 	return cmd
 }
 
@@ -176,5 +187,13 @@ func (p *logPrinter) print(e sealedlog.Event) {
 	case sealedlog.Rejected:
 		p.problems++
 		p.mark("%s: REJECTED sealed line: %s", e.Stream, e.Reason)
+	case sealedlog.Attested:
+		if e.Tee == attest.TeeSample {
+			p.mark("%s: attested by the SAMPLE attester (no TEE): it authenticates nothing", e.Stream)
+			return
+		}
+		p.mark("%s: attested (%s, report data checked)", e.Stream, e.Tee)
+	case sealedlog.NotAttested:
+		p.mark("%s: NOT ATTESTED (no evidence from the agent binds this stream; anyone with the owner's public key could have made it)", e.Stream)
 	}
 }
