@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -245,5 +246,63 @@ func TestEncryptedExecWithoutAttesterNotAnnounced(t *testing.T) {
 	}
 	if out, _ := openSession(t, eph, stdout, stderr); out != "out\n" {
 		t.Errorf("session output %q, want out", out)
+	}
+}
+
+// Through the real daemon, a sealed container's stdout and stderr carry
+// the evidence of the daemon's attester over their headers (the sample
+// attester stands in for TEE hardware, allowed explicitly below): the
+// owner's opener checks it and, requiring evidence, shows both streams.
+func TestSealedLogsAttestedByDaemon(t *testing.T) {
+	a, o := startOwned(t, true)
+	s := spec(testenv.KataRootfs(t, a.cfg.KataRunDir, "logs"), nil, "sh", "-c", "echo out; echo err >&2")
+	s.Annotations = map[string]string{"io.kubernetes.cri.container-name": "logs"}
+	ctx := ctxT(t)
+	if _, err := a.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "logs", ExecId: "logs", OCI: s}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.StartContainer(ctx, &agentpb.StartContainerRequest{ContainerId: "logs"}); err != nil {
+		t.Fatal(err)
+	}
+	var text []byte
+	for _, read := range []func(context.Context, *agentpb.ReadStreamRequest) (*agentpb.ReadStreamResponse, error){a.ReadStdout, a.ReadStderr} {
+		for {
+			r, err := read(ctx, &agentpb.ReadStreamRequest{ContainerId: "logs", ExecId: "logs", Len: 32 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Data) == 0 {
+				break
+			}
+			text = append(text, r.Data...)
+		}
+	}
+	op, err := sealedlog.NewOpenerWith(o.seal, sealedlog.OpenerOptions{RequireEvidence: true, AllowSample: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain []byte
+	attested := map[string]string{}
+	for _, l := range bytes.Split(bytes.TrimSuffix(text, []byte("\n")), []byte("\n")) {
+		for _, e := range op.Line(l) {
+			plain = append(plain, e.Data...)
+			if e.Kind == sealedlog.Attested {
+				attested[e.Stream] = e.Tee
+			}
+			if e.Problem() || e.Kind == sealedlog.Unsealed {
+				t.Fatalf("event %+v", e)
+			}
+		}
+	}
+	if evs := op.End(); len(evs) != 0 {
+		t.Fatalf("at the end: %+v", evs)
+	}
+	if string(plain) != "out\nerr\n" || len(attested) != 2 {
+		t.Fatalf("opened %q, attested %v", plain, attested)
+	}
+	for stream, tee := range attested {
+		if tee != "sample" {
+			t.Errorf("%s attested by %q, want the daemon's sample attester", stream, tee)
+		}
 	}
 }
