@@ -21,7 +21,6 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,9 +91,16 @@ func Sweep(seen map[int]time.Time, now time.Time) []int {
 // ZombieChildren lists the agent's children that are zombies.
 func ZombieChildren() []int {
 	var out []int
-	tasks, _ := filepath.Glob("/proc/self/task/*/children")
-	for _, t := range tasks {
-		data, err := os.ReadFile(t)
+	// Read the task directory once and each thread's children file by name:
+	// a glob would stat every candidate too, on every SIGCHLD.
+	d, err := os.Open("/proc/self/task")
+	if err != nil {
+		return nil
+	}
+	tids, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, tid := range tids {
+		data, err := os.ReadFile("/proc/self/task/" + tid + "/children")
 		if err != nil {
 			continue
 		}
