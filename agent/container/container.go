@@ -197,7 +197,7 @@ func (c *Container) Start(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, execWaitLimit)
 	defer cancel()
 	if err := awaitExec(wctx, c.init.pid, initExe, c.init.done); err != nil && ctx.Err() == nil {
-		c.log.Warn("container init has not finished exec'ing its workload", "container_id", c.id, "error", err.Error())
+		c.log.WarnContext(ctx, "container init has not finished exec'ing its workload", "container_id", c.id, "error", err.Error())
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := daemon.Run(ctx, res.Config, log, nil); err != nil {
-		log.Error("agent failed", "error", err.Error())
+		log.ErrorContext(ctx, "agent failed", "error", err.Error())
 		stop()
 		exit(1, guestInit)
 	}

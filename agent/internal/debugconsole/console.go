@@ -55,7 +55,7 @@ func Start(ctx context.Context, o Options, listen func() (net.Listener, error)) 
 	if err != nil {
 		return fmt.Errorf("debug console: %w", err)
 	}
-	o.Log.Warn("debug console serving a shell: for development images only", "addr", l.Addr().String(), "shell", shell)
+	o.Log.WarnContext(ctx, "debug console serving a shell: for development images only", "addr", l.Addr().String(), "shell", shell)
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	for {
@@ -67,9 +67,9 @@ func Start(ctx context.Context, o Options, listen func() (net.Listener, error)) 
 			return fmt.Errorf("debug console: %w", err)
 		}
 		go func() {
-			o.Log.Info("debug console session started", "addr", c.RemoteAddr().String())
+			o.Log.InfoContext(ctx, "debug console session started", "addr", c.RemoteAddr().String())
 			err := session(ctx, c, shell)
-			o.Log.Info("debug console session ended", "addr", c.RemoteAddr().String(), "error", errText(err))
+			o.Log.InfoContext(ctx, "debug console session ended", "addr", c.RemoteAddr().String(), "error", errText(err))
 		}()
 	}
 }

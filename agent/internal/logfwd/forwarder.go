@@ -142,15 +142,15 @@ func (f *Forwarder) Serve(ctx context.Context, l net.Listener, log *slog.Logger)
 			return fmt.Errorf("log port: %w", err)
 		}
 		if !busy.CompareAndSwap(false, true) {
-			log.Warn("log reader refused: another reader is connected", "addr", c.RemoteAddr().String())
+			log.WarnContext(ctx, "log reader refused: another reader is connected", "addr", c.RemoteAddr().String())
 			c.Close()
 			continue
 		}
-		log.Info("log reader connected", "addr", c.RemoteAddr().String())
+		log.InfoContext(ctx, "log reader connected", "addr", c.RemoteAddr().String())
 		go func() {
 			defer busy.Store(false)
 			err := f.send(ctx, c)
-			log.Info("log reader gone", "addr", c.RemoteAddr().String(), "error", errString(err))
+			log.InfoContext(ctx, "log reader gone", "addr", c.RemoteAddr().String(), "error", errString(err))
 		}()
 	}
 }

@@ -64,7 +64,7 @@ func (s *Sandbox) mountTrustedStore(ctx context.Context, spec *specs.Spec) error
 		return fmt.Errorf("trusted store on %s: %w", node, err)
 	}
 	s.trusted = &trustedStore{major: dev.Major, minor: dev.Minor, release: release}
-	s.o.Log.Info("trusted store in use for images", "device", node)
+	s.o.Log.InfoContext(ctx, "trusted store in use for images", "device", node)
 	return nil
 }
 

@@ -155,7 +155,7 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, set la
 	// uevents the layers are still verified (a bad block is EIO to the
 	// reader); only the prompt report is lost, so this is no refusal.
 	if w, err := watchVerity(b.log); err != nil {
-		b.log.Warn("dm-verity failures will be reported at release only", "container", owner, "error", err.Error())
+		b.log.WarnContext(ctx, "dm-verity failures will be reported at release only", "container", owner, "error", err.Error())
 	} else {
 		g.watch = w
 	}
@@ -180,7 +180,7 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, set la
 		if err := g.mountAt(mountPoint, devs[0], "erofs", ro); err != nil {
 			return Mounted{}, err
 		}
-		b.log.Info("erofs layer mounted", "layer", lowers[0].name, "root_hash", lowers[0].opts.Verity.RootHash, "mount_point", mountPoint)
+		b.log.InfoContext(ctx, "erofs layer mounted", "layer", lowers[0].name, "root_hash", lowers[0].opts.Verity.RootHash, "mount_point", mountPoint)
 		return Mounted{Path: mountPoint, Cleanup: g.undo}, nil
 	}
 	// Kata's place for the group's private mounts: <run dir>/<id>/multi-layer.
@@ -220,7 +220,7 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, set la
 	for i, l := range lowers {
 		hashes[i] = l.opts.Verity.RootHash
 	}
-	b.log.Info("erofs layers mounted", "container", owner, "layers", len(lowers), "root_hashes", strings.Join(hashes, ","),
+	b.log.InfoContext(ctx, "erofs layers mounted", "container", owner, "layers", len(lowers), "root_hashes", strings.Join(hashes, ","),
 		"upper", upperDisk, "mount_point", mountPoint)
 	return Mounted{Path: mountPoint, Cleanup: g.undo}, nil
 }

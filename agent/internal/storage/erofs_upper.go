@@ -75,6 +75,6 @@ func (g *layerGroup) mountUpper(ctx context.Context, owner string, u layer, dir 
 	if err := g.mountAt(dir, d.mapper, "ext4", o); err != nil {
 		return "", fmt.Errorf("writable upper disk %s: %w", u.name, err)
 	}
-	b.log.Info("storage encrypted", "container", owner, "device", dev, "mapper", d.name, "integrity", integrityAlg)
+	b.log.InfoContext(ctx, "storage encrypted", "container", owner, "device", dev, "mapper", d.name, "integrity", integrityAlg)
 	return dev, nil
 }
