@@ -2,6 +2,7 @@ package sealedlog
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cocoon-tee/cocoon/agent/attest"
 )
 
 func newKey(t testing.TB, c ecdh.Curve) *ecdh.PrivateKey {
@@ -299,6 +302,14 @@ func FuzzOpenerLine(f *testing.F) {
 	f.Add([]byte(HeaderPrefix))
 	f.Add([]byte(RecordPrefix + "AAAA"))
 	f.Add([]byte("2026-01-01T00:00:00Z " + linePrefix + "x:"))
+	as, _ := NewSealer(priv.PublicKey(), "c/stderr", Options{})
+	if err := Attest(context.Background(), attest.Sample{}, as); err != nil {
+		f.Fatal(err)
+	}
+	attested, _ := as.Write([]byte("c\n"))
+	for _, l := range lines(attested) {
+		f.Add(l)
+	}
 	hdr := lines(sealed)[0]
 	f.Fuzz(func(t *testing.T, l []byte) {
 		o, err := NewOpener(priv)

@@ -26,7 +26,8 @@ import (
 // TestObservabilityInVM runs, in the VM under coco-default with the
 // owner's cocoon.toml in initdata, one container whose output is sealed to
 // the owner and one owner-signed exec: the host reads only ciphertext the
-// owner's key opens, the grant runs once.
+// owner's key opens, attested by the guest's evidence over the streams'
+// headers, and the grant runs once.
 func TestObservabilityInVM(t *testing.T) {
 	a := artifacts(t)
 	seal, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -51,7 +52,9 @@ func TestObservabilityInVM(t *testing.T) {
 	cdh := "[image]\nextra_root_certificates = [" + strconv.Quote(reg.CAPEM) + "]\n"
 	img := initdataImage(t, filepath.Join(a.Root, "policy", "rego", "coco-default.rego"),
 		map[string]string{"cdh.toml": cdh, "cocoon.toml": cocoon})
-	v := boot(t, VMConfig{Drives: []string{img}})
+	// The sample attester stands in for TEE hardware (QEMU here has none),
+	// so the sealed streams carry evidence the owner's opener checks.
+	v := boot(t, VMConfig{Drives: []string{img}, Extra: []string{"agent.attest_sample"}})
 	c := connect(t, v)
 	const sid = "e2e-obs"
 	if _, err := c.Agent.CreateSandbox(callCtx(t), &agentpb.CreateSandboxRequest{Hostname: "e2e-pod", SandboxId: sid}); err != nil {
@@ -98,10 +101,17 @@ func TestObservabilityInVM(t *testing.T) {
 					t.Errorf("%s: stream %s opened to %q, want %q", name, label, p, tc.want)
 				}
 			}
+			attested := ""
 			for _, m := range marks {
-				if m.Problem() || m.Kind == sealedlog.Unsealed {
+				if m.Problem() || m.Kind == sealedlog.Unsealed || m.Kind == sealedlog.NotAttested {
 					t.Errorf("%s: mark %+v", name, m)
 				}
+				if m.Kind == sealedlog.Attested {
+					attested = m.Tee
+				}
+			}
+			if attested != "sample" {
+				t.Errorf("%s: attested by %q, want the guest's sample attester", name, attested)
 			}
 		}
 		if _, err := c.Agent.RemoveContainer(callCtx(t), &agentpb.RemoveContainerRequest{ContainerId: cid}); err != nil {
