@@ -361,6 +361,37 @@ func TestUnattestedAndAttestErrors(t *testing.T) {
 	}
 }
 
+// Sample attestations are anyone's to make: an input naming endless
+// digests is refused past a bound, not remembered.
+func TestAttestationFlood(t *testing.T) {
+	priv := newKey(t, ecdh.X25519())
+	o, err := NewOpener(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := 0
+	for i := range maxAttests/MaxAttestHeaders + 2 {
+		var ds [][32]byte
+		var hs []string
+		for j := range MaxAttestHeaders {
+			d := sha512.Sum512_256([]byte{byte(i), byte(i >> 8), byte(j)})
+			ds = append(ds, d)
+			hs = append(hs, base64.RawURLEncoding.EncodeToString(d[:]))
+		}
+		rd := HeadersReportData(ds)
+		ev, _ := attest.Sample{}.Evidence(context.Background(), rd[:])
+		js, _ := json.Marshal(Attestation{Tee: "sample", Headers: hs, Evidence: ev})
+		for _, e := range o.Line(line(nil, AttestPrefix, js)) {
+			if e.Kind == Rejected && strings.Contains(e.Reason, "attested headers in the input") {
+				rejected++
+			}
+		}
+	}
+	if rejected == 0 || len(o.attests) > maxAttests {
+		t.Fatalf("%d rejected, %d remembered", rejected, len(o.attests))
+	}
+}
+
 type failing struct{}
 
 func (failing) Tee() string { return attest.TeeTDX }

@@ -97,6 +97,11 @@ type stream struct {
 // gaps are forgotten and a record filling one reads as Replayed.
 const maxGaps = 4096
 
+// maxAttests bounds the header digests the opener remembers as attested
+// (sample evidence is anyone's to make, so the input could name endless
+// digests); a container attests two.
+const maxAttests = 4096
+
 // maxHeld bounds the bytes of records held while their header has not been
 // seen yet (output read from the middle carries the header again within
 // Options.HeaderEvery bytes).
@@ -105,14 +110,15 @@ const maxHeld = 8 << 20
 // Opener reads sealed lines with the owner's private key. It is not safe
 // for concurrent use.
 type Opener struct {
-	opt     OpenerOptions
-	attests map[[32]byte]*Attestation // checked attestations by header digest
-	priv    hpke.PrivateKey
-	keyID   [idSize]byte
-	curve   ecdh.Curve
-	streams map[[idSize]byte]*stream
-	held    map[[idSize]byte][][]byte
-	heldN   int
+	opt      OpenerOptions
+	attests  map[[32]byte]*Attestation // checked attestations by header digest
+	byDigest map[[32]byte]*stream      // streams by header digest
+	priv     hpke.PrivateKey
+	keyID    [idSize]byte
+	curve    ecdh.Curve
+	streams  map[[idSize]byte]*stream
+	held     map[[idSize]byte][][]byte
+	heldN    int
 }
 
 // OpenerOptions say which streams an Opener trusts.
@@ -142,7 +148,7 @@ func NewOpenerWith(priv *ecdh.PrivateKey, opt OpenerOptions) (*Opener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealedlog: %w", err)
 	}
-	return &Opener{opt: opt, attests: map[[32]byte]*Attestation{}, priv: k, keyID: KeyID(priv.PublicKey()), curve: priv.Curve(),
+	return &Opener{opt: opt, attests: map[[32]byte]*Attestation{}, byDigest: map[[32]byte]*stream{}, priv: k, keyID: KeyID(priv.PublicKey()), curve: priv.Curve(),
 		streams: map[[idSize]byte]*stream{}, held: map[[idSize]byte][][]byte{}}, nil
 }
 
@@ -211,6 +217,7 @@ func (o *Opener) header(b []byte) []Event {
 	}
 	s := &stream{name: name, hdr: bytes.Clone(b), rc: rc, digest: headerDigestOf(b)}
 	o.streams[h.stream] = s
+	o.byDigest[s.digest] = s
 	evs := []Event{{Kind: NewStream, Stream: name}}
 	if at, ok := o.attests[s.digest]; ok {
 		s.tee = at.Tee
@@ -387,11 +394,11 @@ func (o *Opener) attestation(l []byte) []Event {
 			// hides a TEE's that comes later.
 			continue
 		}
+		if _, known := o.attests[d]; !known && len(o.attests) >= maxAttests {
+			return append(evs, Event{Kind: Rejected, Reason: fmt.Sprintf("attestation: more than %d attested headers in the input", maxAttests)})
+		}
 		o.attests[d] = at
-		for _, s := range o.sortedStreams() {
-			if s.digest != d || (s.tee != "" && s.tee != attest.TeeSample) {
-				continue
-			}
+		if s, ok := o.byDigest[d]; ok && (s.tee == "" || s.tee == attest.TeeSample) {
 			s.tee = at.Tee
 			evs = append(evs, Event{Kind: Attested, Stream: s.name, Tee: at.Tee, Evidence: at.Evidence})
 			if o.trusted(s) {
@@ -405,14 +412,4 @@ func (o *Opener) attestation(l []byte) []Event {
 		}
 	}
 	return evs
-}
-
-// sortedStreams lists the streams in a stable order.
-func (o *Opener) sortedStreams() []*stream {
-	ss := make([]*stream, 0, len(o.streams))
-	for _, s := range o.streams {
-		ss = append(ss, s)
-	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].name < ss[j].name })
-	return ss
 }
