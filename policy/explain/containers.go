@@ -55,11 +55,16 @@ func containerChecks() []check {
 // such entries, or when the closest entry matches every check (then the
 // reason lies elsewhere in the rules).
 func (e Evaluator) closestContainer(ctx context.Context, in ast.Value) (Finding, bool) {
-	rs, err := e.query(ctx, ast.NewBody(ast.NewExpr(ast.MustParseTerm(packagePath+".policy_data"))), in)
-	if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
+	q := ast.NewBody(ast.Equality.Expr(ast.VarTerm("explain_policy_data"), ast.MustParseTerm(packagePath+".policy_data")))
+	rs, err := e.query(ctx, q, in)
+	if err != nil || len(rs) == 0 || rs[0]["explain_policy_data"] == nil {
 		return Finding{}, false
 	}
-	data, _ := rs[0].Expressions[0].Value.(obj)
+	pd, err := ast.JSON(rs[0]["explain_policy_data"])
+	if err != nil {
+		return Finding{}, false
+	}
+	data, _ := pd.(obj)
 	containers, _ := data["containers"].([]any)
 	req, err := ast.JSON(in)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // ruleFinding explains a denial from the rule bodies of kind. Each body is
@@ -78,16 +78,49 @@ func (e Evaluator) firstFailure(ctx context.Context, body ast.Body, in ast.Value
 	return len(body), false
 }
 
-// query evaluates a compiled body fragment against the policy.
-func (e Evaluator) query(ctx context.Context, body ast.Body, in ast.Value) (rego.ResultSet, error) {
-	r := rego.New(
-		rego.ParsedQuery(body.Copy()),
-		rego.Compiler(e.Compiler),
-		rego.Store(e.Store),
-		rego.ParsedInput(in),
-		rego.Metrics(metrics.NoOp()),
-	)
-	return r.Eval(ctx)
+// bindings are a query solution's variables, by the query's own names.
+type bindings map[string]ast.Value
+
+// query evaluates a compiled body fragment against the policy and returns
+// its solutions. It runs OPA's evaluator directly, as the engine does
+// (policy/eval.go), so the agent links no other evaluation path.
+func (e Evaluator) query(ctx context.Context, body ast.Body, in ast.Value) ([]bindings, error) {
+	qc := e.Compiler.QueryCompiler()
+	compiled, err := qc.Compile(body.Copy())
+	if err != nil {
+		return nil, err
+	}
+	txn, err := e.Store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Store.Abort(ctx, txn)
+	cancel := topdown.NewCancel()
+	defer context.AfterFunc(ctx, cancel.Cancel)()
+	// The query compiler may rename the query's variables; solutions are
+	// reported under the names the query was written with.
+	source := qc.RewrittenVars()
+	var out []bindings
+	err = topdown.NewQuery(compiled).
+		WithQueryCompiler(qc).
+		WithCompiler(e.Compiler).
+		WithStore(e.Store).
+		WithTransaction(txn).
+		WithInput(ast.NewTerm(in)).
+		WithMetrics(metrics.NoOp()).
+		WithCancel(cancel).
+		Iter(ctx, func(qr topdown.QueryResult) error {
+			b := make(bindings, len(qr))
+			for v, t := range qr {
+				if orig, ok := source[v]; ok {
+					v = orig
+				}
+				b[string(v)] = t.Value
+			}
+			out = append(out, b)
+			return nil
+		})
+	return out, err
 }
 
 // valuesAt quotes the values the failing condition body[k] reads: the
@@ -95,7 +128,7 @@ func (e Evaluator) query(ctx context.Context, body ast.Body, in ast.Value) (rego
 // of the conditions before it, each under the name the policy's source
 // gives it.
 func (e Evaluator) valuesAt(ctx context.Context, body ast.Body, k int, in ast.Value) string {
-	bindings := e.bindingsBefore(ctx, body, k, in)
+	bound := e.bindingsBefore(ctx, body, k, in)
 	names := e.sourceNames(body[:k])
 	seen := map[string]bool{}
 	var parts []string
@@ -112,13 +145,13 @@ func (e Evaluator) valuesAt(ctx context.Context, body ast.Body, k int, in ast.Va
 		if v, ok := r[0].Value.(ast.Var); ok {
 			heads[v] = true
 		}
-		if name, val, ok := e.refValue(r, bindings, in, names); ok {
+		if name, val, ok := e.refValue(r, bound, in, names); ok {
 			add(name, val)
 		}
 		return false
 	})
 	ast.WalkVars(body[k], func(v ast.Var) bool {
-		if bv, ok := bindings[string(v)]; ok && !heads[v] {
+		if bv, ok := bound[string(v)]; ok && !heads[v] {
 			add(names.of(v), quote(bv))
 		}
 		return false
@@ -133,7 +166,7 @@ func (e Evaluator) valuesAt(ctx context.Context, body ast.Body, k int, in ast.Va
 // bindingsBefore returns the variables of body[k] as bound by the first
 // solution of body[:k]. Result bindings leave out the compiler's own
 // variables, so each is captured under a plain name.
-func (e Evaluator) bindingsBefore(ctx context.Context, body ast.Body, k int, in ast.Value) rego.Vars {
+func (e Evaluator) bindingsBefore(ctx context.Context, body ast.Body, k int, in ast.Value) bindings {
 	if k == 0 {
 		return nil
 	}
@@ -158,9 +191,9 @@ func (e Evaluator) bindingsBefore(ctx context.Context, body ast.Body, k int, in 
 	if err != nil || len(rs) == 0 {
 		return nil
 	}
-	out := rego.Vars{}
+	out := bindings{}
 	for v, c := range capture {
-		if val, ok := rs[0].Bindings[string(c)]; ok {
+		if val, ok := rs[0][string(c)]; ok {
 			out[v] = val
 		}
 	}
@@ -203,7 +236,7 @@ func (n varNames) of(v ast.Var) string {
 
 // refValue resolves a reference rooted at input or at a bound variable
 // whose other parts are ground once bound.
-func (e Evaluator) refValue(r ast.Ref, bindings rego.Vars, in ast.Value, names varNames) (string, string, bool) {
+func (e Evaluator) refValue(r ast.Ref, bound bindings, in ast.Value, names varNames) (string, string, bool) {
 	head, ok := r[0].Value.(ast.Var)
 	if !ok || len(r) < 2 {
 		return "", "", false
@@ -211,15 +244,11 @@ func (e Evaluator) refValue(r ast.Ref, bindings rego.Vars, in ast.Value, names v
 	path := make(ast.Ref, 0, len(r)-1)
 	for _, t := range r[1:] {
 		if v, ok := t.Value.(ast.Var); ok {
-			bv, bound := bindings[string(v)]
-			if !bound {
+			bv, ok := bound[string(v)]
+			if !ok {
 				return "", "", false
 			}
-			val, err := ast.InterfaceToValue(bv)
-			if err != nil {
-				return "", "", false
-			}
-			t = ast.NewTerm(val)
+			t = ast.NewTerm(bv)
 		}
 		if !t.IsGround() {
 			return "", "", false
@@ -230,12 +259,8 @@ func (e Evaluator) refValue(r ast.Ref, bindings rego.Vars, in ast.Value, names v
 	switch {
 	case head.Equal(ast.InputRootDocument.Value):
 		root = in
-	case bindings[string(head)] != nil:
-		v, err := ast.InterfaceToValue(bindings[string(head)])
-		if err != nil {
-			return "", "", false
-		}
-		root = v
+	case bound[string(head)] != nil:
+		root = bound[string(head)]
 	default:
 		return "", "", false
 	}
