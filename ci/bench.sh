@@ -46,5 +46,17 @@ awk '
 	END { if (p50) printf "gate p50 %.0f µs (goal <= 100 µs), %.0f µs CPU; share of a ~50 ms CreateContainer %.1f %% (goal < 5 %%)\n", p50, cpu, p50 / 500 }
 ' "$out/go.txt" | tee "$out/policy.txt"
 
+echo "== policy: CreateContainer under a generated policy, stream-class decisions"
+awk '
+	/^BenchmarkCreateContainerDecision/ { for (i = 1; i <= NF; i++) if ($i == "p50-µs") cc = $(i-1) }
+	/^BenchmarkGateReadStdout\/logged/ { for (i = 1; i <= NF; i++) if ($i == "p50-µs") rs = $(i-1) }
+	/^BenchmarkGateWaitProcess/ { for (i = 1; i <= NF; i++) if ($i == "p50-µs") wp = $(i-1) }
+	END {
+		if (cc) printf "CreateContainer decision under the generated policy: p50 %.0f µs (goal <= 300 µs)\n", cc
+		if (rs) printf "ReadStdout decision with its decision-log line: p50 %.2f µs (goal <= 3 µs)\n", rs
+		if (wp) printf "WaitProcess decision: p50 %.2f µs\n", wp
+	}
+' "$out/go.txt" | tee -a "$out/policy.txt"
+
 echo "== image pull: ~150 MB image, agent puller vs skopeo copy + umoci unpack"
 ci/bench-image.sh | tee "$out/image.txt"

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
@@ -71,7 +72,8 @@ func benchGate(b *testing.B, text, method string, req proto.Message, logged bool
 	var dl *decisionlog.Log
 	if logged {
 		var err error
-		if dl, err = decisionlog.Open(filepath.Join(b.TempDir(), "decisions.log"), decisionlog.Options{}); err != nil {
+		// On a tmpfs, as the agent keeps it (/run/cocoon).
+		if dl, err = decisionlog.Open(filepath.Join(testenv.SmallTmpfs(b, "64m"), "decisions.log"), decisionlog.Options{}); err != nil {
 			b.Fatal(err)
 		}
 		defer dl.Close()
