@@ -28,10 +28,11 @@ func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr 
 		return nil, nil, err
 	}
 	pol.SetObserver(observer{pod})
-	// An encrypted exec session is announced with the TEE's evidence over
-	// its headers; without an attester (no TEE) sessions are not announced
-	// and cocoonctl exec refuses them.
-	pod.SetExecAttester(tr.att.Attester)
+	// Encrypted exec sessions and sealed containers' log headers are
+	// attested with the TEE's evidence; without an attester (no TEE)
+	// sessions are not announced (cocoonctl exec refuses them) and sealed
+	// logs open as NOT ATTESTED.
+	pod.SetAttester(tr.att.Attester)
 	go reaper.Run(ctx)
 	system, closeSystem, err := newSystem(cfg, log, stor, pod)
 	if err != nil {

@@ -231,7 +231,7 @@ func TestEncryptedExecAnnouncedByDaemon(t *testing.T) {
 }
 
 // An agent without an attester (no TEE, no sample attester) still runs an
-// encrypted exec but announces nothing (Sandbox.SetExecAttester's
+// encrypted exec but announces nothing (Sandbox.SetAttester's
 // documented behaviour): the first line is the key stream's header, and
 // `cocoonctl exec` refuses such a session for want of evidence.
 func TestEncryptedExecWithoutAttesterNotAnnounced(t *testing.T) {

@@ -147,7 +147,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, r ContainerRequest) (_ *c
 	if err != nil {
 		return nil, err
 	}
-	if err := s.sealOutput(c); err != nil {
+	if err := s.sealOutput(ctx, c); err != nil {
 		return nil, errors.Join(err, c.Destroy(context.WithoutCancel(ctx)))
 	}
 	s.mu.Lock()

@@ -84,7 +84,7 @@ func (s *Sandbox) modesOf(c *container.Container) (string, observe.Modes) {
 // before the container is registered, so no read can come first: sealed
 // to the owner's key, or drained and never shown. Sealed streams are
 // attested (attestLogs) before their first record.
-func (s *Sandbox) sealOutput(c *container.Container) error {
+func (s *Sandbox) sealOutput(ctx context.Context, c *container.Container) error {
 	_, m := s.modesOf(c)
 	io := c.Init().IO
 	switch m.Logs {
@@ -100,7 +100,7 @@ func (s *Sandbox) sealOutput(c *container.Container) error {
 			}
 			sealers = append(sealers, sl)
 		}
-		if err := s.attestLogs(c.ID(), sealers...); err != nil {
+		if err := s.attestLogs(ctx, c.ID(), sealers...); err != nil {
 			return err
 		}
 		for i, w := range []stream.Which{stream.Stdout, stream.Stderr} {

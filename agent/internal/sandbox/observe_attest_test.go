@@ -103,7 +103,7 @@ func TestSealedLogsAttested(t *testing.T) {
 		return plain.String(), evs
 	}
 
-	p.SetExecAttester(snp)
+	p.SetAttester(snp)
 	text, err := run("att")
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestSealedLogsAttested(t *testing.T) {
 		}
 	}
 
-	p.SetExecAttester(nil)
+	p.SetAttester(nil)
 	if text, err = run("noatt"); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestSealedLogsAttested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.SetExecAttester(withheld)
+	p.SetAttester(withheld)
 	_, err = run("withheld")
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "quote withheld") {
 		t.Fatalf("CreateContainer without evidence: %v, want FAILED_PRECONDITION naming the attester's error", err)

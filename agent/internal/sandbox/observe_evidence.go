@@ -20,13 +20,13 @@ import (
 // this far), and is refused when the time is up.
 const evidenceTimeout = 30 * time.Second
 
-// SetExecAttester sets the attester whose evidence announces encrypted
+// SetAttester sets the TEE's attester, whose evidence announces encrypted
 // exec sessions (execgrant.Announce), so the owner's tool can tell the
 // agent in the TEE from a host answering cocoon-exec itself, and attests
 // sealed containers' log headers (attestLogs). Without one no session is
 // announced, and cocoonctl exec refuses the session; sealed logs carry no
 // attestation and `cocoonctl logs open` marks them NOT ATTESTED.
-func (s *Sandbox) SetExecAttester(a attest.Attester) {
+func (s *Sandbox) SetAttester(a attest.Attester) {
 	s.grants.mu.Lock()
 	defer s.grants.mu.Unlock()
 	s.grants.attester = a
@@ -64,14 +64,14 @@ func (s *Sandbox) announceSession(cid, execID string, owner *ecdh.PublicKey, x *
 // give refuses the container (FAILED_PRECONDITION): it fails closed
 // rather than run with logs its owner cannot tell from a forgery. Without
 // one (no TEE outside confidential mode) the streams go unattested.
-func (s *Sandbox) attestLogs(cid string, sealers ...*sealedlog.Sealer) error {
+func (s *Sandbox) attestLogs(ctx context.Context, cid string, sealers ...*sealedlog.Sealer) error {
 	s.grants.mu.Lock()
 	a := s.grants.attester
 	s.grants.mu.Unlock()
 	if a == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), evidenceTimeout)
+	ctx, cancel := context.WithTimeout(ctx, evidenceTimeout)
 	defer cancel()
 	if err := sealedlog.Attest(ctx, a, sealers...); err != nil {
 		return errs.Newf(errdefs.ErrFailedPrecondition, "sealed logs of %s: %v", cid, err)

@@ -122,7 +122,7 @@ func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 		return nonce, eph, readAll(stream.Stdout), readAll(stream.Stderr)
 	}
 
-	p.SetExecAttester(snp)
+	p.SetAttester(snp)
 	nonce, eph, out, errOut := run("e1")
 	first, rest, _ := bytes.Cut(out, []byte("\n"))
 	if !execgrant.IsAnnouncement(first) {
@@ -186,12 +186,12 @@ func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.SetExecAttester(withheld)
+	p.SetAttester(withheld)
 	if _, _, _, err := start("e3"); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "quote withheld") {
 		t.Fatalf("exec without evidence: %v", err)
 	}
 
-	p.SetExecAttester(nil)
+	p.SetAttester(nil)
 	_, _, out, _ = run("e2")
 	if execgrant.IsAnnouncement(out) || !bytes.HasPrefix(out, []byte(sealedlog.HeaderPrefix)) {
 		t.Fatalf("without an attester: stdout starts %q", out[:min(len(out), 40)])
