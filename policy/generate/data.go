@@ -152,6 +152,9 @@ type policyData struct {
 	EnvRegex string     `json:"env_regex"`
 	Exec     [][]string `json:"exec"`
 	CopyFile []string   `json:"copy_file"`
+	// CopyFileSymlink is where CopyFile may create a symlink: below a
+	// shared file's top entry, never as the entry a mount binds.
+	CopyFileSymlink string `json:"copy_file_symlink"`
 	// ApparmorProfiles are the OCI.Process.ApparmorProfile values the
 	// runtime may set.
 	ApparmorProfiles []string `json:"apparmor_profiles"`
@@ -204,6 +207,7 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 	for _, r := range s.CopyFile {
 		b.data.CopyFile = append(b.data.CopyFile, s.expand(r))
 	}
+	b.data.CopyFileSymlink = s.SharedFile + "[^/]+/."
 	for _, a := range allow {
 		b.data.Env = append(b.data.Env, a.Env...)
 		for _, m := range a.Mounts {

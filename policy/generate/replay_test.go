@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -180,9 +181,11 @@ func TestCorpusReplay(t *testing.T) {
 			if d := decideExec(t, res.Policy, []string{"/bin/sh"}); d.Allowed || !strings.Contains(d.Prints, "process.Args") {
 				t.Errorf("exec of a shell: allowed %v, denial %q does not name process.Args", d.Allowed, d.Prints)
 			}
-			_, err = c.CopyFile(callCtx(t), &agentpb.CopyFileRequest{Path: rt.sharedPath("c", "hosts"), FileMode: 0o644, FileSize: 1, Data: []byte("x")})
+			// The runtime sends the stat mode, type bits included
+			// (src/runtime/virtcontainers/kata_agent.go copyFile).
+			_, err = c.CopyFile(callCtx(t), &agentpb.CopyFileRequest{Path: rt.sharedPath("c", "hosts"), FileMode: unix.S_IFREG | 0o644, FileSize: 1, Data: []byte("x")})
 			expectAllowed(t, "CopyFile of /etc/hosts", err)
-			_, err = c.CopyFile(callCtx(t), &agentpb.CopyFileRequest{Path: "/etc/passwd", FileMode: 0o644, FileSize: 1, Data: []byte("x")})
+			_, err = c.CopyFile(callCtx(t), &agentpb.CopyFileRequest{Path: "/etc/passwd", FileMode: unix.S_IFREG | 0o644, FileSize: 1, Data: []byte("x")})
 			expectDenied(t, "CopyFile outside the shared dir", err, "path")
 		})
 	}

@@ -7,8 +7,8 @@
 # the field. The rules keep no state between requests.
 #
 # Built-ins used (all standard Rego, also in regorus): concat, count,
-# is_array, is_object, min, object.get, print, regex.match, replace, sort,
-# sprintf, startswith, substring, to_number.
+# is_array, is_object, is_string, min, object.get, print, regex.match,
+# replace, sort, sprintf, startswith, substring, to_number.
 package agent_policy
 
 import rego.v1
@@ -1140,21 +1140,73 @@ ExecProcessRequest := false if {
 }
 
 # ---------------------------------------------------------------------------
-# CopyFile: only into the runtime's shared directory.
+# CopyFile: only into the runtime's shared directory. On Kata's agent the
+# policy is its only guard: it creates whatever the mode's type bits say
+# (src/agent/src/rpc.rs do_copy_file, which tests them bit by bit, so a
+# device or socket mode is made a directory), and a symlink it creates may
+# point anywhere in the guest. The input's file_type is the mode's type
+# (src/agent/policy/src/policy.rs FileType: Regular, Directory, Symlink,
+# else Unknown); symlink_target is the link's text, null for other types.
 
 default CopyFileRequest := false
 
-CopyFileRequest if {
+CopyFileRequest if copy_file_allowed
+
+CopyFileRequest := false if {
+	not copy_file_allowed
+	print(concat("; ", [p | some p in copy_file_problems; p != ""]))
+}
+
+copy_file_allowed if {
+	ok_copy_path
+	input.file_type in copy_file_types
+	ok_copy_symlink
+}
+
+copy_file_problems := [check_copy_path, check_copy_file_type, check_copy_symlink]
+
+# A ".." segment climbs out of the directory the path names (the name
+# "..data" the Kubernetes atomic writer uses is no such segment).
+dot_dot(p) if regex.match(`(^|/)\.\.(/|$)`, p)
+
+ok_copy_path if {
+	not dot_dot(input.path)
 	some r in policy_data.copy_file
 	regex.match(r, input.path)
 }
 
-CopyFileRequest := false if {
-	every r in policy_data.copy_file {
-		not regex.match(r, input.path)
-	}
-	print(sprintf("path: %q is not a file the runtime shares with a container", [input.path]))
+check_copy_path := "" if ok_copy_path
+else := sprintf("path: %q has a \"..\" segment", [input.path]) if {
+	dot_dot(input.path)
+} else := sprintf("path: %q is not a file the runtime shares with a container", [input.path])
+
+copy_file_types := {"Regular", "Directory", "Symlink"}
+
+check_copy_file_type := "" if input.file_type in copy_file_types
+else := sprintf("file_type: %v: the runtime copies regular files, directories and symlinks only", [input.file_type])
+
+ok_copy_symlink if input.file_type != "Symlink"
+
+# A symlink only inside a shared file's directory: the top entries are
+# mount sources, and a symlink there would bind whatever guest path it
+# names. Its target relative and without "..": it stays inside that
+# directory.
+ok_copy_symlink if {
+	input.file_type == "Symlink"
+	regex.match(policy_data.copy_file_symlink, input.path)
+	ok_symlink_target
 }
+
+ok_symlink_target if {
+	is_string(input.symlink_target)
+	not startswith(input.symlink_target, "/")
+	not dot_dot(input.symlink_target)
+}
+
+check_copy_symlink := "" if ok_copy_symlink
+else := sprintf("file_type: Symlink at %q, the top of a shared file (a mount source): only inside a shared directory", [input.path]) if {
+	not regex.match(policy_data.copy_file_symlink, input.path)
+} else := sprintf("symlink_target: %v is absolute or climbs with \"..\": a symlink stays inside its shared directory", [input.symlink_target])
 
 # A generated policy cannot be replaced from the host.
 default SetPolicyRequest := false
