@@ -44,6 +44,9 @@ func appendBody(dst []byte, e *Entry, seq uint64, now time.Time, prev string) ([
 	dst = appendField(dst, `,"policy_sha256":`, e.PolicySHA256)
 	dst = appendField(dst, `,"source":`, e.Source)
 	dst = appendField(dst, `,"message":`, e.Message)
+	if e.Summary != nil {
+		dst = appendSummary(append(dst, `,"summary":`...), e.Summary)
+	}
 	dst = append(dst, `,"prev":`...)
 	dst = appendString(dst, prev)
 	return append(dst, '}'), nil

@@ -3,6 +3,7 @@ package decisionlog
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,6 +41,13 @@ func TestEncodeMatchesJSON(t *testing.T) {
 		{Kind: KindDecision, Ops: json.RawMessage(`{"unterminated`)},
 		{Kind: KindPolicy, PolicySHA256: "x", Source: "initdata", Time: "ignored", Seq: 99, Hash: "ignored", Prev: "ignored"},
 		{Kind: KindRotate, Message: "continues decisions.log.1"},
+		{Kind: KindDecision, Request: "CreateContainerRequest", Allowed: &yes, Summary: &Summary{
+			ContainerID: "c1", ContainerType: "container", Image: "registry.example/app@sha256:ab", ImageName: "app:<1>",
+			Args: []string{"sh", "-c", "echo \"hi\" & exit\n"}, Truncated: true}},
+		{Kind: KindDecision, Request: "ExecProcessRequest", Allowed: &no, Summary: &Summary{ContainerID: "c1", ExecID: "e1", Args: []string{"", "\xff"}, GrantNonce: "bm9uY2U"}},
+		{Kind: KindDecision, Request: "SetPolicyRequest", Summary: &Summary{NewPolicySHA256: Genesis}},
+		{Kind: KindDecision, Summary: &Summary{}},
+		{Kind: KindDecision, Summary: &Summary{Args: []string{}, Truncated: true}},
 	} {
 		checkEncoding(t, e, 12345, now, Genesis)
 	}
@@ -49,6 +57,8 @@ func TestEncodeMatchesJSON(t *testing.T) {
 func FuzzEncode(f *testing.F) {
 	f.Add("decision", "ReadStreamRequest", "msg \"quoted\" <tag>", []byte(`[{"op":"remove","path":"/x"}]`), uint8(1), uint64(7), int64(1764475506123456789))
 	f.Add("", "", "\xff\xfe\u2029", []byte(`nul`), uint8(2), uint64(0), int64(0))
+	f.Add("c1", "e1", "sh -c <x>", []byte(nil), uint8(0xff), uint64(3), int64(5))
+	f.Add("", "", " ", []byte(nil), uint8(4), uint64(3), int64(5))
 	f.Fuzz(func(t *testing.T, kind, request, message string, ops []byte, bools uint8, seq uint64, nanos int64) {
 		yes, no := true, false
 		e := Entry{Kind: kind, Request: request, Message: message, Source: request, InputSHA256: message, Ops: ops}
@@ -57,6 +67,21 @@ func FuzzEncode(f *testing.F) {
 			e.Allowed = &yes
 		case 2:
 			e.Committed = &no
+		}
+		if bools&4 != 0 {
+			// A summary made of the same strings, each field present or
+			// not as the bits say.
+			pick := func(bit uint8, v string) string {
+				if bools&bit != 0 {
+					return v
+				}
+				return ""
+			}
+			e.Summary = &Summary{ContainerID: pick(8, kind), ExecID: pick(16, request), Image: pick(32, message),
+				ImageName: request, GrantNonce: pick(64, kind), Truncated: bools&128 != 0}
+			if len(message) > 0 {
+				e.Summary.Args = strings.Split(message, string(message[0]))
+			}
 		}
 		checkEncoding(t, e, seq, time.Unix(0, nanos), message)
 	})

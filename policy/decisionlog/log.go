@@ -59,6 +59,7 @@ type Entry struct {
 	PolicySHA256 string          `json:"policy_sha256,omitempty"`
 	Source       string          `json:"source,omitempty"`
 	Message      string          `json:"message,omitempty"`
+	Summary      *Summary        `json:"summary,omitempty"`
 	Prev         string          `json:"prev"`
 	Hash         string          `json:"hash,omitempty"`
 }

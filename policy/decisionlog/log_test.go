@@ -125,3 +125,42 @@ func FuzzVerify(f *testing.F) {
 		decisionlog.Verify([]decisionlog.Source{{Name: "f", R: bytes.NewReader(b)}})
 	})
 }
+
+// A decision's summary is part of its hashed line: it reads back as
+// written, and editing it breaks the chain. Entries without one (every
+// entry written before summaries existed) verify as before.
+func TestSummaryCoveredByChain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "decisions.log")
+	l, err := decisionlog.Open(path, decisionlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := &decisionlog.Summary{ContainerID: "app", ContainerType: "container", Image: "registry.example/app:v1",
+		Args: []string{"sh", "-c", "echo hi"}}
+	fill(t, l, 1)
+	if _, err := l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "CreateContainerRequest", Allowed: yes(), Summary: sum}); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, l, 1)
+	l.Close()
+	orig, _ := os.ReadFile(path)
+	if _, err := decisionlog.Verify(sources(t, path)); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(orig), "\n")
+	if strings.Contains(lines[0], "summary") || !strings.Contains(lines[1], `"summary":{"container_id":"app","container_type":"container","image":"registry.example/app:v1","args":["sh","-c","echo hi"]}`) {
+		t.Fatalf("lines:\n%s", orig)
+	}
+	for name, edit := range map[string][2]string{
+		"image":     {"app:v1", "app:v2"},
+		"argument":  {`"echo hi"`, `"echo HI"`},
+		"dropped":   {`,"summary":{"container_id":"app","container_type":"container","image":"registry.example/app:v1","args":["sh","-c","echo hi"]}`, ""},
+		"truncated": {`"echo hi"]`, `"echo hi"],"truncated":true`},
+	} {
+		b := strings.Replace(string(orig), edit[0], edit[1], 1)
+		_, err := decisionlog.Verify([]decisionlog.Source{{Name: "log", R: strings.NewReader(b)}})
+		if err == nil || !strings.Contains(err.Error(), "log:2: entry hash does not match") {
+			t.Errorf("summary %s edited: %v", name, err)
+		}
+	}
+}
