@@ -57,6 +57,8 @@ type LayerOptions struct {
 	Partition                                int // 0 when absent
 	// Verity is nil when the host sent no X-kata.dmverity-enabled=true.
 	Verity *VerityParams
+	// Mkdirs are the X-kata.mkdir.path directives, in order (mkdir.go).
+	Mkdirs []MkdirDirective
 	// MountOptions are the options that are not X-kata markers.
 	MountOptions []string
 }
@@ -105,8 +107,19 @@ func ParseOptions(options []string) (*LayerOptions, error) {
 			verity[k] = v
 		case strings.HasPrefix(o, "X-kata.dmverity"):
 			return nil, invalid("unknown dm-verity option %q", o)
+		case strings.HasPrefix(o, OptMkdirPath):
+			if len(lo.Mkdirs) == MaxMkdirs {
+				return nil, invalid("more than %d %s directives", MaxMkdirs, OptMkdirPath)
+			}
+			d, err := ParseMkdir(o[len(OptMkdirPath):])
+			if err != nil {
+				return nil, err
+			}
+			lo.Mkdirs = append(lo.Mkdirs, d)
+		case strings.HasPrefix(o, optMkdir):
+			return nil, invalid("unknown mkdir option %q (only %s<path>)", o, OptMkdirPath)
 		case strings.HasPrefix(o, optKataPrefix):
-			// Other markers (mkdir paths, ...) are for the driver to read.
+			// Other X-kata markers carry nothing the guest acts on.
 		default:
 			lo.MountOptions = append(lo.MountOptions, o)
 		}

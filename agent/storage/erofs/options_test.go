@@ -46,7 +46,7 @@ func TestParseOptionsKataLower(t *testing.T) {
 }
 
 func TestParseOptionsNoVerity(t *testing.T) {
-	lo, err := ParseOptions([]string{"X-kata.overlay-upper", "X-kata.multi-layer=true", "rw", "X-kata.mkdir.path=/x:0755"})
+	lo, err := ParseOptions([]string{"X-kata.overlay-upper", "X-kata.multi-layer=true", "rw", "X-kata.mkdir.path={{ mount 0 }}/upper:0755"})
 	if err != nil {
 		t.Fatal(err)
 	}
