@@ -74,6 +74,7 @@ type layerSet struct {
 	lowers []layer
 	upper  *layer
 	plain  bool
+	mkdirs []erofs.MkdirDirective // every member's X-kata.mkdir.path, in order
 }
 
 // checkLayers parses every member before anything is touched.
@@ -84,6 +85,7 @@ func checkLayers(owner string, members []*Storage) (layerSet, error) {
 		if err != nil {
 			return layerSet{}, fmt.Errorf("container %s storage %d: %w", owner, i, err)
 		}
+		set.mkdirs = append(set.mkdirs, lo.Mkdirs...)
 		if isUpper(m, lo) {
 			if set.upper != nil {
 				return layerSet{}, invalid("container %s: two writable upper disks (%s), at most one", owner, erofs.OptOverlayUpper)
@@ -114,6 +116,9 @@ func checkLayers(owner string, members []*Storage) (layerSet, error) {
 	}
 	lowers := set.lowers
 	set.plain = set.upper == nil && len(lowers) == 1 && !lowers[0].opts.MultiLayer && lowers[0].s.Driver != DriverMultiLayerErofs
+	if err := checkMkdirs(owner, set); err != nil {
+		return layerSet{}, err
+	}
 	gpt := lowers[0].opts.GPTPartitioned
 	seen := map[string]bool{}
 	for _, l := range lowers {
@@ -197,13 +202,17 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, set la
 	// it (multi_layer_erofs.rs:250-255, 422-427).
 	upperDisk := "guest memory"
 	if set.upper != nil {
-		dev, err := g.mountUpper(ctx, owner, *set.upper, filepath.Join(g.dir, "upper"))
+		dev, err := g.mountUpper(ctx, owner, *set.upper, filepath.Join(g.dir, upperDirName))
 		if err != nil {
 			return Mounted{}, err
 		}
 		upperDisk = dev
 	}
-	upper, work := filepath.Join(g.dir, "upper", "upper"), filepath.Join(g.dir, "upper", "work")
+	upperMount := filepath.Join(g.dir, "upper")
+	if err := g.makeDirs(upperMount, set.mkdirs); err != nil {
+		return Mounted{}, err
+	}
+	upper, work := filepath.Join(upperMount, upperDirName), filepath.Join(upperMount, workDirName)
 	for _, d := range []string{upper, work} {
 		t, err := b.roots.prepare(d, false)
 		if err != nil {
@@ -221,7 +230,7 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, set la
 		hashes[i] = l.opts.Verity.RootHash
 	}
 	b.log.InfoContext(ctx, "erofs layers mounted", "container", owner, "layers", len(lowers), "root_hashes", strings.Join(hashes, ","),
-		"upper", upperDisk, "mount_point", mountPoint)
+		"upper", upperDisk, "mkdirs", len(set.mkdirs), "mount_point", mountPoint)
 	return Mounted{Path: mountPoint, Cleanup: g.undo}, nil
 }
 
