@@ -23,12 +23,13 @@ import (
 // unseal replaces sealed secrets in a container's environment; Secret
 // volume files go through it too (unsealFileVia). The pod's DNS lines are
 // bound over the guest's /etc/resolv.conf only when the agent is the guest's
-// init: on any other machine that file is the machine's own.
-func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, unseal func(context.Context, []string) ([]string, error), obs *observe.Config) (*sandbox.Sandbox, *storage.Manager, error) {
+// init: on any other machine that file is the machine's own. The storage
+// logs through layers, which counts its verified-layer incidents.
+func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, unseal func(context.Context, []string) ([]string, error), obs *observe.Config, layers *storage.LayerIncidents) (*sandbox.Sandbox, *storage.Manager, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
 	}
-	stor, err := storage.NewDefault(storage.Options{KataRunDir: cfg.KataRunDir, HotplugTimeout: cfg.HotplugTimeout, Log: log})
+	stor, err := storage.NewDefault(storage.Options{KataRunDir: cfg.KataRunDir, HotplugTimeout: cfg.HotplugTimeout, Log: layers.Logger(log)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/internal/reaper"
+	"github.com/cocoon-tee/cocoon/agent/internal/storage"
 	"github.com/cocoon-tee/cocoon/agent/internal/version"
 	"github.com/cocoon-tee/cocoon/agent/rpc"
 	"github.com/cocoon-tee/cocoon/agent/server"
@@ -23,7 +24,9 @@ func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr 
 	if err != nil {
 		return nil, nil, fmt.Errorf("image: %w", err)
 	}
-	pod, stor, err := newSandbox(cfg, log, imageDriver, tr.att.UnsealEnv, tr.obs)
+	// The storage reports verified-layer incidents; GetMetrics counts them.
+	layers := &storage.LayerIncidents{}
+	pod, stor, err := newSandbox(cfg, log, imageDriver, tr.att.UnsealEnv, tr.obs, layers)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -34,7 +37,7 @@ func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr 
 	// logs open as NOT ATTESTED.
 	pod.SetAttester(tr.att.Attester)
 	go reaper.Run(ctx)
-	system, closeSystem, err := newSystem(cfg, log, stor, pod)
+	system, closeSystem, err := newSystem(cfg, log, stor, pod, layers)
 	if err != nil {
 		destroyOnExit(ctx, pod, log)
 		return nil, nil, err

@@ -39,13 +39,13 @@ func setupSystem(cfg config.Config, log *slog.Logger) error {
 // newSystem builds the guest-wide services: networking in the agent's own
 // network namespace (the guest's), guest management, CopyFile under
 // <KataRunDir>/shared/containers, and metrics.
-func newSystem(cfg config.Config, log *slog.Logger, stor *storage.Manager, containers metrics.ContainerStats) (rpc.System, func(), error) {
+func newSystem(cfg config.Config, log *slog.Logger, stor *storage.Manager, containers metrics.ContainerStats, layers metrics.LayerIncidents) (rpc.System, func(), error) {
 	nm, err := network.New(netns.None())
 	if err != nil {
 		return rpc.System{}, nil, fmt.Errorf("network: %w", err)
 	}
 	shared := filepath.Join(cfg.KataRunDir, "shared", "containers")
-	met, err := metrics.New(metrics.Options{Containers: containers, Log: log})
+	met, err := metrics.New(metrics.Options{Containers: containers, Layers: layers, Log: log})
 	if err != nil {
 		nm.Close()
 		return rpc.System{}, nil, err

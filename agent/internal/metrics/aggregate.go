@@ -21,6 +21,12 @@ var aggregate = map[string]func(*dto.Metric) bool{
 	// CPU: the guest-wide total, not per vCPU.
 	"kata_guest_cpu_time":     labelIn("cpu", "total"),
 	"kata_agent_scrape_count": nil,
+	// Verified-layer incidents: the host serves every read of the layer
+	// disks and unplugs them itself, so it learns nothing from a count of
+	// layers that failed verification or lost their disk; the owner
+	// learns that the host tampered with the pod's image or pulled it away.
+	"cocoon_agent_dm_verity_corruptions_total": nil,
+	"cocoon_agent_layer_devices_removed_total": nil,
 }
 
 func labelIn(name string, values ...string) func(*dto.Metric) bool {

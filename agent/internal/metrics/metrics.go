@@ -34,7 +34,9 @@ type Options struct {
 	Proc       string // /proc
 	CgroupRoot string // /sys/fs/cgroup
 	Containers ContainerStats
-	Log        *slog.Logger
+	// Layers, when set, adds the verified-layer incident counters.
+	Layers LayerIncidents
+	Log    *slog.Logger
 }
 
 // Metrics owns the registry.
@@ -62,12 +64,16 @@ func New(o Options) (*Metrics, error) {
 		reg:     prometheus.NewRegistry(),
 		scrapes: prometheus.NewCounter(prometheus.CounterOpts{Name: "kata_agent_scrape_count", Help: "Metrics scrape count"}),
 	}
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		m.scrapes,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "kata_agent"}),
 		newProcfs(o),
-	} {
+	}
+	if o.Layers != nil {
+		cs = append(cs, layerCounters(o.Layers)...)
+	}
+	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

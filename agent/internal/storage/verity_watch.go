@@ -137,13 +137,13 @@ func (w *verityWatch) handle(ev uevent) {
 		// The kernel sends one per failing block, up to 100: the first
 		// is the news, the rest are counted.
 		if v.corruptions.Add(1) == 1 {
-			w.log.Error("dm-verity detected corruption", "layer", v.layer, "root_hash", v.hash, "device", v.name,
+			w.log.Error("dm-verity detected corruption", incidentAttr, IncidentVerityCorruption, "layer", v.layer, "root_hash", v.hash, "device", v.name,
 				"dev", v.path, "block_type", kind, "block", block,
 				"error", fmt.Sprintf("%s block %d of erofs layer %s failed verification against root hash %s: reads of it fail with EIO", kind, block, v.layer, v.hash))
 		}
 	case ev.action == "remove" && under != nil:
 		if under.removed.CompareAndSwap(false, true) {
-			w.log.Error("erofs layer device removed while mounted: reads of this layer now fail with EIO",
+			w.log.Error("erofs layer device removed while mounted: reads of this layer now fail with EIO", incidentAttr, IncidentDeviceRemoved,
 				"layer", under.layer, "root_hash", under.hash, "device", under.part, "mapping", under.name,
 				"error", fmt.Sprintf("%s, the device of erofs layer %s (root hash %s), was removed while mounted", under.part, under.layer, under.hash))
 		}
