@@ -37,6 +37,9 @@ type containerData struct {
 	StorageDrivers []string   `json:"storage_drivers"`
 	TTY            bool       `json:"tty"`
 	SharePID       bool       `json:"share_pid"`
+	// Exec are the commands of its exec probes and lifecycle hooks, the
+	// only ones ExecProcess runs in it.
+	Exec [][]string `json:"exec"`
 	// RootHashes are the image's layers' root hashes, top (partition 1)
 	// first; empty allows guest pull only.
 	RootHashes []string `json:"root_hashes"`
@@ -148,10 +151,9 @@ type policyData struct {
 	ExactMounts exactMounts `json:"exact_mounts"`
 	// Env are the pod-wide env patterns; EnvRegex is all of them in one,
 	// which is what the rules match.
-	Env      []string   `json:"env"`
-	EnvRegex string     `json:"env_regex"`
-	Exec     [][]string `json:"exec"`
-	CopyFile []string   `json:"copy_file"`
+	Env      []string `json:"env"`
+	EnvRegex string   `json:"env_regex"`
+	CopyFile []string `json:"copy_file"`
 	// CopyFileSymlink is where CopyFile may create a symlink: below a
 	// shared file's top entry, never as the entry a mount binds.
 	CopyFileSymlink string `json:"copy_file_symlink"`
@@ -187,7 +189,7 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 	b := &builder{s: s, in: in, images: images, allow: allow}
 	b.data = policyData{
 		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: newPauseData(s), GuestRootfs: s.GuestRootfs, LayerRootfs: s.LayerRootfs,
-		Annotations: s.Annotations, Env: slices.Clone(s.Env), Exec: [][]string{}, requests: s.Requests,
+		Annotations: s.Annotations, Env: slices.Clone(s.Env), requests: s.Requests,
 		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
 		ContainerSysctls: orEmptyMap(s.Sysctls.Container), ContainerNamespaces: s.Namespaces,
 		Rlimits: []rlimitData{}, OOMScoreAdj: s.OOMScoreAdj,
@@ -273,7 +275,7 @@ func (b *builder) sidecar(w *Workload, sc Sidecar) {
 		Image: sc.Image, Args: orEmpty(sc.Args), Env: orEmpty(sc.Env), EnvNames: []string{}, EnvPatterns: []string{},
 		UID: sc.UID, Caps: caps, MaskedPaths: b.s.MaskedPaths, ReadonlyPaths: b.s.ReadonlyPaths,
 		Mounts: mountRules{}, StorageDrivers: []string{}, SharePID: shareProcessNamespace(w), RootHashes: []string{},
-		podSecurity: b.podSecurity(w, nil), RootfsPropagation: []string{""},
+		podSecurity: b.podSecurity(w, nil), RootfsPropagation: []string{""}, Exec: [][]string{},
 	})
 }
 
@@ -369,7 +371,7 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 	d := containerData{
 		Name: c.Name, Workload: w.Kind + "/" + w.Name, PodName: w.PodName, Image: img.Pinned,
 		EnvNames: []string{}, EnvPatterns: []string{}, Mounts: mountRules{}, StorageDrivers: []string{},
-		TTY: c.TTY, SharePID: shareProcessNamespace(w), RootHashes: orEmpty(img.RootHashes),
+		Exec: [][]string{}, TTY: c.TTY, SharePID: shareProcessNamespace(w), RootHashes: orEmpty(img.RootHashes),
 		podSecurity: b.podSecurity(w, c.SecurityContext), RootfsPropagation: rootfsPropagation(c),
 	}
 	env, err := b.env(where, w, c, img, &d)
@@ -396,13 +398,13 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 	}
 	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
 		if p != nil && p.Exec != nil {
-			b.addExec(p.Exec.Command)
+			d.addExec(p.Exec.Command)
 		}
 	}
 	if c.Lifecycle != nil {
 		for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
 			if h != nil && h.Exec != nil {
-				b.addExec(h.Exec.Command)
+				d.addExec(h.Exec.Command)
 			}
 		}
 	}
@@ -410,13 +412,13 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 	return nil
 }
 
-func (b *builder) addExec(cmd []string) {
-	for _, e := range b.data.Exec {
+func (d *containerData) addExec(cmd []string) {
+	for _, e := range d.Exec {
 		if slices.Equal(e, cmd) {
 			return
 		}
 	}
-	b.data.Exec = append(b.data.Exec, cmd)
+	d.Exec = append(d.Exec, cmd)
 }
 
 // env computes the container's environment the way the kubelet and

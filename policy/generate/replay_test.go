@@ -170,16 +170,19 @@ func TestCorpusReplay(t *testing.T) {
 					expectDenied(t, m.name, callCreate(c, req), m.field)
 					decideCreate(t, q, req)
 				}
-				for _, p := range []*corev1.Probe{ct.LivenessProbe} {
-					if p != nil && p.Exec != nil {
-						if d := decideExec(t, res.Policy, p.Exec.Command); !d.Allowed {
-							t.Errorf("exec probe %v denied: %s", p.Exec.Command, d.Prints)
+				// Every probe and hook command, as the runtime runs it in
+				// its container; a shell is refused.
+				for _, ct := range append(slices.Clone(w.Spec.InitContainers), w.Spec.Containers...) {
+					cc := rt.request(w, pod, ct)
+					for _, cmd := range execCommands(ct) {
+						if d := decideExec(t, res.Policy, runtimeExec(cc, cmd, false)); !d.Allowed {
+							t.Errorf("%s: exec %v denied: %s", ct.Name, cmd, d.Prints)
 						}
 					}
+					if d := decideExec(t, res.Policy, runtimeExec(cc, []string{"/bin/sh"}, false)); d.Allowed || !strings.Contains(d.Prints, "process.Args") {
+						t.Errorf("exec of a shell: allowed %v, denial %q does not name process.Args", d.Allowed, d.Prints)
+					}
 				}
-			}
-			if d := decideExec(t, res.Policy, []string{"/bin/sh"}); d.Allowed || !strings.Contains(d.Prints, "process.Args") {
-				t.Errorf("exec of a shell: allowed %v, denial %q does not name process.Args", d.Allowed, d.Prints)
 			}
 			// The runtime sends the stat mode, type bits included
 			// (src/runtime/virtcontainers/kata_agent.go copyFile).
@@ -531,20 +534,38 @@ func dotted(name string) string {
 	}, name)
 }
 
-// decideExec is the agent engine's ExecProcess decision for args. It is
+// decideExec is the agent engine's ExecProcess decision for r. It is
 // asked directly: the agent answers an exec into a container it does not
 // have before the policy (the replay runs no container).
-func decideExec(t testing.TB, text string, args []string) policy.Decision {
+func decideExec(t testing.TB, text string, r *agentpb.ExecProcessRequest) policy.Decision {
 	t.Helper()
 	p, err := policy.Load(context.Background(), text, "generated")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := p.Explain(context.Background(), "ExecProcessRequest", input.Encode(&agentpb.ExecProcessRequest{ContainerId: "x", ExecId: "e", Process: &agentpb.Process{Args: args}}))
+	d, err := p.Explain(context.Background(), "ExecProcessRequest", input.Encode(r))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// execCommands are the exec commands of c's probes and lifecycle hooks.
+func execCommands(c corev1.Container) [][]string {
+	var out [][]string
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if p != nil && p.Exec != nil {
+			out = append(out, p.Exec.Command)
+		}
+	}
+	if c.Lifecycle != nil {
+		for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
+			if h != nil && h.Exec != nil {
+				out = append(out, h.Exec.Command)
+			}
+		}
+	}
+	return out
 }
 
 // decideSandbox is the agent engine's CreateSandbox decision for r.

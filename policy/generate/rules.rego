@@ -1128,16 +1128,208 @@ else := sprintf("storages: %s %q on %q (%s, %v) is not a sandbox storage of the 
 }
 
 # ---------------------------------------------------------------------------
-# ExecProcess: only the pod's exec probes and lifecycle hooks.
+# ExecProcess: a command of a container's exec probes or lifecycle hooks,
+# run as that container's own process. The rules keep no state, so the
+# request's container id is not tied to an entry: the command must be one
+# of an entry's, and the process that entry's.
+#
+# What the runtimes send: containerd runs the container's own process
+# with other Args and Terminal, adding TERM=xterm with a terminal
+# (internal/cri/server/container_execsync.go execInternal); the Go runtime
+# passes on only Args, Env, the user's numbers, Cwd and Terminal
+# (src/runtime/virtcontainers/kata_agent.go cmdToKataProcess), runtime-rs
+# the whole process. So the container's environment, working directory,
+# user and groups; no capability the container lacks; no string user,
+# user name or SELinux label, no rlimit and no AppArmor profile but the
+# runtime's; a terminal only where the pod spec gives the container a tty.
+# NoNewPrivileges is not checked: true only takes privileges away.
 
 default ExecProcessRequest := false
 
-ExecProcessRequest if input.process.Args in policy_data.exec
+ExecProcessRequest if exec_allowed
 
 ExecProcessRequest := false if {
-	not input.process.Args in policy_data.exec
-	print(sprintf("process.Args: %v is not an exec probe or lifecycle command of this pod", [input.process.Args]))
+	not exec_allowed
+	print(concat("; ", exec_problems))
 }
+
+exec_candidates := [c |
+	some cs in policy_data.containers
+	some c in cs
+	input.process.Args in c.exec
+]
+
+exec_allowed if {
+	ok_string_user
+	input.process.SelinuxLabel == ""
+	input.process.ApparmorProfile in policy_data.apparmor_profiles
+	exec_user.Username == ""
+	not bad_exec_rlimit
+	some c in exec_candidates
+	exec_ok(c)
+}
+
+exec_ok(c) if {
+	ok_exec_terminal(c)
+	ok_exec_cwd(c)
+	ok_exec_user(c)
+	ok_exec_gids(c)
+	ok_exec_caps(c)
+	ok_exec_env(c)
+}
+
+# The request's user; {} when it has none, so every test of it fails.
+exec_user := u if {
+	u := input.process.User
+	is_object(u)
+} else := {}
+
+bad_exec_rlimit if {
+	some r in input.process.Rlimits
+	not r in policy_data.rlimits
+}
+
+ok_exec_terminal(_) if input.process.Terminal == false
+
+ok_exec_terminal(c) if c.tty
+
+ok_exec_cwd(c) if c.cwd == ""
+
+ok_exec_cwd(c) if input.process.Cwd == c.cwd
+
+ok_exec_user(c) if {
+	exec_user.UID == c.uid
+	c.gid == null
+}
+
+ok_exec_user(c) if {
+	exec_user.UID == c.uid
+	exec_user.GID == c.gid
+}
+
+ok_exec_gids(c) if c.gids == null
+
+ok_exec_gids(c) if {
+	c.gids != null
+	not bad_exec_gid(c)
+}
+
+bad_exec_gid(c) if {
+	some g in exec_user.AdditionalGids
+	not g in c.gids
+}
+
+# None (the Go runtime sends none) or the container's own (runtime-rs).
+exec_caps := {cap |
+	some k in cap_sets
+	v := input.process.Capabilities[k]
+	is_array(v)
+	some cap in v
+}
+
+ok_exec_caps(c) if c.privileged
+
+ok_exec_caps(c) if count(exec_caps - {x | some x in c.caps}) == 0
+
+exec_env := {e | some e in input.process.Env}
+
+# The container's environment, as CreateContainer checks it; with a
+# terminal, containerd's TERM=xterm in place of the container's TERM.
+ok_exec_env(c) if {
+	not some_missing_exec_env(c)
+	not some_unexpected_exec_env(c)
+}
+
+exec_term_env(e) if {
+	input.process.Terminal == true
+	startswith(e, "TERM=")
+}
+
+some_missing_exec_env(c) if {
+	some e in c.env
+	not e in exec_env
+	not exec_term_env(e)
+}
+
+some_unexpected_exec_env(c) if {
+	some e in exec_env - {e | some e in c.env}
+	not exec_env_ok(c, e)
+}
+
+exec_env_ok(c, e) if extra_env_ok(c, e)
+
+exec_env_ok(_, "TERM=xterm") if input.process.Terminal == true
+
+# The first fields that differ, of the fields every exec is checked on
+# and of the entry with that command that came closest.
+exec_problems := [sprintf("process.Args: %v is not an exec probe or lifecycle command of this pod", [input.process.Args])] if {
+	count(exec_candidates) == 0
+} else := [p |
+	some p in [
+		check_string_user,
+		check_exec_selinux,
+		check_exec_apparmor,
+		check_exec_username,
+		check_exec_rlimits,
+		exec_closest,
+	]
+	p != ""
+]
+
+exec_candidate_problems := [exec_entry_problems(c) | some c in exec_candidates]
+
+exec_closest := "" if {
+	some ps in exec_candidate_problems
+	count(ps) == 0
+} else := [sprintf("container %q (%s): %s", [c.name, c.workload, concat("; ", ps)]) |
+	some i, ps in exec_candidate_problems
+	count(ps) == min({count(x) | some x in exec_candidate_problems})
+	c := exec_candidates[i]
+][0]
+
+exec_entry_problems(c) := [p |
+	some p in [
+		check_exec_user(c),
+		check_exec_gids(c),
+		check_exec_cwd(c),
+		check_exec_env(c),
+		check_exec_caps(c),
+		check_exec_terminal(c),
+	]
+	p != ""
+]
+
+check_exec_selinux := "" if input.process.SelinuxLabel == ""
+else := sprintf("process.SelinuxLabel: got %q, an exec carries no label", [input.process.SelinuxLabel])
+
+check_exec_apparmor := "" if input.process.ApparmorProfile in policy_data.apparmor_profiles
+else := sprintf("process.ApparmorProfile: %q is not one of %v", [input.process.ApparmorProfile, policy_data.apparmor_profiles])
+
+check_exec_username := "" if exec_user.Username == ""
+else := sprintf("process.User.Username: got %v, the policy requires it empty (uid and gid are checked)", [object.get(exec_user, "Username", null)])
+
+check_exec_rlimits := "" if not bad_exec_rlimit
+else := sprintf("process.Rlimits: %v is not one of the runtime's rlimits %v", [[r | some r in input.process.Rlimits; not r in policy_data.rlimits][0], policy_data.rlimits])
+
+check_exec_terminal(c) := "" if ok_exec_terminal(c)
+else := "process.Terminal: got true, the pod spec gives the container no tty"
+
+check_exec_cwd(c) := "" if ok_exec_cwd(c)
+else := sprintf("process.Cwd: got %q, want the container's %q", [input.process.Cwd, c.cwd])
+
+check_exec_user(c) := "" if ok_exec_user(c)
+else := sprintf("process.User: got uid %v gid %v, want the container's uid %v gid %v", [object.get(exec_user, "UID", null), object.get(exec_user, "GID", null), c.uid, c.gid])
+
+check_exec_gids(c) := "" if ok_exec_gids(c)
+else := sprintf("process.User.AdditionalGids: %v is not within the container's %v", [exec_user.AdditionalGids, c.gids])
+
+check_exec_caps(c) := "" if ok_exec_caps(c)
+else := sprintf("process.Capabilities: %q is not one of the container's", [sort(exec_caps - {x | some x in c.caps})[0]])
+
+check_exec_env(c) := "" if ok_exec_env(c)
+else := sprintf("process.Env: unexpected %q", [e]) if {
+	e := [e | some e in input.process.Env; not e in c.env; not exec_env_ok(c, e)][0]
+} else := sprintf("process.Env: missing the container's %q", [[e | some e in c.env; not e in exec_env; not exec_term_env(e)][0]])
 
 # ---------------------------------------------------------------------------
 # CopyFile: only into the runtime's shared directory. On Kata's agent the
