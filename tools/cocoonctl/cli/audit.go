@@ -42,8 +42,11 @@ LoadPolicy/SetPolicy measurement is a policy entry of the chain; with
 --evidence (TDX evidence JSON: quote and cc_eventlog), that the measurement
 log replays to the quote's RTMR3. The quote's signature is not checked here:
 that is the attestation service's job. Then list, in order, each
-CreateContainer, ExecProcess (with the exec grant's nonce) and SetPolicy the
-policy allowed (--all: every decision). Exit status 1 when any check fails.`,
+CreateContainer (container, image, argv), ExecProcess (container, exec,
+argv; for an owner's exec grant the granted argv and the grant's nonce) and
+SetPolicy (the new policy's sha256) the policy allowed (--all: every
+decision). Entries written before the agent recorded these summaries are
+listed by their input's sha256 alone. Exit status 1 when any check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if logPath == "" || eventPath == "" {
@@ -307,7 +310,12 @@ func (a *audit) list(all bool) {
 				verdict = "denied"
 			}
 			line := fmt.Sprintf("seq %d %s %s %s input sha256:%s", e.Seq, e.Time, strings.TrimSuffix(e.Request, "Request"), verdict, short(e.InputSHA256))
-			if n := grantNonce(e.Ops); n != "" {
+			line += describe(e.Summary)
+			n := grantNonce(e.Ops)
+			if n == "" && e.Summary != nil {
+				n = e.Summary.GrantNonce
+			}
+			if n != "" {
 				line += " exec grant nonce " + n
 			}
 			if len(e.Ops) > 0 && !bytes.Equal(e.Ops, []byte("null")) && !bytes.Equal(e.Ops, []byte("[]")) {
@@ -316,6 +324,39 @@ func (a *audit) list(all bool) {
 			fmt.Fprintln(a.w, line)
 		}
 	}
+}
+
+// describe says what a decision's summary records the request would
+// have the pod do ("" for an entry without one, as written before
+// summaries existed). Every host-sent value is quoted (%q), so that no
+// byte of it reaches the reader's terminal as a control sequence.
+func describe(s *decisionlog.Summary) string {
+	if s == nil {
+		return ""
+	}
+	var b strings.Builder
+	quoted := func(label, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, " %s %q", label, v)
+		}
+	}
+	quoted("container", s.ContainerID)
+	quoted("exec", s.ExecID)
+	quoted("type", s.ContainerType)
+	quoted("image", s.Image)
+	if s.ImageName != s.Image {
+		quoted("image-name", s.ImageName)
+	}
+	if len(s.Args) > 0 {
+		fmt.Fprintf(&b, " args %q", s.Args)
+	}
+	if s.NewPolicySHA256 != "" {
+		fmt.Fprintf(&b, " new policy sha256:%s", short(s.NewPolicySHA256))
+	}
+	if s.Truncated {
+		b.WriteString(" (summary cut to its bounds)")
+	}
+	return b.String()
 }
 
 // outcome finds the commit entry of a decision that changed state.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,7 +30,7 @@ func newPodLogs(t *testing.T) *podLogs {
 	dir := t.TempDir()
 	p := &podLogs{dir: filepath.Join(dir, "decisions"), events: filepath.Join(dir, "events.bin")}
 	p.log = filepath.Join(p.dir, "decisions.log")
-	l, err := decisionlog.Open(p.log, decisionlog.Options{MaxBytes: 2048, Keep: 5})
+	l, err := decisionlog.Open(p.log, decisionlog.Options{MaxBytes: 4096, Keep: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +58,20 @@ func newPodLogs(t *testing.T) *podLogs {
 	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindPolicy, PolicySHA256: pol1, Source: "initdata"}))
 	measure(eventlog.OpLoadPolicy, "sha256:"+pol1)
 	ops := json.RawMessage(`[{"op":"add","path":"/pstate/c1","value":0}]`)
-	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "CreateContainerRequest", InputSHA256: "aa01", Allowed: &yes, Ops: ops}))
+	// The summaries are what the agent's gate records (policy/summary.go);
+	// the last CreateContainer has none, as entries written before
+	// summaries existed.
+	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "CreateContainerRequest", InputSHA256: "aa01", Allowed: &yes, Ops: ops,
+		Summary: &decisionlog.Summary{ContainerID: "app", ContainerType: "container", Image: "registry.example/app@sha256:ab",
+			ImageName: "registry.example/app:v1", Args: []string{"sh", "-c", "echo \x1b[2J; exec app"}}}))
 	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindCommit, Request: "CreateContainerRequest", InputSHA256: "aa01", Committed: &yes}))
 	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "ReadStreamRequest", InputSHA256: "aa02", Allowed: &no}))
 	execOps := json.RawMessage(`[{"op":"add","path":"` + ExecNoncePath + `MDEyMzQ1Njc4OWFiY2RlZg","value":1750000300}]`)
-	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "ExecProcessRequest", InputSHA256: "aa03", Allowed: &yes, Ops: execOps}))
+	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "ExecProcessRequest", InputSHA256: "aa03", Allowed: &yes, Ops: execOps,
+		Summary: &decisionlog.Summary{ContainerID: "app", ExecID: "e1", Args: []string{"ps", "-ef"}, GrantNonce: "MDEyMzQ1Njc4OWFiY2RlZg"}}))
 	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindCommit, Request: "ExecProcessRequest", InputSHA256: "aa03", Committed: &yes}))
-	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "SetPolicyRequest", InputSHA256: "aa04", Allowed: &yes}))
+	must(l.Append(decisionlog.Entry{Kind: decisionlog.KindDecision, Request: "SetPolicyRequest", InputSHA256: "aa04", Allowed: &yes,
+		Summary: &decisionlog.Summary{NewPolicySHA256: pol2}}))
 	h := must(l.Append(decisionlog.Entry{Kind: decisionlog.KindPolicy, PolicySHA256: pol2, Source: "SetPolicy"}))
 	measure(eventlog.OpSetPolicy, "sha256:"+pol2)
 	measure(eventlog.OpDecisionsHead, "sha256:"+h)
@@ -87,11 +96,14 @@ func TestAuditIntact(t *testing.T) {
 	}
 	for _, want := range []string{
 		"policy installed sha256:1111111111111111 (initdata)",
-		"CreateContainer allowed input sha256:aa01 (done)",
-		"ExecProcess allowed input sha256:aa03 exec grant nonce MDEyMzQ1Njc4OWFiY2RlZg (done)",
-		"SetPolicy allowed input sha256:aa04",
+		// Host-sent text is quoted: an escape sequence in an argument
+		// cannot drive the reader's terminal.
+		`CreateContainer allowed input sha256:aa01 container "app" type "container" image "registry.example/app@sha256:ab" image-name "registry.example/app:v1" args ["sh" "-c" "echo \x1b[2J; exec app"] (done)`,
+		`ExecProcess allowed input sha256:aa03 container "app" exec "e1" args ["ps" "-ef"] exec grant nonce MDEyMzQ1Njc4OWFiY2RlZg (done)`,
+		"SetPolicy allowed input sha256:aa04 new policy sha256:2222222222222222\n",
 		"policy installed sha256:2222222222222222 (SetPolicy)",
-		"CreateContainer allowed input sha256:aa06",
+		// An entry without a summary is listed as it always was.
+		"CreateContainer allowed input sha256:aa06\n",
 		"audit ok: ", "2 measured heads match",
 	} {
 		if !strings.Contains(out, want) {
@@ -115,22 +127,39 @@ func TestAuditDetectsTampering(t *testing.T) {
 	lineOps := map[string]func(ls []string) []string{
 		"removed entry": func(ls []string) []string { return append(ls[:3:3], ls[4:]...) },
 		"edited entry": func(ls []string) []string {
-			ls[2] = strings.Replace(ls[2], `"allowed":true`, `"allowed":false`, 1)
+			ls[1] = strings.Replace(ls[1], `"allowed":true`, `"allowed":false`, 1)
 			return ls
 		},
-		"reordered entries":      func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls },
+		"reordered entries": func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls },
+		"edited image": func(ls []string) []string {
+			ls[1] = strings.Replace(ls[1], "app@sha256:ab", "evil@sha256:ab", 1)
+			return ls
+		},
+		"edited granted argv": func(ls []string) []string { ls[4] = strings.Replace(ls[4], `"-ef"`, `"-e"`, 1); return ls },
+		"summary removed": func(ls []string) []string {
+			ls[4] = regexp.MustCompile(`,"summary":\{[^}]*\}`).ReplaceAllString(ls[4], "")
+			return ls
+		},
 		"newest entries dropped": func(ls []string) []string { return ls[:len(ls)-1] },
 	}
 	for name, op := range lineOps {
 		t.Run(name, func(t *testing.T) {
 			p := newPodLogs(t)
-			file := p.log + ".1" // the early entries, up to the first head
+			files, err := decisionFiles(p.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := files[0] // the early entries, up to the first head
 			if name == "newest entries dropped" {
 				file = p.log
 			}
 			ls := strings.SplitAfter(string(readFile(t, file)), "\n")
 			ls = ls[:len(ls)-1]
-			os.WriteFile(file, []byte(strings.Join(op(ls), "")), 0o600)
+			edited := strings.Join(op(slices.Clone(ls)), "")
+			if edited == strings.Join(ls, "") {
+				t.Fatal("the edit changed nothing")
+			}
+			os.WriteFile(file, []byte(edited), 0o600)
 			out, e, code := runCtl(t, "audit", "--log", p.dir, "--eventlog", p.events)
 			if code == 0 {
 				t.Fatalf("accepted:\n%s", out)
