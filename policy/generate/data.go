@@ -163,6 +163,10 @@ type policyData struct {
 	// CreateSandbox is what the runtime sends in CreateSandbox besides the
 	// host name.
 	CreateSandbox CreateSandbox `json:"create_sandbox"`
+	// NetworkRequests are the network requests the settings list in
+	// requests: the rules check them (loopback, flags) instead of
+	// allowing them as they come.
+	NetworkRequests []string `json:"network_requests"`
 	// requests are rendered as rules, not data.
 	requests []string
 }
@@ -199,6 +203,12 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 		StorageDirs: map[string]string{
 			"blk": s.BlockDir + volumeName, "local": s.BlockDir + volumeName, "ephemeral": s.EphemeralDir + volumeName,
 		},
+	}
+	b.data.NetworkRequests = []string{}
+	for _, n := range s.Requests {
+		if n == "UpdateInterfaceRequest" || n == "UpdateRoutesRequest" || n == "AddARPNeighborsRequest" {
+			b.data.NetworkRequests = append(b.data.NetworkRequests, n)
+		}
 	}
 	for _, r := range s.Rlimits {
 		b.data.Rlimits = append(b.data.Rlimits, rlimitData{Type: r.Type, Hard: r.Hard, Soft: r.Soft})

@@ -177,7 +177,7 @@ func Render(data *policyData) (string, error) {
 	}
 	for _, n := range requestNames() {
 		switch {
-		case n == "CreateContainerRequest" || n == "ExecProcessRequest" || n == "CopyFileRequest" || n == "SetPolicyRequest" || n == "CreateSandboxRequest":
+		case ruleDecided[n]:
 		case allowed[n]:
 			fmt.Fprintf(&b, "%s := true\n\n", n)
 		default:
@@ -193,6 +193,13 @@ func Render(data *policyData) (string, error) {
 	b.Write(bytes.TrimSpace(js))
 	b.WriteString("\n")
 	return b.String(), nil
+}
+
+// ruleDecided are the requests the rules decide themselves, listed in
+// requests or not; the network ones only when listed (network_requests).
+var ruleDecided = map[string]bool{
+	"CreateContainerRequest": true, "ExecProcessRequest": true, "CopyFileRequest": true, "SetPolicyRequest": true,
+	"CreateSandboxRequest": true, "UpdateInterfaceRequest": true, "UpdateRoutesRequest": true, "AddARPNeighborsRequest": true,
 }
 
 // requestNames lists the request message name of every AgentService rpc.

@@ -207,18 +207,6 @@ var known = map[string]struct{ class, why string }{
 		"OCI.Process.Env lacks the spec's CONTAINER_NAME; OOMScoreAdj -998 (the sandbox's) and Hostname set on a workload container"},
 
 	// (c) we allow what genpolicy denies.
-	"addarpneighbors: bad interface":                      {classLooser, "AddARPNeighborsRequest is allowed as it comes (settings requests)"},
-	"addarpneighbors: bad IP":                             {classLooser, "AddARPNeighborsRequest is allowed as it comes"},
-	"addarpneighbors: bad state":                          {classLooser, "AddARPNeighborsRequest is allowed as it comes"},
-	"addarpneighbors: bad flags":                          {classLooser, "AddARPNeighborsRequest is allowed as it comes"},
-	"updateinterface: forbidden flag":                     {classLooser, "UpdateInterfaceRequest is allowed as it comes"},
-	"updateinterface: forbidden name":                     {classLooser, "UpdateInterfaceRequest is allowed as it comes"},
-	"updateinterface: forbidden hwAddr":                   {classLooser, "UpdateInterfaceRequest is allowed as it comes"},
-	"updateroutes: forbidden device":                      {classLooser, "UpdateRoutesRequest is allowed as it comes"},
-	"updateroutes: one compliant route, one noncompliant": {classLooser, "UpdateRoutesRequest is allowed as it comes"},
-	"updateroutes: noncompliant routes":                   {classLooser, "UpdateRoutesRequest is allowed as it comes"},
-	"updateroutes: noncompliant routes ipv6 1":            {classLooser, "UpdateRoutesRequest is allowed as it comes"},
-	"updateroutes: noncompliant routes ipv6 2":            {classLooser, "UpdateRoutesRequest is allowed as it comes"},
 	"createcontainer_cgroup_mount_extras: cgroup mount with disallowed extra option": {classLooser,
 		"OCI.Mounts[].options: only ro is checked, not the option list"},
 	"createcontainer_env_vars: Environment variable valueFrom.fieldRef.fieldPath + metadata.labels, unexpected value": {classLooser,

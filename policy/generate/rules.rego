@@ -1400,5 +1400,137 @@ else := sprintf("file_type: Symlink at %q, the top of a shared file (a mount sou
 	not regex.match(policy_data.copy_file_symlink, input.path)
 } else := sprintf("symlink_target: %v is absolute or climbs with \"..\": a symlink stays inside its shared directory", [input.symlink_target])
 
+# ---------------------------------------------------------------------------
+# Networking: UpdateInterface, UpdateRoutes and AddARPNeighbors, when the
+# settings list them in requests, set up the pod's interface, routes and
+# static ARP entries as the host sees them, never the guest's loopback,
+# which the agent's own services and guest components listen on. What is
+# refused follows genpolicy (src/tools/genpolicy/rules.rego, the three
+# rules, and the request_defaults of genpolicy-settings.json, 4.1.0): no
+# interface named lo, no all-zero hardware address, no interface flag but
+# IFF_NOARP (128); no route on lo or from a loopback source (we also refuse
+# a loopback destination); no ARP entry on lo, for a loopback address or
+# with a mask, none but reachable (NUD_REACHABLE 2) or permanent
+# (NUD_PERMANENT 128) ones, and no flag but NTF_PROXY (8) and NTF_ROUTER
+# (128). The Go runtime sends only permanent entries.
+
+network_request(name) if name in policy_data.network_requests
+
+# 127/8 (also IPv4-mapped), or ::1 however it is spelled; a prefix length
+# may follow (a route's destination).
+loopback_address(a) if regex.match(`^(::ffff:)?127\.[0-9.]+(/[0-9]+)?$`, a)
+
+loopback_address(a) if regex.match(`^[0:]*:0{0,3}1(/[0-9]+)?$`, a)
+
+default UpdateInterfaceRequest := false
+
+UpdateInterfaceRequest if {
+	network_request("UpdateInterfaceRequest")
+	interface_ok
+}
+
+UpdateInterfaceRequest := false if {
+	network_request("UpdateInterfaceRequest")
+	not interface_ok
+	print(interface_problem)
+}
+
+interface_ok if {
+	is_object(input.interface)
+	input.interface.name != "lo"
+	input.interface.hwAddr != "00:00:00:00:00:00"
+	input.interface.raw_flags in {0, 128}
+}
+
+interface_problem := "interface: none given" if {
+	not is_object(input.interface)
+} else := "interface.name: \"lo\" is the guest's loopback" if {
+	input.interface.name == "lo"
+} else := sprintf("interface.hwAddr: %q is no hardware address", [input.interface.hwAddr]) if {
+	input.interface.hwAddr == "00:00:00:00:00:00"
+} else := sprintf("interface.raw_flags: %v: only IFF_NOARP (128) may be set", [input.interface.raw_flags])
+
+default UpdateRoutesRequest := false
+
+UpdateRoutesRequest if {
+	network_request("UpdateRoutesRequest")
+	not some_bad_route
+}
+
+UpdateRoutesRequest := false if {
+	network_request("UpdateRoutesRequest")
+	some_bad_route
+	print(route_problem)
+}
+
+bad_route(r) if r.device == "lo"
+
+bad_route(r) if loopback_address(r.source)
+
+bad_route(r) if loopback_address(r.dest)
+
+some_bad_route if {
+	some r in input.routes.Routes
+	bad_route(r)
+}
+
+first_bad_route := [[i, r] | some i, r in input.routes.Routes; bad_route(r)][0]
+
+route_problem := sprintf("routes.Routes[%d].device: \"lo\" is the guest's loopback", [i]) if {
+	[i, r] := first_bad_route
+	r.device == "lo"
+} else := sprintf("routes.Routes[%d].source: %q is a loopback address", [i, r.source]) if {
+	[i, r] := first_bad_route
+	loopback_address(r.source)
+} else := sprintf("routes.Routes[%d].dest: %q is a loopback address", [i, r.dest]) if {
+	[i, r] := first_bad_route
+}
+
+default AddARPNeighborsRequest := false
+
+AddARPNeighborsRequest if {
+	network_request("AddARPNeighborsRequest")
+	not some_bad_neighbor
+}
+
+AddARPNeighborsRequest := false if {
+	network_request("AddARPNeighborsRequest")
+	some_bad_neighbor
+	print(neighbor_problem)
+}
+
+neighbor_ok(n) if {
+	n.device != "lo"
+	neighbor_address_ok(n.toIPAddress)
+	n.state in {2, 128}
+	n.flags in {0, 8, 128, 136}
+}
+
+neighbor_address_ok(a) if {
+	is_object(a)
+	a.mask == ""
+	not loopback_address(a.address)
+}
+
+some_bad_neighbor if {
+	some n in input.neighbors.ARPNeighbors
+	not neighbor_ok(n)
+}
+
+neighbor_problem := sprintf("neighbors.ARPNeighbors[%d].device: \"lo\" is the guest's loopback", [i]) if {
+	[i, n] := first_bad_neighbor
+	n.device == "lo"
+} else := sprintf("neighbors.ARPNeighbors[%d].toIPAddress: %v is a loopback address, has a mask or is missing", [i, n.toIPAddress]) if {
+	[i, n] := first_bad_neighbor
+	not neighbor_address_ok(n.toIPAddress)
+} else := sprintf("neighbors.ARPNeighbors[%d].state: %v is neither reachable (2) nor permanent (128)", [i, n.state]) if {
+	[i, n] := first_bad_neighbor
+	not n.state in {2, 128}
+} else := sprintf("neighbors.ARPNeighbors[%d].flags: %v: only NTF_PROXY (8) and NTF_ROUTER (128) may be set", [i, n.flags]) if {
+	[i, n] := first_bad_neighbor
+}
+
+first_bad_neighbor := [[i, n] | some i, n in input.neighbors.ARPNeighbors; not neighbor_ok(n)][0]
+
 # A generated policy cannot be replaced from the host.
 default SetPolicyRequest := false
