@@ -149,3 +149,26 @@ func FuzzSummarize(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSummarizeCreateContainer is what building a summary adds to a
+// CreateContainer decision (decisionlog's BenchmarkSeal measures writing
+// it into the line).
+func BenchmarkSummarizeCreateContainer(b *testing.B) {
+	r := &agentpb.CreateContainerRequest{
+		ContainerId: strings.Repeat("c", 64),
+		Storages:    []*agentpb.Storage{{Driver: "image_guest_pull", Source: "registry.example/shop/app@sha256:" + strings.Repeat("ab", 32)}},
+		OCI: &agentpb.Spec{
+			Process: &agentpb.Process{Args: []string{"/usr/local/bin/app", "--config", "/etc/app/config.yaml", "--listen", ":8080"}},
+			Annotations: map[string]string{
+				"io.kubernetes.cri.container-type": "container",
+				"io.kubernetes.cri.image-name":     "registry.example/shop/app:v1",
+			},
+		},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if s := summarize(r, nil); len(s.Args) != 5 {
+			b.Fatal(s)
+		}
+	}
+}

@@ -86,3 +86,30 @@ func FuzzEncode(f *testing.F) {
 		checkEncoding(t, e, seq, time.Unix(0, nanos), message)
 	})
 }
+
+// BenchmarkSeal is sealing one decision line, without and with a
+// CreateContainer-sized summary.
+func BenchmarkSeal(b *testing.B) {
+	yes := true
+	e := Entry{Kind: KindDecision, Request: "CreateContainerRequest", InputSHA256: strings.Repeat("ab", 32), PolicySHA256: strings.Repeat("cd", 32), Allowed: &yes}
+	sum := &Summary{ContainerID: strings.Repeat("c", 64), ContainerType: "container",
+		Image: "registry.example/shop/app@sha256:" + strings.Repeat("ab", 32), ImageName: "registry.example/shop/app:v1",
+		Args: []string{"/usr/local/bin/app", "--config", "/etc/app/config.yaml", "--listen", ":8080"}}
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		sum  *Summary
+	}{{"no-summary", nil}, {"summary", sum}} {
+		b.Run(tc.name, func(b *testing.B) {
+			e.Summary = tc.sum
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, _, err = appendSealed(buf[:0], &e, 1, now, Genesis); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
