@@ -719,8 +719,12 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *conta
 	return nil
 }
 
-// volumeName is the regex of one entry of a volume directory.
-const volumeName = "[A-Za-z0-9_.-]+$"
+// volumeName is the regex of one entry of a volume directory: a volume
+// name, or the Go runtime's name for a block volume, base64url of its
+// source with "=" padding (src/runtime/virtcontainers/kata_agent.go
+// handleBlkOCIMounts). Never "." or "..", which name the directory itself
+// or its parent: no entry starts with a dot.
+const volumeName = "[A-Za-z0-9_=-][A-Za-z0-9_.=-]*$"
 
 func isGuestPath(p string) bool {
 	for _, pre := range []string{"/dev", "/sys", "/proc"} {

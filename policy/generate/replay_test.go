@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -968,8 +969,13 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
 			m.Source = rt.runDir + "/sandbox/ephemeral/" + v.Name
 		case v.EmptyDir != nil, v.PersistentVolumeClaim != nil, v.Ephemeral != nil, v.CSI != nil:
-			m.Source = rt.runDir + "/sandbox/storage/" + v.Name
-			storages = append(storages, &agentpb.Storage{Driver: "blk", Source: "/dev/vdb", MountPoint: m.Source, Fstype: "ext4"})
+			// The Go runtime names a block volume's mount point by its
+			// storage source (the disk's PCI path), base64url with "="
+			// padding (src/runtime/virtcontainers/kata_agent.go
+			// handleBlkOCIMounts, b64.URLEncoding).
+			source := fmt.Sprintf("%02x/00", 2+len(storages))
+			m.Source = rt.runDir + "/sandbox/storage/" + base64.URLEncoding.EncodeToString([]byte(source))
+			storages = append(storages, &agentpb.Storage{Driver: "blk", Source: source, MountPoint: m.Source, Fstype: "ext4"})
 		case v.HostPath != nil && (strings.HasPrefix(v.HostPath.Path, "/dev/") || strings.HasPrefix(v.HostPath.Path, "/sys/") || strings.HasPrefix(v.HostPath.Path, "/proc/")):
 			// The runtime passes no host device or kernel file system
 			// through: the guest's own path is bound.
