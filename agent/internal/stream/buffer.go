@@ -23,40 +23,12 @@ import (
 // stopped sending that connection's responses (serverConn.run closes done
 // before it cancels), so a reused chunk is never sent.
 //
-// Read (no context) keeps the older scheme: a small read is copied out of
-// the stream's scratch buffer, a large one hands the buffer over.
+// Read (no context) is a read whose chunk is never taken back.
 
-// maxScratch is the largest scratch or lent buffer a stream keeps: the
-// runtime's 32 KiB and anything up to twice that. Larger reads (up to
-// MaxRead) allocate every time.
+// maxScratch is the largest lent buffer a stream keeps: the runtime's
+// 32 KiB and anything up to twice that. Larger reads (up to MaxRead)
+// allocate every time.
 const maxScratch = 64 << 10
-
-// buffer returns a buffer of length n for one read. Callers hold r.mu.
-func (r *reader) buffer(n int) []byte {
-	if n > maxScratch {
-		return make([]byte, n)
-	}
-	if cap(r.scratch) < n {
-		r.scratch = make([]byte, n)
-	}
-	return r.scratch[:n]
-}
-
-// keep returns the first k bytes of buf, which came from buffer, for the
-// caller to own. Callers hold r.mu.
-func (r *reader) keep(buf []byte, k int) []byte {
-	n := len(buf)
-	switch {
-	case k == 0:
-		return nil
-	case n > maxScratch:
-		return buf[:k]
-	case 2*k > n:
-		r.scratch = nil // handed over with the chunk
-		return buf[:k]
-	}
-	return append([]byte(nil), buf[:k]...)
-}
 
 // maxLoans bounds the chunks a stream tracks: the runtime has one read
 // loop per stream, so one loan whose request is ending and one for the

@@ -19,10 +19,6 @@ type reader struct {
 	// armed says a read deadline may be set on f, so that the common case,
 	// a live process and no deadline, costs no SetReadDeadline per read.
 	armed atomic.Bool
-	// scratch is reused by reads that return little (buffer.go); guarded
-	// by mu.
-	scratch []byte
-
 	// loans are buffers lent to requests (buffer.go); loansDone is set
 	// once the stream has ended and keeps the list empty.
 	loanMu    sync.Mutex
@@ -65,32 +61,6 @@ func (r *reader) setEOF() {
 	r.st.Lock()
 	r.eof = true
 	r.st.Unlock()
-}
-
-func (r *reader) read(n int, exited *atomic.Bool) ([]byte, error) {
-	if n <= 0 {
-		return nil, nil
-	}
-	r.used.Store(true)
-	if so := r.sealedOut(); so != nil {
-		return so.read(n), nil
-	}
-	if r.snapshot() == nil {
-		return nil, nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f := r.snapshot()
-	if f == nil {
-		return nil, nil
-	}
-	buf := r.buffer(n)
-	k, eof, err := r.readChunk(f, buf, exited)
-	if eof {
-		r.setEOF()
-		defer func() { r.scratch = nil }()
-	}
-	return r.keep(buf, k), err
 }
 
 // readChunk performs one read. Before the process is reaped it blocks for as

@@ -240,18 +240,8 @@ func (so *sealedOut) wake() {
 	so.ready = make(chan struct{})
 }
 
-// read returns up to n queued bytes, blocking until there are some; an
-// empty result is the end of the stream.
-func (so *sealedOut) read(n int) []byte {
-	var out []byte
-	so.take(func(q []byte) int {
-		out = append([]byte(nil), q[:min(n, len(q))]...)
-		return len(out)
-	})
-	return out
-}
-
-// readInto is read into buf; it returns the number of bytes read.
+// readInto reads up to len(buf) queued bytes into buf, blocking until there
+// are some, and returns their number; 0 is the end of the stream.
 func (so *sealedOut) readInto(buf []byte) int {
 	return so.take(func(q []byte) int { return copy(buf, q) })
 }

@@ -12,6 +12,7 @@
 package stream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -266,13 +267,10 @@ var errNoTerminal = errors.New("process has no terminal")
 // ErrNoTerminal reports whether err means the process has no terminal.
 func ErrNoTerminal(err error) bool { return errors.Is(err, errNoTerminal) }
 
-// Read returns the next chunk of at most n bytes from the stream; an empty
-// chunk with a nil error is EOF.
+// Read returns the next chunk of at most n bytes from the stream, for the
+// caller to keep; an empty chunk with a nil error is EOF.
 func (s *IO) Read(w Which, n int) ([]byte, error) {
-	if n > MaxRead {
-		n = MaxRead
-	}
-	return s.out[w].read(n, &s.exited)
+	return s.ReadLent(context.Background(), w, n) // a loan that never ends
 }
 
 // Discard switches a stream to discard mode: the agent keeps draining it so
