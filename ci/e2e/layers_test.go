@@ -316,13 +316,42 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 		}
 	})
 
-	// The report comes when the read fails, before RemoveContainer.
+	// incidents reads the verified-layer incident counters from GetMetrics.
+	incidents := func(t *testing.T) (corruptions, removed int) {
+		t.Helper()
+		m, err := c.Agent.GetMetrics(callCtx(t), &agentpb.GetMetricsRequest{})
+		if err != nil {
+			t.Fatalf("GetMetrics: %v", err)
+		}
+		found := 0
+		for _, l := range strings.Split(m.GetMetrics(), "\n") {
+			name, val, _ := strings.Cut(l, " ")
+			n, err := strconv.Atoi(val)
+			switch {
+			case name == "cocoon_agent_dm_verity_corruptions_total" && err == nil:
+				corruptions, found = n, found+1
+			case name == "cocoon_agent_layer_devices_removed_total" && err == nil:
+				removed, found = n, found+1
+			}
+		}
+		if found != 2 {
+			t.Fatalf("GetMetrics lacks the verified-layer incident counters:\n%s", m.GetMetrics())
+		}
+		return corruptions, removed
+	}
+
+	// The report comes when the read fails, before RemoveContainer; it
+	// counts one corrupted layer in GetMetrics.
 	t.Run("tampered-block-is-an-io-error", func(t *testing.T) {
 		const cid = "e2e-tampered"
+		before, _ := incidents(t)
 		out := run(t, cid, bad, `cat /data/blob >/dev/null 2>/tmp/err; echo rc=$?; cat /tmp/err`,
 			func() { corruption(t, cid, "data", badBlock) })
 		if !strings.HasPrefix(out, "rc=1\n") || !strings.Contains(out, "Input/output error") {
 			t.Fatalf("reading the tampered file: %q, want rc=1 and an I/O error", out)
+		}
+		if after, _ := incidents(t); after != before+1 {
+			t.Fatalf("cocoon_agent_dm_verity_corruptions_total went from %d to %d, want one more", before, after)
 		}
 	})
 
@@ -340,6 +369,7 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 	// shell builtins run after the unplug, so nothing else needs the disk.
 	t.Run("unplugged-disk-is-reported", func(t *testing.T) {
 		const cid = "e2e-unplugged"
+		_, before := incidents(t)
 		start(t, cid, layerStorages(gone, cid, layers, parts), `echo ready; read x; read -r l </data/late; echo rc=$? l=$l`)
 		r, err := c.Agent.ReadStdout(callCtx(t), &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: cid, Len: 32 << 10})
 		if err != nil || string(r.GetData()) != "ready\n" {
@@ -365,12 +395,18 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 			t.Fatalf("reading a file of the unplugged disk: %q, want a failure", out)
 		}
 		finish(t, cid, nil)
+		if _, after := incidents(t); after != before+len(parts) {
+			t.Fatalf("cocoon_agent_layer_devices_removed_total went from %d to %d, want %d more (one per layer)", before, after, len(parts))
+		}
 	})
 
 	// The host's writable layer disk, sent first as runtime-rs does
 	// (erofs_rootfs.rs:1018-1020): the guest formats it encrypted, so the
 	// file the host planted there does not override the verified layer's,
 	// and what the container writes reaches the disk only as ciphertext.
+	// containerd's mkdir directives for that disk ride on the first EROFS
+	// layer's storage, as runtime-rs forwards them (containerd v2.3.0
+	// plugins/snapshots/erofs/erofs.go:408-411; erofs_rootfs.rs:975-984).
 	t.Run("ext4-upper-disk", func(t *testing.T) {
 		const cid = "e2e-upper"
 		marker := "cocoon-upper-marker-" + randomHex(t, 8)
@@ -379,14 +415,16 @@ func TestPodFromVerifiedLayers(t *testing.T) {
 			MountPoint: "/run/kata-containers/shared/containers/" + cid + "/rootfs",
 			Options:    []string{"rw", "X-kata.overlay-upper", "X-kata.multi-layer=true"},
 		}}, layerStorages(good, cid, layers, parts)...)
+		storages[1].Options = append(storages[1].Options,
+			"X-kata.mkdir.path={{ mount 0 }}/upper:0755", "X-kata.mkdir.path={{ mount 0 }}/work:0755")
 		start(t, cid, storages, `read -r l </data/late && echo $l && i=0 && while [ $i -lt 4096 ]; do echo `+marker+`; i=$((i+1)); done >/data/written && wc -l </data/written`)
 		out := readAll(t, c.Agent, cid)
 		finish(t, cid, func() {
 			_, rec := logs.waitFor(t, "the layers of "+cid, func(_ KataLine, r AgentRecord) bool {
 				return r.Msg() == "erofs layers mounted" && r.Str("container") == cid
 			})
-			if !strings.HasPrefix(rec.Str("upper"), "/dev/vd") {
-				t.Errorf("upper %q, want the disk", rec.Str("upper"))
+			if !strings.HasPrefix(rec.Str("upper"), "/dev/vd") || rec["mkdirs"] != float64(2) {
+				t.Errorf("upper %q with %v mkdir directives applied, want the disk and 2", rec.Str("upper"), rec["mkdirs"])
 			}
 		})
 		if want := lateLine + "\n4096\n"; out != want {
