@@ -121,15 +121,16 @@ func (e *Engine) Check(ctx context.Context, name string, in map[string]any) (fun
 	if err != nil {
 		return nil, errs.Newf(errdefs.ErrInvalidArgument, "%s: input: %v", name, err)
 	}
-	return e.check(ctx, e.cur.Load(), name, v, "", func() string { return inputDigest(v) }, nil)
+	return e.check(ctx, e.cur.Load(), name, v, "", func() string { return inputDigest(v) }, nil, nil)
 }
 
 // check decides in; key names it in the decision cache ("" for none,
 // see cacheKey); digest, called only when there is a decision log, gives
-// the input's canonical sha256.
+// the input's canonical sha256; sum, when set, goes into the decision
+// entry (summarize).
 // A verified exec grant is decided with its nonce (decideGrant) and, once
 // allowed, admitted to the handler until the request finishes.
-func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value, key string, digest func() string, grant *ExecGrant) (func(error), error) {
+func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value, key string, digest func() string, grant *ExecGrant, sum *decisionlog.Summary) (func(error), error) {
 	var d Decision
 	var pend *Pending
 	var err error
@@ -143,6 +144,7 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 		Request:      name,
 		PolicySHA256: p.digest,
 		Ops:          d.Ops,
+		Summary:      sum,
 	}
 	if e.dlog != nil {
 		entry.InputSHA256 = digest()
@@ -197,9 +199,9 @@ func (e *Engine) check(ctx context.Context, p *Policy, name string, in ast.Value
 // refuse records and returns a refusal made before the policy was asked
 // (the observer's): it is final, AllowRequestsFailingPolicy does not
 // apply.
-func (e *Engine) refuse(p *Policy, name string, digest func() string, err error) error {
+func (e *Engine) refuse(p *Policy, name string, digest func() string, sum *decisionlog.Summary, err error) error {
 	no := false
-	entry := decisionlog.Entry{Kind: decisionlog.KindDecision, Request: name, PolicySHA256: p.digest, Allowed: &no, Message: err.Error()}
+	entry := decisionlog.Entry{Kind: decisionlog.KindDecision, Request: name, PolicySHA256: p.digest, Allowed: &no, Message: err.Error(), Summary: sum}
 	if e.dlog != nil {
 		entry.InputSHA256 = digest()
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cocoon-tee/cocoon/internal/errs"
+	"github.com/cocoon-tee/cocoon/policy/decisionlog"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -75,12 +76,18 @@ func (e *Engine) gate(ctx context.Context, method string, req any) (func(error),
 		// The input holds more than the request: hash all of it.
 		digest = func() string { return inputDigest(in) }
 	}
+	// What the request asks, for the audit: only where there is a log
+	// to write it to, and only for the few requests audit lists.
+	var sum *decisionlog.Summary
+	if e.dlog != nil {
+		sum = summarize(msg, grant)
+	}
 	if err != nil {
-		return nil, e.refuse(p, name, digest, err)
+		return nil, e.refuse(p, name, digest, sum, err)
 	}
 	key := ""
 	if grant == nil {
 		key = p.cacheKey(name, msg, in)
 	}
-	return e.check(ctx, p, name, in, key, digest, grant)
+	return e.check(ctx, p, name, in, key, digest, grant, sum)
 }

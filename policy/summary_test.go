@@ -1,6 +1,12 @@
 package policy
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -148,6 +154,69 @@ func FuzzSummarize(f *testing.F) {
 			t.Fatalf("container id %q is not a prefix of %q", s.ContainerID, id)
 		}
 	})
+}
+
+// The gate writes the summary into the decision entry of the requests
+// audit lists, allowed or denied, and into no other entry.
+func TestGateRecordsSummary(t *testing.T) {
+	text, err := Builtin(AllowAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = strings.Replace(text, "default ExecProcessRequest := true", "default ExecProcessRequest := false", 1)
+	path := filepath.Join(t.TempDir(), "decisions.log")
+	dl, err := decisionlog.Open(path, decisionlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dl.Close()
+	e := NewEngine(loadText(t, text), dl, nil)
+	ctx := context.Background()
+	gate := func(method string, req proto.Message) {
+		t.Helper()
+		finish, _ := e.Gate(ctx, method, req)
+		if finish != nil {
+			finish(nil)
+		}
+	}
+	gate("CreateContainer", &agentpb.CreateContainerRequest{ContainerId: "app",
+		OCI: &agentpb.Spec{Process: &agentpb.Process{Args: []string{"sh", "-c", "true"}, Env: []string{"PASSWORD=hunter2"}}}})
+	gate("ReadStdout", &agentpb.ReadStreamRequest{ContainerId: "app", ExecId: "app", Len: 1})
+	gate("ExecProcess", &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: "e1", Process: &agentpb.Process{Args: []string{"id"}}})
+	gate("SetPolicy", &agentpb.SetPolicyRequest{Policy: text})
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decisionlog.Verify([]decisionlog.Source{{Name: path, R: bytes.NewReader(raw)}}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("hunter2")) {
+		t.Fatal("an environment value reached the decision log")
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var en decisionlog.Entry
+		if err := json.Unmarshal([]byte(line), &en); err != nil {
+			t.Fatal(err)
+		}
+		if en.Summary != nil && en.Kind != decisionlog.KindDecision {
+			t.Errorf("a %s entry has a summary: %s", en.Kind, line)
+		}
+		if en.Kind == decisionlog.KindDecision {
+			b, _ := json.Marshal(en.Summary)
+			got[en.Request] = fmt.Sprintf("%v %s", *en.Allowed, b)
+		}
+	}
+	want := map[string]string{
+		"CreateContainerRequest": `true {"container_id":"app","args":["sh","-c","true"]}`,
+		"ReadStreamRequest":      "true null",
+		"ExecProcessRequest":     `false {"container_id":"app","exec_id":"e1","args":["id"]}`,
+		"SetPolicyRequest":       `true {"new_policy_sha256":"` + Digest(text) + `"}`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decisions\n%v\nwant\n%v", got, want)
+	}
 }
 
 // BenchmarkSummarizeCreateContainer is what building a summary adds to a

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"os"
@@ -10,11 +11,19 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cocoon-tee/cocoon/agent/attest"
 	"github.com/cocoon-tee/cocoon/agent/attest/eventlog"
 	"github.com/cocoon-tee/cocoon/agent/attest/kbstest"
+	"github.com/cocoon-tee/cocoon/agent/daemon"
+	"github.com/cocoon-tee/cocoon/agent/execgrant"
+	"github.com/cocoon-tee/cocoon/agent/initdata"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/decisionlog"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // podLogs writes a decision log and a measurement log the way the agent
@@ -239,5 +248,98 @@ func TestAuditEvidence(t *testing.T) {
 	out, _, code = runCtl(t, "audit", "--log", p.dir, "--eventlog", p.events, "--evidence", evidence(eventlog.Replay(events[:3])))
 	if code == 0 || !strings.Contains(out, "not the one the TEE measured") {
 		t.Fatalf("%d\n%s", code, out)
+	}
+}
+
+// Through the real agent: the owner's tools make the keys and the exec
+// grant, the agent runs a container and the granted exec under
+// coco-default, and audit names the image and argv of the container and
+// the granted argv of the exec — not the token the host passed on.
+func TestAuditNamesWhatRan(t *testing.T) {
+	testenv.RequiresRoot(t)
+	keys := genKeys(t)
+	coco, err := policy.Builtin(policy.CocoDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := initdata.Create("sha256", map[string]string{"policy.rego": coco, ownerTOML: string(readFile(t, filepath.Join(keys, ownerTOML)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := initdata.Image(id.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testagent.Config(t)
+	cfg.AttestSample = true // keeps the measurement log (no TEE here)
+	cfg.InitdataDevice = filepath.Join(t.TempDir(), "initdata.img")
+	if err := os.WriteFile(cfg.InitdataDevice, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := testagent.Start(t, cfg, daemon.Options{}).Agent
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// A container as containerd's CRI plugin annotates it (containerd
+	// internal/cri/annotations); the rootfs is shared by the host here,
+	// so the image is named by the annotation alone.
+	const image = "registry.example/shop/app:v1"
+	spec := &agentpb.Spec{
+		Version: "1.1.0",
+		Process: &agentpb.Process{Args: []string{"sleep", "1000"}, Env: []string{"PATH=/bin", "API_TOKEN=not-for-the-log"}, Cwd: "/"},
+		Root:    &agentpb.Root{Path: testenv.KataRootfs(t, cfg.KataRunDir, "app")},
+		Mounts:  []*agentpb.Mount{{Destination: "/proc", Source: "proc", Type: "proc"}},
+		Linux:   &agentpb.Linux{Namespaces: []*agentpb.LinuxNamespace{{Type: "mount"}, {Type: "ipc"}, {Type: "uts"}, {Type: "pid"}}},
+		Annotations: map[string]string{
+			"io.kubernetes.cri.container-type":    "container",
+			"io.kubernetes.cri.container-name":    "app",
+			"io.kubernetes.cri.image-name":        image,
+			"io.kubernetes.cri.sandbox-name":      "web",
+			"io.kubernetes.cri.sandbox-namespace": "shop",
+		},
+	}
+	if _, err := a.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "app", ExecId: "app", OCI: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.StartContainer(ctx, &agentpb.StartContainerRequest{ContainerId: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, e, code := runCtl(t, "exec-grant", "--key", filepath.Join(keys, execKeyFile), "--pod", "web", "-n", "shop", "-c", "app", "--", "echo", "granted run")
+	if code != 0 {
+		t.Fatalf("exec-grant: %s", e)
+	}
+	tok = strings.TrimSpace(tok)
+	exec := &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: "e1", Process: &agentpb.Process{Args: []string{execgrant.Command, tok}}}
+	if _, err := a.ExecProcess(ctx, exec); err != nil {
+		t.Fatalf("granted exec: %v", err)
+	}
+	if _, err := a.WaitProcess(ctx, &agentpb.WaitProcessRequest{ContainerId: "app", ExecId: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SignalProcess(ctx, &agentpb.SignalProcessRequest{ContainerId: "app", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WaitProcess(ctx, &agentpb.WaitProcessRequest{ContainerId: "app", ExecId: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: "app"}); err != nil {
+		t.Fatal(err)
+	}
+
+	out, e, code := runCtl(t, "audit", "--log", cfg.DecisionLog, "--eventlog", filepath.Join(cfg.StateDir, "eventlog"))
+	if code != 0 {
+		t.Fatalf("audit: %d %s\n%s", code, e, out)
+	}
+	for _, want := range []string{
+		`CreateContainer allowed input sha256:`,
+		` container "app" type "container" image-name "` + image + `" args ["sleep" "1000"]` + "\n",
+		` container "app" exec "e1" args ["echo" "granted run"] exec grant nonce `,
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, tok) || strings.Contains(string(readFile(t, cfg.DecisionLog)), "not-for-the-log") {
+		t.Fatalf("the token or an environment value reached the audit:\n%s", out)
 	}
 }
