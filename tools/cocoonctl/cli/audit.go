@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -303,20 +304,20 @@ func (a *audit) list(all bool) {
 	for i, e := range es {
 		switch {
 		case e.Kind == decisionlog.KindPolicy:
-			fmt.Fprintf(a.w, "seq %d %s policy installed sha256:%s (%s)\n", e.Seq, e.Time, short(e.PolicySHA256), e.Source)
+			fmt.Fprintf(a.w, "seq %d %s policy installed sha256:%s (%s)\n", e.Seq, printable(e.Time), short(e.PolicySHA256), printable(e.Source))
 		case e.Kind == decisionlog.KindDecision && (all || (auditKinds[e.Request] && e.Allowed != nil && *e.Allowed)):
 			verdict := "allowed"
 			if e.Allowed == nil || !*e.Allowed {
 				verdict = "denied"
 			}
-			line := fmt.Sprintf("seq %d %s %s %s input sha256:%s", e.Seq, e.Time, strings.TrimSuffix(e.Request, "Request"), verdict, short(e.InputSHA256))
+			line := fmt.Sprintf("seq %d %s %s %s input sha256:%s", e.Seq, printable(e.Time), printable(strings.TrimSuffix(e.Request, "Request")), verdict, short(e.InputSHA256))
 			line += describe(e.Summary)
 			n := grantNonce(e.Ops)
 			if n == "" && e.Summary != nil {
 				n = e.Summary.GrantNonce
 			}
 			if n != "" {
-				line += " exec grant nonce " + n
+				line += " exec grant nonce " + printable(n)
 			}
 			if len(e.Ops) > 0 && !bytes.Equal(e.Ops, []byte("null")) && !bytes.Equal(e.Ops, []byte("[]")) {
 				line += " " + outcome(es[i+1:], e)
@@ -391,7 +392,19 @@ func grantNonce(ops json.RawMessage) string {
 
 func short(h string) string {
 	if len(h) > 16 {
-		return h[:16]
+		h = h[:16]
 	}
-	return h
+	return printable(h)
+}
+
+// printable is s, or s quoted when it holds anything but printable
+// characters: the log is the host's to forge, and its text must not reach
+// the auditor's terminal as control sequences.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }

@@ -343,3 +343,22 @@ func TestAuditNamesWhatRan(t *testing.T) {
 		t.Fatalf("the token or an environment value reached the audit:\n%s", out)
 	}
 }
+
+// A forged log must not put control sequences on the auditor's terminal,
+// whatever field carries them.
+func TestAuditListingIsPrintable(t *testing.T) {
+	yes := true
+	esc := "\x1b[2J\x1b]0;owned\a"
+	var out bytes.Buffer
+	a := &audit{w: &out, chain: &chain{entries: []decisionlog.Entry{
+		{Seq: 1, Kind: decisionlog.KindPolicy, Time: esc, PolicySHA256: esc, Source: esc},
+		{Seq: 2, Kind: decisionlog.KindDecision, Time: esc, Request: "CreateContainerRequest" + esc, Allowed: &yes, InputSHA256: esc},
+	}}}
+	a.list(true)
+	if bytes.ContainsAny(out.Bytes(), "\x1b\a") {
+		t.Fatalf("control characters reached the listing: %q", out.String())
+	}
+	if !strings.Contains(out.String(), `\x1b[2J`) {
+		t.Errorf("forged text not shown quoted: %q", out.String())
+	}
+}
