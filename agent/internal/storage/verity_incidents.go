@@ -36,9 +36,13 @@ func (c *LayerIncidents) VerityCorruptions() uint64 { return c.corruptions.Load(
 func (c *LayerIncidents) LayerDevicesRemoved() uint64 { return c.removed.Load() }
 
 // Logger returns log, counting the incidents recorded through it; give it
-// to the storage manager (Options.Log).
+// to the storage manager (Options.Log). A nil log counts without logging.
 func (c *LayerIncidents) Logger(log *slog.Logger) *slog.Logger {
-	return slog.New(&incidentHandler{c: c, next: log.Handler()})
+	next := slog.DiscardHandler
+	if log != nil {
+		next = log.Handler()
+	}
+	return slog.New(&incidentHandler{c: c, next: next})
 }
 
 // incidentHandler counts, then passes every record on.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -64,5 +65,20 @@ func TestLayerIncidentsInMetrics(t *testing.T) {
 		if r := <-recs; r["incident"] != IncidentVerityCorruption && r["incident"] != IncidentDeviceRemoved {
 			t.Fatalf("record without its incident: %v", r)
 		}
+	}
+}
+
+// The count does not depend on the log's level or on having a log at all:
+// NewDefault takes a nil Options.Log.
+func TestLayerIncidentsWithoutLog(t *testing.T) {
+	var inc LayerIncidents
+	quiet := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+	for _, log := range []*slog.Logger{inc.Logger(nil), inc.Logger(quiet)} {
+		log.Error("erofs layer device removed while mounted", incidentAttr, IncidentDeviceRemoved)
+		log.With("layer", "x").Error("dm-verity detected corruption", incidentAttr, IncidentVerityCorruption)
+		log.Info("erofs layers mounted")
+	}
+	if c, r := inc.VerityCorruptions(), inc.LayerDevicesRemoved(); c != 2 || r != 2 {
+		t.Fatalf("counted %d corruptions and %d removed devices, want 2 and 2", c, r)
 	}
 }

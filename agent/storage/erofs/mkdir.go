@@ -69,16 +69,16 @@ func ParseMkdir(value string) (MkdirDirective, error) {
 	}
 	var err error
 	if len(parts) >= 2 {
-		if d.Mode, err = strconv.ParseInt(parts[1], 8, 32); err != nil || d.Mode < 0 || d.Mode > 0o777 {
+		if d.Mode, err = parseDigits(parts[1], 8); err != nil || d.Mode > 0o777 {
 			return MkdirDirective{}, invalid("option %q: mode %q is not octal permission bits (0 to 0777)", opt, parts[1])
 		}
 	}
 	if len(parts) == 4 {
-		d.UID, err = strconv.ParseInt(parts[2], 10, 64)
+		d.UID, err = parseDigits(parts[2], 10)
 		if err == nil {
-			d.GID, err = strconv.ParseInt(parts[3], 10, 64)
+			d.GID, err = parseDigits(parts[3], 10)
 		}
-		if err != nil || d.UID < 0 || d.GID < 0 || d.UID >= 1<<32-1 || d.GID >= 1<<32-1 {
+		if err != nil || d.UID >= 1<<32-1 || d.GID >= 1<<32-1 {
 			return MkdirDirective{}, invalid("option %q: uid and gid must be decimal ids", opt)
 		}
 	}
@@ -110,4 +110,13 @@ func ParseMkdir(value string) (MkdirDirective, error) {
 	}
 	d.Path = rest
 	return d, nil
+}
+
+// parseDigits parses a non-negative number of at most 10 digits, nothing
+// else: strconv alone would take a sign too.
+func parseDigits(s string, base int) (int64, error) {
+	if s == "" || len(s) > 10 || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseInt(s, base, 64)
 }

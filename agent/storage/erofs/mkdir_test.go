@@ -49,6 +49,8 @@ func TestParseMkdirRejects(t *testing.T) {
 		"mode not octal":     "{{ mount 0 }}/upper:0999",
 		"mode with type":     "{{ mount 0 }}/upper:40755",
 		"empty mode":         "{{ mount 0 }}/upper:",
+		"signed mode":        "{{ mount 0 }}/upper:+755",
+		"signed uid":         "{{ mount 0 }}/upper:0755:+0:0",
 		"three parts":        "{{ mount 0 }}/upper:0755:0",
 		"five parts":         "{{ mount 0 }}/upper:0755:0:0:0",
 		"negative uid":       "{{ mount 0 }}/upper:0755:-1:0",
