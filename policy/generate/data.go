@@ -403,7 +403,7 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 		return err
 	}
 	b.security(w, c, &d)
-	if err := b.mounts(where, w, c, &d); err != nil {
+	if err := b.mounts(where, w, c, img, &d); err != nil {
 		return err
 	}
 	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
@@ -675,7 +675,7 @@ func capName(s string) string {
 
 // mounts turns volumeMounts into mount rules, using where the runtime
 // puts each volume kind in the guest.
-func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *containerData) error {
+func (b *builder) mounts(where string, w *Workload, c corev1.Container, img *ImageInfo, d *containerData) error {
 	vols := map[string]corev1.Volume{}
 	for _, v := range w.Spec.Volumes {
 		vols[v.Name] = v
@@ -712,11 +712,27 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, d *conta
 		}
 		d.Mounts.add(m)
 	}
+	b.imageVolumes(c, img, d)
 	for k := range drivers {
 		d.StorageDrivers = append(d.StorageDrivers, k)
 	}
 	sort.Strings(d.StorageDrivers)
 	return nil
+}
+
+// imageVolumes adds a rule for each of the image's VOLUMEs that no
+// volumeMount covers: containerd binds a fresh host directory there
+// (internal/cri/server/container_create.go volumeMounts, which skips a
+// destination a CRI mount has, compared cleaned), read-write, and the
+// Kata runtime shares it as <id>-<16 hex>-<base of the destination>
+// (src/runtime/virtcontainers/fs_share_linux.go).
+func (b *builder) imageVolumes(c corev1.Container, img *ImageInfo, d *containerData) {
+	for _, dst := range slices.Sorted(maps.Keys(img.Config.Volumes)) {
+		if slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return path.Clean(vm.MountPath) == path.Clean(dst) }) {
+			continue
+		}
+		d.Mounts.add(Mount{Destination: dst, Type: "bind", Source: b.s.SharedFile + regexp.QuoteMeta(path.Base(dst)) + "$"})
+	}
 }
 
 // volumeName is the regex of one entry of a volume directory: a volume

@@ -66,14 +66,15 @@ var kataImages = []kataImage{
 		env: []string{kataPath}, workdir: "/", user: "name",
 		files: map[string]string{"/etc/passwd": "name:x:2:1::/home/name:/usr/sbin/nologin\n", "/etc/group": "daemon:x:1:\nname:x:2:name\n", "/entrypoint.sh": "#!/bin/sh\n"}},
 	// opstree/redis (both names): Args ["/usr/bin/entrypoint.sh"], Cwd
-	// /data, Env PATH and REDIS_PORT=6379, a /data volume
+	// /data, Env PATH and REDIS_PORT=6379, VOLUMEs /data and /node-conf,
+	// both bound from the shared directory though the pod mounts neither
 	// (createcontainer/security_context/supplemental_groups and
 	// volumes/container_image testcases.json).
 	{upstream: "quay.io/kata-containers/test-images/opstree/redis", local: "test-images/opstree/redis:sha256-2642c7b07713df6897fa88cbe6db85170690cf3650018ceb2ab16cfa0b4f8d48",
-		entrypoint: []string{"/usr/bin/entrypoint.sh"}, env: []string{kataPath, "REDIS_PORT=6379"}, workdir: "/data", volumes: []string{"/data"},
+		entrypoint: []string{"/usr/bin/entrypoint.sh"}, env: []string{kataPath, "REDIS_PORT=6379"}, workdir: "/data", volumes: []string{"/data", "/node-conf"},
 		files: map[string]string{"/usr/bin/entrypoint.sh": "#!/bin/sh\n"}},
 	{upstream: "quay.io/opstree/redis", local: "opstree/redis:latest",
-		entrypoint: []string{"/usr/bin/entrypoint.sh"}, env: []string{kataPath, "REDIS_PORT=6379"}, workdir: "/data", volumes: []string{"/data"},
+		entrypoint: []string{"/usr/bin/entrypoint.sh"}, env: []string{kataPath, "REDIS_PORT=6379"}, workdir: "/data", volumes: []string{"/data", "/node-conf"},
 		files: map[string]string{"/usr/bin/entrypoint.sh": "#!/bin/sh\n"}},
 	// quay.io/prometheus/busybox: root with no further groups (AdditionalGids
 	// [0, 10] with supplementalGroups [10], state/execprocess testcases.json).
@@ -188,10 +189,6 @@ var known = map[string]struct{ class, why string }{
 		"devices: GPUs (vfio-pci-gk) are not supported; the policy allows no device"},
 	"createcontainer_network_namespace: one network namespace":  {classStricter, "OCI.Linux.Namespaces: no namespace path (the Go runtime strips the network namespace)"},
 	"createcontainer_network_namespace: same network namespace": {classStricter, "OCI.Linux.Namespaces: no namespace path (the Go runtime strips the network namespace)"},
-	"createcontainer_security_context_runas: Correct user for security context: pod_container": {classStricter,
-		"GAP OCI.Mounts /data: the image's VOLUME, which containerd mounts from the shared directory; the generator ignores image volumes"},
-	"createcontainer_security_context_supplemental_groups: Correct additionalGIDs for security context fsGroup, supplementalGroups": {classStricter,
-		"GAP OCI.Mounts /data: the image's VOLUME (as above)"},
 	"createcontainer_volumes_config_map: CreateContainer with config map volume": {classStricter,
 		"OCI.Process.Env: the recorded request has no env at all (we require the image's PATH); also a network namespace path"},
 	"createcontainer_volumes_emptydir: volumeMount: valid mount structure": {classStricter,
@@ -221,7 +218,7 @@ var known = map[string]struct{ class, why string }{
 
 	// (d) requests we do not understand.
 	"createcontainer_volumes_container_image: CreateContainer with a container image having volumes": {classShape,
-		"the recorded request carries genpolicy's own placeholders ($(host-name) in Env, $(default_caps) in Capabilities), never sent by a runtime; also the image VOLUME /data (GAP)"},
+		"the recorded request carries genpolicy's own placeholders ($(host-name) in Env, $(default_caps) in Capabilities), never sent by a runtime; also a network namespace path"},
 }
 
 // A normalisation turns a recorded request into the one the runtime would

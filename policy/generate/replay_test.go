@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -986,6 +987,17 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 			m.Source, m.Options = rt.sharedPath(cid, filepath.Base(vm.MountPath)), []string{"rbind", "rprivate", "ro"}
 		}
 		mounts = append(mounts, m)
+	}
+	// The image's VOLUMEs that no volumeMount covers: containerd binds a
+	// fresh host directory for each (internal/cri/server/
+	// container_create.go volumeMounts), which the Kata runtime shares as
+	// <id>-<16 hex>-<base of the destination>
+	// (src/runtime/virtcontainers/fs_share_linux.go).
+	for _, dst := range slices.Sorted(maps.Keys(img.Config.Volumes)) {
+		if slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return filepath.Clean(vm.MountPath) == filepath.Clean(dst) }) {
+			continue
+		}
+		mounts = append(mounts, &agentpb.Mount{Destination: dst, Type: "bind", Source: rt.sharedPath(cid, filepath.Base(dst)), Options: []string{"rbind", "rprivate", "rw"}})
 	}
 	// The kubelet's resources and OOM score for the container (a
 	// Guaranteed pod's -997, a BestEffort one's 1000, a Burstable one's in
