@@ -24,12 +24,12 @@ import (
 // volume files go through it too (unsealFileVia). The pod's DNS lines are
 // bound over the guest's /etc/resolv.conf only when the agent is the guest's
 // init: on any other machine that file is the machine's own. The storage
-// logs through layers, which counts its verified-layer incidents.
+// counts its verified-layer incidents in layers.
 func newSandbox(cfg config.Config, log *slog.Logger, imageDriver *image.Driver, unseal func(context.Context, []string) ([]string, error), obs *observe.Config, layers *storage.LayerIncidents) (*sandbox.Sandbox, *storage.Manager, error) {
 	if err := reaper.SetSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphans go to the guest's init", "error", err.Error())
 	}
-	stor, err := storage.NewDefault(storage.Options{KataRunDir: cfg.KataRunDir, HotplugTimeout: cfg.HotplugTimeout, Log: layers.Logger(log)})
+	stor, err := storage.NewDefault(storage.Options{KataRunDir: cfg.KataRunDir, HotplugTimeout: cfg.HotplugTimeout, Log: log, Incidents: layers})
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: %w", err)
 	}

@@ -24,7 +24,7 @@ func startServices(ctx context.Context, cfg config.Config, log *slog.Logger, tr 
 	if err != nil {
 		return nil, nil, fmt.Errorf("image: %w", err)
 	}
-	// The storage reports verified-layer incidents; GetMetrics counts them.
+	// The storage counts verified-layer incidents; GetMetrics reports them.
 	layers := &storage.LayerIncidents{}
 	pod, stor, err := newSandbox(cfg, log, imageDriver, tr.att.UnsealEnv, tr.obs, layers)
 	if err != nil {

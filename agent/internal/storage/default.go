@@ -38,6 +38,9 @@ type Options struct {
 	SysfsRoot, DevRoot string
 	// Log receives one line per mount.
 	Log *slog.Logger
+	// Incidents counts verified-layer incidents for GetMetrics; nil: they
+	// are logged only.
+	Incidents *LayerIncidents
 	// CryptName prefixes the device-mapper names of encrypted disks
 	// (default "cocoon-crypt"); tests make it unique to themselves.
 	CryptName string
@@ -79,6 +82,9 @@ func NewDefault(o Options) (*Manager, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Incidents == nil {
+		o.Incidents = &LayerIncidents{}
 	}
 	rs, err := newRoots(append([]string{o.KataRunDir}, o.ExtraRoots...))
 	if err != nil {

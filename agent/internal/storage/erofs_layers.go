@@ -159,7 +159,7 @@ func (g *layerGroup) mount(ctx context.Context, owner, mountPoint string, set la
 	// Watch before any mapping exists, so no failure goes unseen. Without
 	// uevents the layers are still verified (a bad block is EIO to the
 	// reader); only the prompt report is lost, so this is no refusal.
-	if w, err := watchVerity(b.log); err != nil {
+	if w, err := watchVerity(b.log, b.opts.Incidents); err != nil {
 		b.log.WarnContext(ctx, "dm-verity failures will be reported at release only", "container", owner, "error", err.Error())
 	} else {
 		g.watch = w

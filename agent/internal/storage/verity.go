@@ -129,7 +129,8 @@ func (v *verityDevice) close(ctx context.Context, b *builtin) error {
 	if st, err := dmStatus(v.control, v.name); err != nil {
 		b.log.WarnContext(ctx, "dm-verity status unavailable", "layer", v.layer, "device", v.name, "error", err.Error())
 	} else if st == "C" && v.corruptions.Load() == 0 {
-		b.log.ErrorContext(ctx, "dm-verity detected corruption", incidentAttr, IncidentVerityCorruption, "layer", v.layer, "root_hash", v.hash, "device", v.name, "dev", v.path,
+		b.opts.Incidents.corruptions.Add(1)
+		b.log.ErrorContext(ctx, "dm-verity detected corruption", "layer", v.layer, "root_hash", v.hash, "device", v.name, "dev", v.path,
 			"error", fmt.Sprintf("erofs layer %s failed verification against root hash %s while mounted: reads of it failed with EIO", v.layer, v.hash))
 	}
 	return dmRemove(v.control, v.name)

@@ -27,9 +27,10 @@ const ueventRcvBuf = 1 << 20
 // Without it a corruption would only show at RemoveContainer, when the
 // mapping's status is read.
 type verityWatch struct {
-	f    *os.File
-	log  *slog.Logger
-	done chan struct{}
+	f         *os.File
+	log       *slog.Logger
+	incidents *LayerIncidents
+	done      chan struct{}
 
 	mu    sync.Mutex
 	byDev map[uint64]*verityDevice // dm-verity device number → its layer
@@ -37,7 +38,7 @@ type verityWatch struct {
 }
 
 // watchVerity opens a uevent socket and starts reading it; close stops it.
-func watchVerity(log *slog.Logger) (*verityWatch, error) {
+func watchVerity(log *slog.Logger, incidents *LayerIncidents) (*verityWatch, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_KOBJECT_UEVENT)
 	if err != nil {
 		return nil, fmt.Errorf("uevent socket: %w", err)
@@ -51,7 +52,7 @@ func watchVerity(log *slog.Logger) (*verityWatch, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, ueventRcvBuf)
 	}
 	w := &verityWatch{
-		f: os.NewFile(uintptr(fd), "uevent"), log: log, done: make(chan struct{}),
+		f: os.NewFile(uintptr(fd), "uevent"), log: log, incidents: incidents, done: make(chan struct{}),
 		byDev: map[uint64]*verityDevice{}, under: map[uint64]*verityDevice{},
 	}
 	rc, err := w.f.SyscallConn()
@@ -137,13 +138,15 @@ func (w *verityWatch) handle(ev uevent) {
 		// The kernel sends one per failing block, up to 100: the first
 		// is the news, the rest are counted.
 		if v.corruptions.Add(1) == 1 {
-			w.log.Error("dm-verity detected corruption", incidentAttr, IncidentVerityCorruption, "layer", v.layer, "root_hash", v.hash, "device", v.name,
+			w.incidents.corruptions.Add(1)
+			w.log.Error("dm-verity detected corruption", "layer", v.layer, "root_hash", v.hash, "device", v.name,
 				"dev", v.path, "block_type", kind, "block", block,
 				"error", fmt.Sprintf("%s block %d of erofs layer %s failed verification against root hash %s: reads of it fail with EIO", kind, block, v.layer, v.hash))
 		}
 	case ev.action == "remove" && under != nil:
 		if under.removed.CompareAndSwap(false, true) {
-			w.log.Error("erofs layer device removed while mounted: reads of this layer now fail with EIO", incidentAttr, IncidentDeviceRemoved,
+			w.incidents.removed.Add(1)
+			w.log.Error("erofs layer device removed while mounted: reads of this layer now fail with EIO",
 				"layer", under.layer, "root_hash", under.hash, "device", under.part, "mapping", under.name,
 				"error", fmt.Sprintf("%s, the device of erofs layer %s (root hash %s), was removed while mounted", under.part, under.layer, under.hash))
 		}

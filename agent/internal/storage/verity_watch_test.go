@@ -90,7 +90,7 @@ func watchedLayer(dev, under uint64) *verityDevice {
 // hash and the block; events about other devices are not.
 func TestVerityWatchCorruptionEvent(t *testing.T) {
 	recs := make(testenv.LogRecords, 16)
-	w := &verityWatch{log: slog.New(slog.NewJSONHandler(recs, nil)), byDev: map[uint64]*verityDevice{}, under: map[uint64]*verityDevice{}}
+	w := &verityWatch{log: slog.New(slog.NewJSONHandler(recs, nil)), incidents: &LayerIncidents{}, byDev: map[uint64]*verityDevice{}, under: map[uint64]*verityDevice{}}
 	v := watchedLayer(unix.Mkdev(254, 3), unix.Mkdev(254, 49))
 	w.add(v)
 	for _, msg := range [][]byte{
@@ -159,7 +159,7 @@ func TestVerityWatchDeviceRemoved(t *testing.T) {
 	}
 
 	recs := make(testenv.LogRecords, 64)
-	w, err := watchVerity(slog.New(slog.NewJSONHandler(recs, nil)))
+	w, err := watchVerity(slog.New(slog.NewJSONHandler(recs, nil)), &LayerIncidents{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestVerityWatchDeviceRemoved(t *testing.T) {
 
 // close returns promptly with the reader blocked in the poller.
 func TestVerityWatchClose(t *testing.T) {
-	w, err := watchVerity(slog.New(slog.DiscardHandler))
+	w, err := watchVerity(slog.New(slog.DiscardHandler), &LayerIncidents{})
 	if err != nil {
 		t.Fatal(err)
 	}
