@@ -217,6 +217,7 @@ func TestExecProcessPinned(t *testing.T) {
 			r.Process.SelinuxLabel = "system_u:system_r:spc_t:s0"
 		}},
 		{"terminal", "process.Terminal", func(r *agentpb.ExecProcessRequest) { r.Process.Terminal = true }},
+		{"no process", "process", func(r *agentpb.ExecProcessRequest) { r.Process = nil }},
 		{"rlimit", "process.Rlimits", func(r *agentpb.ExecProcessRequest) {
 			r.Process.Rlimits = []*agentpb.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1 << 20, Soft: 1 << 20}}
 		}},

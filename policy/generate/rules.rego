@@ -1262,7 +1262,9 @@ exec_env_ok(_, "TERM=xterm") if input.process.Terminal == true
 
 # The first fields that differ, of the fields every exec is checked on
 # and of the entry with that command that came closest.
-exec_problems := [sprintf("process.Args: %v is not an exec probe or lifecycle command of this pod", [input.process.Args])] if {
+exec_problems := ["process: none given"] if {
+	not is_object(input.process)
+} else := [sprintf("process.Args: %v is not an exec probe or lifecycle command of this pod", [input.process.Args])] if {
 	count(exec_candidates) == 0
 } else := [p |
 	some p in [
