@@ -25,9 +25,11 @@ import (
 
 // TestObservabilityInVM runs, in the VM under coco-default with the
 // owner's cocoon.toml in initdata, one container whose output is sealed to
-// the owner and one owner-signed exec: the host reads only ciphertext the
-// owner's key opens, attested by the guest's evidence over the streams'
-// headers, and the grant runs once.
+// the owner, one owner-signed exec and one end-to-end encrypted exec: the
+// host reads only ciphertext the owner's key opens, attested by the
+// guest's evidence over the streams' headers, the grant runs once, and a
+// canary typed into the encrypted session reaches neither the agent API's
+// host side nor the guest's console or log port.
 func TestObservabilityInVM(t *testing.T) {
 	a := artifacts(t)
 	seal, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -53,9 +55,13 @@ func TestObservabilityInVM(t *testing.T) {
 	img := initdataImage(t, filepath.Join(a.Root, "policy", "rego", "coco-default.rego"),
 		map[string]string{"cdh.toml": cdh, "cocoon.toml": cocoon})
 	// The sample attester stands in for TEE hardware (QEMU here has none),
-	// so the sealed streams carry evidence the owner's opener checks.
-	v := boot(t, VMConfig{Drives: []string{img}, Extra: []string{"agent.attest_sample"}})
+	// so the sealed streams and the encrypted exec session carry evidence
+	// the owner checks. The agent logs at debug to its log port as well as
+	// the console, so the most it ever logs is what the canary checks see.
+	v := boot(t, VMConfig{Drives: []string{img}, VsockRelays: []uint32{logVport},
+		Extra: []string{"agent.attest_sample", "agent.log=debug", "agent.log_vport=1025"}})
 	c := connect(t, v)
+	logs := openLogPort(t, v)
 	const sid = "e2e-obs"
 	if _, err := c.Agent.CreateSandbox(callCtx(t), &agentpb.CreateSandboxRequest{Hostname: "e2e-pod", SandboxId: sid}); err != nil {
 		t.Fatal(err)
@@ -167,6 +173,10 @@ func TestObservabilityInVM(t *testing.T) {
 		if _, err := c.Agent.RemoveContainer(callCtx(t), &agentpb.RemoveContainerRequest{ContainerId: cid}); err != nil {
 			t.Error(err)
 		}
+	})
+
+	t.Run("encrypted-exec", func(t *testing.T) {
+		testEncryptedExecInVM(t, v, c, logs, sid, ref, execKey)
 	})
 }
 
