@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 
-	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cocoon-tee/cocoon/agent/rpc"
@@ -63,22 +60,7 @@ func (a *domainAgent) SignalProcess(ctx context.Context, _ *agentpb.SignalProces
 func TestDomainLogsNameTheRequest(t *testing.T) {
 	var out lockedBuffer
 	log := slog.New(logctx.NewHandler(slog.NewJSONHandler(&out, nil)))
-	srv, err := server.New(server.Options{Agent: &domainAgent{Service: rpc.New(rpc.Deps{}), log: log}, Health: rpc.Health{AgentVersion: "t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "a.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() { srv.Close() })
-	conn, err := net.Dial("unix", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := ttrpc.NewClient(conn)
-	t.Cleanup(func() { c.Close() })
+	c := serve(t, server.Options{Agent: &domainAgent{Service: rpc.New(rpc.Deps{}), log: log}, Health: rpc.Health{AgentVersion: "t"}})
 
 	req := &agentpb.SignalProcessRequest{ContainerId: "c1", ExecId: "e1", Signal: 15}
 	if _, err := agentpb.NewAgentServiceClient(c).SignalProcess(context.Background(), req); err != nil {

@@ -49,7 +49,14 @@ func (a *testAgent) ResumeContainer(_ context.Context, r *agentpb.ResumeContaine
 func start(t *testing.T, gate server.Gate) (*testAgent, *ttrpc.Client) {
 	t.Helper()
 	a := &testAgent{Service: rpc.New(rpc.Deps{}), arrived: make(chan struct{}, 100), release: make(chan struct{})}
-	srv, err := server.New(server.Options{Agent: a, Health: rpc.Health{AgentVersion: "t"}, Gate: gate})
+	return a, serve(t, server.Options{Agent: a, Health: rpc.Health{AgentVersion: "t"}, Gate: gate})
+}
+
+// serve runs a server with o on a unix socket of the test's own and
+// returns a client connected to it.
+func serve(t *testing.T, o server.Options) *ttrpc.Client {
+	t.Helper()
+	srv, err := server.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +72,7 @@ func start(t *testing.T, gate server.Gate) (*testAgent, *ttrpc.Client) {
 	}
 	c := ttrpc.NewClient(conn)
 	t.Cleanup(func() { c.Close() })
-	return a, c
+	return c
 }
 
 // The Kata runtime blocks WaitProcess, ReadStdout and GetOOMEvent on one
