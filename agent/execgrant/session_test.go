@@ -78,21 +78,6 @@ func fakeTDX(t *testing.T) attest.Attester {
 	return a
 }
 
-// fakeSNP is go-sev-guest's fake SEV-SNP device (no SNP hardware here): it
-// signs real-format reports carrying the report data asked for.
-func fakeSNP(t *testing.T) attest.Attester {
-	t.Helper()
-	dev, err := kbstest.NewFakeSNP(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := attest.New(attest.Options{Root: t.TempDir(), SEVDevice: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 func newExecAgent(t *testing.T) *sealedlog.ExecAgent {
 	t.Helper()
 	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -117,7 +102,7 @@ func TestAnnounceAndVerify(t *testing.T) {
 		a    attest.Attester
 	}{
 		{"sample", attest.Sample{}},
-		{"snp", fakeSNP(t)},
+		{"snp", kbstest.SNPAttester(t)},
 		{"tdx", fakeTDX(t)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,7 +154,7 @@ func TestAnnounceAndVerify(t *testing.T) {
 // streams, even with the same nonce.
 func TestAnnouncementOfAnotherSession(t *testing.T) {
 	nonce := execgrant.NewNonce()
-	genuine, err := execgrant.Announce(context.Background(), fakeSNP(t), nonce, newExecAgent(t))
+	genuine, err := execgrant.Announce(context.Background(), kbstest.SNPAttester(t), nonce, newExecAgent(t))
 	if err != nil {
 		t.Fatal(err)
 	}

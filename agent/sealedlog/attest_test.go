@@ -40,21 +40,6 @@ func TestHeadersReportDataVector(t *testing.T) {
 	}
 }
 
-// fakeSNP is go-sev-guest's fake SEV-SNP device (no SNP hardware here): it
-// signs real-format reports carrying the report data asked for.
-func fakeSNP(t testing.TB) attest.Attester {
-	t.Helper()
-	dev, err := kbstest.NewFakeSNP(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := attest.New(attest.Options{Root: t.TempDir(), SEVDevice: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // fakeTDX stands in for TDX hardware only: go-tdx-guest's canned quote
 // with the report data asked for written into its TD report body (its
 // signature no longer verifies; nothing here checks quote signatures).
@@ -170,7 +155,7 @@ func problems(evs []Event) []Event {
 // checks it and reports both attested, and the line fits a CRI log line.
 func TestAttestedStreams(t *testing.T) {
 	priv := newKey(t, ecdh.X25519())
-	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "snp": fakeSNP(t), "tdx": fakeTDX(t)} {
+	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "snp": kbstest.SNPAttester(t), "tdx": fakeTDX(t)} {
 		t.Run(name, func(t *testing.T) {
 			out, errS := attestedPair(t, priv.PublicKey(), a, Options{})
 			text := interleaved(t, out, errS)
@@ -248,7 +233,7 @@ func TestAttestationFollowsEveryHeader(t *testing.T) {
 // other headers. RequireEvidence shows none of its records.
 func TestForgedStreamNotAttested(t *testing.T) {
 	priv := newKey(t, ecdh.X25519())
-	out, errS := attestedPair(t, priv.PublicKey(), fakeSNP(t), Options{})
+	out, errS := attestedPair(t, priv.PublicKey(), kbstest.SNPAttester(t), Options{})
 	genuine := interleaved(t, out, errS)
 	var genuineAtt []byte
 	for _, l := range lines(genuine) {
@@ -322,7 +307,7 @@ func TestSampleEvidence(t *testing.T) {
 		t.Fatalf("sample evidence without AllowSample: %q %+v", plain, evs)
 	}
 
-	out, errS = attestedPair(t, priv.PublicKey(), fakeSNP(t), Options{})
+	out, errS = attestedPair(t, priv.PublicKey(), kbstest.SNPAttester(t), Options{})
 	text = interleaved(t, out, errS)
 	d, _ := HeaderDigest(out.Header())
 	rd := HeadersReportData([][32]byte{d})
@@ -461,7 +446,7 @@ func BenchmarkAttest(b *testing.B) {
 		}
 	})
 	rd := HeadersReportData([][32]byte{{1}, {2}})
-	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "fake-snp": fakeSNP(b), "fake-tdx": fakeTDX(b)} {
+	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "fake-snp": kbstest.SNPAttester(b), "fake-tdx": fakeTDX(b)} {
 		b.Run("evidence-"+name, func(b *testing.B) {
 			for b.Loop() {
 				if _, err := evidence.Make(context.Background(), a, rd[:], evidence.Options{NoCertChain: true}); err != nil {

@@ -9,9 +9,10 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"github.com/cocoon-tee/cocoon/agent/attest"
 	"sync"
 	"time"
+
+	"github.com/cocoon-tee/cocoon/agent/attest"
 
 	sevabi "github.com/google/go-sev-guest/abi"
 	labi "github.com/google/go-sev-guest/client/linuxabi"

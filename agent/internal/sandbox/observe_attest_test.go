@@ -30,14 +30,7 @@ import (
 // nothing behind. The SEV-SNP device is go-sev-guest's fake (no SNP
 // hardware here).
 func TestSealedLogsAttested(t *testing.T) {
-	dev, err := kbstest.NewFakeSNP(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snp, err := attest.New(attest.Options{Root: t.TempDir(), SEVDevice: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snp := kbstest.SNPAttester(t)
 	seal, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

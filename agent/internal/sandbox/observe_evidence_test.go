@@ -35,14 +35,7 @@ import (
 // Without an attester nothing is announced, which cocoonctl exec refuses;
 // with one that gives no evidence the exec is refused.
 func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
-	dev, err := kbstest.NewFakeSNP(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snp, err := attest.New(attest.Options{Root: t.TempDir(), SEVDevice: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snp := kbstest.SNPAttester(t)
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -12,25 +12,11 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/sealedlog/evidence"
 )
 
-// fakeSNP is go-sev-guest's fake SEV-SNP device (no SNP hardware here).
-func fakeSNP(t *testing.T) attest.Attester {
-	t.Helper()
-	dev, err := kbstest.NewFakeSNP(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := attest.New(attest.Options{Root: t.TempDir(), SEVDevice: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 func TestCheck(t *testing.T) {
 	ctx := context.Background()
 	rd := bytes.Repeat([]byte{9}, 64)
 	other := bytes.Repeat([]byte{8}, 64)
-	snp, err := evidence.Make(ctx, fakeSNP(t), rd, evidence.Options{NoCertChain: true})
+	snp, err := evidence.Make(ctx, kbstest.SNPAttester(t), rd, evidence.Options{NoCertChain: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,21 +104,6 @@ func runFake(t *testing.T, input string, announce announcer, edit func([]byte) [
 	return fakeRun{out: out.String(), errOut: errOut.String(), err: err, agent: <-done}
 }
 
-// snpAttester is go-sev-guest's fake SEV-SNP device (no SNP hardware
-// here): it signs real-format reports with the report data asked for.
-func snpAttester(t *testing.T) attest.Attester {
-	t.Helper()
-	dev, err := kbstest.NewFakeSNP(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := attest.New(attest.Options{Root: t.TempDir(), SEVDevice: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // genuine announces the session as the agent does.
 func genuine(a attest.Attester) announcer {
 	return func(t *testing.T, x *sealedlog.ExecAgent, nonce string) []byte {
@@ -132,7 +117,7 @@ func genuine(a attest.Attester) announcer {
 
 func TestExecSessionRelay(t *testing.T) {
 	dir := t.TempDir()
-	r := runFake(t, "hello\n", genuine(snpAttester(t)), nil, sessionOptions{evidenceOut: filepath.Join(dir, "ev.json")})
+	r := runFake(t, "hello\n", genuine(kbstest.SNPAttester(t)), nil, sessionOptions{evidenceOut: filepath.Join(dir, "ev.json")})
 	if r.err != nil || r.agent.err != nil {
 		t.Fatalf("%v, agent %v (stderr %q)", r.err, r.agent.err, r.errOut)
 	}
@@ -164,7 +149,7 @@ func TestExecSessionTamperedOutput(t *testing.T) {
 		b[i] ^= 1
 		return b
 	}
-	r := runFake(t, "hello\n", genuine(snpAttester(t)), flip, sessionOptions{})
+	r := runFake(t, "hello\n", genuine(kbstest.SNPAttester(t)), flip, sessionOptions{})
 	if !errors.Is(r.err, sealedlog.ErrExecSession) || !strings.Contains(r.errOut, execMarkPrefix) {
 		t.Fatalf("tampered output: %v, stderr %q", r.err, r.errOut)
 	}
@@ -176,7 +161,7 @@ func TestExecSessionTamperedOutput(t *testing.T) {
 // A host that answers cocoon-exec itself, or edits the announcement, is
 // refused before anything typed is sent and before any output is shown.
 func TestExecRefusesUnattestedSession(t *testing.T) {
-	snp := snpAttester(t)
+	snp := kbstest.SNPAttester(t)
 	eph := newEph(t)
 	for _, tc := range []struct {
 		name     string
@@ -243,7 +228,7 @@ func TestExecRefusesStreamAddedLater(t *testing.T) {
 		out, _ := forged.Stdout.Write([]byte("forged\n"))
 		return out
 	}
-	r := runFake(t, "hello\n", genuine(snpAttester(t)), swap, sessionOptions{key: eph})
+	r := runFake(t, "hello\n", genuine(kbstest.SNPAttester(t)), swap, sessionOptions{key: eph})
 	if !errors.Is(r.err, execgrant.ErrUnboundStream) || strings.Contains(r.out, "forged") {
 		t.Fatalf("forged stream: %v, stdout %q, stderr %q", r.err, r.out, r.errOut)
 	}

@@ -37,21 +37,6 @@ func attestedOutput(t *testing.T, dir string, a attest.Attester, cid string) str
 	return string(o1) + string(e1) + string(errS.Close()) + string(out.Close())
 }
 
-// fakeSNPAttester is go-sev-guest's fake SEV-SNP device (no SNP hardware
-// here): real-format reports carrying the report data asked for.
-func fakeSNPAttester(t *testing.T) attest.Attester {
-	t.Helper()
-	dev, err := kbstest.NewFakeSNP(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := attest.New(attest.Options{Root: t.TempDir(), SEVDevice: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // logs open marks each stream attested (with its TEE) or NOT ATTESTED;
 // --require-evidence hides unattested streams and fails; the sample
 // attester's evidence is marked as authenticating nothing and counts only
@@ -73,7 +58,7 @@ func TestLogsOpenAttestation(t *testing.T) {
 		return len(re.FindAllString(out, -1)) == 2
 	}
 
-	genuine := attestedOutput(t, dir, fakeSNPAttester(t), "app")
+	genuine := attestedOutput(t, dir, kbstest.SNPAttester(t), "app")
 	forged := attestedOutput(t, dir, nil, "fake") // the host's own streams, made with the public key
 	sample := attestedOutput(t, dir, attest.Sample{}, "dev")
 
