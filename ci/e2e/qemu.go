@@ -296,15 +296,38 @@ func (v *VM) Kill() {
 	}
 }
 
-// ConnectAgent retries until the agent answers Health.Check through the
-// relay, the VM dies or ctx ends.
+// ProbeReadyMsg is the console record guestprobe writes once its relay
+// listeners are bound (ci/e2e/guestprobe).
+const ProbeReadyMsg = "relay listening"
+
+// recordBound bounds how long ConnectAgent waits for the console records
+// before it falls back to dialling until the agent answers.
+const recordBound = 2 * time.Minute
+
+// ConnectAgent connects once guestprobe has logged that its relay listens
+// and the agent that it serves: QEMU's port forward accepts a host
+// connection before anything listens in the guest, so a dial alone says
+// nothing. It fails when the VM stops or ctx ends first.
 func (v *VM) ConnectAgent(ctx context.Context) (*client.Client, error) {
-	var last error
+	if v.AgentAddr == "" {
+		return nil, errors.New("VM has no network")
+	}
+	err := v.waitReady(ctx)
+	switch {
+	case err == nil:
+		// Both listeners are bound: the check needs no bound of its own.
+		return v.tryAgent(ctx, 0)
+	case ctx.Err() != nil || v.Exited():
+		return nil, err
+	}
+	// Fallback, bounded by ctx: the records can legitimately never arrive
+	// whole. The kernel's printk and the guest's processes share ttyS0
+	// without any line locking, so a kernel message may land inside a
+	// record and make it unparsable; and an agent configured to log above
+	// info, or to the log port only, never writes "agent serving" there.
+	last := err
 	for {
-		if v.Exited() {
-			return nil, fmt.Errorf("VM stopped before the agent answered (last error: %v)", last)
-		}
-		c, err := v.tryAgent(ctx)
+		c, err := v.tryAgent(ctx, 3*time.Second)
 		if err == nil {
 			return c, nil
 		}
@@ -313,21 +336,39 @@ func (v *VM) ConnectAgent(ctx context.Context) (*client.Client, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("agent did not answer: %w (last error: %v)", ctx.Err(), last)
 		case <-v.exited:
+			return nil, fmt.Errorf("VM stopped before the agent answered (last error: %v)", last)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
 
-func (v *VM) tryAgent(ctx context.Context) (*client.Client, error) {
-	if v.AgentAddr == "" {
-		return nil, errors.New("VM has no network")
+// waitReady waits, at most recordBound, for guestprobe's ready record and
+// the agent's "agent serving" (logged after its listener is bound).
+func (v *VM) waitReady(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, recordBound)
+	defer cancel()
+	for _, msg := range []string{ProbeReadyMsg, "agent serving"} {
+		if _, err := v.WaitRecord(rctx, msg); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// tryAgent dials and checks the agent's health, the check bounded by
+// checkBound if it is not zero: before the relay listens, QEMU accepts the
+// connection and then nothing ever answers.
+func (v *VM) tryAgent(ctx context.Context, checkBound time.Duration) (*client.Client, error) {
 	c, err := client.Dial(ctx, v.AgentAddr)
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
+	cctx := ctx
+	if checkBound > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, checkBound)
+		defer cancel()
+	}
 	resp, err := c.Health.Check(cctx, &agentpb.CheckRequest{})
 	if err != nil {
 		c.Close()

@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,9 +68,35 @@ func main() {
 		}
 		go serve(l, func(c net.Conn) { relayVsock(c, p) })
 	}
+	// The host waits for this line before it dials: QEMU's port forward
+	// accepts a host connection whether or not anything listens in the
+	// guest, so a successful dial says nothing until the relays are bound.
+	ready(*relay, *status, ports)
 	var pr prober
 	go serve(sl, pr.report)
 	serve(rl, func(c net.Conn) { relayVsock(c, uint32(*port)) })
+}
+
+// readyMsg is the msg of the console record guestprobe writes once every
+// listener is bound (e2e.VM.ConnectAgent waits for it).
+const readyMsg = "relay listening"
+
+// ready writes one JSON record to stdout (the console), shaped like the
+// agent's log records so the host's console parser finds it the same way.
+func ready(relay, status string, ports []uint32) {
+	rec, err := json.Marshal(map[string]any{
+		"time": time.Now().UTC().Format(time.RFC3339Nano), "level": "INFO",
+		"msg": readyMsg, "source": "guestprobe",
+		"relay": relay, "status": status, "vsock_relays": ports,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// One write of the whole line keeps it in one piece as far as this
+	// process can.
+	if _, err := os.Stdout.Write(append(rec, '\n')); err != nil {
+		log.Fatal(err)
+	}
 }
 
 // parsePorts reads -vsock-relays: "1025,1026", or empty for none.
