@@ -84,11 +84,15 @@ const readyMsg = "relay listening"
 // ready writes one JSON record to stdout (the console), shaped like the
 // agent's log records so the host's console parser finds it the same way.
 func ready(relay, status string, ports []uint32) {
-	rec, err := json.Marshal(map[string]any{
-		"time": time.Now().UTC().Format(time.RFC3339Nano), "level": "INFO",
-		"msg": readyMsg, "source": "guestprobe",
-		"relay": relay, "status": status, "vsock_relays": ports,
-	})
+	rec, err := json.Marshal(struct {
+		Time        string   `json:"time"`
+		Level       string   `json:"level"`
+		Msg         string   `json:"msg"`
+		Source      string   `json:"source"`
+		Relay       string   `json:"relay"`
+		Status      string   `json:"status"`
+		VsockRelays []uint32 `json:"vsock_relays"`
+	}{time.Now().UTC().Format(time.RFC3339Nano), "INFO", readyMsg, "guestprobe", relay, status, ports})
 	if err != nil {
 		log.Fatal(err)
 	}
