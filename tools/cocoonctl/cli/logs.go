@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +28,7 @@ const markPrefix = "### cocoon-logs: "
 const maxInputLine = 1 << 20
 
 func newLogsOpen() *cobra.Command {
-	var key string
+	var key, evidenceOut string
 	var opt sealedlog.OpenerOptions
 	cmd := &cobra.Command{
 		Use:   "open --key seal.key [FILE|-]",
@@ -43,9 +44,10 @@ content is not shown: the host could have written them). The exit status is
 Each stream is marked "attested (TEE, report data checked)" when the agent's
 TEE evidence in the input binds its header, or "NOT ATTESTED": anyone holding
 the owner's public key can make a stream, only the agent can attest one. The
-evidence's report data is checked, not its signature or TCB (save it from the
-input for an attestation service). With --require-evidence, streams that are
-not attested are not shown and count as integrity problems.`,
+evidence's report data is checked, not its signature or TCB: --evidence-out
+writes each attestation's evidence, with its TEE and streams, to a file for an
+attestation service. With --require-evidence, streams that are not attested
+are not shown and count as integrity problems.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if key == "" {
@@ -68,7 +70,7 @@ not attested are not shown and count as integrity problems.`,
 			if err != nil {
 				return err
 			}
-			p := &logPrinter{w: bufio.NewWriter(cmd.OutOrStdout()), atLineStart: true}
+			p := &logPrinter{w: bufio.NewWriter(cmd.OutOrStdout()), atLineStart: true, evidence: map[string]int{}}
 			if err := eachLine(in, func(l []byte, tooLong bool) {
 				if tooLong {
 					p.print(sealedlog.Event{Kind: sealedlog.Unsealed})
@@ -87,6 +89,13 @@ not attested are not shown and count as integrity problems.`,
 			if err := p.w.Flush(); err != nil {
 				return err
 			}
+			// Written whatever the integrity problems: the evidence of the
+			// attested streams is worth checking all the same.
+			if evidenceOut != "" {
+				if err := writeEvidence(evidenceOut, p.attested); err != nil {
+					return fmt.Errorf("--evidence-out: %w", err)
+				}
+			}
 			if p.problems > 0 {
 				return fmt.Errorf("%d integrity problems (marked in the output)", p.problems)
 			}
@@ -95,6 +104,7 @@ not attested are not shown and count as integrity problems.`,
 	}
 	cmd.Flags().StringVar(&key, "key", "", "the owner's private log key (seal.key)")
 	cmd.Flags().BoolVar(&opt.RequireEvidence, "require-evidence", false, "show only streams the agent's TEE evidence attests")
+	cmd.Flags().StringVar(&evidenceOut, "evidence-out", "", "write the evidence of every attested stream set (Trustee's JSON shape, with its TEE and streams) to this file, for an attestation service")
 	cmd.Flags().BoolVar(&opt.AllowSample, "insecure-sample-evidence", false, "count the sample attester's evidence (no TEE, authenticates nothing) for --require-evidence")
 	return cmd
 }
@@ -137,6 +147,48 @@ type logPrinter struct {
 	atLineStart bool
 	unsealed    int // a run of unsealed lines not yet reported
 	problems    int
+	// attested collects the attestations seen, for --evidence-out;
+	// evidence indexes it by TEE and evidence.
+	attested []streamEvidence
+	evidence map[string]int
+}
+
+// logsEvidence is the file --evidence-out writes.
+type logsEvidence struct {
+	Attestations []streamEvidence `json:"attestations"`
+}
+
+// streamEvidence is one attestation line's evidence and the streams it
+// attests. Streams sealed together are attested by one line, so identical
+// evidence means one attestation of several streams.
+type streamEvidence struct {
+	Tee      string          `json:"tee"`
+	Streams  []string        `json:"streams"`
+	Evidence json.RawMessage `json:"evidence"`
+}
+
+// addEvidence files an Attested event under its attestation.
+func (p *logPrinter) addEvidence(e sealedlog.Event) {
+	k := e.Tee + "\x00" + string(e.Evidence)
+	i, ok := p.evidence[k]
+	if !ok {
+		i = len(p.attested)
+		p.evidence[k] = i
+		p.attested = append(p.attested, streamEvidence{Tee: e.Tee, Evidence: e.Evidence})
+	}
+	p.attested[i].Streams = append(p.attested[i].Streams, e.Stream)
+}
+
+func writeEvidence(path string, attested []streamEvidence) error {
+	doc := logsEvidence{Attestations: attested}
+	if doc.Attestations == nil {
+		doc.Attestations = []streamEvidence{}
+	}
+	js, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(js, '\n'), 0o644)
 }
 
 func (p *logPrinter) mark(format string, a ...any) {
@@ -188,6 +240,7 @@ func (p *logPrinter) print(e sealedlog.Event) {
 		p.problems++
 		p.mark("%s: REJECTED sealed line: %s", e.Stream, e.Reason)
 	case sealedlog.Attested:
+		p.addEvidence(e)
 		if e.Tee == attest.TeeSample {
 			p.mark("%s: attested by the SAMPLE attester (no TEE): it authenticates nothing", e.Stream)
 			return

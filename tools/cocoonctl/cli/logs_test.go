@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -108,5 +109,86 @@ func TestLogsOpenOldStream(t *testing.T) {
 	out, e, code := runCtl(t, "logs", "open", "--key", keyFile, in)
 	if code != 0 || !strings.Contains(out, "hello, owner\nsplit line\nno newline") || !strings.Contains(out, ": NOT ATTESTED") {
 		t.Fatalf("old stream: %d %q %q", code, out, e)
+	}
+}
+
+// --evidence-out writes the evidence of every attested stream set, once per
+// attestation line, with its TEE and stream names, exactly as the line
+// carried it; unattested streams are not in it.
+func TestLogsOpenEvidenceOut(t *testing.T) {
+	dir := genKeys(t)
+	key := filepath.Join(dir, sealKeyFile)
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "logs.txt")
+	text := attestedOutput(t, dir, kbstest.SNPAttester(t), "app") +
+		attestedOutput(t, dir, nil, "fake") +
+		attestedOutput(t, dir, kbstest.SNPAttester(t), "db")
+	if err := os.WriteFile(in, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// What the input's attestation lines carry, by the container they
+	// attest (the label before "/std").
+	want := map[string]*sealedlog.Attestation{}
+	for _, l := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(l, sealedlog.AttestPrefix) {
+			continue
+		}
+		at, _, err := sealedlog.ParseAttestation([]byte(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[string(at.Evidence)] = at
+	}
+	if len(want) != 2 {
+		t.Fatalf("%d attestation lines in the input, want 2", len(want))
+	}
+
+	evFile := filepath.Join(tmp, "evidence.json")
+	out, e, code := runCtl(t, "logs", "open", "--key", key, "--evidence-out", evFile, in)
+	if code != 0 {
+		t.Fatalf("logs open: %d %q %q", code, out, e)
+	}
+	var got logsEvidence
+	if err := json.Unmarshal(readFile(t, evFile), &got); err != nil {
+		t.Fatalf("evidence file: %v", err)
+	}
+	if len(got.Attestations) != 2 {
+		t.Fatalf("%d attestations in the evidence file, want 2: %s", len(got.Attestations), readFile(t, evFile))
+	}
+	seen := map[string]bool{}
+	for _, a := range got.Attestations {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, a.Evidence); err != nil {
+			t.Fatal(err)
+		}
+		at := want[compact.String()]
+		if at == nil || a.Tee != attest.TeeSNP || len(a.Streams) != 2 {
+			t.Fatalf("attestation not from the input: %+v", a)
+		}
+		cid, _, _ := strings.Cut(a.Streams[0], "/")
+		for _, s := range a.Streams {
+			if !strings.HasPrefix(s, cid+"/std") || cid == "fake" {
+				t.Errorf("streams %v in one attestation", a.Streams)
+			}
+		}
+		seen[cid] = true
+	}
+	if !seen["app"] || !seen["db"] {
+		t.Errorf("attested containers in the evidence file: %v", seen)
+	}
+
+	// Nothing attested: an empty list, so a service sees there is nothing.
+	forged := filepath.Join(tmp, "forged.txt")
+	os.WriteFile(forged, []byte(attestedOutput(t, dir, nil, "fake")), 0o600)
+	if out, e, code := runCtl(t, "logs", "open", "--key", key, "--evidence-out", evFile, forged); code != 0 {
+		t.Fatalf("logs open, nothing attested: %d %q %q", code, out, e)
+	}
+	got = logsEvidence{}
+	if err := json.Unmarshal(readFile(t, evFile), &got); err != nil || got.Attestations == nil || len(got.Attestations) != 0 {
+		t.Errorf("evidence file with nothing attested: %v %s", err, readFile(t, evFile))
+	}
+
+	if _, e, code := runCtl(t, "logs", "open", "--key", key, "--evidence-out", filepath.Join(tmp, "no", "dir.json"), in); code == 0 || !strings.Contains(e, "--evidence-out") {
+		t.Errorf("unwritable evidence file: %d %q", code, e)
 	}
 }
