@@ -14,6 +14,7 @@ import (
 	"github.com/cocoon-tee/cocoon/internal/testutil/testregistry"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/policy/input"
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
 // threeImagePod is the benchmark's pod: three containers, three images.
@@ -133,9 +134,9 @@ func BenchmarkGenerate(b *testing.B) {
 	})
 }
 
-// BenchmarkCreateContainerDecision is the agent engine's decision for a
-// CreateContainer of the three-image pod under its generated policy.
-func BenchmarkCreateContainerDecision(b *testing.B) {
+// createDecisionSetup generates the policy of the three-image pod and the
+// CreateContainerRequest the runtime sends for its third container.
+func createDecisionSetup(b *testing.B) (*policy.Policy, *agentpb.CreateContainerRequest) {
 	_, _, conf, yaml := proxied(b)
 	res, err := Generate(context.Background(), yaml, Options{Images: ImageOptions{RegistriesConf: conf}})
 	if err != nil {
@@ -151,7 +152,14 @@ func BenchmarkCreateContainerDecision(b *testing.B) {
 	}
 	rt := &miniRuntime{t: b, in: in, images: res.Images, runDir: "/run/kata-containers"}
 	w := in.Workloads[0]
-	doc := input.Encode(rt.request(w, "three", w.Spec.Containers[2]))
+	return p, rt.request(w, "three", w.Spec.Containers[2])
+}
+
+// BenchmarkCreateContainerDecision is the agent engine's decision for a
+// CreateContainer of the three-image pod under its generated policy.
+func BenchmarkCreateContainerDecision(b *testing.B) {
+	p, req := createDecisionSetup(b)
+	doc := input.Encode(req)
 	ctx := context.Background()
 	var times []time.Duration
 	b.ResetTimer()
@@ -172,22 +180,7 @@ func BenchmarkCreateContainerDecision(b *testing.B) {
 // policy's input (policy/input) and decides; any pending state is
 // discarded after each decision, so every iteration decides the same.
 func BenchmarkGateCreateContainerDecision(b *testing.B) {
-	_, _, conf, yaml := proxied(b)
-	res, err := Generate(context.Background(), yaml, Options{Images: ImageOptions{RegistriesConf: conf}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := policy.Load(context.Background(), res.Policy, "generated")
-	if err != nil {
-		b.Fatal(err)
-	}
-	in, err := ParseInput(res.YAML, defaults(b).PassThrough)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rt := &miniRuntime{t: b, in: in, images: res.Images, runDir: "/run/kata-containers"}
-	w := in.Workloads[0]
-	req := rt.request(w, "three", w.Spec.Containers[2])
+	p, req := createDecisionSetup(b)
 	e := policy.NewEngine(p, nil, nil)
 	ctx := context.Background()
 	discard := errors.New("benchmark: discard the decision's state")
