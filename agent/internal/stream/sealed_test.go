@@ -106,25 +106,7 @@ func TestSealedNoReaderNeverBlocks(t *testing.T) {
 	sealStream(t, s, Stdout, k, SealOptions{Queue: 256 << 10})
 	line := bytes.Repeat([]byte("x"), 1023)
 	line = append(line, '\n')
-	done := make(chan error, 1)
-	go func() {
-		for range 64 << 10 { // 64 MiB
-			if _, err := child.Stdout.Write(line); err != nil {
-				done <- err
-				return
-			}
-		}
-		child.CloseChild()
-		done <- nil
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the writer blocked with no reader")
-	}
+	writeUnread(t, child, line, 64<<10) // 64 MiB
 	if s.Dropped(Stdout) == 0 {
 		t.Fatal("64 MiB through a 256 KiB queue dropped nothing")
 	}
@@ -301,25 +283,7 @@ func TestSealedAttestedNoReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := append(bytes.Repeat([]byte("y"), 1023), '\n')
-	done := make(chan error, 1)
-	go func() {
-		for range 8 << 10 { // 8 MiB
-			if _, err := child.Stdout.Write(line); err != nil {
-				done <- err
-				return
-			}
-		}
-		child.CloseChild()
-		done <- nil
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the writer blocked with no reader")
-	}
+	writeUnread(t, child, line, 8<<10) // 8 MiB
 	got := readAll(t, s, Stdout)
 	ls := bytes.Split(bytes.TrimSuffix(got, []byte("\n")), []byte("\n"))
 	for i, l := range ls {
@@ -345,5 +309,30 @@ func TestSealedAttestedNoReader(t *testing.T) {
 	}
 	if !attested || !closed || !bytes.HasPrefix(plain, line) || len(o.End()) != 0 {
 		t.Fatalf("attested %v, closed %v, %d bytes", attested, closed, len(plain))
+	}
+}
+
+// writeUnread writes line n times to the child's stdout with nobody
+// reading, then closes the child's ends; the writer must never block.
+func writeUnread(t *testing.T, child Child, line []byte, n int) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		for range n {
+			if _, err := child.Stdout.Write(line); err != nil {
+				done <- err
+				return
+			}
+		}
+		child.CloseChild()
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the writer blocked with no reader")
 	}
 }
