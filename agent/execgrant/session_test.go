@@ -48,36 +48,6 @@ func TestSessionReportDataVector(t *testing.T) {
 	}
 }
 
-// fakeTDX stands in for TDX hardware only: go-tdx-guest's canned quote
-// with the report data the agent asked for written into its TD report
-// body. Its signature no longer verifies; nothing in this repository
-// checks TDX quote signatures (an attestation service does).
-func fakeTDX(t *testing.T) attest.Attester {
-	t.Helper()
-	canned := kbstest.CannedTDXQuote()
-	body, err := attest.TDXQuoteBody(canned)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := body.GetReportData()
-	at := bytes.Index(canned, old)
-	if at < 0 || bytes.Count(canned, old) != 1 {
-		t.Fatal("canned quote: report data not found once")
-	}
-	a, err := attest.New(attest.Options{Root: t.TempDir(),
-		TDXQuote: func(_ context.Context, rd [64]byte) ([]byte, error) {
-			q := bytes.Clone(canned)
-			copy(q[at:], rd[:])
-			return q, nil
-		},
-		EventLog: func() ([]byte, error) { return bytes.Repeat([]byte("event "), 1000), nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 func newExecAgent(t *testing.T) *sealedlog.ExecAgent {
 	t.Helper()
 	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -103,7 +73,7 @@ func TestAnnounceAndVerify(t *testing.T) {
 	}{
 		{"sample", attest.Sample{}},
 		{"snp", kbstest.SNPAttester(t)},
-		{"tdx", fakeTDX(t)},
+		{"tdx", kbstest.TDXAttester(t)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newExecAgent(t)

@@ -40,34 +40,6 @@ func TestHeadersReportDataVector(t *testing.T) {
 	}
 }
 
-// fakeTDX stands in for TDX hardware only: go-tdx-guest's canned quote
-// with the report data asked for written into its TD report body (its
-// signature no longer verifies; nothing here checks quote signatures).
-func fakeTDX(t testing.TB) attest.Attester {
-	t.Helper()
-	canned := kbstest.CannedTDXQuote()
-	body, err := attest.TDXQuoteBody(canned)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := bytes.Index(canned, body.GetReportData())
-	if at < 0 {
-		t.Fatal("canned quote: report data not found")
-	}
-	a, err := attest.New(attest.Options{Root: t.TempDir(),
-		TDXQuote: func(_ context.Context, rd [64]byte) ([]byte, error) {
-			q := bytes.Clone(canned)
-			copy(q[at:], rd[:])
-			return q, nil
-		},
-		EventLog: func() ([]byte, error) { return bytes.Repeat([]byte("event "), 1000), nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // container is one attested container's two streams.
 func attestedPair(t testing.TB, pub *ecdh.PublicKey, a attest.Attester, o Options) (*Sealer, *Sealer) {
 	t.Helper()
@@ -155,7 +127,7 @@ func problems(evs []Event) []Event {
 // checks it and reports both attested, and the line fits a CRI log line.
 func TestAttestedStreams(t *testing.T) {
 	priv := newKey(t, ecdh.X25519())
-	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "snp": kbstest.SNPAttester(t), "tdx": fakeTDX(t)} {
+	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "snp": kbstest.SNPAttester(t), "tdx": kbstest.TDXAttester(t)} {
 		t.Run(name, func(t *testing.T) {
 			out, errS := attestedPair(t, priv.PublicKey(), a, Options{})
 			text := interleaved(t, out, errS)
@@ -446,7 +418,7 @@ func BenchmarkAttest(b *testing.B) {
 		}
 	})
 	rd := HeadersReportData([][32]byte{{1}, {2}})
-	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "fake-snp": kbstest.SNPAttester(b), "fake-tdx": fakeTDX(b)} {
+	for name, a := range map[string]attest.Attester{"sample": attest.Sample{}, "fake-snp": kbstest.SNPAttester(b), "fake-tdx": kbstest.TDXAttester(b)} {
 		b.Run("evidence-"+name, func(b *testing.B) {
 			for b.Loop() {
 				if _, err := evidence.Make(context.Background(), a, rd[:], evidence.Options{NoCertChain: true}); err != nil {
