@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +19,6 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/attest/kbstest"
 	"github.com/cocoon-tee/cocoon/agent/container"
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
-	"github.com/cocoon-tee/cocoon/agent/internal/observe"
 	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/internal/stream"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
@@ -36,19 +33,7 @@ import (
 // with one that gives no evidence the exec is refused.
 func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 	snp := kbstest.SNPAttester(t)
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := observe.Parse(fmt.Appendf(nil, "[owner]\nexec_keys = [%q]\n\n[observability]\nlogs = \"plain\"\nexec = \"grant\"\n",
-		base64.StdEncoding.EncodeToString(der)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, cfg := grantConfig(t, "")
 	p := newPodOpts(t, func(o *sandbox.Options) { o.Observe = cfg })
 	ctx := context.Background()
 	s := specFor(p.rootfs(t, "c1"), "sleep", "1000")

@@ -22,19 +22,7 @@ import (
 // not have its output taken for a granted exec's (which the policy may
 // show to the host).
 func TestGrantRecordsForgotten(t *testing.T) {
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := observe.Parse(fmt.Appendf(nil, "[owner]\nexec_keys = [%q]\n\n[observability]\nlogs = \"plain\"\nexec = \"grant\"\n\n[observability.containers.dbg]\nexec = \"policy\"\n",
-		base64.StdEncoding.EncodeToString(der)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, cfg := grantConfig(t, "\n[observability.containers.dbg]\nexec = \"policy\"\n")
 	p := newPodOpts(t, func(o *sandbox.Options) { o.Observe = cfg })
 	ctx := context.Background()
 	create := func(name string) {
@@ -88,4 +76,24 @@ func TestGrantRecordsForgotten(t *testing.T) {
 	if m := p.StreamMode("c1", "e1"); m != "plain" {
 		t.Fatalf("an ungranted exec reusing the ids has stream mode %q, want plain", m)
 	}
+}
+
+// grantConfig makes an owner exec-grant key and a cocoon.toml that names
+// it, with plain logs and exec by grant, followed by extra.
+func grantConfig(t *testing.T, extra string) (ed25519.PrivateKey, *observe.Config) {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := observe.Parse(fmt.Appendf(nil, "[owner]\nexec_keys = [%q]\n\n[observability]\nlogs = \"plain\"\nexec = \"grant\"\n%s",
+		base64.StdEncoding.EncodeToString(der), extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, cfg
 }
