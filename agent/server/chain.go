@@ -49,9 +49,11 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 		c.logCall(ctx, start, err)
 	}()
 
-	// Log lines written while serving the request name it (logctx).
-	ctx = logctx.Attach(ctx)
-	logctx.Set(ctx, slog.String("method", shortName(info.FullMethod)))
+	// Log lines written while serving the request name it (logctx); the
+	// names are read only when a line is logged. req is set by decode,
+	// before the handler does anything else.
+	var req any
+	ctx = logctx.Attach(ctx, func() []slog.Attr { return requestAttrs(info.FullMethod, req) })
 	gated := c.gate != nil && strings.HasPrefix(info.FullMethod, agentServicePrefix)
 	// eos holds a refusal the gate wants answered as end of stream; the
 	// handler finds it through its context (RefusedAsEndOfStream).
@@ -63,7 +65,7 @@ func (c *chain) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info
 		if err := unmarshal(v); err != nil {
 			return status.Errorf(codes.InvalidArgument, "%s: malformed request: %v", shortName(info.FullMethod), err)
 		}
-		logctx.Set(ctx, requestAttrs(info.FullMethod, v)...)
+		req = v
 		if !gated {
 			return nil
 		}

@@ -1,36 +1,23 @@
 // Package logctx carries a request's identity (method, container_id,
 // exec_id) in its context, so that every log line written while serving the
 // request names it without each package passing the ids along. The server
-// attaches an empty set before the handler runs and fills it once the
-// request is decoded; the agent's log handler (Handler) adds the set to each
-// record logged with that context (slog's *Context methods).
+// attaches a function that names the request; the agent's log handler
+// (Handler) calls it for each record logged with that context (slog's
+// *Context methods). Nothing is computed for a request that logs nothing.
 package logctx
 
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
 )
 
 type key struct{}
 
-// fields is written once, by the goroutine that decodes the request, and only
-// read afterwards; the atomic makes reads from goroutines the handler starts
-// safe whatever their order.
-type fields struct{ attrs atomic.Pointer[[]slog.Attr] }
-
-// Attach returns ctx with an empty, settable set of request attributes.
-func Attach(ctx context.Context) context.Context {
-	return context.WithValue(ctx, key{}, &fields{})
-}
-
-// Set records attrs as the request's attributes in a context made by
-// Attach, replacing any set before. Without Attach it does nothing.
-func Set(ctx context.Context, attrs ...slog.Attr) {
-	if f, ok := ctx.Value(key{}).(*fields); ok {
-		a := append([]slog.Attr(nil), attrs...)
-		f.attrs.Store(&a)
-	}
+// Attach returns ctx carrying attrs, which names the request in log
+// records. attrs is called once per record, from whichever goroutine logs,
+// so it must only read what was set before the request's handler ran.
+func Attach(ctx context.Context, attrs func() []slog.Attr) context.Context {
+	return context.WithValue(ctx, key{}, attrs)
 }
 
 // Attrs returns the request attributes ctx carries, or nil.
@@ -38,12 +25,8 @@ func Attrs(ctx context.Context) []slog.Attr {
 	if ctx == nil {
 		return nil
 	}
-	f, ok := ctx.Value(key{}).(*fields)
-	if !ok {
-		return nil
-	}
-	if a := f.attrs.Load(); a != nil {
-		return *a
+	if f, ok := ctx.Value(key{}).(func() []slog.Attr); ok && f != nil {
+		return f()
 	}
 	return nil
 }
