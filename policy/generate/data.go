@@ -48,6 +48,9 @@ type containerData struct {
 	// containerd may set: "" and, with a volumeMount's mountPropagation,
 	// "rslave" (HostToContainer) or "rshared" (Bidirectional).
 	RootfsPropagation []string `json:"rootfs_propagation"`
+	// Expect are the request's fields with one value the entry allows,
+	// compared in one step before the field tests (index.go, expected).
+	Expect map[string]any `json:"expect"`
 }
 
 // podSecurity is what the pod's securityContext says about seccomp, user
@@ -348,6 +351,7 @@ func sysctlName(name string) string {
 
 // addContainer files an entry under its container name.
 func (b *builder) addContainer(d containerData) {
+	d.Expect = expected(&d, b.data.Annotations)
 	b.data.Containers[d.Name] = append(b.data.Containers[d.Name], d)
 }
 

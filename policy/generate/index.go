@@ -1,21 +1,145 @@
 package generate
 
 import (
+	"encoding/json"
+	"maps"
 	"regexp/syntax"
+	"slices"
 	"strings"
 )
 
 // The structures below exist so that the rules can decide with lookups
 // instead of trying every rule: OPA spends a few microseconds on every
-// expression it evaluates, so a CreateContainer decision costs roughly the
-// number of expressions it runs. Each one decides exactly what the list it
-// is derived from decides.
+// expression it evaluates and more on each function call, so a
+// CreateContainer decision costs roughly the number of expressions and
+// calls it runs, and the data is shaped for comparisons OPA makes in one
+// step (==, object.subset, set difference). Each structure decides exactly
+// what the list it is derived from decides.
 
 // exactMounts are the pod-wide mount rules whose source pattern only
 // matches one string, by destination, type and source, each giving
-// whether the mount must be read-only. A lookup replaces a regex per
-// mount for the runtime's fixed mounts (proc, sysfs, the shm bind, ...).
+// whether the mount must be read-only. In the policy (MarshalJSON) each
+// destination has a list of match objects, so a comparison replaces a
+// regex per mount for the runtime's fixed mounts (proc, sysfs, the shm
+// bind, ...).
 type exactMounts map[string]map[string]map[string]bool
+
+// exactMount is a fixed mount as the rules compare it with a request's
+// mount (object.subset): its type and source, and ["ro"] as its options
+// when it must be read-only ("ro" among the mount's options).
+type exactMount struct {
+	Type    string   `json:"type_"`
+	Source  string   `json:"source"`
+	Options []string `json:"options,omitempty"`
+}
+
+// MarshalJSON writes, by destination, the match objects of the mounts
+// allowed there, sorted by type and source.
+func (e exactMounts) MarshalJSON() ([]byte, error) {
+	out := make(map[string][]exactMount, len(e))
+	for dest, types := range e {
+		for _, typ := range slices.Sorted(maps.Keys(types)) {
+			for _, src := range slices.Sorted(maps.Keys(types[typ])) {
+				out[dest] = append(out[dest], exactMount{Type: typ, Source: src, Options: readOnlyOption(types[typ][src])})
+			}
+		}
+	}
+	return json.Marshal(out)
+}
+
+// mountRule is a mount rule as the rules read it: the part of the mount
+// it fixes, compared with object.subset, and the source regex.
+type mountRule struct {
+	Match  mountMatch `json:"match"`
+	Source string     `json:"source"`
+}
+
+// mountMatch is what a rule fixes of a mount, in the request's field
+// names: the type and, for a read-only rule, ["ro"] as the options.
+type mountMatch struct {
+	Type    string   `json:"type_"`
+	Options []string `json:"options,omitempty"`
+}
+
+// MarshalJSON writes the rules by destination in the rules' shape.
+func (r mountRules) MarshalJSON() ([]byte, error) {
+	out := make(map[string][]mountRule, len(r))
+	for dest, ms := range r {
+		for _, m := range ms {
+			out[dest] = append(out[dest], mountRule{Match: mountMatch{Type: m.Type, Options: readOnlyOption(m.ReadOnly)}, Source: m.Source})
+		}
+	}
+	return json.Marshal(out)
+}
+
+// readOnlyOption is what a rule asks of a mount's options: "ro" among
+// them when it must be read-only, nothing otherwise. A one-element array
+// is a subset of the options when it is one of them (OPA and regorus take
+// an array as a subset of another when it appears there as a run).
+func readOnlyOption(readOnly bool) []string {
+	if readOnly {
+		return []string{"ro"}
+	}
+	return nil
+}
+
+// expected is the part of a workload container's CreateContainerRequest
+// that has one value the entry allows, in the request's shape: the rules
+// compare it with the request in one object.subset call (ok_expected),
+// and only when that fails test the fields one by one. Every value here
+// must be one its field's test allows, and every field of the tests that
+// ok_expected stands for must be here unless its test allows any value
+// for this entry (a sidecar's cwd and gid, no masked paths), else the
+// fast path would allow what the tests deny. Fields whose test allows
+// several values carry the one the runtime sends (no SELinux label,
+// containerd's seccomp default action, the first root propagation), and
+// an array means its elements as a run of the request's array, so it is
+// given only for "must contain all of" (masked and read-only paths, in
+// the runtime's order) and never empty (regorus refuses an empty run).
+func expected(d *containerData, a Annotations) map[string]any {
+	user := map[string]any{"UID": d.UID, "Username": ""}
+	if d.GID != nil {
+		user["GID"] = *d.GID
+	}
+	process := map[string]any{
+		"User": user, "Terminal": d.TTY, "NoNewPrivileges": d.NoNewPrivs, "SelinuxLabel": "",
+	}
+	if d.Cwd != "" {
+		process["Cwd"] = d.Cwd
+	}
+	linux := map[string]any{
+		"MountLabel": "", "IntelRdt": nil,
+		// ok_resources: the limits the runtime never sends.
+		"Resources": map[string]any{"Pids": nil, "BlockIO": nil, "Network": nil},
+		// The first value allowed: "", private, unless a volumeMount
+		// asks for propagation (rootfsPropagation always lists it).
+		"RootfsPropagation": d.RootfsPropagation[0],
+		// No profile, or, when the pod asks for one, containerd's
+		// default action (ok_seccomp allows any that refuses).
+		"Seccomp": nil,
+	}
+	if d.Seccomp == "required" {
+		linux["Seccomp"] = map[string]any{"DefaultAction": "SCMP_ACT_ERRNO"}
+	}
+	if len(d.MaskedPaths) > 0 {
+		linux["MaskedPaths"] = d.MaskedPaths
+	}
+	if len(d.ReadonlyPaths) > 0 {
+		linux["ReadonlyPaths"] = d.ReadonlyPaths
+	}
+	return map[string]any{
+		"OCI": map[string]any{
+			"Annotations": map[string]any{a.ImageName: d.Image},
+			"Root":        map[string]any{"Readonly": d.ReadonlyRoot},
+			"Process":     process,
+			"Linux":       linux,
+			"Hostname":    "",
+			"Hooks":       nil,
+		},
+		"sandbox_pidns": d.SharePID,
+		"string_user":   nil,
+	}
+}
 
 // literal returns the one string an anchored pattern ("^...$") matches,
 // or false when it matches more than one.

@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"encoding/json"
 	"regexp"
 	"testing"
 )
@@ -95,6 +96,37 @@ func TestAnyOf(t *testing.T) {
 	for s, want := range map[string]bool{"A=1": true, "B=22": true, "A=12": false, "C=1": false, "xB=2": false} {
 		if re.MatchString(s) != want {
 			t.Errorf("%q: %v, want %v", s, !want, want)
+		}
+	}
+}
+
+// TestMountRulesJSON: the policy gets each rule as the match object the
+// rules compare with a request's mount ("ro" as a one-element options
+// array only for read-only rules) and its source regex; exact mounts
+// keep their source even when it is empty, so a rule never drops to
+// "any source".
+func TestMountRulesJSON(t *testing.T) {
+	rules := mountRules{}
+	for _, m := range []Mount{
+		{Destination: "/proc", Type: "proc", Source: "^proc$"},
+		{Destination: "/sys", Type: "sysfs", Source: "^sysfs$", ReadOnly: true},
+		{Destination: "/e", Type: "bind", Source: "^$"},
+		{Destination: "/etc/hosts", Type: "bind", Source: "^/shared/[a-z]+-hosts$", ReadOnly: true},
+	} {
+		rules.add(m)
+	}
+	rest, exact := splitMounts(rules)
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{rest, `{"/etc/hosts":[{"match":{"type_":"bind","options":["ro"]},"source":"^/shared/[a-z]+-hosts$"}]}`},
+		{exact, `{"/e":[{"type_":"bind","source":""}],"/proc":[{"type_":"proc","source":"proc"}],"/sys":[{"type_":"sysfs","source":"sysfs","options":["ro"]}]}`},
+		{mountRules{}, `{}`},
+	} {
+		got, err := json.Marshal(c.v)
+		if err != nil || string(got) != c.want {
+			t.Errorf("%s %v, want %s", got, err, c.want)
 		}
 	}
 }

@@ -7,8 +7,8 @@
 # the field. The rules keep no state between requests.
 #
 # Built-ins used (all standard Rego, also in regorus): concat, count,
-# is_array, is_object, is_string, min, object.get, print, regex.match,
-# replace, sort, sprintf, startswith, substring, to_number.
+# is_array, is_object, is_string, min, object.get, object.subset, print,
+# regex.match, replace, sort, sprintf, startswith, substring, to_number.
 package agent_policy
 
 import rego.v1
@@ -542,44 +542,66 @@ candidates := cs if {
 } else := []
 
 # The tests run in order of cost, so a wrong entry is usually ruled out by
-# a string compare.
+# the first. Each test is a function call, and OPA spends about as much
+# on a call as on the comparison it makes, so the fields with one allowed
+# value are tested together first (ok_expected).
 container_ok(c) if {
-	ok_image_annotation(c)
+	ok_expected(c)
 	ok_image_storage(c)
 	ok_args(c)
 	ok_pod_name(c)
 	ok_namespace
 	ok_oci_version
-	ok_root(c)
-	ok_cwd(c)
-	ok_user(c)
-	ok_string_user
+	ok_root_path
 	ok_shared_mounts
-	ok_terminal(c)
-	ok_pidns(c)
-	ok_hostname
 	ok_oom_score_adj(policy_data.oom_score_adj.container)
 	ok_rlimits
-	ok_resources
 	ok_namespaces(policy_data.container_namespaces)
 	ok_devices(c)
-	ok_no_new_privileges(c)
 	ok_other_storages(c)
 	ok_additional_gids(c)
-	ok_masked_paths(c)
-	ok_readonly_paths(c)
 	ok_container_sysctls
 	ok_caps(c)
 	ok_env(c)
 	ok_mounts(c)
+	ok_apparmor
+	ok_id_mappings(c)
+}
+
+# The fields that have one value the entry allows, or one the runtime
+# sends among those allowed, are in c.expect, written by the generator
+# in the request's shape (index.go, expected): the image annotation, the
+# read-only root, working directory, user number, terminal, no new
+# privileges, shared PID namespace, no host name, user name, string user,
+# hook, Intel RDT schema, SELinux label or pids/block I/O/network limit,
+# seccomp off unless the pod asks for it, private root propagation, and
+# the masked and read-only paths in the runtime's order. object.subset
+# compares them in one call: each key of c.expect must have the same
+# value in the request (objects compared key by key, so the request may
+# carry more; an array must appear in the request's array as a run, so
+# every masked path is there). When the request differs anywhere, the
+# field tests decide one by one, so the verdict is always theirs: c.expect
+# only holds values they allow.
+ok_expected(c) if object.subset(input, c.expect)
+else := true if {
+	ok_image_annotation(c)
+	ok_root(c)
+	ok_cwd(c)
+	ok_user(c)
+	ok_username
+	ok_string_user
+	ok_terminal(c)
+	ok_pidns(c)
+	ok_no_new_privileges(c)
+	ok_hostname
 	ok_hooks
 	ok_intel_rdt
-	ok_username
-	ok_apparmor
-	ok_rootfs_propagation(c.rootfs_propagation)
-	ok_seccomp(c)
-	ok_id_mappings(c)
+	ok_resources
 	ok_selinux(c)
+	ok_seccomp(c)
+	ok_rootfs_propagation(c.rootfs_propagation)
+	ok_masked_paths(c)
+	ok_readonly_paths(c)
 }
 
 candidate_problems := [problems(c) | some c in candidates]
@@ -795,9 +817,11 @@ request_rootfs := layer_rootfs_path if count(layer_storages) > 0
 else := rootfs_path
 
 ok_root(c) if {
-	input.OCI.Root.Path == request_rootfs
+	ok_root_path
 	input.OCI.Root.Readonly == c.readonly_root
 }
+
+ok_root_path if input.OCI.Root.Path == request_rootfs
 
 check_root(c) := "" if ok_root(c)
 else := sprintf("OCI.Root: got %v, want path %q readonly %v", [input.OCI.Root, request_rootfs, c.readonly_root])
@@ -831,19 +855,22 @@ extra_env_ok(c, e) if {
 }
 
 # With sets: the pinned entries must all be in the request, and only the
-# request's other entries go through names and patterns. The pod-wide
-# patterns are tried once per request (pattern_env), leaving only the few
-# entries they do not allow to the container's names and patterns.
+# request's other entries go through the patterns and names: the pod-wide
+# patterns (in one regex) first, leaving only the few entries they do not
+# allow to the container's names and patterns. A regex is the dearest
+# test, so the pinned entries, most of them, are never matched.
 ok_env(c) if {
 	pinned := {e | some e in c.env}
 	count(pinned - request_env) == 0
-	not some_unexpected_env(c, (request_env - pinned) - pattern_env)
+	not some_unexpected_env(c, unpatterned_env(request_env - pinned))
 }
 
-# The request's entries the pod-wide patterns allow (extra_env_ok's first
+# The entries the pod-wide patterns do not allow (extra_env_ok's first
 # way).
-pattern_env := {e | some e in request_env; regex.match(policy_data.env_regex, e)} if policy_data.env_regex != ""
-else := set()
+unpatterned_env(entries) := {e | some e in entries; not regex.match(re, e)} if {
+	re := policy_data.env_regex
+	re != ""
+} else := entries
 
 some_unexpected_env(c, entries) if {
 	some e in entries
@@ -960,24 +987,29 @@ else := describe_sysctls(policy_data.container_sysctls, [], "the runtime's conta
 
 # A mount must match a rule of the container's volumes, of the runtime's
 # fixed mounts, or of an allowance. Rules are grouped by destination, so
-# only the rules for the mount's destination are tried: type exactly, the
-# source by regex, and "ro" where the rule is read-only.
+# only the rules for the mount's destination are tried. A rule is the
+# part of the mount it fixes, in the request's field names ("match": the
+# type, and ["ro"] as "options" when it must be read-only), and a regex of
+# the source. object.subset(m, r.match) compares the fixed part in one
+# call: each key of the match must have the same value in the mount, and
+# a one-element array is a subset of an array that holds its element, so
+# ["ro"] asks for "ro" among the options, whatever the others. The mount
+# must also carry an options field, whatever its value (the agent always
+# sends one): a mount without it matches no rule.
 mount_matches(r, m) if {
-	r.type == m.type_
+	object.subset(m, r.match)
 	regex.match(r.source, m.source)
-	read_only_ok(r.read_only, m.options)
+	_ = m.options
 }
 
-read_only_ok(false, _)
-
-read_only_ok(true, options) if "ro" in options
-
-# The runtime's fixed mounts first: looked up by destination, type and
-# source, the value saying whether the mount must be read-only. "else"
-# stops at the first way that allows the mount.
+# The runtime's fixed mounts first: their sources are fixed too, so an
+# exact mount is only a match object (type, source, ["ro"]) compared with
+# the mount, no regex. "else" stops at the first way that allows the
+# mount.
 mount_ok(c, m) if {
-	read_only := policy_data.exact_mounts[m.destination][m.type_][m.source]
-	read_only_ok(read_only, m.options)
+	some want in policy_data.exact_mounts[m.destination]
+	object.subset(m, want)
+	_ = m.options
 } else := true if {
 	some r in policy_data.mounts[m.destination]
 	mount_matches(r, m)
@@ -988,17 +1020,22 @@ mount_ok(c, m) if {
 
 # The mounts the runtime's rules allow, whatever the container, by index
 # in the request: worked out once per request, not once per candidate
-# entry, and in one pass without a function call per mount.
+# entry, and in one pass each without a function call per mount. The
+# tables are bound first: a lookup in a local value is cheaper than one
+# in policy_data, a rule.
 runtime_mounts := {i |
+	exact := policy_data.exact_mounts
 	some i, m in input.OCI.Mounts
-	read_only := policy_data.exact_mounts[m.destination][m.type_][m.source]
-	read_only_ok(read_only, m.options)
+	some want in exact[m.destination]
+	object.subset(m, want)
+	_ = m.options
 } | {i |
+	rules := policy_data.mounts
 	some i, m in input.OCI.Mounts
-	some r in policy_data.mounts[m.destination]
-	r.type == m.type_
+	some r in rules[m.destination]
+	object.subset(m, r.match)
 	regex.match(r.source, m.source)
-	read_only_ok(r.read_only, m.options)
+	_ = m.options
 }
 
 # A container without volumes needs no more than counting; otherwise
