@@ -100,21 +100,21 @@ type sandboxData struct {
 // pauseData is the pause container as every pod's runtime creates it. Its
 // field names are containerData's where the rules share a test.
 type pauseData struct {
-	Source        string     `json:"source"`
-	Args          []string   `json:"args"`
-	Cwd           string     `json:"cwd"`
-	EnvRegex      string     `json:"env_regex"`
-	Caps          []string   `json:"caps"`
-	Privileged    bool       `json:"privileged"`
-	NoNewPrivs    bool       `json:"no_new_privileges"`
-	ReadonlyRoot  bool       `json:"readonly_root"`
-	MaskedPaths   []string   `json:"masked_paths"`
-	ReadonlyPaths []string   `json:"readonly_paths"`
-	TTY           bool       `json:"tty"`
-	Namespaces    []string   `json:"namespaces"`
-	Mounts        mountRules `json:"mounts"`
-	DefaultUID    int64      `json:"-"`
-	DefaultGID    int64      `json:"-"`
+	Source        string          `json:"source"`
+	Args          []string        `json:"args"`
+	Cwd           string          `json:"cwd"`
+	EnvRegex      string          `json:"env_regex"`
+	Caps          []string        `json:"caps"`
+	Privileged    bool            `json:"privileged"`
+	NoNewPrivs    bool            `json:"no_new_privileges"`
+	ReadonlyRoot  bool            `json:"readonly_root"`
+	MaskedPaths   []string        `json:"masked_paths"`
+	ReadonlyPaths []string        `json:"readonly_paths"`
+	TTY           bool            `json:"tty"`
+	Namespaces    []namespaceSpec `json:"namespaces"`
+	Mounts        mountRules      `json:"mounts"`
+	DefaultUID    int64           `json:"-"`
+	DefaultGID    int64           `json:"-"`
 }
 
 // mountRules are mount rules by destination: a request's mount is only
@@ -132,8 +132,9 @@ type policyData struct {
 	Sandboxes []sandboxData `json:"sandboxes"`
 	// ContainerSysctls are the sysctls any workload container may carry.
 	ContainerSysctls map[string]string `json:"container_sysctls"`
-	// ContainerNamespaces are a workload container's namespace types.
-	ContainerNamespaces []string `json:"container_namespaces"`
+	// ContainerNamespaces are a workload container's namespaces, as the
+	// runtime sends them.
+	ContainerNamespaces []namespaceSpec `json:"container_namespaces"`
 	// Rlimits are the only rlimits a container may carry, in the request's
 	// field names.
 	Rlimits []rlimitData `json:"rlimits"`
@@ -198,7 +199,7 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: newPauseData(s), GuestRootfs: s.GuestRootfs, LayerRootfs: s.LayerRootfs,
 		Annotations: s.Annotations, Env: slices.Clone(s.Env), requests: s.Requests,
 		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
-		ContainerSysctls: orEmptyMap(s.Sysctls.Container), ContainerNamespaces: s.Namespaces,
+		ContainerSysctls: orEmptyMap(s.Sysctls.Container), ContainerNamespaces: namespaceSpecs(s.Namespaces),
 		Rlimits: []rlimitData{}, OOMScoreAdj: s.OOMScoreAdj,
 		ApparmorProfiles: orEmpty(s.ApparmorProfiles), CreateSandbox: s.CreateSandbox,
 		// The mount sources the volume rules allow (mounts) are these
@@ -238,7 +239,7 @@ func newPauseData(s *Settings) pauseData {
 		Source: s.Pause.Source, Args: s.Pause.Args, Cwd: s.Pause.Cwd, EnvRegex: anyOf(s.Pause.Env),
 		Caps: orEmpty(s.Pause.Caps), NoNewPrivs: s.Pause.NoNewPrivileges, ReadonlyRoot: s.Pause.ReadonlyRoot,
 		MaskedPaths: orEmpty(s.MaskedPaths), ReadonlyPaths: orEmpty(s.ReadonlyPaths),
-		Namespaces: s.Pause.Namespaces, Mounts: mountRules{},
+		Namespaces: namespaceSpecs(s.Pause.Namespaces), Mounts: mountRules{},
 		DefaultUID: s.Pause.UID, DefaultGID: s.Pause.GID,
 	}
 	for _, m := range s.Pause.Mounts {

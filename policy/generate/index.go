@@ -207,3 +207,21 @@ func anyOf(patterns []string) string {
 	}
 	return strings.Join(parts, "|")
 }
+
+// namespaceSpec is a namespace as the runtime sends it in
+// OCI.Linux.Namespaces: its type, and no path.
+type namespaceSpec struct {
+	Path string `json:"Path"`
+	Type string `json:"Type"`
+}
+
+// namespaceSpecs are the namespaces of types, in their order, as the
+// runtime sends them: the rules compare the request's list with them in
+// one step.
+func namespaceSpecs(types []string) []namespaceSpec {
+	out := make([]namespaceSpec, 0, len(types))
+	for _, t := range types {
+		out = append(out, namespaceSpec{Type: t})
+	}
+	return out
+}
