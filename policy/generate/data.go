@@ -456,7 +456,9 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 		set(k, v)
 	}
 	clear(vars)
-	unknown := map[string]bool{}
+	// unknown are the names whose values the policy cannot pin: the
+	// regex their values match, "" for any value.
+	unknown := map[string]string{}
 	for _, ef := range c.EnvFrom {
 		switch {
 		case ef.ConfigMapRef != nil:
@@ -476,11 +478,11 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 			// Secret values stay out of the policy (initdata is not
 			// secret); only the names are pinned.
 			for k := range s.Data {
-				unknown[ef.Prefix+k] = true
+				unknown[ef.Prefix+k] = ""
 				delete(vars, ef.Prefix+k)
 			}
 			for k := range s.StringData {
-				unknown[ef.Prefix+k] = true
+				unknown[ef.Prefix+k] = ""
 				delete(vars, ef.Prefix+k)
 			}
 		}
@@ -499,26 +501,41 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 			delete(unknown, e.Name)
 			set(e.Name, v)
 		default:
-			// fieldRef, resourceFieldRef, Secrets and ConfigMaps not given:
-			// the name is pinned, the value cannot be.
+			// The downward API (fieldRef, resourceFieldRef): the value
+			// when the YAML says it, else its form. Secrets and ConfigMaps
+			// not given: the name is pinned, the value cannot be.
+			var dw downward
+			if e.ValueFrom.FieldRef != nil || e.ValueFrom.ResourceFieldRef != nil {
+				dw = b.downwardValue(w, e.ValueFrom)
+			}
+			if dw.known {
+				delete(unknown, e.Name)
+				set(e.Name, dw.value)
+				continue
+			}
 			if _, ok := known[e.Name]; ok {
 				delete(known, e.Name)
 				order = slices.DeleteFunc(order, func(k string) bool { return k == e.Name })
 			}
 			delete(vars, e.Name)
-			unknown[e.Name] = true
+			unknown[e.Name] = dw.pattern
 		}
 	}
 	d.Env = []string{}
 	for _, k := range order {
-		if !unknown[k] {
+		if _, ok := unknown[k]; !ok {
 			d.Env = append(d.Env, k+"="+known[k])
 		}
 	}
-	for k := range unknown {
-		d.EnvNames = append(d.EnvNames, k)
+	for k, pattern := range unknown {
+		if pattern == "" {
+			d.EnvNames = append(d.EnvNames, k)
+		} else {
+			d.EnvPatterns = append(d.EnvPatterns, envPattern(k, pattern))
+		}
 	}
 	sort.Strings(d.EnvNames)
+	sort.Strings(d.EnvPatterns)
 	return vars, nil
 }
 

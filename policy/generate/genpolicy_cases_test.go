@@ -204,8 +204,6 @@ var known = map[string]struct{ class, why string }{
 	// (c) we allow what genpolicy denies.
 	"createcontainer_cgroup_mount_extras: cgroup mount with disallowed extra option": {classLooser,
 		"OCI.Mounts[].options: only ro is checked, not the option list"},
-	"createcontainer_env_vars: Environment variable valueFrom.fieldRef.fieldPath + metadata.labels, unexpected value": {classLooser,
-		"OCI.Process.Env: fieldRef values are pinned by name only, also metadata.labels the YAML sets"},
 	"createcontainer_gpu_vfio_cdi: Invalid: Cold-plug - empty devices array with only 1 CDI annotation (policy expects 2)": {classLooser,
 		"OCI.Annotations cdi.k8s.io/*: not checked (no GPU support; cocoon's agent ignores them)"},
 	"createcontainer_gpu_vfio_cdi: Invalid: Cold-plug - empty devices array with no CDI annotations (policy expects 2)": {classLooser,

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -24,6 +25,9 @@ type Workload struct {
 	Spec corev1.PodSpec
 	// PodName is a regex for the names the pods it makes will get.
 	PodName string
+	// Labels and Annotations are the pod's (a controller's pod template's)
+	// metadata, the values a fieldRef env var may read.
+	Labels, Annotations map[string]string
 	// generateName is a Pod's metadata.generateName.
 	generateName string
 	// tree is the generic form of the object, edited when images are
@@ -173,6 +177,7 @@ func (in *Input) addList(j []byte, passThrough []string, where string) (map[stri
 // decodeWorkload decodes the typed object and takes its pod template.
 func decodeWorkload(kind string, j []byte) (*Workload, error) {
 	w := &Workload{Kind: kind}
+	var meta metav1.ObjectMeta // the pod's metadata
 	switch kind {
 	case "Pod":
 		var o corev1.Pod
@@ -180,6 +185,7 @@ func decodeWorkload(kind string, j []byte) (*Workload, error) {
 			return nil, err
 		}
 		w.Name, w.Spec, w.generateName = o.Name, o.Spec, o.GenerateName
+		meta = o.ObjectMeta
 		w.PodName = exactName(o.Name, o.GenerateName)
 	case "Deployment":
 		var o appsv1.Deployment
@@ -188,12 +194,14 @@ func decodeWorkload(kind string, j []byte) (*Workload, error) {
 		}
 		// <deployment>-<pod-template-hash>-<5 random>
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.Template.Spec, "^"+quote(o.Name)+"-[a-z0-9]{1,10}-[a-z0-9]{5}$"
+		meta = o.Spec.Template.ObjectMeta
 	case "ReplicaSet":
 		var o appsv1.ReplicaSet
 		if err := json.Unmarshal(j, &o); err != nil {
 			return nil, err
 		}
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.Template.Spec, randomSuffix(o.Name)
+		meta = o.Spec.Template.ObjectMeta
 	case "ReplicationController":
 		var o corev1.ReplicationController
 		if err := json.Unmarshal(j, &o); err != nil {
@@ -203,12 +211,14 @@ func decodeWorkload(kind string, j []byte) (*Workload, error) {
 			return nil, fmt.Errorf("%s has no pod template", o.Name)
 		}
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.Template.Spec, randomSuffix(o.Name)
+		meta = o.Spec.Template.ObjectMeta
 	case "StatefulSet":
 		var o appsv1.StatefulSet
 		if err := json.Unmarshal(j, &o); err != nil {
 			return nil, err
 		}
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.Template.Spec, "^"+quote(o.Name)+"-[0-9]+$"
+		meta = o.Spec.Template.ObjectMeta
 		addClaimVolumes(&w.Spec, o.Spec.VolumeClaimTemplates)
 	case "DaemonSet":
 		var o appsv1.DaemonSet
@@ -216,12 +226,14 @@ func decodeWorkload(kind string, j []byte) (*Workload, error) {
 			return nil, err
 		}
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.Template.Spec, randomSuffix(o.Name)
+		meta = o.Spec.Template.ObjectMeta
 	case "Job":
 		var o batchv1.Job
 		if err := json.Unmarshal(j, &o); err != nil {
 			return nil, err
 		}
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.Template.Spec, randomSuffix(o.Name)
+		meta = o.Spec.Template.ObjectMeta
 	case "CronJob":
 		var o batchv1.CronJob
 		if err := json.Unmarshal(j, &o); err != nil {
@@ -229,7 +241,9 @@ func decodeWorkload(kind string, j []byte) (*Workload, error) {
 		}
 		// <cronjob>-<scheduled minute>-<5 random>
 		w.Name, w.Spec, w.PodName = o.Name, o.Spec.JobTemplate.Spec.Template.Spec, "^"+quote(o.Name)+"-[0-9]+-[a-z0-9]{5}$"
+		meta = o.Spec.JobTemplate.Spec.Template.ObjectMeta
 	}
+	w.Labels, w.Annotations = meta.Labels, meta.Annotations
 	if w.Name == "" && w.PodName == "" {
 		return nil, fmt.Errorf("metadata.name is empty")
 	}

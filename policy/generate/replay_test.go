@@ -864,9 +864,11 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		case e.ValueFrom.SecretKeyRef != nil:
 			v = "s3cret"
 		case e.ValueFrom.FieldRef != nil:
-			v = "10.244.1.7"
+			v = rt.fieldValue(w, pod, e.ValueFrom.FieldRef.FieldPath)
+			literal[e.Name] = v
 		case e.ValueFrom.ResourceFieldRef != nil:
 			v = "134217728"
+			literal[e.Name] = v
 		}
 		env = append(env, e.Name+"="+v)
 	}

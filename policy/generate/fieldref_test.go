@@ -1,0 +1,192 @@
+package generate
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cocoon-tee/cocoon/protocols/agentpb"
+)
+
+// fieldValue is the value the kubelet gives an env var's fieldRef in the
+// mini runtime's pod (kubernetes pkg/kubelet/kubelet_pods.go,
+// podFieldSelectorRuntimeValue, then fieldpath.ExtractFieldPathAsString
+// for metadata): the pod's name and namespace, a UUID the API server
+// assigned, the node it was scheduled to, its service account (the
+// ServiceAccount admission plugin's "default" when the spec names none),
+// its and the node's addresses (the lists joined with ","), and its own
+// labels and annotations.
+func (rt *miniRuntime) fieldValue(w *Workload, pod, path string) string {
+	switch path {
+	case "metadata.name":
+		return pod
+	case "metadata.namespace":
+		return rt.ns()
+	case "metadata.uid":
+		return "3f6c1a2e-8b4d-4e7a-9c1f-2d5b6a7e8f90"
+	case "spec.nodeName":
+		if w.Spec.NodeName != "" {
+			return w.Spec.NodeName
+		}
+		return "worker-2.cluster.example"
+	case "spec.serviceAccountName":
+		if w.Spec.ServiceAccountName != "" {
+			return w.Spec.ServiceAccountName
+		}
+		return "default"
+	case "status.podIP":
+		return "10.244.1.7"
+	case "status.podIPs":
+		return "10.244.1.7,fd00:10:244:1::7"
+	case "status.hostIP":
+		return "192.168.10.21"
+	case "status.hostIPs":
+		return "192.168.10.21,2001:db8:0:10::21"
+	}
+	if k, ok := subscript(path, "metadata.labels"); ok {
+		return w.Labels[k]
+	}
+	if k, ok := subscript(path, "metadata.annotations"); ok {
+		return w.Annotations[k]
+	}
+	rt.t.Fatalf("mini runtime: no value for fieldRef %q", path)
+	return ""
+}
+
+// downwardPod reads every field the downward API gives env vars.
+const downwardPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: downward
+  labels: {app: shop, tier: web}
+  annotations: {team: payments}
+spec:
+  serviceAccountName: shop-sa
+  containers:
+  - name: app
+    image: app-image
+    resources:
+      limits: {memory: 128Mi}
+    env:
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: POD_UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}
+    - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: SA, valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}}
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: POD_IPS, valueFrom: {fieldRef: {fieldPath: status.podIPs}}}
+    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: HOST_IPS, valueFrom: {fieldRef: {fieldPath: status.hostIPs}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    - {name: TEAM, valueFrom: {fieldRef: {fieldPath: "metadata.annotations['team']"}}}
+    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory}}}
+`
+
+// setEnv replaces the value of name in the request's environment.
+func setEnv(t testing.TB, req *agentpb.CreateContainerRequest, name, value string) {
+	t.Helper()
+	for i, e := range req.OCI.Process.Env {
+		if strings.HasPrefix(e, name+"=") {
+			req.OCI.Process.Env[i] = name + "=" + value
+			return
+		}
+	}
+	t.Fatalf("fixture: the request has no %s", name)
+}
+
+// TestFieldRefEnvPinned: an env var from the downward API gets its value
+// from the kubelet, which the host controls, so the policy pins it as
+// tightly as the YAML allows (genpolicy pins most of them too:
+// src/tools/genpolicy/src/pod.rs:907-995, rules.rego:953-1108 at Kata
+// 4.1.0). The runtime's request is allowed; a value the kubelet could not
+// have given is denied, naming OCI.Process.Env.
+func TestFieldRefEnvPinned(t *testing.T) {
+	bad := map[string]string{
+		"POD_NAME":      "other-pod",
+		"POD_NAMESPACE": "Not_A_Label",
+		"POD_UID":       "../../etc",
+		"NODE_NAME":     "node;reboot",
+		"SA":            "cluster-admin",
+		"POD_IP":        "10.244.1.7 --inject",
+		"POD_IPS":       "10.244.1.7,evil",
+		"HOST_IP":       "256.1.1.1",
+		"HOST_IPS":      "192.168.10.21,10.0.0.1,10.0.0.2",
+		"APP":           "shop-admin",
+		"TEAM":          "ops",
+		"MEM":           "128Mi; rm -rf /",
+	}
+	for _, ns := range []string{"", "team-a"} {
+		_, text := buildFake(t, downwardPod, ns)
+		in, err := ParseInput([]byte(downwardPod), defaults(t).PassThrough)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := &miniRuntime{t: t, in: in, images: fakeImages(in), namespace: ns, runDir: "/run/kata-containers"}
+		w := in.Workloads[0]
+		q := prepareCreate(t, text)
+		if allowed, problems := decideCreate(t, q, rt.request(w, rt.podName(w), w.Spec.Containers[0])); !allowed {
+			t.Fatalf("namespace %q: the runtime's request is denied: %v", ns, problems)
+		}
+		for name, v := range bad {
+			req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
+			setEnv(t, req, name, v)
+			allowed, problems := decideCreate(t, q, req)
+			if allowed || len(problems) != 1 || !strings.Contains(problems[0], "OCI.Process.Env") {
+				t.Errorf("namespace %q: %s=%q: allowed %v, problems %q do not name OCI.Process.Env", ns, name, v, allowed, problems)
+			}
+		}
+	}
+	// With --namespace the namespace is known: another DNS label is denied.
+	_, text := buildFake(t, downwardPod, "team-a")
+	in, err := ParseInput([]byte(downwardPod), defaults(t).PassThrough)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), namespace: "team-a", runDir: "/run/kata-containers"}
+	w := in.Workloads[0]
+	req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
+	setEnv(t, req, "POD_NAMESPACE", "team-b")
+	if allowed, problems := decideCreate(t, prepareCreate(t, text), req); allowed || !strings.Contains(strings.Join(problems, ";"), "OCI.Process.Env") {
+		t.Errorf("POD_NAMESPACE=team-b under --namespace team-a: allowed %v, problems %q", allowed, problems)
+	}
+}
+
+// deploymentDownward is a Deployment whose pod names get a suffix.
+const deploymentDownward = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      containers:
+      - name: app
+        image: app-image
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: HASH, valueFrom: {fieldRef: {fieldPath: "metadata.labels['pod-template-hash']"}}}
+`
+
+// TestFieldRefEnvController: a controller's pod name is not known, only
+// its form: a name the Deployment could give is allowed, one of another
+// workload is denied. A label the controller adds (pod-template-hash) has
+// no value in the YAML and stays pinned by name.
+func TestFieldRefEnvController(t *testing.T) {
+	_, text := buildFake(t, deploymentDownward, "")
+	in, err := ParseInput([]byte(deploymentDownward), defaults(t).PassThrough)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
+	w := in.Workloads[0]
+	q := prepareCreate(t, text)
+	req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
+	setEnv(t, req, "HASH", "5d8f9c7b4")
+	if allowed, problems := decideCreate(t, q, req); !allowed {
+		t.Fatalf("the runtime's request is denied: %v", problems)
+	}
+	setEnv(t, req, "POD_NAME", "billing-5d8f9c7b4-x2k9p")
+	if allowed, problems := decideCreate(t, q, req); allowed || len(problems) != 1 || !strings.Contains(problems[0], "OCI.Process.Env") {
+		t.Errorf("POD_NAME of another workload: allowed %v, problems %q", allowed, problems)
+	}
+}
