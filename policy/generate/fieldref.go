@@ -141,5 +141,9 @@ func subscript(path, field string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return strings.CutSuffix(rest, "']")
+	key, ok := strings.CutSuffix(rest, "']")
+	if !ok {
+		return "", false
+	}
+	return key, true
 }

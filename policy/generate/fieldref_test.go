@@ -190,3 +190,21 @@ func TestFieldRefEnvController(t *testing.T) {
 		t.Errorf("POD_NAME of another workload: allowed %v, problems %q", allowed, problems)
 	}
 }
+
+// FuzzSubscript: a key is read only from the exact field['key'] form, and
+// the path is that form around the key.
+func FuzzSubscript(f *testing.F) {
+	f.Add("metadata.labels['app']")
+	f.Add("metadata.labels['']")
+	f.Add("metadata.annotations['a']']")
+	f.Add("metadata.labels")
+	f.Fuzz(func(t *testing.T, path string) {
+		k, ok := subscript(path, "metadata.labels")
+		if ok && "metadata.labels['"+k+"']" != path {
+			t.Fatalf("%q: key %q", path, k)
+		}
+		if !ok && k != "" {
+			t.Fatalf("%q: no key, but %q", path, k)
+		}
+	})
+}
