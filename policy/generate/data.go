@@ -51,6 +51,9 @@ type containerData struct {
 	// Expect are the request's fields with one value the entry allows,
 	// compared in one step before the field tests (index.go, expected).
 	Expect map[string]any `json:"expect"`
+	// GPUs is how many devices (CDI annotations) it may ask for; left
+	// out of the data when none.
+	GPUs int64 `json:"gpus,omitempty"`
 }
 
 // podSecurity is what the pod's securityContext says about seccomp, user
@@ -149,6 +152,7 @@ type policyData struct {
 	GuestRootfs string            `json:"guest_rootfs"`
 	LayerRootfs string            `json:"layer_rootfs"`
 	Annotations Annotations       `json:"annotations"`
+	CDI         CDI               `json:"cdi"`
 	// Mounts are the pod-wide mount rules matched by regex; ExactMounts
 	// the ones with a fixed source, looked up.
 	Mounts      mountRules  `json:"mounts"`
@@ -197,7 +201,7 @@ func newBuilder(s *Settings, in *Input, images map[string]*ImageInfo, allow []Al
 	b := &builder{s: s, in: in, images: images, allow: allow}
 	b.data = policyData{
 		Namespace: namespace, OCIVersions: s.OCIVersions, Pause: newPauseData(s), GuestRootfs: s.GuestRootfs, LayerRootfs: s.LayerRootfs,
-		Annotations: s.Annotations, Env: slices.Clone(s.Env), requests: s.Requests,
+		Annotations: s.Annotations, CDI: s.CDI, Env: slices.Clone(s.Env), requests: s.Requests,
 		Containers: map[string][]containerData{}, Sandboxes: []sandboxData{}, Mounts: mountRules{},
 		ContainerSysctls: orEmptyMap(s.Sysctls.Container), ContainerNamespaces: namespaceSpecs(s.Namespaces),
 		Rlimits: []rlimitData{}, OOMScoreAdj: s.OOMScoreAdj,
@@ -393,6 +397,7 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 	if err != nil {
 		return err
 	}
+	d.GPUs = b.gpus(c)
 	d.Args = args(c, img, env)
 	if len(d.Args) == 0 {
 		return fmt.Errorf("%s: no command: neither the pod spec nor the image says what to run", where)

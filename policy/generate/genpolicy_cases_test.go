@@ -204,10 +204,6 @@ var known = map[string]struct{ class, why string }{
 	// (c) we allow what genpolicy denies.
 	"createcontainer_cgroup_mount_extras: cgroup mount with disallowed extra option": {classLooser,
 		"OCI.Mounts[].options: only ro is checked, not the option list"},
-	"createcontainer_gpu_vfio_cdi: Invalid: Cold-plug - empty devices array with only 1 CDI annotation (policy expects 2)": {classLooser,
-		"OCI.Annotations cdi.k8s.io/*: not checked (no GPU support; cocoon's agent ignores them)"},
-	"createcontainer_gpu_vfio_cdi: Invalid: Cold-plug - empty devices array with no CDI annotations (policy expects 2)": {classLooser,
-		"OCI.Annotations cdi.k8s.io/*: not checked (fewer GPUs than asked for)"},
 	"createcontainer_network_namespace: no network namespace": {classLooser,
 		"OCI.Linux.Namespaces: no network namespace is what the Go runtime sends; genpolicy wants the one an earlier container had"},
 	"state_execprocess: test exec process in first container with non-empty capabilities": {classLooser, "process.Capabilities: allowed within the container's own, which runtime-rs sends; genpolicy wants none"},

@@ -159,6 +159,11 @@ container_name = "b"
 sandbox_name = "c"
 sandbox_namespace = "d"
 image_name = "e"
+[cdi]
+prefix = "cdi.k8s.io/"
+key = "^cdi\\.k8s\\.io/vfio[0-9]+$"
+value = "^nvidia\\.com/gpu=[0-9]+$"
+gpu_resources = ["nvidia.com/pgpu"]
 [[allowances]]
 name = "x"
 env = ["^X=.*$"]
@@ -181,6 +186,8 @@ env = ["^X=.*$"]
 		"no OOM score range": strings.Replace(toml, "container = {min = -997, max = 1000}", "", 1),
 		"OOM range inverted": strings.Replace(toml, "{min = -997, max = 1000}", "{min = 5, max = 1}", 1),
 		"rlimit soft > hard": strings.Replace(toml, "soft = 1024", "soft = 4096", 1),
+		"no CDI prefix":      strings.Replace(toml, `prefix = "cdi.k8s.io/"`, `prefix = ""`, 1),
+		"bad CDI regex":      strings.Replace(toml, `gpu=[0-9]+$"`, `gpu=[0-9+$"`, 1),
 	} {
 		if _, err := ParseSettings([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)

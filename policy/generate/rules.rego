@@ -67,6 +67,7 @@ pause := policy_data.pause
 sandbox_ok if {
 	ok_pause_storage
 	ok_pause_args
+	ok_cdi(pause)
 	ok_namespace
 	ok_oci_version
 	ok_root(pause)
@@ -108,6 +109,7 @@ sandbox_problems := [p |
 		check_root(pause),
 		check_pause_args,
 		check_pause_env,
+		check_cdi(pause),
 		check_cwd(pause),
 		check_pause_user,
 		check_string_user,
@@ -549,6 +551,7 @@ candidates := cs if {
 # value are tested together first (ok_expected).
 container_ok(c) if {
 	ok_expected(c)
+	ok_cdi(c)
 	ok_image_storage(c)
 	ok_args(c)
 	ok_pod_name(c)
@@ -630,6 +633,7 @@ problems(c) := [p |
 		check_oci_version,
 		check_image_storage(c),
 		check_image_annotation(c),
+		check_cdi(c),
 		check_other_storages(c),
 		check_root(c),
 		check_args(c),
@@ -783,6 +787,36 @@ ok_image_annotation(c) if image_name == c.image
 
 check_image_annotation(c) := "" if ok_image_annotation(c)
 else := sprintf("OCI.Annotations[%q]: got %q, want %q", [policy_data.annotations.image_name, image_name, c.image])
+
+# Device annotations (CDI, "cdi.k8s.io/<name>") ask the runtime for a
+# device: Kata's runtime cold-plugs or hot-plugs a GPU for each. A
+# container may carry exactly as many as the GPUs its resources.limits ask
+# for (c.gpus, absent when none; the pause asks for none), each of the
+# settings' key and value form, as genpolicy allows them (cold-plug:
+# rules.rego:586-599, the keys and values genpolicy-settings.json:228-240,
+# at Kata 4.1.0). Devices themselves stay denied (check_devices), so a
+# hot-plug request is refused whatever its annotations.
+cdi_keys := {k | some k, _ in input.OCI.Annotations; startswith(k, policy_data.cdi.prefix)}
+
+ok_cdi(c) if {
+	count(cdi_keys) == object.get(c, "gpus", 0)
+	not some_bad_cdi
+}
+
+some_bad_cdi if {
+	some k in cdi_keys
+	not cdi_ok(k)
+}
+
+cdi_ok(k) if {
+	regex.match(policy_data.cdi.key, k)
+	regex.match(policy_data.cdi.value, input.OCI.Annotations[k])
+}
+
+check_cdi(c) := "" if ok_cdi(c)
+else := sprintf("OCI.Annotations[%q]: %q is not a GPU of this policy's form", [k, input.OCI.Annotations[k]]) if {
+	k := sort([k | some k in cdi_keys; not cdi_ok(k)])[0]
+} else := sprintf("OCI.Annotations[%s*]: %d devices, want %d (the container's GPU resources.limits)", [policy_data.cdi.prefix, count(cdi_keys), object.get(c, "gpus", 0)])
 
 other_storage_ok(_, s) if s.driver == "image_guest_pull"
 

@@ -85,6 +85,8 @@ type Settings struct {
 	CreateSandbox CreateSandbox `json:"create_sandbox" toml:"create_sandbox"`
 	// Annotations names the CRI annotations the rules read.
 	Annotations Annotations `json:"annotations" toml:"annotations"`
+	// CDI says which device annotations a container may carry.
+	CDI CDI `json:"cdi" toml:"cdi"`
 	// PassThrough lists kinds that carry no pod and are copied unchanged.
 	PassThrough []string `json:"pass_through_kinds" toml:"pass_through_kinds"`
 	// Allowances are the mutations accepted for every pod.
@@ -187,6 +189,24 @@ type Annotations struct {
 	SandboxName      string `json:"sandbox_name" toml:"sandbox_name"`
 	SandboxNamespace string `json:"sandbox_namespace" toml:"sandbox_namespace"`
 	ImageName        string `json:"image_name" toml:"image_name"`
+}
+
+// CDI describes the annotations that ask the runtime for a device
+// (Container Device Interface): a container may carry them only for the
+// GPUs its resources.limits ask for, as Kata's genpolicy allows them
+// (genpolicy-settings.json:228-240 devices.vfio, src/policy.rs:763-801 at
+// 4.1.0).
+type CDI struct {
+	// Prefix starts every CDI annotation key ("cdi.k8s.io/";
+	// genpolicy's rules.rego:68 checks its vfio keys under it).
+	Prefix string `json:"prefix" toml:"prefix"`
+	// Key and Value are the regexes of one GPU's annotation
+	// (genpolicy's anno_key_regex and gpu_anno_value_regex).
+	Key   string `json:"key" toml:"key"`
+	Value string `json:"value" toml:"value"`
+	// GPUResources are the resources.limits names whose sum is the
+	// number of GPUs a container gets (genpolicy's pgpu_resource_keys).
+	GPUResources []string `json:"gpu_resources" toml:"gpu_resources"`
 }
 
 // Mount is one allowed mount: exact destination and type, a source regex
@@ -302,6 +322,15 @@ func (s *Settings) validate() error {
 	for k, v := range map[string]string{"container_type": a.ContainerType, "container_name": a.ContainerName, "sandbox_name": a.SandboxName, "sandbox_namespace": a.SandboxNamespace, "image_name": a.ImageName} {
 		if v == "" {
 			return fmt.Errorf("annotations.%s is empty", k)
+		}
+	}
+	// An empty prefix would make every annotation a device request.
+	if s.CDI.Prefix == "" {
+		return fmt.Errorf("cdi.prefix is empty")
+	}
+	for _, r := range []string{s.CDI.Key, s.CDI.Value} {
+		if _, err := regexp.Compile(r); err != nil {
+			return fmt.Errorf("cdi: %w", err)
 		}
 	}
 	for _, p := range []string{s.SharedFile, s.EphemeralDir, s.BlockDir} {
