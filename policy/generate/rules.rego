@@ -796,12 +796,25 @@ else := sprintf("OCI.Annotations[%q]: got %q, want %q", [policy_data.annotations
 # rules.rego:586-599, the keys and values genpolicy-settings.json:228-240,
 # at Kata 4.1.0). Devices themselves stay denied (check_devices), so a
 # hot-plug request is refused whatever its annotations.
-cdi_keys := {k | some k, _ in input.OCI.Annotations; startswith(k, policy_data.cdi.prefix)}
+# Most containers ask for no GPU (no gpus field): one pass over the
+# annotations that stops at the first device annotation.
+ok_cdi(c) if {
+	not c.gpus
+	not some_cdi_key
+}
 
 ok_cdi(c) if {
-	count(cdi_keys) == object.get(c, "gpus", 0)
+	c.gpus > 0
+	count(cdi_keys) == c.gpus
 	not some_bad_cdi
 }
+
+some_cdi_key if {
+	some k, _ in input.OCI.Annotations
+	startswith(k, policy_data.cdi.prefix)
+}
+
+cdi_keys := {k | some k, _ in input.OCI.Annotations; startswith(k, policy_data.cdi.prefix)}
 
 some_bad_cdi if {
 	some k in cdi_keys
