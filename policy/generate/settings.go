@@ -326,7 +326,7 @@ func (s *Settings) validate() error {
 	}
 	// An empty prefix would make every annotation a device request.
 	if s.CDI.Prefix == "" {
-		return fmt.Errorf("cdi.prefix is empty")
+		return fmt.Errorf("cdi.prefix is empty (settings files from before the cdi block need it: copy it from --print-settings)")
 	}
 	for _, r := range []string{s.CDI.Key, s.CDI.Value} {
 		if _, err := regexp.Compile(r); err != nil {
