@@ -15,11 +15,16 @@ import (
 // containerData is one container entry of policy_data. Fields left nil
 // (sidecars' cwd, gid, gids) are not pinned.
 type containerData struct {
-	Name           string     `json:"name"`
-	Workload       string     `json:"workload"`
-	PodName        string     `json:"pod_name"`
-	Image          string     `json:"image"`
-	Args           []string   `json:"args"`
+	Name     string   `json:"name"`
+	Workload string   `json:"workload"`
+	PodName  string   `json:"pod_name"`
+	Image    string   `json:"image"`
+	Args     []string `json:"args"`
+	// ArgPatterns, only for a container whose command or args refer to
+	// an env var known only by form (or by name), are one regex per word
+	// of Args, "" where the word is exact; the kubelet substitutes the
+	// value there.
+	ArgPatterns    []string   `json:"arg_patterns,omitempty"`
 	Env            []string   `json:"env"`
 	EnvNames       []string   `json:"env_names"`
 	EnvPatterns    []string   `json:"env_patterns"`
@@ -393,12 +398,12 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 		Exec: [][]string{}, TTY: c.TTY, SharePID: shareProcessNamespace(w), RootHashes: orEmpty(img.RootHashes),
 		podSecurity: b.podSecurity(w, c.SecurityContext), RootfsPropagation: rootfsPropagation(c),
 	}
-	env, err := b.env(where, w, c, img, &d)
+	vars, forms, err := b.env(where, w, c, img, &d)
 	if err != nil {
 		return err
 	}
 	d.GPUs = b.gpus(c)
-	d.Args = args(c, img, env)
+	d.Args, d.ArgPatterns = args(c, img, vars, forms)
 	if len(d.Args) == 0 {
 		return fmt.Errorf("%s: no command: neither the pod spec nor the image says what to run", where)
 	}
@@ -442,13 +447,14 @@ func (d *containerData) addExec(cmd []string) {
 }
 
 // env computes the container's environment the way the kubelet and
-// containerd do: the image's, overridden by the pod spec's. It returns the
-// pod spec's variables whose values are known, for $(VAR) expansion in
-// args: the kubelet expands with the pod spec's variables only, before
-// containerd merges in the image's.
-func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageInfo, d *containerData) (map[string]string, error) {
+// containerd do: the image's, overridden by the pod spec's. It returns, for
+// $(VAR) expansion in command and args, the pod spec's variables whose
+// values are known and the forms (unanchored regexes) of those known only
+// by form or by name: the kubelet expands with the pod spec's variables
+// only, before containerd merges in the image's.
+func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageInfo, d *containerData) (vars, forms map[string]string, err error) {
 	known := map[string]string{}
-	vars := map[string]string{}
+	vars = map[string]string{}
 	var order []string
 	set := func(k, v string) {
 		if _, ok := known[k]; !ok {
@@ -464,44 +470,60 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 	// unknown are the names whose values the policy cannot pin: the
 	// regex their values match, "" for any value.
 	unknown := map[string]string{}
+	// byForm makes name's value one known only by its form.
+	byForm := func(name, form string) {
+		if _, ok := known[name]; ok {
+			delete(known, name)
+			order = slices.DeleteFunc(order, func(k string) bool { return k == name })
+		}
+		delete(vars, name)
+		unknown[name] = form
+	}
 	for _, ef := range c.EnvFrom {
 		switch {
 		case ef.ConfigMapRef != nil:
 			cm := b.in.ConfigMaps[ef.ConfigMapRef.Name]
 			if cm == nil {
-				return nil, fmt.Errorf("%s: envFrom ConfigMap %q: give the ConfigMap alongside the workload, its keys become env names", where, ef.ConfigMapRef.Name)
+				return nil, nil, fmt.Errorf("%s: envFrom ConfigMap %q: give the ConfigMap alongside the workload, its keys become env names", where, ef.ConfigMapRef.Name)
 			}
 			// Sorted, so the same input always renders the same policy.
 			for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
+				delete(unknown, ef.Prefix+k)
 				set(ef.Prefix+k, cm.Data[k])
 			}
 		case ef.SecretRef != nil:
 			s := b.in.Secrets[ef.SecretRef.Name]
 			if s == nil {
-				return nil, fmt.Errorf("%s: envFrom Secret %q: give the Secret alongside the workload, its keys become env names", where, ef.SecretRef.Name)
+				return nil, nil, fmt.Errorf("%s: envFrom Secret %q: give the Secret alongside the workload, its keys become env names", where, ef.SecretRef.Name)
 			}
 			// Secret values stay out of the policy (initdata is not
 			// secret); only the names are pinned.
 			for k := range s.Data {
-				unknown[ef.Prefix+k] = ""
-				delete(vars, ef.Prefix+k)
+				byForm(ef.Prefix+k, "")
 			}
 			for k := range s.StringData {
-				unknown[ef.Prefix+k] = ""
-				delete(vars, ef.Prefix+k)
+				byForm(ef.Prefix+k, "")
 			}
 		}
 	}
 	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:
+			// The kubelet expands a value with the variables before it
+			// (pkg/kubelet/kubelet_pods.go makeEnvironmentVariables); one
+			// that refers to a value known only by form has a form too.
+			x := expandRefs(e.Value, vars, envForms(unknown))
+			if x.Form != "" {
+				byForm(e.Name, x.Form)
+				continue
+			}
 			delete(unknown, e.Name)
-			set(e.Name, expand(e.Value, vars))
+			set(e.Name, x.Text)
 		case e.ValueFrom.ConfigMapKeyRef != nil && b.in.ConfigMaps[e.ValueFrom.ConfigMapKeyRef.Name] != nil:
 			ref := e.ValueFrom.ConfigMapKeyRef
 			v, ok := b.in.ConfigMaps[ref.Name].Data[ref.Key]
 			if !ok {
-				return nil, fmt.Errorf("%s: env %s: ConfigMap %s has no key %q", where, e.Name, ref.Name, ref.Key)
+				return nil, nil, fmt.Errorf("%s: env %s: ConfigMap %s has no key %q", where, e.Name, ref.Name, ref.Key)
 			}
 			delete(unknown, e.Name)
 			set(e.Name, v)
@@ -518,12 +540,7 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 				set(e.Name, dw.value)
 				continue
 			}
-			if _, ok := known[e.Name]; ok {
-				delete(known, e.Name)
-				order = slices.DeleteFunc(order, func(k string) bool { return k == e.Name })
-			}
-			delete(vars, e.Name)
-			unknown[e.Name] = dw.pattern
+			byForm(e.Name, dw.pattern)
 		}
 	}
 	d.Env = []string{}
@@ -541,61 +558,66 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 	}
 	sort.Strings(d.EnvNames)
 	sort.Strings(d.EnvPatterns)
-	return vars, nil
+	return vars, envForms(unknown), nil
 }
 
-// expand does Kubernetes' $(VAR) expansion with the values known; unknown
-// references stay as written, as the kubelet leaves them.
-func expand(s string, env map[string]string) string {
-	if !strings.Contains(s, "$") {
-		return s
-	}
-	var out strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			out.WriteByte(s[i])
-			continue
+// envForms are the forms of the values not known, for expansion: a value
+// pinned by name only may be any text.
+func envForms(unknown map[string]string) map[string]string {
+	forms := make(map[string]string, len(unknown))
+	for k, f := range unknown {
+		if f == "" {
+			f = anyValue
 		}
-		switch s[i+1] {
-		case '$':
-			out.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i:], ')')
-			if end < 0 {
-				out.WriteString(s[i:])
-				return out.String()
-			}
-			name := s[i+2 : i+end]
-			if v, ok := env[name]; ok {
-				out.WriteString(v)
-			} else {
-				out.WriteString(s[i : i+end+1])
-			}
-			i += end
-		default:
-			out.WriteByte('$')
-		}
+		forms[k] = f
 	}
-	return out.String()
+	return forms
 }
 
 // args is the process the container runtime starts: command replaces the
-// image's entrypoint (and drops its cmd), args replace the cmd.
-func args(c corev1.Container, img *ImageInfo, env map[string]string) []string {
-	var out []string
+// image's entrypoint (and drops its cmd), args replace the cmd. The
+// kubelet expands $(VAR) in the pod spec's command and args only
+// (pkg/kubelet/container/helpers.go ExpandContainerCommandAndArgs), never
+// in the image's, which containerd adds later. patterns is nil when every
+// word is exact, else one anchored regex per word ("" for an exact one):
+// a word that refers to a value known only by form.
+func args(c corev1.Container, img *ImageInfo, vars, forms map[string]string) (out, patterns []string) {
+	var words []expansion
+	add := func(ss []string, expand bool) {
+		for _, s := range ss {
+			if expand {
+				words = append(words, expandRefs(s, vars, forms))
+			} else {
+				words = append(words, expansion{Text: s})
+			}
+		}
+	}
 	switch {
 	case len(c.Command) > 0:
-		out = append(append(out, c.Command...), c.Args...)
+		add(c.Command, true)
+		add(c.Args, true)
 	case len(c.Args) > 0:
-		out = append(append(out, img.Config.Entrypoint...), c.Args...)
+		add(img.Config.Entrypoint, false)
+		add(c.Args, true)
 	default:
-		out = append(append(out, img.Config.Entrypoint...), img.Config.Cmd...)
+		add(img.Config.Entrypoint, false)
+		add(img.Config.Cmd, false)
 	}
-	for i := range out {
-		out[i] = expand(out[i], env)
+	out = make([]string, len(words))
+	for i, x := range words {
+		out[i] = x.Text
+		if x.Form != "" && patterns == nil {
+			patterns = make([]string, len(words))
+		}
 	}
-	return out
+	if patterns != nil {
+		for i, x := range words {
+			if x.Form != "" {
+				patterns[i] = "^" + x.Form + "$"
+			}
+		}
+	}
+	return out, patterns
 }
 
 // user resolves the uid and gid the container runs as, and the groups it

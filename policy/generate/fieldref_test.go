@@ -208,3 +208,104 @@ func FuzzSubscript(f *testing.F) {
 		}
 	})
 }
+
+// downwardArgsPod refers in its args to env vars from the downward API:
+// POD_IP's value is known only by form, POD_NAME's exactly. "$$" is a
+// literal "$", and a reference to a name the container does not define
+// stays as written (the kubelet's expansion:
+// third_party/forked/golang/expansion/expand.go Expand and
+// tryReadVariableName, applied with the container's whole environment by
+// pkg/kubelet/container/helpers.go ExpandContainerCommandAndArgs).
+const downwardArgsPod = `apiVersion: v1
+kind: Pod
+metadata: {name: etcd}
+spec:
+  containers:
+  - name: app
+    image: app-image
+    command: ["/bin/server"]
+    args:
+    - "--advertise-address=$(POD_IP)"
+    - "--name=$(POD_NAME)"
+    - "--peers=$(POD_IP):2380,$(HOST_IP):2380"
+    - "--literal=$$(POD_IP)"
+    - "--undefined=$(NOT_SET)"
+    - "--uid=$(POD_UID)"
+    - "--plain"
+    - "--url=$(URL)"
+    env:
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: URL, value: "http://$(POD_IP):2379"}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: POD_UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}
+`
+
+// TestDownwardEnvInArgs: an arg that refers to a downward-API env var
+// whose value is known only by form gets the kubelet's value, so the
+// policy allows any value of that form there (the runtime's request is
+// allowed) and nothing else: another value, the reference left
+// unexpanded, or an escaped or undefined reference expanded is denied,
+// naming OCI.Process.Args.
+func TestDownwardEnvInArgs(t *testing.T) {
+	_, text := buildFake(t, downwardArgsPod, "")
+	in, err := ParseInput([]byte(downwardArgsPod), defaults(t).PassThrough)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
+	w := in.Workloads[0]
+	q := prepareCreate(t, text)
+	req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
+	if got := req.OCI.Process.Args[1]; got != "--advertise-address=10.244.1.7" {
+		t.Fatalf("fixture: the runtime's arg is %q", got)
+	}
+	if allowed, problems := decideCreate(t, q, req); !allowed {
+		t.Fatalf("the runtime's request is denied: %v", problems)
+	}
+	// Another address of the form is what another pod IP gives.
+	req.OCI.Process.Args[1] = "--advertise-address=fd00:10:244:1::9"
+	if allowed, problems := decideCreate(t, q, req); !allowed {
+		t.Fatalf("an IPv6 pod IP is denied: %v", problems)
+	}
+	bad := map[int]string{
+		1: "--advertise-address=10.0.0.1 --inject",
+		2: "--name=other",
+		3: "--peers=10.244.1.7:2380,evil:2380",
+		4: "--literal=10.244.1.7",
+		5: "--undefined=",
+		6: "--uid=../../etc",
+		7: "--plain2",
+		8: "--url=http://evil:2379",
+	}
+	for i, v := range bad {
+		req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
+		req.OCI.Process.Args[i] = v
+		allowed, problems := decideCreate(t, q, req)
+		if allowed || len(problems) != 1 || !strings.Contains(problems[0], "OCI.Process.Args") {
+			t.Errorf("arg %d = %q: allowed %v, problems %q do not name OCI.Process.Args", i, v, allowed, problems)
+		}
+	}
+	// An env value that refers to POD_IP has its form too.
+	req = rt.request(w, rt.podName(w), w.Spec.Containers[0])
+	setEnv(t, req, "URL", "http://evil:2379")
+	if allowed, problems := decideCreate(t, q, req); allowed || len(problems) != 1 || !strings.Contains(problems[0], "OCI.Process.Env") {
+		t.Errorf("URL=http://evil:2379: allowed %v, problems %q do not name OCI.Process.Env", allowed, problems)
+	}
+	// The reference unexpanded is not what the kubelet sends.
+	req = rt.request(w, rt.podName(w), w.Spec.Containers[0])
+	req.OCI.Process.Args[1] = "--advertise-address=$(POD_IP)"
+	if allowed, _ := decideCreate(t, q, req); allowed {
+		t.Error("the unexpanded reference is allowed")
+	}
+	// An arg added or dropped.
+	req = rt.request(w, rt.podName(w), w.Spec.Containers[0])
+	req.OCI.Process.Args = append(req.OCI.Process.Args, "--extra")
+	if allowed, _ := decideCreate(t, q, req); allowed {
+		t.Error("an extra arg is allowed")
+	}
+	req.OCI.Process.Args = req.OCI.Process.Args[:len(req.OCI.Process.Args)-2]
+	if allowed, _ := decideCreate(t, q, req); allowed {
+		t.Error("a dropped arg is allowed")
+	}
+}

@@ -847,9 +847,11 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 			s := rt.in.Secrets[ef.SecretRef.Name]
 			for k := range s.Data {
 				env = append(env, ef.Prefix+k+"=s3cret")
+				literal[ef.Prefix+k] = "s3cret"
 			}
 			for k := range s.StringData {
 				env = append(env, ef.Prefix+k+"=s3cret")
+				literal[ef.Prefix+k] = "s3cret"
 			}
 		}
 	}
@@ -857,12 +859,16 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		v := e.Value
 		switch {
 		case e.ValueFrom == nil:
+			// Expanded with the variables before it
+			// (pkg/kubelet/kubelet_pods.go makeEnvironmentVariables).
+			v = kubeletExpand(v, literal)
 			literal[e.Name] = v
 		case e.ValueFrom.ConfigMapKeyRef != nil:
 			v = rt.in.ConfigMaps[e.ValueFrom.ConfigMapKeyRef.Name].Data[e.ValueFrom.ConfigMapKeyRef.Key]
 			literal[e.Name] = v
 		case e.ValueFrom.SecretKeyRef != nil:
 			v = "s3cret"
+			literal[e.Name] = v
 		case e.ValueFrom.FieldRef != nil:
 			v = rt.fieldValue(w, pod, e.ValueFrom.FieldRef.FieldPath)
 			literal[e.Name] = v
@@ -873,17 +879,21 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		env = append(env, e.Name+"="+v)
 	}
 	env = append(env, "HOSTNAME="+pod, "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_PORT=tcp://10.96.0.1:443", "FRONTEND_SERVICE_HOST=10.96.0.12")
-	args := c.Command
+	// The kubelet expands the pod spec's command and args
+	// (pkg/kubelet/container/helpers.go ExpandContainerCommandAndArgs);
+	// containerd takes the image's entrypoint and cmd as they are.
+	var expanded []string
+	for _, a := range append(slices.Clone(c.Command), c.Args...) {
+		expanded = append(expanded, kubeletExpand(a, literal))
+	}
+	var args []string
 	switch {
 	case len(c.Command) > 0:
-		args = append(slices.Clone(c.Command), c.Args...)
+		args = expanded
 	case len(c.Args) > 0:
-		args = append(slices.Clone(img.Config.Entrypoint), c.Args...)
+		args = append(slices.Clone(img.Config.Entrypoint), expanded...)
 	default:
 		args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
-	}
-	for i := range args {
-		args[i] = kubeletExpand(args[i], literal)
 	}
 	sc := c.SecurityContext
 	if sc == nil {
@@ -1075,8 +1085,11 @@ func runtimeSeccomp(w *Workload, sc *corev1.SecurityContext) *agentpb.LinuxSecco
 	}
 }
 
-// kubeletExpand is the kubelet's $(VAR) expansion: "$$" is a literal "$",
-// $(NAME) a known variable's value, anything else stays as written.
+// kubeletExpand is the kubelet's $(VAR) expansion
+// (third_party/forked/golang/expansion/expand.go Expand and
+// tryReadVariableName): "$$" is a literal "$", $(NAME) a defined
+// variable's value, an undefined one stays as written, and a "$(" with no
+// ")" after it stays while the scan goes on after the "(".
 func kubeletExpand(s string, vars map[string]string) string {
 	var out strings.Builder
 	for s != "" {
@@ -1099,6 +1112,9 @@ func kubeletExpand(s string, vars map[string]string) string {
 				out.WriteString(s[i : i+end+2])
 			}
 			s = rest[end+1:]
+		case rest[0] == '(':
+			out.WriteString("$(")
+			s = rest[1:]
 		default:
 			out.WriteByte('$')
 			s = rest

@@ -875,10 +875,42 @@ ok_root_path if input.OCI.Root.Path == request_rootfs
 check_root(c) := "" if ok_root(c)
 else := sprintf("OCI.Root: got %v, want path %q readonly %v", [input.OCI.Root, request_rootfs, c.readonly_root])
 
-ok_args(c) if input.OCI.Process.Args == c.args
+# Exact, unless a word refers to an env var whose value the policy knows
+# only by form (c.arg_patterns, absent otherwise): the kubelet substitutes
+# the value (pkg/kubelet/container/helpers.go
+# ExpandContainerCommandAndArgs), so that word must match its regex, the
+# literal parts quoted and the reference the env var's form; the other
+# words stay exact.
+ok_args(c) if {
+	not c.arg_patterns
+	input.OCI.Process.Args == c.args
+} else := true if {
+	patterns := c.arg_patterns
+	count(input.OCI.Process.Args) == count(patterns)
+	not bad_arg(c.args, patterns)
+}
+
+bad_arg(want, patterns) if {
+	some i, a in input.OCI.Process.Args
+	not arg_ok(patterns[i], want[i], a)
+}
+
+arg_ok("", want, a) if a == want
+
+arg_ok(pattern, _, a) if {
+	pattern != ""
+	regex.match(pattern, a)
+}
 
 check_args(c) := "" if ok_args(c)
-else := sprintf("OCI.Process.Args: got %v, want %v", [input.OCI.Process.Args, c.args])
+else := describe_arg(i, c.args[i], c.arg_patterns[i]) if {
+	count(input.OCI.Process.Args) == count(c.arg_patterns)
+	i := [i | some i, a in input.OCI.Process.Args; not arg_ok(c.arg_patterns[i], c.args[i], a)][0]
+} else := sprintf("OCI.Process.Args: got %v, want %v", [input.OCI.Process.Args, c.args])
+
+describe_arg(i, want, "") := sprintf("OCI.Process.Args[%d]: got %q, want %q", [i, input.OCI.Process.Args[i], want])
+
+describe_arg(i, want, pattern) := sprintf("OCI.Process.Args[%d]: got %q, want %q, the $(VAR) of the env var's form (%s)", [i, input.OCI.Process.Args[i], want, pattern]) if pattern != ""
 
 # Env is exact: every entry of the pod spec and image must be there, and
 # any other entry must be allowed by name (values the owner cannot know:
