@@ -140,9 +140,14 @@ const (
 // serveAgentIfRequested runs the real agent, or the bare ttrpc server, as
 // this process when the test binary was re-executed by
 // BenchmarkReadStdoutAgentProcess, so that the server's CPU and garbage
-// collector are not shared with the client, as in a pod VM. It prints
+// collector are not shared with the client, as in a pod VM. Both run with
+// the agent's garbage collection settings (daemon.TuneGC), as the agent
+// binary does, so that the ceiling is one for the same settings. It prints
 // "ready" once serving and exits on SIGTERM.
 func serveAgentIfRequested() {
+	if os.Getenv(agentDirEnv) != "" || os.Getenv(ceilingDirEnv) != "" {
+		daemon.TuneGC(os.LookupEnv)
+	}
 	if dir := os.Getenv(agentDirEnv); dir != "" {
 		os.Exit(serveAgent(dir))
 	}

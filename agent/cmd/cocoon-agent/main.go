@@ -20,7 +20,7 @@ import (
 
 func main() {
 	container.InitIfRequested() // "cocoon-agent init": libcontainer's container init
-	tuneGC(os.LookupEnv)
+	daemon.TuneGC(os.LookupEnv)
 	// Whether the agent is the guest's init is decided here, once; the
 	// rest of the agent reads it from the configuration.
 	guestInit := initsys.IsInit()

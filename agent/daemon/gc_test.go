@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"runtime/debug"
@@ -9,7 +9,7 @@ func TestTuneGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 
-	tuneGC(func(string) (string, bool) { return "", false })
+	TuneGC(func(string) (string, bool) { return "", false })
 	if got := debug.SetGCPercent(-1); got != gcPercent {
 		t.Errorf("GC percent %d, want %d", got, gcPercent)
 	}
@@ -20,7 +20,7 @@ func TestTuneGC(t *testing.T) {
 	// The operator's GOGC and GOMEMLIMIT win.
 	debug.SetGCPercent(100)
 	debug.SetMemoryLimit(1 << 40)
-	tuneGC(func(string) (string, bool) { return "x", true })
+	TuneGC(func(string) (string, bool) { return "x", true })
 	if got := debug.SetGCPercent(-1); got != 100 {
 		t.Errorf("GOGC set, GC percent changed to %d", got)
 	}
