@@ -737,6 +737,7 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, img *Ima
 		}
 		base := regexp.QuoteMeta(path.Base(vm.MountPath))
 		m := Mount{Destination: vm.MountPath, Type: "bind", ReadOnly: vm.ReadOnly}
+		propagation := mountPropagation(vm)
 		switch {
 		case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
 			m.Source = b.s.EphemeralDir + regexp.QuoteMeta(v.Name) + "$"
@@ -759,7 +760,10 @@ func (b *builder) mounts(where string, w *Workload, c corev1.Container, img *Ima
 		default:
 			return fmt.Errorf("%s: volume %q: this volume kind is not supported", where, v.Name)
 		}
-		d.Mounts.add(m)
+		for _, opts := range volumeOptions(vm, propagation, m.ReadOnly) {
+			m.Options = opts
+			d.Mounts.add(m)
+		}
 	}
 	b.imageVolumes(c, img, d)
 	for k := range drivers {
@@ -780,8 +784,39 @@ func (b *builder) imageVolumes(c corev1.Container, img *ImageInfo, d *containerD
 		if slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return path.Clean(vm.MountPath) == path.Clean(dst) }) {
 			continue
 		}
-		d.Mounts.add(Mount{Destination: dst, Type: "bind", Source: b.s.SharedFile + regexp.QuoteMeta(path.Base(dst)) + "$"})
+		d.Mounts.add(Mount{Destination: dst, Type: "bind", Source: b.s.SharedFile + regexp.QuoteMeta(path.Base(dst)) + "$", Options: bindOptions("rprivate", false)})
 	}
+}
+
+// volumeOptions are the option lists a volumeMount's bind may have:
+// containerd's (bindOptions), with "rro" for "ro" when recursiveReadOnly
+// is Enabled, or either when IfPossible (the kubelet asks for rro when
+// the runtime says it supports it; containerd WithMounts, lines 185-196).
+func volumeOptions(vm corev1.VolumeMount, propagation string, readOnly bool) [][]string {
+	rro := []string{"rbind", propagation, "rro"}
+	switch {
+	case !readOnly || vm.RecursiveReadOnly == nil || *vm.RecursiveReadOnly == corev1.RecursiveReadOnlyDisabled:
+		return [][]string{bindOptions(propagation, readOnly)}
+	case *vm.RecursiveReadOnly == corev1.RecursiveReadOnlyEnabled:
+		return [][]string{rro}
+	}
+	return [][]string{bindOptions(propagation, readOnly), rro}
+}
+
+// mountPropagation is the propagation option containerd gives a
+// volumeMount's bind (WithMounts, lines 155-178): the kubelet's
+// PROPAGATION_PRIVATE for None or nothing, HOST_TO_CONTAINER rslave,
+// BIDIRECTIONAL rshared.
+func mountPropagation(vm corev1.VolumeMount) string {
+	switch {
+	case vm.MountPropagation == nil:
+		return "rprivate"
+	case *vm.MountPropagation == corev1.MountPropagationHostToContainer:
+		return "rslave"
+	case *vm.MountPropagation == corev1.MountPropagationBidirectional:
+		return "rshared"
+	}
+	return "rprivate"
 }
 
 // volumeName is the regex of one entry of a volume directory: a volume

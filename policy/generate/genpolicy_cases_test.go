@@ -202,8 +202,6 @@ var known = map[string]struct{ class, why string }{
 		"OCI.Process.Env lacks the spec's CONTAINER_NAME; OOMScoreAdj -998 (the sandbox's) and Hostname set on a workload container"},
 
 	// (c) we allow what genpolicy denies.
-	"createcontainer_cgroup_mount_extras: cgroup mount with disallowed extra option": {classLooser,
-		"OCI.Mounts[].options: only ro is checked, not the option list"},
 	"createcontainer_network_namespace: no network namespace": {classLooser,
 		"OCI.Linux.Namespaces: no network namespace is what the Go runtime sends; genpolicy wants the one an earlier container had"},
 	"state_execprocess: test exec process in first container with non-empty capabilities": {classLooser, "process.Capabilities: allowed within the container's own, which runtime-rs sends; genpolicy wants none"},

@@ -2,7 +2,6 @@ package generate
 
 import (
 	"encoding/json"
-	"maps"
 	"regexp/syntax"
 	"slices"
 	"strings"
@@ -17,70 +16,65 @@ import (
 // what the list it is derived from decides.
 
 // exactMounts are the pod-wide mount rules whose source pattern only
-// matches one string, by destination, type and source, each giving
-// whether the mount must be read-only. In the policy (MarshalJSON) each
-// destination has a list of match objects, so a comparison replaces a
-// regex per mount for the runtime's fixed mounts (proc, sysfs, the shm
-// bind, ...).
-type exactMounts map[string]map[string]map[string]bool
+// matches one string, by destination: a comparison replaces a regex per
+// mount for the runtime's fixed mounts (proc, sysfs, the shm bind, ...).
+type exactMounts map[string][]exactMount
 
 // exactMount is a fixed mount as the rules compare it with a request's
-// mount (object.subset): its type and source, and ["ro"] as its options
-// when it must be read-only ("ro" among the mount's options).
+// mount: its type and source (object.subset of the mount), and the
+// option lists allowed, one of which the mount's options must equal.
 type exactMount struct {
-	Type    string   `json:"type_"`
-	Source  string   `json:"source"`
-	Options []string `json:"options,omitempty"`
+	Match   exactMatch `json:"match"`
+	Options [][]string `json:"options"`
 }
 
-// MarshalJSON writes, by destination, the match objects of the mounts
-// allowed there, sorted by type and source.
-func (e exactMounts) MarshalJSON() ([]byte, error) {
-	out := make(map[string][]exactMount, len(e))
-	for dest, types := range e {
-		for _, typ := range slices.Sorted(maps.Keys(types)) {
-			for _, src := range slices.Sorted(maps.Keys(types[typ])) {
-				out[dest] = append(out[dest], exactMount{Type: typ, Source: src, Options: readOnlyOption(types[typ][src])})
-			}
-		}
-	}
-	return json.Marshal(out)
+type exactMatch struct {
+	Type   string `json:"type_"`
+	Source string `json:"source"`
 }
 
-// mountRule is a mount rule as the rules read it: the part of the mount
-// it fixes, compared with object.subset, and the source regex.
+// mountRule is a mount rule as the rules read it: the type (compared with
+// object.subset), the option lists allowed, one of which the mount's
+// options must equal ("in", one step), and the source regex.
 type mountRule struct {
-	Match  mountMatch `json:"match"`
-	Source string     `json:"source"`
+	Match   mountMatch `json:"match"`
+	Options [][]string `json:"options"`
+	Source  string     `json:"source"`
 }
 
-// mountMatch is what a rule fixes of a mount, in the request's field
-// names: the type and, for a read-only rule, ["ro"] as the options.
 type mountMatch struct {
-	Type    string   `json:"type_"`
-	Options []string `json:"options,omitempty"`
+	Type string `json:"type_"`
 }
 
-// MarshalJSON writes the rules by destination in the rules' shape.
+// MarshalJSON writes the rules by destination in the rules' shape: the
+// rules of one type and source are one, with all their option lists (a
+// read-only and a read-write /etc/hostname, the cgroup mount with and
+// without the host's extras), so a mount is tried once.
 func (r mountRules) MarshalJSON() ([]byte, error) {
 	out := make(map[string][]mountRule, len(r))
 	for dest, ms := range r {
+		var rules []mountRule
+	next:
 		for _, m := range ms {
-			out[dest] = append(out[dest], mountRule{Match: mountMatch{Type: m.Type, Options: readOnlyOption(m.ReadOnly)}, Source: m.Source})
+			for i := range rules {
+				if rules[i].Match.Type == m.Type && rules[i].Source == m.Source {
+					rules[i].Options = addOptions(rules[i].Options, m.options())
+					continue next
+				}
+			}
+			rules = append(rules, mountRule{Match: mountMatch{Type: m.Type}, Options: [][]string{m.options()}, Source: m.Source})
 		}
+		out[dest] = rules
 	}
 	return json.Marshal(out)
 }
 
-// readOnlyOption is what a rule asks of a mount's options: "ro" among
-// them when it must be read-only, nothing otherwise. A one-element array
-// is a subset of the options when it is one of them (OPA and regorus take
-// an array as a subset of another when it appears there as a run).
-func readOnlyOption(readOnly bool) []string {
-	if readOnly {
-		return []string{"ro"}
+// addOptions adds an option list unless it is there already.
+func addOptions(lists [][]string, opts []string) [][]string {
+	if slices.ContainsFunc(lists, func(l []string) bool { return slices.Equal(l, opts) }) {
+		return lists
 	}
-	return nil
+	return append(lists, opts)
 }
 
 // expected is the part of a workload container's CreateContainerRequest
@@ -169,28 +163,32 @@ func literal(pattern string) (string, bool) {
 }
 
 // splitMounts moves the rules with a literal source out of rules into
-// an exactMounts index. A destination, type and source allowed both
-// read-write and read-only only by read-only rules stays read-only.
+// an exactMounts index, one entry per destination, type and source with
+// every option list a rule allows there.
 func splitMounts(rules mountRules) (mountRules, exactMounts) {
 	rest, exact := mountRules{}, exactMounts{}
 	for dest, rs := range rules {
+	next:
 		for _, r := range rs {
 			src, ok := literal(r.Source)
 			if !ok {
 				rest.add(r)
 				continue
 			}
-			if exact[dest] == nil {
-				exact[dest] = map[string]map[string]bool{}
+			for i, e := range exact[dest] {
+				if e.Match == (exactMatch{Type: r.Type, Source: src}) {
+					exact[dest][i].Options = addOptions(e.Options, r.options())
+					continue next
+				}
 			}
-			if exact[dest][r.Type] == nil {
-				exact[dest][r.Type] = map[string]bool{}
-			}
-			ro, seen := exact[dest][r.Type][src]
-			// Several rules for one mount: the most permissive wins, as
-			// any of them matching allows the mount.
-			exact[dest][r.Type][src] = r.ReadOnly && (!seen || ro)
+			exact[dest] = append(exact[dest], exactMount{Match: exactMatch{Type: r.Type, Source: src}, Options: [][]string{r.options()}})
 		}
+	}
+	// Sorted, so the same settings always render the same policy.
+	for _, ms := range exact {
+		slices.SortFunc(ms, func(a, b exactMount) int {
+			return strings.Compare(a.Match.Type+"\x00"+a.Match.Source, b.Match.Type+"\x00"+b.Match.Source)
+		})
 	}
 	return rest, exact
 }

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"encoding/json"
+	"reflect"
 	"regexp"
 	"testing"
 )
@@ -61,13 +62,15 @@ func FuzzLiteral(f *testing.F) {
 }
 
 // TestSplitMounts: fixed sources move to the index, the rest stay regex
-// rules, and of two rules for one mount the read-write one wins.
+// rules, and each option list a rule allows for a mount is kept once, so
+// a read-only and a read-write rule for one mount allow both.
 func TestSplitMounts(t *testing.T) {
 	rules := mountRules{}
 	for _, m := range []Mount{
-		{Destination: "/proc", Type: "proc", Source: "^proc$"},
-		{Destination: "/sys", Type: "sysfs", Source: "^sysfs$", ReadOnly: true},
+		{Destination: "/proc", Type: "proc", Source: "^proc$", Options: []string{"nosuid"}},
+		{Destination: "/sys", Type: "sysfs", Source: "^sysfs$", ReadOnly: true, Options: []string{"ro"}},
 		{Destination: "/x", Type: "bind", Source: "^/a$", ReadOnly: true},
+		{Destination: "/x", Type: "bind", Source: "^/a$"},
 		{Destination: "/x", Type: "bind", Source: "^/a$"},
 		{Destination: "/etc/hosts", Type: "bind", Source: "^/shared/[a-z]+-hosts$"},
 	} {
@@ -77,14 +80,13 @@ func TestSplitMounts(t *testing.T) {
 	if len(rest) != 1 || len(rest["/etc/hosts"]) != 1 {
 		t.Errorf("regex rules left: %v", rest)
 	}
-	for _, c := range []struct {
-		dest, typ, src string
-		ro             bool
-	}{{"/proc", "proc", "proc", false}, {"/sys", "sysfs", "sysfs", true}, {"/x", "bind", "/a", false}} {
-		ro, ok := exact[c.dest][c.typ][c.src]
-		if !ok || ro != c.ro {
-			t.Errorf("%s %s %s: read-only %v (present %v), want %v", c.dest, c.typ, c.src, ro, ok, c.ro)
-		}
+	want := exactMounts{
+		"/proc": {{Match: exactMatch{Type: "proc", Source: "proc"}, Options: [][]string{{"nosuid"}}}},
+		"/sys":  {{Match: exactMatch{Type: "sysfs", Source: "sysfs"}, Options: [][]string{{"ro"}}}},
+		"/x":    {{Match: exactMatch{Type: "bind", Source: "/a"}, Options: [][]string{{"rbind", "rprivate", "ro"}, {"rbind", "rprivate", "rw"}}}},
+	}
+	if !reflect.DeepEqual(exact, want) {
+		t.Errorf("exact mounts %v, want %v", exact, want)
 	}
 }
 
@@ -101,16 +103,19 @@ func TestAnyOf(t *testing.T) {
 }
 
 // TestMountRulesJSON: the policy gets each rule as the match object the
-// rules compare with a request's mount ("ro" as a one-element options
-// array only for read-only rules) and its source regex; exact mounts
-// keep their source even when it is empty, so a rule never drops to
-// "any source".
+// rules compare with a request's mount (its type), the option lists
+// allowed (a bind without options has containerd's; the rules of one
+// type and source are one, each list once) and its source regex; exact
+// mounts keep their source even when it is empty, so a rule never drops
+// to "any source".
 func TestMountRulesJSON(t *testing.T) {
 	rules := mountRules{}
 	for _, m := range []Mount{
-		{Destination: "/proc", Type: "proc", Source: "^proc$"},
-		{Destination: "/sys", Type: "sysfs", Source: "^sysfs$", ReadOnly: true},
+		{Destination: "/proc", Type: "proc", Source: "^proc$", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "^sysfs$", ReadOnly: true, Options: []string{"ro"}},
 		{Destination: "/e", Type: "bind", Source: "^$"},
+		{Destination: "/etc/hosts", Type: "bind", Source: "^/shared/[a-z]+-hosts$", ReadOnly: true},
+		{Destination: "/etc/hosts", Type: "bind", Source: "^/shared/[a-z]+-hosts$"},
 		{Destination: "/etc/hosts", Type: "bind", Source: "^/shared/[a-z]+-hosts$", ReadOnly: true},
 	} {
 		rules.add(m)
@@ -120,8 +125,8 @@ func TestMountRulesJSON(t *testing.T) {
 		v    any
 		want string
 	}{
-		{rest, `{"/etc/hosts":[{"match":{"type_":"bind","options":["ro"]},"source":"^/shared/[a-z]+-hosts$"}]}`},
-		{exact, `{"/e":[{"type_":"bind","source":""}],"/proc":[{"type_":"proc","source":"proc"}],"/sys":[{"type_":"sysfs","source":"sysfs","options":["ro"]}]}`},
+		{rest, `{"/etc/hosts":[{"match":{"type_":"bind"},"options":[["rbind","rprivate","ro"],["rbind","rprivate","rw"]],"source":"^/shared/[a-z]+-hosts$"}]}`},
+		{exact, `{"/e":[{"match":{"type_":"bind","source":""},"options":[["rbind","rprivate","rw"]]}],"/proc":[{"match":{"type_":"proc","source":"proc"},"options":[["nosuid","noexec","nodev"]]}],"/sys":[{"match":{"type_":"sysfs","source":"sysfs"},"options":[["ro"]]}]}`},
 		{mountRules{}, `{}`},
 	} {
 		got, err := json.Marshal(c.v)

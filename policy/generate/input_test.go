@@ -153,6 +153,7 @@ namespaces = ["ipc", "uts", "mount"]
 destination = "/proc"
 type = "proc"
 source = "^proc$"
+options = ["nosuid", "noexec", "nodev"]
 [annotations]
 container_type = "a"
 container_name = "b"
@@ -180,14 +181,17 @@ env = ["^X=.*$"]
 		"unknown TOML key":   toml + "bogus = 1\n",
 		"bad regex":          strings.Replace(toml, `"^/s/"`, `"(("`, 1),
 		"no pause":           strings.Replace(toml, `source = "pause"`, `source = ""`, 1),
-		"no pause mounts":    strings.Replace(toml, "[[pause.mounts]]\ndestination = \"/proc\"\ntype = \"proc\"\nsource = \"^proc$\"\n", "", 1),
-		"bad pause env":      strings.Replace(toml, `cwd = "/"`, `cwd = "/"`+"\nenv = [\"((\"]", 1),
-		"no namespaces":      strings.Replace(toml, "namespaces = [\"ipc\", \"uts\", \"mount\"]\n[[rlimits]]", "[[rlimits]]", 1),
-		"no OOM score range": strings.Replace(toml, "container = {min = -997, max = 1000}", "", 1),
-		"OOM range inverted": strings.Replace(toml, "{min = -997, max = 1000}", "{min = 5, max = 1}", 1),
-		"rlimit soft > hard": strings.Replace(toml, "soft = 1024", "soft = 4096", 1),
-		"no CDI prefix":      strings.Replace(toml, `prefix = "cdi.k8s.io/"`, `prefix = ""`, 1),
-		"bad CDI regex":      strings.Replace(toml, `gpu=[0-9]+$"`, `gpu=[0-9+$"`, 1),
+		"no pause mounts":    strings.Replace(toml, "[[pause.mounts]]\ndestination = \"/proc\"\ntype = \"proc\"\nsource = \"^proc$\"\noptions = [\"nosuid\", \"noexec\", \"nodev\"]\n", "", 1),
+		// A mount that is no bind must say its options.
+		"proc without options": strings.Replace(toml, "options = [\"nosuid\", \"noexec\", \"nodev\"]\n", "", 1),
+		"read-only without ro": strings.Replace(toml, "source = \"^proc$\"\n", "source = \"^proc$\"\nread_only = true\n", 1),
+		"bad pause env":        strings.Replace(toml, `cwd = "/"`, `cwd = "/"`+"\nenv = [\"((\"]", 1),
+		"no namespaces":        strings.Replace(toml, "namespaces = [\"ipc\", \"uts\", \"mount\"]\n[[rlimits]]", "[[rlimits]]", 1),
+		"no OOM score range":   strings.Replace(toml, "container = {min = -997, max = 1000}", "", 1),
+		"OOM range inverted":   strings.Replace(toml, "{min = -997, max = 1000}", "{min = 5, max = 1}", 1),
+		"rlimit soft > hard":   strings.Replace(toml, "soft = 1024", "soft = 4096", 1),
+		"no CDI prefix":        strings.Replace(toml, `prefix = "cdi.k8s.io/"`, `prefix = ""`, 1),
+		"bad CDI regex":        strings.Replace(toml, `gpu=[0-9]+$"`, `gpu=[0-9+$"`, 1),
 	} {
 		if _, err := ParseSettings([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -255,6 +255,28 @@ func mutations(t testing.TB, ti *testImages) []mutation {
 		{name: "extra hostPath", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Mounts = append(r.OCI.Mounts, &agentpb.Mount{Destination: "/host", Source: "/", Type: "bind", Options: []string{"rbind", "rw"}})
 		}},
+		// Mount options are pinned as containerd sends them: a host must
+		// not drop nosuid/noexec/nodev nor add options.
+		{name: "proc without nosuid", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
+			mountNamed(r, "/proc").Options = []string{"noexec", "nodev"}
+		}},
+		{name: "sysfs with an extra option", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
+			m := mountNamed(r, "/sys")
+			m.Options = append(slices.Clone(m.Options), "suid")
+		}},
+		{name: "hosts file executable", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
+			m := mountNamed(r, "/etc/hosts")
+			m.Options = append(slices.Clone(m.Options), "exec")
+		}},
+		{name: "termination-log shared", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
+			mountNamed(r, "/dev/termination-log").Options = []string{"rbind", "rshared", "rw"}
+		}},
+		{name: "volume with an extra option", field: "OCI.Mounts", applies: func(r *agentpb.CreateContainerRequest) bool {
+			return len(r.OCI.Mounts) > 12
+		}, apply: func(r *agentpb.CreateContainerRequest) {
+			m := r.OCI.Mounts[12]
+			m.Options = append(slices.Clone(m.Options), "dev")
+		}},
 		{name: "added container", field: "no container named", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Annotations["io.kubernetes.cri.container-name"] = "intruder"
 		}},
@@ -415,6 +437,13 @@ func pauseMutations(w *Workload) []mutation {
 		}},
 		mutation{name: "pause: resolv.conf from elsewhere", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Mounts[len(r.OCI.Mounts)-1].Source = "/etc"
+		}},
+		mutation{name: "pause: resolv.conf without noexec", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
+			mountNamed(r, "/etc/resolv.conf").Options = []string{"rbind", "ro", "nosuid", "nodev"}
+		}},
+		mutation{name: "pause: devpts with an extra option", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
+			m := mountNamed(r, "/dev/pts")
+			m.Options = append(slices.Clone(m.Options), "suid")
 		}},
 		mutation{name: "pause: added capability", field: "OCI.Process.Capabilities", apply: func(r *agentpb.CreateContainerRequest) {
 			r.OCI.Process.Capabilities.Ambient = []string{"CAP_SYS_PTRACE"}
@@ -798,7 +827,12 @@ func (rt *miniRuntime) pause(w *Workload, pod string) *agentpb.CreateContainerRe
 				{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 				{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 				{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-				{Destination: "/dev/shm", Type: "bind", Source: rt.runDir + "/sandbox/shm", Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
+				// containerd binds the sandbox's shm rbind, ro, nosuid,
+				// nodev, noexec; the Go runtime rewrites every /dev/shm to
+				// a bind of the guest's sandbox shm with "rbind" alone
+				// (src/runtime/virtcontainers/kata_agent.go handleShm,
+				// 1150-1178 at Kata 4.1.0), as the agent receives it.
+				{Destination: "/dev/shm", Type: "bind", Source: rt.runDir + "/sandbox/shm", Options: []string{"rbind"}},
 				{Destination: "/etc/resolv.conf", Type: "bind", Source: rt.sharedPath(sid, "resolv.conf"), Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
 			},
 			Annotations: map[string]string{
@@ -952,16 +986,28 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 	if cwd == "" {
 		cwd = img.Config.WorkingDir
 	}
+	rootMode := "rw"
+	if sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem {
+		rootMode = "ro"
+	}
 	mounts := []*agentpb.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		// containerd's default spec (pkg/oci/mounts.go defaultMounts).
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		// containerd adds the cgroup mount to every container
+		// (internal/cri/opts/spec_linux_opts.go WithMounts, lines 71-104),
+		// read-only, with no extra option on a host whose /sys/fs/cgroup
+		// has neither nsdelegate nor memory_recursiveprot.
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 		{Destination: "/dev/shm", Type: "bind", Source: rt.runDir + "/sandbox/shm", Options: []string{"rbind"}},
 		{Destination: "/etc/hosts", Type: "bind", Source: rt.sharedPath(cid, "hosts"), Options: []string{"rbind", "rprivate", "rw"}},
-		{Destination: "/etc/hostname", Type: "bind", Source: rt.sharedPath(cid, "hostname"), Options: []string{"rbind", "rprivate", "rw"}},
-		{Destination: "/etc/resolv.conf", Type: "bind", Source: rt.sharedPath(cid, "resolv.conf"), Options: []string{"rbind", "rprivate", "rw"}},
+		// containerd's own, read-only with a read-only root
+		// (internal/cri/server/container_create.go linuxContainerMounts).
+		{Destination: "/etc/hostname", Type: "bind", Source: rt.sharedPath(cid, "hostname"), Options: []string{"rbind", "rprivate", rootMode}},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: rt.sharedPath(cid, "resolv.conf"), Options: []string{"rbind", "rprivate", rootMode}},
 		{Destination: "/dev/termination-log", Type: "bind", Source: rt.sharedPath(cid, "termination-log"), Options: []string{"rbind", "rprivate", "rw"}},
 		{Destination: "/var/run/secrets/kubernetes.io/serviceaccount", Type: "bind", Source: rt.sharedPath(cid, "serviceaccount"), Options: []string{"rbind", "rprivate", "ro"}},
 	}
@@ -973,11 +1019,22 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 	}
 	for _, vm := range c.VolumeMounts {
 		v := vols[vm.Name]
+		// containerd's CRI mount options (internal/cri/opts/
+		// spec_linux_opts.go WithMounts, lines 154-201): rbind, the
+		// kubelet's propagation, ro or rw.
+		prop := "rprivate"
+		switch {
+		case vm.MountPropagation == nil:
+		case *vm.MountPropagation == corev1.MountPropagationHostToContainer:
+			prop = "rslave"
+		case *vm.MountPropagation == corev1.MountPropagationBidirectional:
+			prop = "rshared"
+		}
 		opt := "rw"
 		if vm.ReadOnly {
 			opt = "ro"
 		}
-		m := &agentpb.Mount{Destination: vm.MountPath, Type: "bind", Options: []string{"rbind", "rprivate", opt}}
+		m := &agentpb.Mount{Destination: vm.MountPath, Type: "bind", Options: []string{"rbind", prop, opt}}
 		switch {
 		case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
 			m.Source = rt.runDir + "/sandbox/ephemeral/" + v.Name
@@ -996,7 +1053,7 @@ func (rt *miniRuntime) request(w *Workload, pod string, c corev1.Container) *age
 		case v.HostPath != nil:
 			m.Source = rt.sharedPath(cid, filepath.Base(vm.MountPath))
 		default:
-			m.Source, m.Options = rt.sharedPath(cid, filepath.Base(vm.MountPath)), []string{"rbind", "rprivate", "ro"}
+			m.Source, m.Options = rt.sharedPath(cid, filepath.Base(vm.MountPath)), []string{"rbind", prop, "ro"}
 		}
 		mounts = append(mounts, m)
 	}
@@ -1083,6 +1140,17 @@ func runtimeSeccomp(w *Workload, sc *corev1.SecurityContext) *agentpb.LinuxSecco
 		DefaultAction: "SCMP_ACT_ERRNO", Architectures: []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
 		Syscalls: []*agentpb.LinuxSyscall{{Names: []string{"accept", "read", "write", "exit_group"}, Action: "SCMP_ACT_ALLOW"}},
 	}
+}
+
+// mountNamed is the request's mount at dst (the mini runtime sends the
+// fixed ones to every container).
+func mountNamed(r *agentpb.CreateContainerRequest, dst string) *agentpb.Mount {
+	for _, m := range r.OCI.Mounts {
+		if m.Destination == dst {
+			return m
+		}
+	}
+	panic("mini runtime: no mount at " + dst)
 }
 
 // kubeletExpand is the kubelet's $(VAR) expansion

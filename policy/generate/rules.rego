@@ -1070,27 +1070,28 @@ else := describe_sysctls(policy_data.container_sysctls, [], "the runtime's conta
 # fixed mounts, or of an allowance. Rules are grouped by destination, so
 # only the rules for the mount's destination are tried. A rule is the
 # part of the mount it fixes, in the request's field names ("match": the
-# type, and ["ro"] as "options" when it must be read-only), and a regex of
-# the source. object.subset(m, r.match) compares the fixed part in one
-# call: each key of the match must have the same value in the mount, and
-# a one-element array is a subset of an array that holds its element, so
-# ["ro"] asks for "ro" among the options, whatever the others. The mount
-# must also carry an options field, whatever its value (the agent always
-# sends one): a mount without it matches no rule.
+# type), the option lists containerd and the runtime send there (e.g.
+# nosuid, noexec, nodev for /proc; rbind, rprivate, ro for a read-only
+# volume), and a regex of the source. object.subset(m, r.match) compares
+# the type in one call; "in" finds the mount's options among the lists,
+# each compared whole, so a host can neither drop nosuid, nodev or noexec
+# nor add an option (genpolicy compares the lists with ==,
+# rules.rego:1144-1155 at Kata 4.1.0). A mount without options matches no
+# rule.
 mount_matches(r, m) if {
 	object.subset(m, r.match)
+	m.options in r.options
 	regex.match(r.source, m.source)
-	_ = m.options
 }
 
 # The runtime's fixed mounts first: their sources are fixed too, so an
-# exact mount is only a match object (type, source, ["ro"]) compared with
-# the mount, no regex. "else" stops at the first way that allows the
-# mount.
+# exact mount is only a match object (type, source) compared with the
+# mount and its option lists, no regex. "else" stops at the first way
+# that allows the mount.
 mount_ok(c, m) if {
 	some want in policy_data.exact_mounts[m.destination]
-	object.subset(m, want)
-	_ = m.options
+	object.subset(m, want.match)
+	m.options in want.options
 } else := true if {
 	some r in policy_data.mounts[m.destination]
 	mount_matches(r, m)
@@ -1108,15 +1109,15 @@ runtime_mounts := {i |
 	exact := policy_data.exact_mounts
 	some i, m in input.OCI.Mounts
 	some want in exact[m.destination]
-	object.subset(m, want)
-	_ = m.options
+	object.subset(m, want.match)
+	m.options in want.options
 } | {i |
 	rules := policy_data.mounts
 	some i, m in input.OCI.Mounts
 	some r in rules[m.destination]
 	object.subset(m, r.match)
+	m.options in r.options
 	regex.match(r.source, m.source)
-	_ = m.options
 }
 
 # A container without volumes needs no more than counting; otherwise

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -211,12 +212,39 @@ type CDI struct {
 
 // Mount is one allowed mount: exact destination and type, a source regex
 // ("$(shared)", "$(ephemeral)" and "$(block)" expand to the settings'
-// prefixes) and, when ReadOnly, the "ro" option is required.
+// prefixes) and its options, exactly and in order, as the runtime sends
+// them: a host must not drop nosuid, nodev or noexec, nor add an option.
+// A bind mount may leave Options out: it then has containerd's options
+// for a CRI mount, rbind, rprivate, and ro when ReadOnly, else rw
+// (internal/cri/opts/spec_linux_opts.go WithMounts, lines 154-201).
 type Mount struct {
-	Destination string `json:"destination" toml:"destination"`
-	Type        string `json:"type" toml:"type"`
-	Source      string `json:"source" toml:"source"`
-	ReadOnly    bool   `json:"read_only" toml:"read_only"`
+	Destination string   `json:"destination" toml:"destination"`
+	Type        string   `json:"type" toml:"type"`
+	Source      string   `json:"source" toml:"source"`
+	ReadOnly    bool     `json:"read_only" toml:"read_only"`
+	Options     []string `json:"options,omitempty" toml:"options,omitempty"`
+}
+
+// options are the exact options the rule allows; none for a mount that
+// is not a bind and gives none (checkMount refuses it).
+func (m Mount) options() []string {
+	if len(m.Options) > 0 {
+		return m.Options
+	}
+	if m.Type == "bind" {
+		return bindOptions("rprivate", m.ReadOnly)
+	}
+	return nil
+}
+
+// bindOptions are containerd's options for a CRI mount (WithMounts):
+// rbind, the propagation, then ro or rw.
+func bindOptions(propagation string, readOnly bool) []string {
+	mode := "rw"
+	if readOnly {
+		mode = "ro"
+	}
+	return []string{"rbind", propagation, mode}
 }
 
 // Allowance is one accepted mutation: extra env entries, extra mounts, or
@@ -385,6 +413,13 @@ func (s *Settings) validate() error {
 func (s *Settings) checkMount(m Mount) error {
 	if m.Destination == "" || m.Type == "" {
 		return fmt.Errorf("a mount needs destination and type")
+	}
+	opts := m.options()
+	if len(opts) == 0 {
+		return fmt.Errorf("mount %s (%s): options are required for a %s mount: the exact list the runtime sends (see --print-settings)", m.Destination, m.Type, m.Type)
+	}
+	if m.ReadOnly && !slices.Contains(opts, "ro") && !slices.Contains(opts, "rro") {
+		return fmt.Errorf("mount %s (%s): read_only, but its options %v have no ro", m.Destination, m.Type, opts)
 	}
 	_, err := regexp.Compile(s.expand(m.Source))
 	return err
