@@ -24,24 +24,30 @@ type containerData struct {
 	// an env var known only by form (or by name), are one regex per word
 	// of Args, "" where the word is exact; the kubelet substitutes the
 	// value there.
-	ArgPatterns    []string   `json:"arg_patterns,omitempty"`
-	Env            []string   `json:"env"`
-	EnvNames       []string   `json:"env_names"`
-	EnvPatterns    []string   `json:"env_patterns"`
-	Cwd            string     `json:"cwd"`
-	UID            int64      `json:"uid"`
-	GID            *int64     `json:"gid"`
-	GIDs           []int64    `json:"gids"`
-	Caps           []string   `json:"caps"`
-	Privileged     bool       `json:"privileged"`
-	NoNewPrivs     bool       `json:"no_new_privileges"`
-	ReadonlyRoot   bool       `json:"readonly_root"`
-	MaskedPaths    []string   `json:"masked_paths"`
-	ReadonlyPaths  []string   `json:"readonly_paths"`
-	Mounts         mountRules `json:"mounts"`
-	StorageDrivers []string   `json:"storage_drivers"`
-	TTY            bool       `json:"tty"`
-	SharePID       bool       `json:"share_pid"`
+	ArgPatterns []string `json:"arg_patterns,omitempty"`
+	Env         []string `json:"env"`
+	EnvNames    []string `json:"env_names"`
+	EnvPatterns []string `json:"env_patterns"`
+	// EnvSandbox are the env vars from the downward API's metadata.name
+	// or metadata.namespace whose value the policy knows only by form,
+	// by name, with "name" or "namespace": in a CreateContainer their
+	// value must be the request's own sandbox name or namespace
+	// annotation. Left out when none.
+	EnvSandbox     map[string]string `json:"env_sandbox,omitempty"`
+	Cwd            string            `json:"cwd"`
+	UID            int64             `json:"uid"`
+	GID            *int64            `json:"gid"`
+	GIDs           []int64           `json:"gids"`
+	Caps           []string          `json:"caps"`
+	Privileged     bool              `json:"privileged"`
+	NoNewPrivs     bool              `json:"no_new_privileges"`
+	ReadonlyRoot   bool              `json:"readonly_root"`
+	MaskedPaths    []string          `json:"masked_paths"`
+	ReadonlyPaths  []string          `json:"readonly_paths"`
+	Mounts         mountRules        `json:"mounts"`
+	StorageDrivers []string          `json:"storage_drivers"`
+	TTY            bool              `json:"tty"`
+	SharePID       bool              `json:"share_pid"`
 	// Exec are the commands of its exec probes and lifecycle hooks, the
 	// only ones ExecProcess runs in it.
 	Exec [][]string `json:"exec"`
@@ -507,6 +513,8 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 		}
 	}
 	for _, e := range c.Env {
+		// A later definition of a name replaces an earlier one.
+		delete(d.EnvSandbox, e.Name)
 		switch {
 		case e.ValueFrom == nil:
 			// The kubelet expands a value with the variables before it
@@ -541,6 +549,12 @@ func (b *builder) env(where string, w *Workload, c corev1.Container, img *ImageI
 				continue
 			}
 			byForm(e.Name, dw.pattern)
+			if f := e.ValueFrom.FieldRef; f != nil && (f.FieldPath == "metadata.name" || f.FieldPath == "metadata.namespace") {
+				if d.EnvSandbox == nil {
+					d.EnvSandbox = map[string]string{}
+				}
+				d.EnvSandbox[e.Name] = strings.TrimPrefix(f.FieldPath, "metadata.")
+			}
 		}
 	}
 	d.Env = []string{}

@@ -309,3 +309,59 @@ func TestDownwardEnvInArgs(t *testing.T) {
 		t.Error("a dropped arg is allowed")
 	}
 }
+
+// deploymentSandboxEnv gives the pod's name and namespace to a
+// Deployment's container, whose pod name is known only by form, without
+// --namespace; its probe runs through ExecProcess.
+const deploymentSandboxEnv = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  template:
+    spec:
+      containers:
+      - name: app
+        image: app-image
+        livenessProbe: {exec: {command: ["/bin/check"]}}
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+`
+
+// TestFieldRefEnvMatchesSandbox: in a CreateContainer the pod's name and
+// namespace from the downward API are the request's own
+// io.kubernetes.cri.sandbox-name and sandbox-namespace (genpolicy compares
+// the namespace with the annotation: rules.rego:1060-1068, allow_var 8,
+// at Kata 4.1.0), not any value of their form. ExecProcess carries no
+// annotations: its env keeps the form check, and the runtime's exec is
+// allowed.
+func TestFieldRefEnvMatchesSandbox(t *testing.T) {
+	_, text := buildFake(t, deploymentSandboxEnv, "")
+	in, err := ParseInput([]byte(deploymentSandboxEnv), defaults(t).PassThrough)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
+	w := in.Workloads[0]
+	q := prepareCreate(t, text)
+	pod := rt.podName(w)
+	req := rt.request(w, pod, w.Spec.Containers[0])
+	if allowed, problems := decideCreate(t, q, req); !allowed {
+		t.Fatalf("the runtime's request is denied: %v", problems)
+	}
+	if d := decideExec(t, text, runtimeExec(req, []string{"/bin/check"}, false)); !d.Allowed {
+		t.Fatalf("the runtime's exec is denied: %v", d)
+	}
+	for name, v := range map[string]string{
+		// Another pod of the same Deployment: the right form.
+		"POD_NAME":      "shop-5d8f9c7b4-zzzzz",
+		"POD_NAMESPACE": "kube-system",
+	} {
+		req := rt.request(w, pod, w.Spec.Containers[0])
+		setEnv(t, req, name, v)
+		allowed, problems := decideCreate(t, q, req)
+		if allowed || len(problems) != 1 || !strings.Contains(problems[0], "OCI.Process.Env") {
+			t.Errorf("%s=%q beside the annotations %q: allowed %v, problems %q do not name OCI.Process.Env", name, v, pod, allowed, problems)
+		}
+	}
+}

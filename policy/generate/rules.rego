@@ -568,6 +568,7 @@ container_ok(c) if {
 	ok_container_sysctls
 	ok_caps(c)
 	ok_env(c)
+	ok_env_sandbox(c)
 	ok_mounts(c)
 	ok_apparmor
 	ok_id_mappings(c)
@@ -638,6 +639,7 @@ problems(c) := [p |
 		check_root(c),
 		check_args(c),
 		check_env(c),
+		check_env_sandbox(c),
 		check_cwd(c),
 		check_user(c),
 		check_string_user,
@@ -965,6 +967,38 @@ else := sprintf("OCI.Process.Env: unexpected %q", [bad[0]]) if {
 	bad := [e | some e in input.OCI.Process.Env; not env_ok(c, e)]
 	count(bad) > 0
 } else := sprintf("OCI.Process.Env: missing %q", [[e | some e in c.env; not e in input.OCI.Process.Env][0]])
+
+# The downward API's pod name and namespace, when the policy knows them
+# only by form (c.env_sandbox, absent otherwise), are the request's own
+# sandbox name and namespace annotations: the kubelet fills both from the
+# same pod. genpolicy compares the namespace with the annotation
+# (rules.rego:1060-1068, allow_var 8, at Kata 4.1.0). CreateContainer
+# only: ExecProcess has no annotations, and keeps the form check.
+ok_env_sandbox(c) if {
+	not c.env_sandbox
+} else := true if {
+	not bad_env_sandbox(c.env_sandbox)
+}
+
+sandbox_field := {"name": sandbox_name, "namespace": sandbox_namespace}
+
+bad_env_sandbox(names) if {
+	some name, field in names
+	some e in input.OCI.Process.Env
+	startswith(e, concat("", [name, "="]))
+	e != concat("", [name, "=", sandbox_field[field]])
+}
+
+check_env_sandbox(c) := "" if ok_env_sandbox(c)
+else := sprintf("OCI.Process.Env: %q is not the pod's %s %q (OCI.Annotations[%q])", [e, field, sandbox_field[field], key]) if {
+	[e, field] := [[e, field] |
+		some name, field in c.env_sandbox
+		some e in input.OCI.Process.Env
+		startswith(e, concat("", [name, "="]))
+		e != concat("", [name, "=", sandbox_field[field]])
+	][0]
+	key := {"name": policy_data.annotations.sandbox_name, "namespace": policy_data.annotations.sandbox_namespace}[field]
+}
 
 ok_cwd(c) if c.cwd == ""
 
