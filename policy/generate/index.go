@@ -20,17 +20,17 @@ import (
 // mount for the runtime's fixed mounts (proc, sysfs, the shm bind, ...).
 type exactMounts map[string][]exactMount
 
-// exactMount is a fixed mount as the rules compare it with a request's
-// mount: its type and source (object.subset of the mount), and the
-// option lists allowed, one of which the mount's options must equal.
+// exactMount is one fixed mount the rules allow: its destination, type,
+// source and option list, written as the request writes a mount (the
+// agent's Mount message: these four fields, all present), so the rules
+// find a request's mount with one "in" of the mount itself. A mount that
+// carries any other field is not equal to it, and is compared field by
+// field (exact_mount_ok), which only slows it down.
 type exactMount struct {
-	Match   exactMatch `json:"match"`
-	Options [][]string `json:"options"`
-}
-
-type exactMatch struct {
-	Type   string `json:"type_"`
-	Source string `json:"source"`
+	Destination string   `json:"destination"`
+	Type        string   `json:"type_"`
+	Source      string   `json:"source"`
+	Options     []string `json:"options"`
 }
 
 // mountRule is a mount rule as the rules read it: the type (compared with
@@ -163,34 +163,36 @@ func literal(pattern string) (string, bool) {
 }
 
 // splitMounts moves the rules with a literal source out of rules into
-// an exactMounts index, one entry per destination, type and source with
-// every option list a rule allows there.
+// an exactMounts index, one entry per destination, type, source and
+// option list a rule allows there.
 func splitMounts(rules mountRules) (mountRules, exactMounts) {
 	rest, exact := mountRules{}, exactMounts{}
 	for dest, rs := range rules {
-	next:
 		for _, r := range rs {
 			src, ok := literal(r.Source)
 			if !ok {
 				rest.add(r)
 				continue
 			}
-			for i, e := range exact[dest] {
-				if e.Match == (exactMatch{Type: r.Type, Source: src}) {
-					exact[dest][i].Options = addOptions(e.Options, r.options())
-					continue next
-				}
+			e := exactMount{Destination: dest, Type: r.Type, Source: src, Options: r.options()}
+			if !slices.ContainsFunc(exact[dest], e.equal) {
+				exact[dest] = append(exact[dest], e)
 			}
-			exact[dest] = append(exact[dest], exactMount{Match: exactMatch{Type: r.Type, Source: src}, Options: [][]string{r.options()}})
 		}
 	}
-	// Sorted, so the same settings always render the same policy.
+	// Sorted by type and source (the option lists of one in the order the
+	// rules give them), so the same settings always render the same
+	// policy.
 	for _, ms := range exact {
-		slices.SortFunc(ms, func(a, b exactMount) int {
-			return strings.Compare(a.Match.Type+"\x00"+a.Match.Source, b.Match.Type+"\x00"+b.Match.Source)
+		slices.SortStableFunc(ms, func(a, b exactMount) int {
+			return strings.Compare(a.Type+"\x00"+a.Source, b.Type+"\x00"+b.Source)
 		})
 	}
 	return rest, exact
+}
+
+func (m exactMount) equal(o exactMount) bool {
+	return m.Destination == o.Destination && m.Type == o.Type && m.Source == o.Source && slices.Equal(m.Options, o.Options)
 }
 
 // anyOf joins patterns into one that matches what any of them matches

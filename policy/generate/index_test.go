@@ -81,9 +81,12 @@ func TestSplitMounts(t *testing.T) {
 		t.Errorf("regex rules left: %v", rest)
 	}
 	want := exactMounts{
-		"/proc": {{Match: exactMatch{Type: "proc", Source: "proc"}, Options: [][]string{{"nosuid"}}}},
-		"/sys":  {{Match: exactMatch{Type: "sysfs", Source: "sysfs"}, Options: [][]string{{"ro"}}}},
-		"/x":    {{Match: exactMatch{Type: "bind", Source: "/a"}, Options: [][]string{{"rbind", "rprivate", "ro"}, {"rbind", "rprivate", "rw"}}}},
+		"/proc": {{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid"}}},
+		"/sys":  {{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"ro"}}},
+		"/x": {
+			{Destination: "/x", Type: "bind", Source: "/a", Options: []string{"rbind", "rprivate", "ro"}},
+			{Destination: "/x", Type: "bind", Source: "/a", Options: []string{"rbind", "rprivate", "rw"}},
+		},
 	}
 	if !reflect.DeepEqual(exact, want) {
 		t.Errorf("exact mounts %v, want %v", exact, want)
@@ -105,9 +108,10 @@ func TestAnyOf(t *testing.T) {
 // TestMountRulesJSON: the policy gets each rule as the match object the
 // rules compare with a request's mount (its type), the option lists
 // allowed (a bind without options has containerd's; the rules of one
-// type and source are one, each list once) and its source regex; exact
-// mounts keep their source even when it is empty, so a rule never drops
-// to "any source".
+// type and source are one, each list once) and its source regex; an exact
+// mount is a whole mount as the request writes it, one per option list,
+// and keeps its source even when it is empty, so a rule never drops to
+// "any source".
 func TestMountRulesJSON(t *testing.T) {
 	rules := mountRules{}
 	for _, m := range []Mount{
@@ -126,7 +130,7 @@ func TestMountRulesJSON(t *testing.T) {
 		want string
 	}{
 		{rest, `{"/etc/hosts":[{"match":{"type_":"bind"},"options":[["rbind","rprivate","ro"],["rbind","rprivate","rw"]],"source":"^/shared/[a-z]+-hosts$"}]}`},
-		{exact, `{"/e":[{"match":{"type_":"bind","source":""},"options":[["rbind","rprivate","rw"]]}],"/proc":[{"match":{"type_":"proc","source":"proc"},"options":[["nosuid","noexec","nodev"]]}],"/sys":[{"match":{"type_":"sysfs","source":"sysfs"},"options":[["ro"]]}]}`},
+		{exact, `{"/e":[{"destination":"/e","type_":"bind","source":"","options":["rbind","rprivate","rw"]}],"/proc":[{"destination":"/proc","type_":"proc","source":"proc","options":["nosuid","noexec","nodev"]}],"/sys":[{"destination":"/sys","type_":"sysfs","source":"sysfs","options":["ro"]}]}`},
 		{mountRules{}, `{}`},
 	} {
 		got, err := json.Marshal(c.v)

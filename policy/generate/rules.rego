@@ -1119,13 +1119,18 @@ mount_matches(r, m) if {
 }
 
 # The runtime's fixed mounts first: their sources are fixed too, so an
-# exact mount is only a match object (type, source) compared with the
-# mount and its option lists, no regex. "else" stops at the first way
-# that allows the mount.
+# exact mount is the whole mount (destination, type, source and one
+# option list allowed), compared field by field, no regex. "else" stops
+# at the first way that allows the mount.
+exact_mount_ok(exact, m) if {
+	some want in exact[m.destination]
+	m.type_ == want.type_
+	m.source == want.source
+	m.options == want.options
+}
+
 mount_ok(c, m) if {
-	some want in policy_data.exact_mounts[m.destination]
-	object.subset(m, want.match)
-	m.options in want.options
+	exact_mount_ok(policy_data.exact_mounts, m)
 } else := true if {
 	some r in policy_data.mounts[m.destination]
 	mount_matches(r, m)
@@ -1138,13 +1143,14 @@ mount_ok(c, m) if {
 # in the request: worked out once per request, not once per candidate
 # entry, and in one pass each without a function call per mount. The
 # tables are bound first: a lookup in a local value is cheaper than one
-# in policy_data, a rule.
+# in policy_data, a rule. A fixed mount is found whole, with one "in": the
+# request's mount object has exactly the four fields of the exact mount
+# (the agent's Mount message), and a mount with any other field is
+# missed here and decided by mount_ok, field by field.
 runtime_mounts := {i |
 	exact := policy_data.exact_mounts
 	some i, m in input.OCI.Mounts
-	some want in exact[m.destination]
-	object.subset(m, want.match)
-	m.options in want.options
+	m in exact[m.destination]
 } | {i |
 	rules := policy_data.mounts
 	some i, m in input.OCI.Mounts
