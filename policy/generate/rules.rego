@@ -24,13 +24,13 @@ import rego.v1
 
 default CreateContainerRequest := false
 
-CreateContainerRequest if create_allowed
-
 # The denial's print output is what the host sees after "is blocked by
 # policy:"; its first entry is the first field that differs in the
-# container entry that came closest.
-CreateContainerRequest := false if {
-	not create_allowed
+# container entry that came closest. "else" describes only a denial, and
+# spares an allowed request a second look at create_allowed.
+CreateContainerRequest if {
+	create_allowed
+} else := false if {
 	print(concat("; ", create_problems))
 }
 
