@@ -268,6 +268,11 @@ func mutations(t testing.TB, ti *testImages) []mutation {
 			m := mountNamed(r, "/etc/hosts")
 			m.Options = append(slices.Clone(m.Options), "exec")
 		}},
+		// The host must not choose what a container sees as its hosts
+		// file: the source is the runtime's shared copy.
+		{name: "hosts file from a guest path", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
+			mountNamed(r, "/etc/hosts").Source = "/etc/shadow"
+		}},
 		{name: "termination-log shared", field: "OCI.Mounts", apply: func(r *agentpb.CreateContainerRequest) {
 			mountNamed(r, "/dev/termination-log").Options = []string{"rbind", "rshared", "rw"}
 		}},
