@@ -33,52 +33,48 @@ type exactMount struct {
 	Options     []string `json:"options"`
 }
 
-// mountRule is a mount rule as the rules read it: the mounts it allows
-// but for their source, as the request writes a mount without it (one per
-// type and option list), and the source regex. The rules find a request's
-// mount among them with one "in" of the mount without its source; a mount
-// that carries any other field is compared field by field
-// (mount_matches), which only slows it down.
+// mountRule is a mount rule as the rules read it: the type (compared with
+// object.subset), the option lists allowed, one of which the mount's
+// options must equal ("in", one step), and the source regex.
 type mountRule struct {
-	Mounts []sourcelessMount `json:"mounts"`
-	Source string            `json:"source"`
+	Match   mountMatch `json:"match"`
+	Options [][]string `json:"options"`
+	Source  string     `json:"source"`
 }
 
-// sourcelessMount is a request's mount without its source.
-type sourcelessMount struct {
-	Destination string   `json:"destination"`
-	Type        string   `json:"type_"`
-	Options     []string `json:"options"`
+type mountMatch struct {
+	Type string `json:"type_"`
 }
 
 // MarshalJSON writes the rules by destination in the rules' shape: the
-// rules of one source are one, with all their types and option lists (a
+// rules of one type and source are one, with all their option lists (a
 // read-only and a read-write /etc/hostname, the cgroup mount with and
-// without the host's extras), so a mount's source is matched once.
+// without the host's extras), so a mount is tried once.
 func (r mountRules) MarshalJSON() ([]byte, error) {
 	out := make(map[string][]mountRule, len(r))
 	for dest, ms := range r {
 		var rules []mountRule
 	next:
 		for _, m := range ms {
-			want := sourcelessMount{Destination: dest, Type: m.Type, Options: m.options()}
 			for i := range rules {
-				if rules[i].Source == m.Source {
-					if !slices.ContainsFunc(rules[i].Mounts, want.equal) {
-						rules[i].Mounts = append(rules[i].Mounts, want)
-					}
+				if rules[i].Match.Type == m.Type && rules[i].Source == m.Source {
+					rules[i].Options = addOptions(rules[i].Options, m.options())
 					continue next
 				}
 			}
-			rules = append(rules, mountRule{Mounts: []sourcelessMount{want}, Source: m.Source})
+			rules = append(rules, mountRule{Match: mountMatch{Type: m.Type}, Options: [][]string{m.options()}, Source: m.Source})
 		}
 		out[dest] = rules
 	}
 	return json.Marshal(out)
 }
 
-func (m sourcelessMount) equal(o sourcelessMount) bool {
-	return m.Destination == o.Destination && m.Type == o.Type && slices.Equal(m.Options, o.Options)
+// addOptions adds an option list unless it is there already.
+func addOptions(lists [][]string, opts []string) [][]string {
+	if slices.ContainsFunc(lists, func(l []string) bool { return slices.Equal(l, opts) }) {
+		return lists
+	}
+	return append(lists, opts)
 }
 
 // expected is the part of a workload container's CreateContainerRequest

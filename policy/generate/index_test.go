@@ -105,10 +105,10 @@ func TestAnyOf(t *testing.T) {
 	}
 }
 
-// TestMountRulesJSON: the policy gets each rule as the mounts it allows
-// but for their source, as the request writes them (a bind without
-// options has containerd's; the rules of one source are one, each mount
-// once), and its source regex; an exact
+// TestMountRulesJSON: the policy gets each rule as the match object the
+// rules compare with a request's mount (its type), the option lists
+// allowed (a bind without options has containerd's; the rules of one
+// type and source are one, each list once) and its source regex; an exact
 // mount is a whole mount as the request writes it, one per option list,
 // and keeps its source even when it is empty, so a rule never drops to
 // "any source".
@@ -129,7 +129,7 @@ func TestMountRulesJSON(t *testing.T) {
 		v    any
 		want string
 	}{
-		{rest, `{"/etc/hosts":[{"mounts":[{"destination":"/etc/hosts","type_":"bind","options":["rbind","rprivate","ro"]},{"destination":"/etc/hosts","type_":"bind","options":["rbind","rprivate","rw"]}],"source":"^/shared/[a-z]+-hosts$"}]}`},
+		{rest, `{"/etc/hosts":[{"match":{"type_":"bind"},"options":[["rbind","rprivate","ro"],["rbind","rprivate","rw"]],"source":"^/shared/[a-z]+-hosts$"}]}`},
 		{exact, `{"/e":[{"destination":"/e","type_":"bind","source":"","options":["rbind","rprivate","rw"]}],"/proc":[{"destination":"/proc","type_":"proc","source":"proc","options":["nosuid","noexec","nodev"]}],"/sys":[{"destination":"/sys","type_":"sysfs","source":"sysfs","options":["ro"]}]}`},
 		{mountRules{}, `{}`},
 	} {

@@ -8,8 +8,8 @@
 #
 # Built-ins used (all standard Rego, also in regorus): concat, count,
 # is_array, is_object, is_string, min, object.get, object.keys,
-# object.remove, object.subset, print, regex.match, replace, sort,
-# sprintf, startswith, strings.any_prefix_match, substring, to_number.
+# object.subset, print, regex.match, replace, sort, sprintf, startswith,
+# strings.any_prefix_match, substring, to_number.
 package agent_policy
 
 import rego.v1
@@ -1118,18 +1118,18 @@ else := describe_sysctls(policy_data.container_sysctls, [], "the runtime's conta
 # A mount must match a rule of the container's volumes, of the runtime's
 # fixed mounts, or of an allowance. Rules are grouped by destination, so
 # only the rules for the mount's destination are tried. A rule is the
-# mounts it allows but for their source, in the request's field names
-# (r.mounts: destination, type and one of the option lists containerd and
-# the runtime send there, e.g. nosuid, noexec, nodev for /proc; rbind,
-# rprivate, ro for a read-only volume), and a regex of the source. The
-# options are compared whole, so a host can neither drop nosuid, nodev or
-# noexec nor add an option (genpolicy compares the lists with ==,
+# part of the mount it fixes, in the request's field names ("match": the
+# type), the option lists containerd and the runtime send there (e.g.
+# nosuid, noexec, nodev for /proc; rbind, rprivate, ro for a read-only
+# volume), and a regex of the source. object.subset(m, r.match) compares
+# the type in one call; "in" finds the mount's options among the lists,
+# each compared whole, so a host can neither drop nosuid, nodev or noexec
+# nor add an option (genpolicy compares the lists with ==,
 # rules.rego:1144-1155 at Kata 4.1.0). A mount without options matches no
 # rule.
 mount_matches(r, m) if {
-	some want in r.mounts
-	m.type_ == want.type_
-	m.options == want.options
+	object.subset(m, r.match)
+	m.options in r.options
 	regex.match(r.source, m.source)
 }
 
@@ -1158,11 +1158,10 @@ mount_ok(c, m) if {
 # in the request: worked out once per request, not once per candidate
 # entry, and in one pass each without a function call per mount. The
 # tables are bound first: a lookup in a local value is cheaper than one
-# in policy_data, a rule. A mount is found whole, with one "in" (a fixed
-# mount), or without its source and then its source matched: the
-# request's mount object has exactly the four fields of the rules' (the
-# agent's Mount message), and a mount with any other field is missed here
-# and decided by mount_ok, field by field.
+# in policy_data, a rule. A fixed mount is found whole, with one "in": the
+# request's mount object has exactly the four fields of the exact mount
+# (the agent's Mount message), and a mount with any other field is
+# missed here and decided by mount_ok, field by field.
 runtime_mounts := {i |
 	exact := policy_data.exact_mounts
 	some i, m in input.OCI.Mounts
@@ -1171,7 +1170,8 @@ runtime_mounts := {i |
 	rules := policy_data.mounts
 	some i, m in input.OCI.Mounts
 	some r in rules[m.destination]
-	object.remove(m, ["source"]) in r.mounts
+	object.subset(m, r.match)
+	m.options in r.options
 	regex.match(r.source, m.source)
 }
 
