@@ -29,13 +29,8 @@ spec:
 // 4.1.0); fewer, more, another form, or any on a container that asks for
 // none are denied, naming OCI.Annotations.
 func TestCDIAnnotations(t *testing.T) {
-	_, text := buildFake(t, gpuPod, "")
-	in, err := ParseInput([]byte(gpuPod), defaults(t).PassThrough)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
-	w := in.Workloads[0]
+	text, rt := fakeRuntime(t, gpuPod)
+	w := rt.in.Workloads[0]
 	pod := rt.podName(w)
 	q := prepareCreate(t, text)
 	two := map[string]string{"cdi.k8s.io/vfio1": "nvidia.com/gpu=0", "cdi.k8s.io/vfio2": "nvidia.com/gpu=1"}

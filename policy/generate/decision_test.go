@@ -54,13 +54,8 @@ func (b *builtinCounter) TraceEvent(ev topdown.Event) {
 // runs the yes/no tests; the descriptions (sprintf) are for denials. It
 // also shows the request is not compared field by field with every entry.
 func TestAllowedDecisionDescribesNothing(t *testing.T) {
-	_, text := buildFake(t, twoApps, "")
-	in, err := ParseInput([]byte(twoApps), defaults(t).PassThrough)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
-	w := in.Workloads[1]
+	text, rt := fakeRuntime(t, twoApps)
+	w := rt.in.Workloads[1]
 	req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
 	decision, err := rego.New(rego.Query("data.agent_policy.CreateContainerRequest"), rego.Module("policy.rego", text)).PrepareForEval(context.Background())
 	if err != nil {
@@ -95,6 +90,19 @@ func TestAllowedDecisionDescribesNothing(t *testing.T) {
 const createQuery = `allowed := [x | data.agent_policy.create_allowed; x := true]
 problems := data.agent_policy.create_problems
 decision := data.agent_policy.CreateContainerRequest`
+
+// fakeRuntime generates the policy for yaml against fake images and
+// returns it with a mini runtime that makes the requests the runtime
+// would send for the YAML's workloads.
+func fakeRuntime(t testing.TB, yaml string) (string, *miniRuntime) {
+	t.Helper()
+	_, text := buildFake(t, yaml, "")
+	in, err := ParseInput([]byte(yaml), defaults(t).PassThrough)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text, &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
+}
 
 func prepareCreate(t testing.TB, text string) rego.PreparedEvalQuery {
 	t.Helper()

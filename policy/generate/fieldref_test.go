@@ -172,13 +172,8 @@ spec:
 // workload is denied. A label the controller adds (pod-template-hash) has
 // no value in the YAML and stays pinned by name.
 func TestFieldRefEnvController(t *testing.T) {
-	_, text := buildFake(t, deploymentDownward, "")
-	in, err := ParseInput([]byte(deploymentDownward), defaults(t).PassThrough)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
-	w := in.Workloads[0]
+	text, rt := fakeRuntime(t, deploymentDownward)
+	w := rt.in.Workloads[0]
 	q := prepareCreate(t, text)
 	req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
 	setEnv(t, req, "HASH", "5d8f9c7b4")
@@ -248,13 +243,8 @@ spec:
 // unexpanded, or an escaped or undefined reference expanded is denied,
 // naming OCI.Process.Args.
 func TestDownwardEnvInArgs(t *testing.T) {
-	_, text := buildFake(t, downwardArgsPod, "")
-	in, err := ParseInput([]byte(downwardArgsPod), defaults(t).PassThrough)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
-	w := in.Workloads[0]
+	text, rt := fakeRuntime(t, downwardArgsPod)
+	w := rt.in.Workloads[0]
 	q := prepareCreate(t, text)
 	req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
 	if got := req.OCI.Process.Args[1]; got != "--advertise-address=10.244.1.7" {
@@ -336,13 +326,8 @@ spec:
 // annotations: its env keeps the form check, and the runtime's exec is
 // allowed.
 func TestFieldRefEnvMatchesSandbox(t *testing.T) {
-	_, text := buildFake(t, deploymentSandboxEnv, "")
-	in, err := ParseInput([]byte(deploymentSandboxEnv), defaults(t).PassThrough)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
-	w := in.Workloads[0]
+	text, rt := fakeRuntime(t, deploymentSandboxEnv)
+	w := rt.in.Workloads[0]
 	q := prepareCreate(t, text)
 	pod := rt.podName(w)
 	req := rt.request(w, pod, w.Spec.Containers[0])

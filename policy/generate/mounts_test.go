@@ -30,13 +30,8 @@ spec:
 // rules.rego:1173-1198 at Kata 4.1.0); any other option, or one of the
 // pinned ones missing, is denied naming OCI.Mounts.
 func TestMountOptionsPinned(t *testing.T) {
-	_, text := buildFake(t, propagationPod, "")
-	in, err := ParseInput([]byte(propagationPod), defaults(t).PassThrough)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
-	w := in.Workloads[0]
+	text, rt := fakeRuntime(t, propagationPod)
+	w := rt.in.Workloads[0]
 	q := prepareCreate(t, text)
 	base := []string{"nosuid", "noexec", "nodev", "relatime", "ro"}
 	for _, extra := range [][]string{nil, {"nsdelegate"}, {"memory_recursiveprot"}, {"nsdelegate", "memory_recursiveprot"}} {

@@ -30,13 +30,8 @@ spec:
 // mount point that climbs out of the storage directory is still denied,
 // naming the field.
 func TestBlockVolumeNames(t *testing.T) {
-	_, text := buildFake(t, volumePod, "")
-	in, err := ParseInput([]byte(volumePod), defaults(t).PassThrough)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &miniRuntime{t: t, in: in, images: fakeImages(in), runDir: "/run/kata-containers"}
-	w := in.Workloads[0]
+	text, rt := fakeRuntime(t, volumePod)
+	w := rt.in.Workloads[0]
 	q := prepareCreate(t, text)
 	req := rt.request(w, rt.podName(w), w.Spec.Containers[0])
 	if len(req.Storages) != 3 || !strings.HasSuffix(req.Storages[1].MountPoint, "=") {
