@@ -56,8 +56,10 @@ goenv=$(go env GOENV 2>/dev/null || true)
 gomodcache=$(go env GOMODCACHE 2>/dev/null || /usr/local/go/bin/go env GOMODCACHE)
 mkdir -p "$gomodcache" "$root/src" "$root/usr/local/go" "$root/gomodcache"
 
-# Everything below runs in a private mount namespace: the binds vanish with it.
-exec unshare --mount --propagation private -- bash -euo pipefail -c '
+# Everything below runs in a private mount namespace: the binds vanish with
+# it. unshare runs as a child, not in this shell's place, so that the EXIT
+# trap still removes the root afterwards (an exec'd shell runs no trap).
+unshare --mount --propagation private -- bash -euo pipefail -c '
 	root=$1 src=$2 gomodcache=$3
 	shift 3
 	mount --bind "$root" "$root"
