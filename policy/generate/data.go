@@ -429,9 +429,11 @@ func (b *builder) container(w *Workload, c corev1.Container) error {
 	}
 	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
 		if p != nil && p.Exec != nil {
-			d.addExec(p.Exec.Command)
+			d.addExec(probeCommand(p.Exec.Command, c.Env))
 		}
 	}
+	// A hook's command goes to the runtime as written: the kubelet does
+	// not expand it (pkg/kubelet/lifecycle/handlers.go handlerRunner.Run).
 	if c.Lifecycle != nil {
 		for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
 			if h != nil && h.Exec != nil {

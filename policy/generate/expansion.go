@@ -3,6 +3,8 @@ package generate
 import (
 	"regexp"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // anyValue is the form of an env var whose value the policy pins by name
@@ -76,6 +78,29 @@ func expandRefs(s string, vars, forms map[string]string) expansion {
 	out := expansion{Text: text.String()}
 	if formed {
 		out.Form = re.String()
+	}
+	return out
+}
+
+// probeCommand is cmd as the kubelet runs an exec probe's: each word
+// expanded (expandRefs) with the container's static env only
+// (k8s.io/kubernetes pkg/kubelet/prober/prober.go runProbe calls
+// kubecontainer.ExpandContainerCommandOnlyStatic, in
+// pkg/kubelet/container/helpers.go, with container.Env; it maps each name
+// to its Value (v1EnvVarsToMap) and runs expansion.Expand on each word).
+// So a name set by valueFrom has Value "" and expands to "", the last
+// entry of a name wins, a value's own references are not expanded, and
+// envFrom and the image's env play no part: the result is fully known.
+// Lifecycle hooks are not expanded (pkg/kubelet/lifecycle/handlers.go
+// handlerRunner.Run passes handler.Exec.Command to RunInContainer as is).
+func probeCommand(cmd []string, env []corev1.EnvVar) []string {
+	static := make(map[string]string, len(env))
+	for _, e := range env {
+		static[e.Name] = e.Value
+	}
+	out := make([]string, len(cmd))
+	for i, w := range cmd {
+		out[i] = expandRefs(w, static, nil).Text
 	}
 	return out
 }

@@ -586,12 +586,16 @@ func decideExec(t testing.TB, text string, r *agentpb.ExecProcessRequest) policy
 	return d
 }
 
-// execCommands are the exec commands of c's probes and lifecycle hooks.
+// execCommands are the exec commands of c's probes and lifecycle hooks as
+// the kubelet sends them: a probe's expanded with the container's static
+// env (k8s.io/kubernetes pkg/kubelet/prober/prober.go runProbe,
+// kubecontainer.ExpandContainerCommandOnlyStatic), a hook's as written
+// (pkg/kubelet/lifecycle/handlers.go handlerRunner.Run).
 func execCommands(c corev1.Container) [][]string {
 	var out [][]string
 	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
 		if p != nil && p.Exec != nil {
-			out = append(out, p.Exec.Command)
+			out = append(out, kubeletStaticCommand(p.Exec.Command, c.Env))
 		}
 	}
 	if c.Lifecycle != nil {
@@ -600,6 +604,55 @@ func execCommands(c corev1.Container) [][]string {
 				out = append(out, h.Exec.Command)
 			}
 		}
+	}
+	return out
+}
+
+// kubeletStaticCommand is the kubelet's ExpandContainerCommandOnlyStatic
+// (pkg/kubelet/container/helpers.go): the map holds every env entry's
+// Value, "" for a valueFrom one, the last of a name winning
+// (v1EnvVarsToMap), and each word goes through expansion.Expand with
+// MappingFuncFor of that map (third_party/forked/golang/expansion/
+// expand.go). It is written apart from the generator's expandRefs, in
+// Expand's own shape (a checkpoint and tryReadVariableName's three
+// cases), so that the replay checks the one against the other.
+func kubeletStaticCommand(cmd []string, env []corev1.EnvVar) []string {
+	vals := map[string]string{}
+	for _, e := range env {
+		vals[e.Name] = e.Value
+	}
+	out := make([]string, 0, len(cmd))
+	for _, word := range cmd {
+		var b strings.Builder
+		from := 0
+		for at := 0; at+1 < len(word); at++ {
+			if word[at] != '$' {
+				continue
+			}
+			b.WriteString(word[from:at])
+			rest := word[at+1:]
+			used := 1
+			switch {
+			case rest[0] == '$':
+				b.WriteByte('$')
+			case rest[0] == '(' && strings.IndexByte(rest, ')') > 0:
+				end := strings.IndexByte(rest, ')')
+				name := rest[1:end]
+				if v, ok := vals[name]; ok {
+					b.WriteString(v)
+				} else {
+					b.WriteString("$(" + name + ")")
+				}
+				used = end + 1
+			default:
+				// "$(" unclosed, or "$" and another byte: both kept,
+				// the scan going on after them.
+				b.WriteString(word[at : at+2])
+			}
+			at += used
+			from = at + 1
+		}
+		out = append(out, b.String()+word[from:])
 	}
 	return out
 }
