@@ -611,11 +611,8 @@ func execCommands(c corev1.Container) [][]string {
 // kubeletStaticCommand is the kubelet's ExpandContainerCommandOnlyStatic
 // (pkg/kubelet/container/helpers.go): the map holds every env entry's
 // Value, "" for a valueFrom one, the last of a name winning
-// (v1EnvVarsToMap), and each word goes through expansion.Expand with
-// MappingFuncFor of that map (third_party/forked/golang/expansion/
-// expand.go). It is written apart from the generator's expandRefs, in
-// Expand's own shape (a checkpoint and tryReadVariableName's three
-// cases), so that the replay checks the one against the other.
+// (v1EnvVarsToMap), and each word is expanded with it (expansion.Expand
+// with MappingFuncFor of that one map, kubeletExpand here).
 func kubeletStaticCommand(cmd []string, env []corev1.EnvVar) []string {
 	vals := map[string]string{}
 	for _, e := range env {
@@ -623,36 +620,7 @@ func kubeletStaticCommand(cmd []string, env []corev1.EnvVar) []string {
 	}
 	out := make([]string, 0, len(cmd))
 	for _, word := range cmd {
-		var b strings.Builder
-		from := 0
-		for at := 0; at+1 < len(word); at++ {
-			if word[at] != '$' {
-				continue
-			}
-			b.WriteString(word[from:at])
-			rest := word[at+1:]
-			used := 1
-			switch {
-			case rest[0] == '$':
-				b.WriteByte('$')
-			case rest[0] == '(' && strings.IndexByte(rest, ')') > 0:
-				end := strings.IndexByte(rest, ')')
-				name := rest[1:end]
-				if v, ok := vals[name]; ok {
-					b.WriteString(v)
-				} else {
-					b.WriteString("$(" + name + ")")
-				}
-				used = end + 1
-			default:
-				// "$(" unclosed, or "$" and another byte: both kept,
-				// the scan going on after them.
-				b.WriteString(word[at : at+2])
-			}
-			at += used
-			from = at + 1
-		}
-		out = append(out, b.String()+word[from:])
+		out = append(out, kubeletExpand(word, vals))
 	}
 	return out
 }
