@@ -13,6 +13,7 @@
 package execgrant
 
 import (
+	"crypto"
 	"crypto/ecdh"
 	"crypto/x509"
 	"encoding/base64"
@@ -61,6 +62,18 @@ type Grant struct {
 	// PKIX DER, X25519 or P-256) the exec's stdio is encrypted to
 	// end to end.
 	SealKey string `json:"seal,omitempty"`
+}
+
+// SetSealKey sets the grant's end-to-end key (SealKey) to pub, the
+// owner's ephemeral X25519 or P-256 public key, in the form ParseSealKey
+// reads.
+func (g *Grant) SetSealKey(pub crypto.PublicKey) error {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("seal key: %w", err)
+	}
+	g.SealKey = base64.RawURLEncoding.EncodeToString(der)
+	return nil
 }
 
 // ParseSealKey returns the grant's end-to-end key, or nil when it has none.

@@ -103,6 +103,11 @@ func TestRoundTripP256WithSealKey(t *testing.T) {
 	if err != nil || sk == nil || !sk.Equal(eph.PublicKey()) {
 		t.Fatalf("seal key = %v, %v", sk, err)
 	}
+	// SetSealKey writes the same form.
+	var set Grant
+	if err := set.SetSealKey(eph.PublicKey()); err != nil || set.SealKey != g.SealKey {
+		t.Fatalf("SetSealKey = %q, %v; want %q", set.SealKey, err, g.SealKey)
+	}
 }
 
 // TestRefusals covers every reason a token is refused, each with its own

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -68,16 +66,15 @@ unless --insecure-sample-evidence.`,
 			if err != nil {
 				return err
 			}
-			der, err := x509.MarshalPKIXPublicKey(eph.PublicKey())
-			if err != nil {
-				return err
-			}
 			now, nonce := time.Now(), execgrant.NewNonce()
-			tok, err := execgrant.Sign(signer, execgrant.Grant{
+			g := execgrant.Grant{
 				Version: 1, Pod: namespace + "/" + pod, Container: container, Argv: argv,
 				IssuedAt: now.Unix(), Expires: now.Add(ttl).Unix(), Nonce: nonce,
-				SealKey: base64.RawURLEncoding.EncodeToString(der),
-			})
+			}
+			if err := g.SetSealKey(eph.PublicKey()); err != nil {
+				return err
+			}
+			tok, err := execgrant.Sign(signer, g)
 			if err != nil {
 				return err
 			}

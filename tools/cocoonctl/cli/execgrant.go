@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
@@ -57,11 +55,9 @@ input and output are encrypted to end to end.`,
 				if err != nil {
 					return err
 				}
-				der, err := x509.MarshalPKIXPublicKey(pub)
-				if err != nil {
+				if err := g.SetSealKey(pub); err != nil {
 					return err
 				}
-				g.SealKey = base64.RawURLEncoding.EncodeToString(der)
 			}
 			tok, err := execgrant.Sign(signer, g)
 			if err != nil {
