@@ -2,19 +2,15 @@ package rpc_test
 
 import (
 	"bytes"
-	"crypto/ecdh"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testgrant"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -39,21 +35,7 @@ type e2eSession struct {
 // the agent's stdin key from the first output.
 func startE2E(t *testing.T, a *observedAgent, o owner, eid, canary string, argv ...string) *e2eSession {
 	t.Helper()
-	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(eph.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tok, err := execgrant.Sign(o.exec, execgrant.Grant{Version: 1, Pod: "shop/web", Container: "app", Argv: argv,
-		IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix(), Nonce: execgrant.NewNonce(),
-		SealKey: base64.RawURLEncoding.EncodeToString(der)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, _, eph := testgrant.Sealed(t, o.exec, argv...)
 	ctx := ctxT(t)
 	if _, err := a.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: eid,
 		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Env: []string{"PATH=/bin"}, Cwd: "/"}}); err != nil {
@@ -255,15 +237,8 @@ func TestEncryptedExecThroughAPI(t *testing.T) {
 
 	// A terminal is refused for an encrypted grant rather than run in the
 	// clear.
-	eph, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(eph.PublicKey())
-	tok, err := execgrant.Sign(o.exec, execgrant.Grant{Version: 1, Pod: "shop/web", Container: "app", Argv: []string{"sh"},
-		IssuedAt: time.Now().Unix(), Expires: time.Now().Add(time.Minute).Unix(), Nonce: execgrant.NewNonce(),
-		SealKey: base64.RawURLEncoding.EncodeToString(der)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = a.ExecProcess(ctxT(t), &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: "tty",
+	tok, _, _ := testgrant.Sealed(t, o.exec, "sh")
+	_, err := a.ExecProcess(ctxT(t), &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: "tty",
 		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Terminal: true, Cwd: "/"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "without a terminal") {
 		t.Fatalf("encrypted grant with a terminal: %v", err)

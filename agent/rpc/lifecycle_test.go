@@ -1,7 +1,6 @@
 package rpc_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -109,25 +108,11 @@ func (a *agent) runContainer(t *testing.T, cid string, s *agentpb.Spec) {
 
 func (a *agent) readAll(t *testing.T, cid, eid string, stderr bool) string {
 	t.Helper()
-	ctx := ctxT(t)
-	var b bytes.Buffer
-	for {
-		req := &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: eid, Len: 32 << 10}
-		var r *agentpb.ReadStreamResponse
-		var err error
-		if stderr {
-			r, err = a.ReadStderr(ctx, req)
-		} else {
-			r, err = a.ReadStdout(ctx, req)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Data) == 0 {
-			return b.String()
-		}
-		b.Write(r.Data)
+	out, err := testagent.ReadStream(ctxT(t), a, cid, eid, stderr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return string(out)
 }
 
 func (a *agent) wait(t *testing.T, cid, eid string) int32 {

@@ -147,31 +147,18 @@ func k8sSpec(root, name string, args ...string) *agentpb.Spec {
 	return s
 }
 
-// readStream reads a stream to EOF and fails if any payload holds canary.
+// readStream reads a stream to EOF and fails if what the host read holds
+// canary (in one payload or across two).
 func (a *observedAgent) readStream(t *testing.T, cid, eid string, stderr bool, canary string) []byte {
 	t.Helper()
-	ctx := ctxT(t)
-	var b bytes.Buffer
-	for {
-		req := &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: eid, Len: 32 << 10}
-		var r *agentpb.ReadStreamResponse
-		var err error
-		if stderr {
-			r, err = a.ReadStderr(ctx, req)
-		} else {
-			r, err = a.ReadStdout(ctx, req)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if canary != "" && bytes.Contains(r.Data, []byte(canary)) {
-			t.Fatalf("the canary reached the host in a %s payload", map[bool]string{false: "ReadStdout", true: "ReadStderr"}[stderr])
-		}
-		if len(r.Data) == 0 {
-			return b.Bytes()
-		}
-		b.Write(r.Data)
+	out, err := testagent.ReadStream(ctxT(t), a, cid, eid, stderr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if canary != "" && bytes.Contains(out, []byte(canary)) {
+		t.Fatalf("the canary reached the host in %s payloads", map[bool]string{false: "ReadStdout", true: "ReadStderr"}[stderr])
+	}
+	return out
 }
 
 func TestSealedLogsThroughAPI(t *testing.T) {

@@ -3,10 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testgrant"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 	"github.com/cocoon-tee/cocoon/tools/client"
 )
@@ -135,22 +133,7 @@ func testEncryptedExecInVM(t *testing.T, v *VM, c *client.Client, logs *logStrea
 		}
 	}()
 
-	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(eph.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	nonce := execgrant.NewNonce()
-	tok, err := execgrant.Sign(execKey, execgrant.Grant{Version: 1, Pod: "shop/web", Container: "app",
-		Argv: []string{"/bin/sh"}, IssuedAt: now.Unix(), Expires: now.Add(5 * time.Minute).Unix(), Nonce: nonce,
-		SealKey: base64.RawURLEncoding.EncodeToString(der)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, nonce, eph := testgrant.Sealed(t, execKey, "/bin/sh")
 	if _, err := c.Agent.ExecProcess(callCtx(t), &agentpb.ExecProcessRequest{ContainerId: cid, ExecId: eid,
 		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Cwd: "/", User: &agentpb.User{}}}); err != nil {
 		t.Fatalf("encrypted exec: %v", err)

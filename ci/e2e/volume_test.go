@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -277,18 +278,10 @@ func checkCiphertextDisk(t *testing.T, path, marker string) {
 
 // readAll reads a process's stdout until EOF (empty data) or the process
 // is gone.
-func readAll(t *testing.T, a interface {
-	ReadStdout(context.Context, *agentpb.ReadStreamRequest) (*agentpb.ReadStreamResponse, error)
-}, cid string) string {
+func readAll(t *testing.T, a testagent.StreamReader, cid string) string {
 	t.Helper()
-	var out []byte
-	for {
-		r, err := a.ReadStdout(callCtx(t), &agentpb.ReadStreamRequest{ContainerId: cid, ExecId: cid, Len: 32 << 10})
-		if err != nil || len(r.Data) == 0 {
-			return string(out)
-		}
-		out = append(out, r.Data...)
-	}
+	out, _ := testagent.ReadStream(callCtx(t), a, cid, cid, false)
+	return string(out)
 }
 
 // randomHex names what one test run creates, so runs never meet.

@@ -1,7 +1,6 @@
 package generate
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -174,27 +173,14 @@ func runContainer(t testing.TB, c agentpb.AgentServiceService, rt *miniRuntime, 
 	if _, err := c.StartContainer(ctx, &agentpb.StartContainerRequest{ContainerId: req.ContainerId}); err != nil {
 		t.Fatalf("StartContainer %s: %v", ct.Name, err)
 	}
-	var out bytes.Buffer
-	for {
-		r, err := c.ReadStdout(ctx, &agentpb.ReadStreamRequest{ContainerId: req.ContainerId, ExecId: req.ExecId, Len: 32 << 10})
-		if status.Code(err) == codes.PermissionDenied {
-			t.Fatalf("ReadStdout denied: %v", err)
-		}
-		if err != nil || len(r.Data) == 0 {
-			break // EOF, or the process is gone and its output drained
-		}
-		out.Write(r.Data)
+	// Another error than a denial ends the read: the process is gone and
+	// its output drained.
+	out, err := testagent.ReadStream(ctx, c, req.ContainerId, req.ExecId, false)
+	if status.Code(err) == codes.PermissionDenied {
+		t.Fatalf("ReadStdout denied: %v", err)
 	}
-	var errOut bytes.Buffer
-	for {
-		r, err := c.ReadStderr(ctx, &agentpb.ReadStreamRequest{ContainerId: req.ContainerId, ExecId: req.ExecId, Len: 32 << 10})
-		if err != nil || len(r.Data) == 0 {
-			break
-		}
-		errOut.Write(r.Data)
-	}
-	if errOut.Len() > 0 {
-		t.Logf("container %s stderr: %s", ct.Name, errOut.String())
+	if errOut, _ := testagent.ReadStream(ctx, c, req.ContainerId, req.ExecId, true); len(errOut) > 0 {
+		t.Logf("container %s stderr: %s", ct.Name, errOut)
 	}
 	wr, err := c.WaitProcess(ctx, &agentpb.WaitProcessRequest{ContainerId: req.ContainerId, ExecId: req.ExecId})
 	if err != nil {
@@ -203,7 +189,7 @@ func runContainer(t testing.TB, c agentpb.AgentServiceService, rt *miniRuntime, 
 	if _, err := c.RemoveContainer(ctx, &agentpb.RemoveContainerRequest{ContainerId: req.ContainerId}); err != nil {
 		t.Errorf("RemoveContainer %s: %v", ct.Name, err)
 	}
-	return out.String(), wr.Status
+	return string(out), wr.Status
 }
 
 // restrictOOMScoreAdj raises the request's OOM score to this process's, as

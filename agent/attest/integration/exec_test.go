@@ -12,14 +12,15 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cocoon-tee/cocoon/agent/config"
 	"github.com/cocoon-tee/cocoon/agent/daemon"
 	"github.com/cocoon-tee/cocoon/agent/execgrant"
 	"github.com/cocoon-tee/cocoon/agent/initdata"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testgrant"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
@@ -93,45 +94,18 @@ func (a *agent) runApp(t *testing.T, cfg config.Config) {
 // host relays them.
 func (a *agent) encryptedExec(t *testing.T, o execOwner, eid string, argv ...string) (nonce string, eph *ecdh.PrivateKey, stdout, stderr []byte) {
 	t.Helper()
-	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(eph.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	nonce = execgrant.NewNonce()
-	tok, err := execgrant.Sign(o.exec, execgrant.Grant{Version: 1, Pod: "shop/web", Container: "app", Argv: argv,
-		IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix(), Nonce: nonce,
-		SealKey: base64.RawURLEncoding.EncodeToString(der)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, nonce, eph := testgrant.Sealed(t, o.exec, argv...)
 	ctx := ctxT(t)
 	if _, err := a.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: eid,
 		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Env: []string{"PATH=/bin"}, Cwd: "/"}}); err != nil {
 		t.Fatalf("encrypted exec: %v", err)
 	}
 	read := func(stderr bool) []byte {
-		var b bytes.Buffer
-		for {
-			req := &agentpb.ReadStreamRequest{ContainerId: "app", ExecId: eid, Len: 32 << 10}
-			var r *agentpb.ReadStreamResponse
-			if stderr {
-				r, err = a.ReadStderr(ctx, req)
-			} else {
-				r, err = a.ReadStdout(ctx, req)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(r.Data) == 0 {
-				return b.Bytes()
-			}
-			b.Write(r.Data)
+		out, err := testagent.ReadStream(ctx, a, "app", eid, stderr)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return out
 	}
 	stdout, stderr = read(false), read(true)
 	if w, err := a.WaitProcess(ctx, &agentpb.WaitProcessRequest{ContainerId: "app", ExecId: eid}); err != nil || w.Status != 0 {

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -22,6 +19,7 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/internal/sandbox"
 	"github.com/cocoon-tee/cocoon/agent/internal/stream"
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testgrant"
 )
 
 // TestEncryptedExecAnnouncesEvidence: an encrypted exec's stdout starts
@@ -51,31 +49,16 @@ func TestEncryptedExecAnnouncesEvidence(t *testing.T) {
 	// grant's nonce, the owner's key and the process.
 	start := func(eid string) (string, *ecdh.PrivateKey, *container.Process, error) {
 		t.Helper()
-		eph, err := ecdh.X25519().GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ek, err := x509.MarshalPKIXPublicKey(eph.PublicKey())
-		if err != nil {
-			t.Fatal(err)
-		}
-		now := time.Now()
-		g := execgrant.Grant{Version: 1, Pod: "shop/web", Container: "app", Argv: []string{"sh", "-c", "echo out; echo err >&2"},
-			IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix(), Nonce: execgrant.NewNonce(),
-			SealKey: base64.RawURLEncoding.EncodeToString(ek)}
-		tok, err := execgrant.Sign(key, g)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tok, nonce, eph := testgrant.Sealed(t, key, "sh", "-c", "echo out; echo err >&2")
 		args := []string{execgrant.Command, tok}
-		vg, err := p.VerifyExecGrant("c1", args, now)
+		vg, err := p.VerifyExecGrant("c1", args, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		release := p.AdmitExecGrant("c1", eid, tok, vg)
 		proc, err := p.Exec(ctx, sandbox.ExecRequest{ContainerID: "c1", ExecID: eid, Process: &specs.Process{Args: args, Cwd: "/"}})
 		release()
-		return g.Nonce, eph, proc, err
+		return nonce, eph, proc, err
 	}
 	// run is start, and all of stdout and stderr.
 	run := func(eid string) (string, *ecdh.PrivateKey, []byte, []byte) {
