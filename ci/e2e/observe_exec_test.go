@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -87,27 +85,6 @@ func (h *hostOutput) add(p payload) [][]byte {
 		lines = append(lines, bytes.Clone(h.pending[:i]))
 		h.pending = h.pending[i+1:]
 	}
-}
-
-// headers returns the distinct sealed header lines the host relayed, in
-// the order they first came.
-func (h *hostOutput) headers() [][]byte {
-	var hs [][]byte
-	for _, l := range bytes.Split(h.raw, []byte("\n")) {
-		if bytes.HasPrefix(l, []byte(sealedlog.HeaderPrefix)) && !containsLine(hs, l) {
-			hs = append(hs, l)
-		}
-	}
-	return hs
-}
-
-func containsLine(ls [][]byte, l []byte) bool {
-	for _, x := range ls {
-		if bytes.Equal(x, l) {
-			return true
-		}
-	}
-	return false
 }
 
 // testEncryptedExecInVM runs an end-to-end encrypted exec in the VM, as
@@ -237,32 +214,7 @@ func testEncryptedExecInVM(t *testing.T, v *VM, c *client.Client, logs *logStrea
 	}
 
 	t.Run("announcement", func(t *testing.T) {
-		if ann.Tee != "sample" {
-			t.Errorf("announced tee %q, want the guest's sample attester", ann.Tee)
-		}
-		if err := ann.Verify(nonce, false); !errors.Is(err, execgrant.ErrSampleEvidence) {
-			t.Errorf("sample evidence not allowed: %v, want ErrSampleEvidence", err)
-		}
-		if err := ann.Verify(nonce, true); err != nil {
-			t.Errorf("the announcement does not verify for its grant: %v", err)
-		}
-		if err := ann.Verify(execgrant.NewNonce(), true); !errors.Is(err, execgrant.ErrEvidenceMismatch) {
-			t.Errorf("the announcement verifies for another grant's nonce: %v", err)
-		}
-		// The key stream's header comes first on stdout, then stdout's;
-		// stderr has its own: the evidence names exactly these, in order.
-		hs := append(stdout.headers(), stderr.headers()...)
-		var got []string
-		for _, h := range hs {
-			if !ann.Binds(h) {
-				t.Errorf("header %.80q is not bound by the announcement", h)
-			}
-			d, _ := execgrant.HeaderDigest(h)
-			got = append(got, base64.RawURLEncoding.EncodeToString(d[:]))
-		}
-		if fmt.Sprint(got) != fmt.Sprint(ann.Headers) {
-			t.Errorf("headers relayed %v, announced %v", got, ann.Headers)
-		}
+		testgrant.CheckSampleAnnouncement(t, ann, nonce, stdout.raw, stderr.raw)
 	})
 
 	t.Run("owner-output", func(t *testing.T) {

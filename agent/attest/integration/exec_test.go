@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -114,17 +113,6 @@ func (a *agent) encryptedExec(t *testing.T, o execOwner, eid string, argv ...str
 	return nonce, eph, stdout, stderr
 }
 
-// headerLines returns the sealed header lines of some output.
-func headerLines(out []byte) [][]byte {
-	var hs [][]byte
-	for _, l := range bytes.Split(out, []byte("\n")) {
-		if bytes.HasPrefix(l, []byte(sealedlog.HeaderPrefix)) {
-			hs = append(hs, l)
-		}
-	}
-	return hs
-}
-
 // openSession opens the session's output with the grant's key, skipping
 // the announcement (unsealed to ExecOwner), and returns the plaintext.
 func openSession(t *testing.T, eph *ecdh.PrivateKey, stdout, stderr []byte) (string, string) {
@@ -178,27 +166,7 @@ func TestEncryptedExecAnnouncedByDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ann.Tee != "sample" {
-		t.Errorf("announced tee %q, want the daemon's sample attester", ann.Tee)
-	}
-	if err := ann.Verify(nonce, false); !errors.Is(err, execgrant.ErrSampleEvidence) {
-		t.Errorf("sample evidence without allowing it: %v, want ErrSampleEvidence", err)
-	}
-	if err := ann.Verify(nonce, true); err != nil {
-		t.Fatalf("the announcement does not verify for its grant: %v", err)
-	}
-	if err := ann.Verify(execgrant.NewNonce(), true); !errors.Is(err, execgrant.ErrEvidenceMismatch) {
-		t.Errorf("the announcement verifies for another grant's nonce: %v", err)
-	}
-	hs := append(headerLines(stdout), headerLines(stderr)...)
-	if len(hs) < 3 {
-		t.Fatalf("%d sealed headers in the session's output, want the key stream's, stdout's and stderr's", len(hs))
-	}
-	for _, h := range hs {
-		if !ann.Binds(h) {
-			t.Errorf("header %.80q is not bound by the announcement", h)
-		}
-	}
+	testgrant.CheckSampleAnnouncement(t, ann, nonce, stdout, stderr)
 	if out, errOut := openSession(t, eph, stdout, stderr); out != "out\n" || errOut != "err\n" {
 		t.Errorf("session output %q / %q, want out / err", out, errOut)
 	}
