@@ -33,9 +33,9 @@ type e2eSession struct {
 
 // startE2E signs a grant carrying a fresh ephemeral key, runs it and reads
 // the agent's stdin key from the first output.
-func startE2E(t *testing.T, a *observedAgent, o owner, eid, canary string, argv ...string) *e2eSession {
+func startE2E(t *testing.T, a *observedAgent, o testgrant.Owner, eid, canary string, argv ...string) *e2eSession {
 	t.Helper()
-	tok, _, eph := testgrant.Sealed(t, o.exec, argv...)
+	tok, _, eph := testgrant.Sealed(t, o.Exec, argv...)
 	ctx := ctxT(t)
 	if _, err := a.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: eid,
 		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Env: []string{"PATH=/bin"}, Cwd: "/"}}); err != nil {
@@ -159,7 +159,7 @@ func (s *e2eSession) finish() {
 }
 
 func TestEncryptedExecThroughAPI(t *testing.T) {
-	o := newOwner(t)
+	o := testgrant.NewOwner(t)
 	a := startObserved(t, o, "")
 	a.runContainer(t, "app", k8sSpec(a.rootfs(t, "app"), "app", "sleep", "1000"))
 	const canary = "CANARY-e2e-9b41-typed-by-the-owner"
@@ -237,7 +237,7 @@ func TestEncryptedExecThroughAPI(t *testing.T) {
 
 	// A terminal is refused for an encrypted grant rather than run in the
 	// clear.
-	tok, _, _ := testgrant.Sealed(t, o.exec, "sh")
+	tok, _, _ := testgrant.Sealed(t, o.Exec, "sh")
 	_, err := a.ExecProcess(ctxT(t), &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: "tty",
 		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Terminal: true, Cwd: "/"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "without a terminal") {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testgrant"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
@@ -37,7 +38,7 @@ func BenchmarkReadStdoutSealed(b *testing.B) {
 		plainMBs = benchRead(b, a, k8sSpec(a.rootfsB(b, "reader"), "reader", args...), nil)
 	})
 	b.Run("sealed", func(b *testing.B) {
-		o := newOwner(b)
+		o := testgrant.NewOwner(b)
 		a := startObserved(b, o, "")
 		mbs := benchRead(b, a.agent, k8sSpec(a.rootfsB(b, "reader"), "reader", args...), &o)
 		if plainMBs > 0 {
@@ -48,7 +49,7 @@ func BenchmarkReadStdoutSealed(b *testing.B) {
 
 // benchRead reads the container's stdout for the benchmark's time and
 // returns the plaintext MB/s, which it also reports.
-func benchRead(b *testing.B, a *agent, s *agentpb.Spec, o *owner) float64 {
+func benchRead(b *testing.B, a *agent, s *agentpb.Spec, o *testgrant.Owner) float64 {
 	ctx := b.Context()
 	if _, err := a.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "reader", OCI: s}); err != nil {
 		b.Fatal(err)
@@ -81,7 +82,7 @@ func benchRead(b *testing.B, a *agent, s *agentpb.Spec, o *owner) float64 {
 	b.ReportMetric(float64(n)/float64(reads)/1024, "KiB/read")
 	if o != nil {
 		wire := n
-		plain, marks, err := sealedlog.ReadAll(o.seal, all.Bytes())
+		plain, marks, err := sealedlog.ReadAll(o.Seal, all.Bytes())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -3,10 +3,7 @@ package rpc_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
@@ -27,37 +24,11 @@ import (
 	"github.com/cocoon-tee/cocoon/agent/sealedlog"
 	"github.com/cocoon-tee/cocoon/internal/testutil/testagent"
 	"github.com/cocoon-tee/cocoon/internal/testutil/testenv"
+	"github.com/cocoon-tee/cocoon/internal/testutil/testgrant"
 	"github.com/cocoon-tee/cocoon/policy"
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 	"github.com/cocoon-tee/cocoon/tools/client"
 )
-
-// owner is a pod owner's keys.
-type owner struct {
-	seal *ecdh.PrivateKey
-	exec ed25519.PrivateKey
-}
-
-func newOwner(t testing.TB) owner {
-	t.Helper()
-	sk, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, ek, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return owner{seal: sk, exec: ek}
-}
-
-func b64PKIX(t testing.TB, k any) string {
-	der, err := x509.MarshalPKIXPublicKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(der)
-}
 
 // observedAgent is the real agent under the shipped coco-default policy,
 // with the owner's cocoon.toml in initdata, logging into a buffer.
@@ -83,15 +54,14 @@ func (s *syncBuffer) Bytes() []byte {
 	return bytes.Clone(s.b.Bytes())
 }
 
-func startObserved(t testing.TB, o owner, extra string) *observedAgent {
+func startObserved(t testing.TB, o testgrant.Owner, extra string) *observedAgent {
 	t.Helper()
 	testenv.RequiresRoot(t)
 	coco, err := policy.Builtin(policy.CocoDefault)
 	if err != nil {
 		t.Fatal(err)
 	}
-	toml := fmt.Sprintf("[owner]\nseal_key = %q\nexec_keys = [%q]\n\n[observability]\nmetrics = \"aggregate\"\n%s",
-		b64PKIX(t, o.seal.PublicKey()), b64PKIX(t, o.exec.Public()), extra)
+	toml := o.TOML(t) + "\n[observability]\nmetrics = \"aggregate\"\n" + extra
 	id, err := initdata.Create("sha256", map[string]string{"policy.rego": coco, "cocoon.toml": toml})
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +132,7 @@ func (a *observedAgent) readStream(t *testing.T, cid, eid string, stderr bool, c
 }
 
 func TestSealedLogsThroughAPI(t *testing.T) {
-	o := newOwner(t)
+	o := testgrant.NewOwner(t)
 	a := startObserved(t, o, "")
 	ctx := ctxT(t)
 	const canary = "CANARY-1f0c-not-for-the-host"
@@ -173,7 +143,7 @@ func TestSealedLogsThroughAPI(t *testing.T) {
 		t.Fatalf("flood exited %d", st)
 	}
 	sealed := a.readStream(t, "flood", "", false, canary)
-	plain, marks, err := sealedlog.ReadAll(o.seal, sealed)
+	plain, marks, err := sealedlog.ReadAll(o.Seal, sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +177,7 @@ func TestSealedLogsThroughAPI(t *testing.T) {
 		sealed []byte
 		want   []byte
 	}{"stdout": {out, want.Bytes()}, "stderr": {errOut, wantErr.Bytes()}} {
-		plain, marks, err := sealedlog.ReadAll(o.seal, tc.sealed)
+		plain, marks, err := sealedlog.ReadAll(o.Seal, tc.sealed)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -229,7 +199,7 @@ func TestSealedLogsThroughAPI(t *testing.T) {
 		dropped := append(append([][]byte{}, lines[:3]...), lines[4:]...)
 		replayed := append(append([][]byte{}, lines...), lines[2])
 		for what, ls := range map[string][][]byte{"dropped": dropped, "replayed": replayed} {
-			_, marks, _ := sealedlog.ReadAll(o.seal, bytes.Join(ls, nil))
+			_, marks, _ := sealedlog.ReadAll(o.Seal, bytes.Join(ls, nil))
 			kind := map[string]sealedlog.Kind{"dropped": sealedlog.Missing, "replayed": sealedlog.Replayed}[what]
 			found := false
 			for _, m := range marks {
@@ -266,7 +236,7 @@ func grant(t *testing.T, key ed25519.PrivateKey, ctr string, exp time.Duration, 
 }
 
 func TestOwnerSignedExecThroughAPI(t *testing.T) {
-	o := newOwner(t)
+	o := testgrant.NewOwner(t)
 	a := startObserved(t, o, "[observability.containers.other]\nlogs = \"plain\"\n")
 	ctx := ctxT(t)
 	for _, c := range []string{"app", "other"} {
@@ -284,7 +254,7 @@ func TestOwnerSignedExecThroughAPI(t *testing.T) {
 		return &agentpb.Process{Args: args, Env: []string{"LD_PRELOAD=/evil.so", "PATH=/bin"}, Cwd: "/tmp"}
 	}
 	argv := []string{"sh", "-c", `echo "granted pwd=$PWD preload=$LD_PRELOAD"; test -z "$LD_PRELOAD" && test "$PWD" = /`}
-	tok := grant(t, o.exec, "app", time.Minute, argv...)
+	tok := grant(t, o.Exec, "app", time.Minute, argv...)
 	eid, err := exec("app", hostile(execgrant.Command, tok))
 	if err != nil {
 		t.Fatalf("valid grant: %v", err)
@@ -296,9 +266,9 @@ func TestOwnerSignedExecThroughAPI(t *testing.T) {
 		t.Fatalf("granted exec exited %d: env or cwd came from the request", st)
 	}
 
-	otherKey := newOwner(t).exec
+	otherKey := testgrant.NewOwner(t).Exec
 	tampered := func() string {
-		parts := strings.Split(strings.TrimPrefix(grant(t, o.exec, "app", time.Minute, "id"), execgrant.Prefix), ".")
+		parts := strings.Split(strings.TrimPrefix(grant(t, o.Exec, "app", time.Minute, "id"), execgrant.Prefix), ".")
 		payload, _ := base64.RawURLEncoding.DecodeString(parts[0])
 		payload = bytes.Replace(payload, []byte(`["id"]`), []byte(`["sh"]`), 1)
 		return execgrant.Prefix + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[1]
@@ -309,9 +279,9 @@ func TestOwnerSignedExecThroughAPI(t *testing.T) {
 		want string
 	}{
 		"same token again":  {"app", []string{execgrant.Command, tok}, "already used"},
-		"another container": {"other", []string{execgrant.Command, grant(t, o.exec, "app", time.Minute, "id")}, "another container"},
+		"another container": {"other", []string{execgrant.Command, grant(t, o.Exec, "app", time.Minute, "id")}, "another container"},
 		"changed argv":      {"app", []string{execgrant.Command, tampered}, "does not verify"},
-		"expired":           {"app", []string{execgrant.Command, grant(t, o.exec, "app", -time.Minute, "id")}, "expired"},
+		"expired":           {"app", []string{execgrant.Command, grant(t, o.Exec, "app", -time.Minute, "id")}, "expired"},
 		"another key":       {"app", []string{execgrant.Command, grant(t, otherKey, "app", time.Minute, "id")}, "does not verify"},
 		"no token":          {"app", []string{"sh", "-c", "id"}, "only owner-signed exec grants"},
 	} {
@@ -324,7 +294,7 @@ func TestOwnerSignedExecThroughAPI(t *testing.T) {
 	}
 
 	// kubectl exec -it: a terminal, stdin and resize.
-	tty := grant(t, o.exec, "app", time.Minute, "sh")
+	tty := grant(t, o.Exec, "app", time.Minute, "sh")
 	p := hostile(execgrant.Command, tty)
 	p.Terminal = true
 	eid, err = exec("app", p)

@@ -4,11 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -24,48 +19,24 @@ import (
 	"github.com/cocoon-tee/cocoon/protocols/agentpb"
 )
 
-// execOwner is a pod owner's keys: logs are sealed to seal, grants are
-// signed by exec.
-type execOwner struct {
-	seal *ecdh.PrivateKey
-	exec ed25519.PrivateKey
-}
-
 // startOwned runs the real agent under the shipped coco-default policy
 // with the owner's keys in initdata's cocoon.toml, as the owner's
 // `cocoonctl initdata create --file cocoon.toml=...` would deliver them.
-func startOwned(t *testing.T, sample bool) (*agent, execOwner) {
+func startOwned(t *testing.T, sample bool) (*agent, testgrant.Owner) {
 	t.Helper()
-	sk, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, ek, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testgrant.NewOwner(t)
 	coco, err := policy.Builtin(policy.CocoDefault)
 	if err != nil {
 		t.Fatal(err)
 	}
-	toml := fmt.Sprintf("[owner]\nseal_key = %q\nexec_keys = [%q]\n", pkix(t, sk.PublicKey()), pkix(t, ek.Public()))
-	id, err := initdata.Create("sha256", map[string]string{initdata.KeyPolicy: coco, "cocoon.toml": toml})
+	id, err := initdata.Create("sha256", map[string]string{initdata.KeyPolicy: coco, "cocoon.toml": o.TOML(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := baseConfig(t)
 	cfg.AttestSample = sample
 	writeInitdata(t, &cfg, id)
-	return start(t, cfg, daemon.Options{}), execOwner{seal: sk, exec: ek}
-}
-
-func pkix(t *testing.T, k any) string {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(der)
+	return start(t, cfg, daemon.Options{}), o
 }
 
 // runApp starts a long-running container named "app" of pod shop/web, with
@@ -91,9 +62,9 @@ func (a *agent) runApp(t *testing.T, cfg config.Config) {
 // `cocoonctl exec` does, runs it, and returns the grant's nonce, the
 // ephemeral private key and the exec's whole stdout and stderr as the
 // host relays them.
-func (a *agent) encryptedExec(t *testing.T, o execOwner, eid string, argv ...string) (nonce string, eph *ecdh.PrivateKey, stdout, stderr []byte) {
+func (a *agent) encryptedExec(t *testing.T, o testgrant.Owner, eid string, argv ...string) (nonce string, eph *ecdh.PrivateKey, stdout, stderr []byte) {
 	t.Helper()
-	tok, nonce, eph := testgrant.Sealed(t, o.exec, argv...)
+	tok, nonce, eph := testgrant.Sealed(t, o.Exec, argv...)
 	ctx := ctxT(t)
 	if _, err := a.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "app", ExecId: eid,
 		Process: &agentpb.Process{Args: []string{execgrant.Command, tok}, Env: []string{"PATH=/bin"}, Cwd: "/"}}); err != nil {
@@ -219,7 +190,7 @@ func TestSealedLogsAttestedByDaemon(t *testing.T) {
 			text = append(text, r.Data...)
 		}
 	}
-	op, err := sealedlog.NewOpenerWith(o.seal, sealedlog.OpenerOptions{RequireEvidence: true, AllowSample: true})
+	op, err := sealedlog.NewOpenerWith(o.Seal, sealedlog.OpenerOptions{RequireEvidence: true, AllowSample: true})
 	if err != nil {
 		t.Fatal(err)
 	}
