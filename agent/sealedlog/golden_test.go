@@ -31,6 +31,25 @@ func goldenKey(t *testing.T, c ecdh.Curve) *ecdh.PrivateKey {
 	return k
 }
 
+// matchGolden compares got with the stored file at path (rewriting it
+// first with -update) and returns the stored bytes.
+func matchGolden(t *testing.T, path string, got []byte) []byte {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("sealing changed:\n got %s\nwant %s", got, want)
+	}
+	return want
+}
+
 // TestGolden pins the format: sealing with a fixed key and a fixed random
 // source gives the stored lines byte for byte, and the stored lines open to
 // the input.
@@ -45,18 +64,7 @@ func TestGolden(t *testing.T) {
 			path := filepath.Join("testdata", g.file)
 			cryptotest.SetGlobalRandom(t, 42)
 			got := seal(t, priv.PublicKey(), Options{}, goldenInput...)
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("sealing changed:\n got %s\nwant %s", got, want)
-			}
+			want := matchGolden(t, path, got)
 			ls := lines(want)
 			// The header's suite, read without this package's parser.
 			h := mustDecode(t, ls[0], "cocoon-sealed:v1:h:")
@@ -83,18 +91,7 @@ func TestGoldenAttested(t *testing.T) {
 	cryptotest.SetGlobalRandom(t, 42)
 	out, errS := attestedPair(t, priv.PublicKey(), attest.Sample{}, Options{})
 	got := interleaved(t, out, errS)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("sealing changed:\n got %s\nwant %s", got, want)
-	}
+	want := matchGolden(t, path, got)
 	ls := lines(want)
 	var headers [][]byte
 	var att []byte
